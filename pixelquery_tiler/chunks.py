@@ -1,0 +1,127 @@
+"""Chunk files: immutable Arrow IPC files holding pixels.
+
+One file per ingested observation and level, one record batch per chunk. A batch has one column per band
+(named by common name, native dtype, ``height*width`` rows in row-major order) and, where the source had a
+mask that is not a nodata value, a ``valid`` uint8 column (255 valid, 0 not). Primitive columns without
+nulls map to numpy without copying, and a memory-mapped file makes reading a chunk a pointer cast.
+
+Files are written once under a unique name and never modified: a crash leaves at most an unreferenced file
+for ``gc``; there is no rename step that an object store could not do atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+from affine import Affine
+
+from .fileio import WarehouseFS
+
+VALID_COLUMN = "valid"
+FORMAT_VERSION = "1"
+
+
+@dataclass
+class Chunk:
+    """Pixels of one grid tile of one observation at one level, with their own georeferencing."""
+
+    tile_id: str
+    transform: Affine
+    data: np.ndarray  # (bands, height, width)
+    valid: np.ndarray | None  # (height, width) bool, None when validity comes from nodata only
+
+    @property
+    def height(self) -> int:
+        return int(self.data.shape[1])
+
+    @property
+    def width(self) -> int:
+        return int(self.data.shape[2])
+
+
+def write_chunk_file(
+    fs: WarehouseFS,
+    relpath: str,
+    chunks: Sequence[Chunk],
+    band_names: Sequence[str],
+    crs: str,
+    nodata: float | None,
+    compression: str | None = None,
+) -> None:
+    """Write all chunks of one observation level as one IPC file, batch ``i`` = ``chunks[i]``."""
+    has_valid = any(c.valid is not None for c in chunks)
+    dtype = chunks[0].data.dtype
+    fields = [pa.field(name, pa.from_numpy_dtype(dtype), nullable=False) for name in band_names]
+    if has_valid:
+        fields.append(pa.field(VALID_COLUMN, pa.uint8(), nullable=False))
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "crs": crs,
+        "nodata": nodata,
+        "bands": list(band_names),
+        "chunks": [
+            {"tile_id": c.tile_id, "height": c.height, "width": c.width, "transform": list(c.transform)[:6]}
+            for c in chunks
+        ],
+    }
+    schema = pa.schema(fields, metadata={"pixelquery": json.dumps(meta)})
+    options = ipc.IpcWriteOptions(compression=compression)
+    with fs.open_output(relpath) as sink, ipc.new_file(sink, schema, options=options) as writer:
+        for chunk in chunks:
+            columns = [pa.array(np.ascontiguousarray(band).ravel()) for band in chunk.data]
+            if has_valid:
+                valid = chunk.valid if chunk.valid is not None else np.ones((chunk.height, chunk.width), bool)
+                columns.append(pa.array(valid.ravel().astype(np.uint8) * 255))
+            writer.write_batch(pa.record_batch(columns, schema=schema))
+
+
+class ChunkReader:
+    """Reads chunks by (file, batch), keeping recently used files open.
+
+    Files are immutable, so an open reader never goes stale; the cache only bounds open handles.
+    """
+
+    def __init__(self, fs: WarehouseFS, max_open: int = 256):
+        self.fs = fs
+        self.max_open = max_open
+        self._open: OrderedDict[str, ipc.RecordBatchFileReader] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _reader(self, relpath: str) -> ipc.RecordBatchFileReader:
+        with self._lock:
+            reader = self._open.get(relpath)
+            if reader is not None:
+                self._open.move_to_end(relpath)
+                return reader
+        reader = ipc.open_file(self.fs.open_input(relpath))
+        with self._lock:
+            self._open[relpath] = reader
+            while len(self._open) > self.max_open:
+                self._open.popitem(last=False)
+        return reader
+
+    def read(
+        self, relpath: str, batch_index: int, height: int, width: int, bands: Sequence[str]
+    ) -> tuple[list[np.ndarray], np.ndarray | None]:
+        """``([band (h, w), ...], valid (h, w) bool or None)``: zero-copy views where the file allows."""
+        batch = self._reader(relpath).get_batch(batch_index)
+        data = [_column(batch, b).reshape(height, width) for b in bands]
+        valid = None
+        if batch.schema.get_field_index(VALID_COLUMN) >= 0:
+            valid = _column(batch, VALID_COLUMN).reshape(height, width) > 0
+        return data, valid
+
+
+def _column(batch: pa.RecordBatch, name: str) -> np.ndarray:
+    column = batch.column(name)
+    try:
+        return column.to_numpy(zero_copy_only=True)
+    except pa.ArrowInvalid:  # compressed buffers or nulls: one copy
+        return column.to_numpy(zero_copy_only=False)

@@ -1,0 +1,131 @@
+"""Product profiles: what a product's bands are called and how to treat them.
+
+Profiles are data (``profiles/products.json``), not code, so adding a sensor is a JSON edit. A profile maps
+native band names to STAC common names (``red``, ``nir``...), which is what the reader exposes so titiler
+expressions such as ``(nir-red)/(nir+red)`` work across products.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import PurePath
+from typing import Any
+
+
+class ProfileError(ValueError):
+    """Unknown product, or bands that do not fit the product."""
+
+
+@dataclass(frozen=True)
+class BandSpec:
+    name: str
+    common_name: str
+    center_wavelength: float | None = None
+    gsd: float | None = None
+
+
+@dataclass(frozen=True)
+class ProductProfile:
+    id: str
+    title: str
+    bands: tuple[BandSpec, ...]
+    overview_resampling: str = "average"
+    provider: str | None = None
+    platform: str | None = None
+    instruments: tuple[str, ...] = ()
+    gsd: float | None = None
+    scale: float | None = None
+    offset: float | None = None
+    nodata: float | None = None
+    filename_patterns: tuple[str, ...] = ()
+    rendering: dict[str, Any] = field(default_factory=dict)
+
+    def band(self, key: str) -> BandSpec | None:
+        """A band by native or common name (case-insensitive)."""
+        key = key.lower()
+        for band in self.bands:
+            if key in (band.name.lower(), band.common_name.lower()):
+                return band
+        return None
+
+
+@lru_cache(maxsize=1)
+def load_profiles() -> dict[str, ProductProfile]:
+    raw = json.loads(resources.files(__package__).joinpath("profiles/products.json").read_text())
+    profiles = {}
+    for pid, p in raw.items():
+        profiles[pid] = ProductProfile(
+            id=pid,
+            title=p.get("title", pid),
+            bands=tuple(BandSpec(**b) for b in p.get("bands", [])),
+            overview_resampling=p.get("overview_resampling", "average"),
+            provider=p.get("provider"),
+            platform=p.get("platform"),
+            instruments=tuple(p.get("instruments", ())),
+            gsd=p.get("gsd"),
+            scale=p.get("scale"),
+            offset=p.get("offset"),
+            nodata=p.get("nodata"),
+            filename_patterns=tuple(p.get("filename_patterns", ())),
+            rendering=p.get("rendering", {}),
+        )
+    return profiles
+
+
+def get_profile(product: str) -> ProductProfile:
+    profiles = load_profiles()
+    if product not in profiles:
+        raise ProfileError(f"unknown product {product!r}; known: {', '.join(sorted(profiles))}")
+    return profiles[product]
+
+
+def detect_product(path: str, band_count: int) -> ProductProfile:
+    """Guess a product from the file name, else a generic profile from the band count."""
+    name = PurePath(path).name
+    for profile in load_profiles().values():
+        if any(re.search(p, name) for p in profile.filename_patterns):
+            return profile
+    generic = {1: "generic-single", 3: "generic-rgb", 4: "generic-rgbn"}.get(band_count, "generic")
+    return get_profile(generic)
+
+
+_BAND_IN_NAME = re.compile(r"_(B\d{1,2}A?)(?:[_.]|$)", re.IGNORECASE)
+
+
+def resolve_bands(
+    profile: ProductProfile, band_count: int, path: str, bands: list[str] | None = None
+) -> list[BandSpec]:
+    """The band list of one file: from ``--bands``, the profile, or a per-band file name (``..._B4.TIF``)."""
+    if bands:
+        if len(bands) != band_count:
+            raise ProfileError(f"--bands names {len(bands)} band(s) but the file has {band_count}")
+        if len(set(bands)) != len(bands):
+            raise ProfileError("--bands has duplicate names")
+        out = []
+        for b in bands:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", b):
+                raise ProfileError(f"band name {b!r} must be an identifier (letters, digits, _)")
+            spec = profile.band(b)
+            out.append(BandSpec(b, b, spec.center_wavelength, spec.gsd) if spec else BandSpec(b, b))
+        return out
+    if not profile.bands:
+        return [BandSpec(f"b{i}", f"b{i}") for i in range(1, band_count + 1)]
+    if band_count == len(profile.bands):
+        return list(profile.bands)
+    if band_count == 1:
+        match = _BAND_IN_NAME.search(PurePath(path).name)
+        spec = profile.band(match.group(1)) if match else None
+        if spec is None and match:
+            # Landsat file names say B2 while some profiles say B02
+            digits = re.sub(r"\D", "", match.group(1))
+            spec = next((b for b in profile.bands if re.sub(r"\D", "", b.name).lstrip("0") == digits.lstrip("0") and b.name.upper().endswith("A") == match.group(1).upper().endswith("A")), None)
+        if spec is not None:
+            return [spec]
+    raise ProfileError(
+        f"file has {band_count} band(s) but product {profile.id!r} has {len(profile.bands)}; "
+        "name them with --bands"
+    )

@@ -1,0 +1,225 @@
+"""The warehouse: a URI holding an Iceberg catalog and immutable chunk files.
+
+``Warehouse`` is the Python entry point (ingest, collections, gc); ``Collection`` is one Iceberg table with
+its in-memory index and window reads. Both are cheap to construct and hold no global state; a server keeps
+one ``Warehouse`` and asks it for collections per request.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyiceberg.manifest import ManifestEntryStatus
+from pyiceberg.table import Table
+
+from . import catalog as cat
+from .chunks import ChunkReader
+from .fileio import FileEntry, WarehouseFS
+from .index import CollectionIndex
+from .ingest import IngestResult, check_name, ingest_file
+from .mosaic import WindowRead, read_window
+from .temporal import parse_interval
+
+log = logging.getLogger(__name__)
+
+
+class CollectionNotFound(LookupError):
+    """No such collection in the warehouse."""
+
+
+class Collection:
+    """One collection (Iceberg table): snapshots, an auto-refreshing index and window reads."""
+
+    def __init__(self, warehouse: "Warehouse", name: str, refresh_interval: float):
+        self.warehouse = warehouse
+        self.name = name
+        self.refresh_interval = refresh_interval
+        self._index: CollectionIndex | None = None
+        self._checked = 0.0
+        self._lock = threading.Lock()
+
+    # -- catalog ------------------------------------------------------------------------------------------
+    def table(self) -> Table:
+        table = cat.load_table(self.warehouse.catalog, self.name)
+        if table is None:
+            raise CollectionNotFound(f"collection {self.name!r} not found")
+        return table
+
+    def snapshots(self) -> list[cat.SnapshotInfo]:
+        return cat.snapshots(self.table())
+
+    # -- index ----------------------------------------------------------------------------------------------
+    def index(self) -> CollectionIndex:
+        """The index at the table head, re-checked at most every ``refresh_interval`` seconds."""
+        now = time.monotonic()
+        current = self._index
+        if current is not None and now - self._checked < self.refresh_interval:
+            return current
+        with self._lock:
+            if self._index is not None and time.monotonic() - self._checked < self.refresh_interval:
+                return self._index
+            table = self.table()
+            head = table.current_snapshot()
+            head_id = head.snapshot_id if head else None
+            if self._index is None or self._index.snapshot_id != head_id:
+                self._index = self._build(table, self._index)
+            self._checked = time.monotonic()
+            return self._index
+
+    def _build(self, table: Table, previous: CollectionIndex | None) -> CollectionIndex:
+        snaps = cat.snapshots(table)
+        known = {s.snapshot_id for s in previous.snapshots} if previous else set()
+        new = [s for s in snaps if s.snapshot_id not in known]
+        appends_only = previous is not None and all(
+            (table.snapshot_by_id(s.snapshot_id).summary.operation.value == "append") for s in new
+        ) and known <= {s.snapshot_id for s in snaps}
+        if appends_only and previous is not None:
+            added = [self._added_rows(table, s.snapshot_id) for s in new]
+            rows = pa.concat_tables([previous.rows, *added]) if added else previous.rows
+        else:
+            rows = table.scan().to_arrow() if snaps else cat.ARROW_SCHEMA.empty_table()
+        rows = rows.cast(cat.ARROW_SCHEMA) if rows.schema != cat.ARROW_SCHEMA else rows
+        log.info("indexed %s: %d rows, %d snapshots", self.name, rows.num_rows, len(snaps))
+        return CollectionIndex(rows, snaps)
+
+    @staticmethod
+    def _added_rows(table: Table, snapshot_id: int) -> pa.Table:
+        """Rows that one append snapshot added, read from its new data files only."""
+        snap = table.snapshot_by_id(snapshot_id)
+        io = table.io
+        tables = []
+        for manifest in snap.manifests(io):
+            if manifest.added_snapshot_id != snapshot_id:
+                continue
+            for entry in manifest.fetch_manifest_entry(io, discard_deleted=True):
+                if entry.status == ManifestEntryStatus.ADDED and entry.snapshot_id == snapshot_id:
+                    with io.new_input(entry.data_file.file_path).open() as f:
+                        tables.append(pq.read_table(f))
+        if not tables:
+            return cat.ARROW_SCHEMA.empty_table()
+        return pa.concat_tables([t.cast(cat.ARROW_SCHEMA) for t in tables])
+
+    # -- reads ----------------------------------------------------------------------------------------------
+    def read(
+        self,
+        bounds: tuple[float, float, float, float],
+        crs: str,
+        width: int,
+        height: int,
+        *,
+        bands: list[str] | None = None,
+        datetime: str | None = None,
+        snapshot_id: int | None = None,
+        item_id: str | None = None,
+        product: str | None = None,
+        resampling: str = "nearest",
+        pixel_selection: str = "first",
+    ) -> WindowRead:
+        """Read a window (bounds in ``crs``, output ``width`` x ``height``) as a masked array."""
+        start, end = parse_interval(datetime) if datetime else (None, None)
+        return read_window(
+            self.index(), self.warehouse.chunk_reader, bounds, crs, width, height,
+            bands=bands, start=start, end=end, snapshot_id=snapshot_id, item_id=item_id, product=product,
+            resampling=resampling, pixel_selection=pixel_selection,
+        )
+
+    def ingest(self, path: str, **kwargs) -> IngestResult:
+        return self.warehouse.ingest(path, self.name, **kwargs)
+
+
+@dataclass(frozen=True)
+class GcReport:
+    orphans: list[FileEntry]
+    deleted: bool
+
+    @property
+    def bytes(self) -> int:
+        return sum(f.size for f in self.orphans)
+
+
+class Warehouse:
+    """A PixelQuery warehouse at ``uri`` (local folder or any pyarrow filesystem URI)."""
+
+    def __init__(self, uri: str, catalog_uri: str | None = None, refresh_interval: float = 1.0):
+        self.fs = WarehouseFS(uri)
+        self.uri = self.fs.uri
+        self._catalog_uri = catalog_uri
+        self._catalog = None
+        self.refresh_interval = refresh_interval
+        self.chunk_reader = ChunkReader(self.fs)
+        self._collections: dict[str, Collection] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def catalog(self):
+        if self._catalog is None:
+            self._catalog = cat.open_catalog(self.fs, self._catalog_uri)
+        return self._catalog
+
+    def collections(self) -> list[str]:
+        return cat.list_collections(self.catalog)
+
+    def collection(self, name: str) -> Collection:
+        """A collection handle; raises ``CollectionNotFound`` for unknown or malformed names."""
+        with self._lock:
+            if name in self._collections:
+                return self._collections[name]
+        try:
+            check_name("collection", name)
+        except ValueError:
+            raise CollectionNotFound(f"collection {name!r} not found") from None
+        if cat.load_table(self.catalog, name) is None:
+            raise CollectionNotFound(f"collection {name!r} not found")
+        with self._lock:
+            return self._collections.setdefault(name, Collection(self, name, self.refresh_interval))
+
+    def ingest(
+        self,
+        path: str,
+        collection: str,
+        product: str | None = None,
+        datetime: str | dt.datetime | None = None,
+        bands: list[str] | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> IngestResult:
+        """Ingest one file as one snapshot (= one STAC item); creates the collection if missing."""
+        return ingest_file(self.fs, self.catalog, collection, path, product, datetime, bands, progress)
+
+    def ingest_many(self, paths: Iterable[str], collection: str, **kwargs) -> list[IngestResult]:
+        return [self.ingest(p, collection, **kwargs) for p in paths]
+
+    def referenced_files(self) -> set[str]:
+        """Chunk files referenced by any retained snapshot of any collection."""
+        refs: set[str] = set()
+        for name in self.collections():
+            table = cat.load_table(self.catalog, name)
+            if table is None or table.current_snapshot() is None:
+                continue
+            # appends only ever add rows, so the head holds every reference of every older snapshot
+            for value in table.scan(selected_fields=("chunk_file",)).to_arrow().column("chunk_file").unique().to_pylist():
+                refs.add(value)
+        return refs
+
+    def gc(self, older_than: dt.timedelta = dt.timedelta(hours=1), dry_run: bool = False) -> GcReport:
+        """Delete chunk files no snapshot references, if older than the grace period.
+
+        The grace period protects files of ingests still in flight (written, not yet committed).
+        """
+        refs = self.referenced_files()
+        cutoff = dt.datetime.now(dt.timezone.utc) - older_than
+        orphans = [
+            f for f in self.fs.list_files("chunks")
+            if f.path not in refs and (f.mtime is None or f.mtime <= cutoff)
+        ]
+        if not dry_run:
+            for f in orphans:
+                self.fs.delete(f.path)
+                log.info("gc: deleted %s", f.path)
+        return GcReport(orphans, not dry_run)
