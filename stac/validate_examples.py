@@ -31,6 +31,11 @@ HOW OFFLINE VALIDATION OF OUR SCHEMA WORKS (do the same in any test that calls `
      also serves every cached schema to $ref resolution. If code later installs a new validator with
      pystac.validation.set_validator(), register the schema in that one too
      (`enable_offline_validation(validator)`).
+  c. Not schema-related, but it bites offline: `item.validate()` calls `item.to_dict()`, which resolves the
+     item's `root` link (to rewrite hierarchical hrefs). For an Item/Collection read with from_dict() whose
+     root link is an absolute http(s) URL (like the examples) that is a GET of the root catalog, which fails
+     offline. Drop the root link first (`obj.remove_links("root")`, as below), give it an in-memory root
+     (`obj.set_root(catalog)`), or validate the dict with `pystac.validation.validate_dict(d)`.
   `jsonschema` must be installed (pystac[validation]); pystac's validate() refuses to run without it.
 
 From a test:  sys.path.insert(0, "<repo>/stac"); from validate_examples import enable_offline_validation
