@@ -8,6 +8,10 @@ PY="${PYTHON:-python3}"
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q -e ".[test]"
+# a PostgreSQL server for the scale-out catalog test (Debian package; needs root, as in CI)
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+fi
 # system packages and npm packages for the browser/OpenLayers tests (skipped if already present)
 if [ -f tests/browser/setup.sh ]; then bash tests/browser/setup.sh; fi
 export PATH="$PWD/$VENV/bin:$PATH"
