@@ -34,8 +34,9 @@ HOW OFFLINE VALIDATION OF OUR SCHEMA WORKS (do the same in any test that calls `
   c. Not schema-related, but it bites offline: `item.validate()` calls `item.to_dict()`, which resolves the
      item's `root` link (to rewrite hierarchical hrefs). For an Item/Collection read with from_dict() whose
      root link is an absolute http(s) URL (like the examples) that is a GET of the root catalog, which fails
-     offline. Drop the root link first (`obj.remove_links("root")`, as below), give it an in-memory root
-     (`obj.set_root(catalog)`), or validate the dict with `pystac.validation.validate_dict(d)`.
+     offline. Drop the root link first (`obj.remove_links("root")`, as below; an in-memory root set with
+     set_root() does not help, its link then has no href and fails core validation), or validate the
+     dict with `pystac.validation.validate_dict(d)`. Objects built in memory without links are fine.
   `jsonschema` must be installed (pystac[validation]); pystac's validate() refuses to run without it.
 
 From a test:  sys.path.insert(0, "<repo>/stac"); from validate_examples import enable_offline_validation
