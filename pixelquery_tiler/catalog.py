@@ -5,8 +5,29 @@ SQLAlchemy URI (PostgreSQL) or an Iceberg REST endpoint when scaled out. Spark, 
 the same tables as they are.
 
 Every ingest is exactly one ``append`` whose snapshot summary carries the item's metadata, so one snapshot
-is one STAC item, and the item id is also stored on every row (items stay addressable even if old
-snapshots are expired for commit speed).
+is one STAC item, and the item id is also stored on every row.
+
+Commit cost and snapshot expiry
+-------------------------------
+pyiceberg rewrites (and deep-copies, several times) the whole table metadata on every commit, and that
+metadata lists every snapshot with its summary, so a one-row append costs O(snapshots): measured ~70 ms at
+10 snapshots but ~850 ms at 300 on the dev machine (``benchmarks/commit.py``). To keep ingest flat at
+thousands of items, an ingest that finds more than ``retain + batch`` live snapshots *expires* all but the
+newest ``retain`` of them (table properties ``pixelquery.retain-snapshots``, default 16, and
+``pixelquery.expire-batch``, default 16; ``retain <= 0`` disables expiry). Expiry only drops snapshot
+*metadata*: appends never remove rows, so the head snapshot still references every chunk and data file.
+
+Items must survive that, so before expiring, the expired snapshots' id, parent, sequence number, timestamp
+and ``pixelquery.*`` summary properties are written to an immutable Parquet *item log* file in the table
+location (``pixelquery-items/``), and the expiring commit itself sets the table property
+``pixelquery.item-log`` to the list of log files. Log and expiry land in the same atomic metadata commit, so
+a reader sees either the live snapshots or their log entries, never neither. :func:`snapshots` merges log
+and live chain, so time travel (``snapshot_id=`` of an expired snapshot) and item lookup keep working:
+readers resolve "as of snapshot S" as "rows of items committed at or before S" from that history, which is
+exact because every commit is an append. Only *Iceberg-native* time travel of other engines (Spark/Trino
+``VERSION AS OF``) is limited to the retained snapshots. Consumers must therefore list items with
+:func:`snapshots` (or ``Collection.snapshots()`` / ``CollectionIndex.snapshots``), never with
+``table.metadata.snapshots``.
 """
 
 from __future__ import annotations
@@ -16,7 +37,10 @@ import json
 import logging
 import os
 import random
+import threading
 import time
+import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +52,7 @@ from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
+from pyiceberg.table.update import AssertRefSnapshotId, RemoveSnapshotsUpdate, SetPropertiesUpdate
 from pyiceberg.transforms import MonthTransform
 from pyiceberg.types import DoubleType, IntegerType, ListType, NestedField, StringType, TimestamptzType
 
@@ -98,6 +123,25 @@ TABLE_PROPERTIES = {
     "commit.manifest.min-count-to-merge": "50",
     "write.parquet.compression-codec": "zstd",
 }
+#: table properties steering snapshot expiry (see the module docstring)
+RETAIN_PROPERTY = "pixelquery.retain-snapshots"
+EXPIRE_BATCH_PROPERTY = "pixelquery.expire-batch"
+ITEM_LOG_PROPERTY = "pixelquery.item-log"
+DEFAULT_RETAIN = 16
+DEFAULT_EXPIRE_BATCH = 16
+#: log files referenced before an expiry compacts them into one (bounds the property and the reads)
+ITEM_LOG_MAX_FILES = 8
+ITEM_LOG_DIR = "pixelquery-items"
+ITEM_LOG_SCHEMA = pa.schema(
+    [
+        pa.field("snapshot_id", pa.int64(), nullable=False),
+        pa.field("parent_id", pa.int64()),
+        pa.field("sequence_number", pa.int64(), nullable=False),
+        pa.field("timestamp_ms", pa.int64(), nullable=False),
+        pa.field("operation", pa.string()),
+        pa.field("properties", pa.string(), nullable=False),  # JSON of the pixelquery.* summary properties
+    ]
+)
 
 
 class CatalogError(RuntimeError):
@@ -117,21 +161,28 @@ def open_catalog(fs: WarehouseFS, catalog_uri: str | None = None) -> Catalog:
         if local is None:
             raise CatalogError("a remote warehouse needs a catalog: pass --catalog-uri or set PIXELQUERY_CATALOG_URI")
         os.makedirs(local, exist_ok=True)
-        uri = f"sqlite:///{os.path.join(local, 'catalog.db')}"
+        # concurrent ingests wait up to 30 s for SQLite's write lock instead of failing after pysqlite's 5 s
+        uri = f"sqlite:///{os.path.join(local, 'catalog.db')}?timeout=30"
     if uri.startswith(("http://", "https://")):
         from pyiceberg.catalog.rest import RestCatalog
 
         return RestCatalog(NAMESPACE, uri=uri, warehouse=fs.uri)
     from pyiceberg.catalog.sql import SqlCatalog
 
-    for attempt in range(20):  # several processes may create the SQLite catalog tables at once
+    for attempt in range(40):  # several processes may create the SQLite catalog tables at once
         try:
             return SqlCatalog(NAMESPACE, uri=uri, warehouse=fs.uri)
         except Exception as exc:  # sqlalchemy OperationalError: database is locked / table exists
-            if attempt == 19 or "locked" not in str(exc) and "already exists" not in str(exc):
+            if attempt == 39 or not _is_transient(exc):
                 raise
             time.sleep(0.05 + random.random() * 0.1)
     raise AssertionError("unreachable")
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """SQLite lock contention and create-table races: worth a retry, not an error."""
+    text = str(exc)
+    return "locked" in text or "already exists" in text or "UNIQUE constraint" in text
 
 
 def identifier(collection: str) -> tuple[str, str]:
@@ -147,20 +198,27 @@ def load_table(catalog: Catalog, collection: str) -> Table | None:
 
 def create_table(catalog: Catalog, fs: WarehouseFS, collection: str) -> Table:
     """Create the collection table if missing (idempotent under concurrent creators)."""
-    try:
-        catalog.create_namespace(NAMESPACE)
-    except NamespaceAlreadyExistsError:
-        pass
-    try:
-        return catalog.create_table(
-            identifier(collection),
-            schema=SCHEMA,
-            partition_spec=PARTITION_SPEC,
-            location=fs.uri_of(f"iceberg/{collection}"),
-            properties=TABLE_PROPERTIES,
-        )
-    except TableAlreadyExistsError:
-        return catalog.load_table(identifier(collection))
+    for attempt in range(40):
+        try:
+            try:
+                catalog.create_namespace(NAMESPACE)
+            except NamespaceAlreadyExistsError:
+                pass
+            try:
+                return catalog.create_table(
+                    identifier(collection),
+                    schema=SCHEMA,
+                    partition_spec=PARTITION_SPEC,
+                    location=fs.uri_of(f"iceberg/{collection}"),
+                    properties=TABLE_PROPERTIES,
+                )
+            except TableAlreadyExistsError:
+                return catalog.load_table(identifier(collection))
+        except Exception as exc:  # SQLite lock / unique-constraint races between concurrent creators
+            if attempt == 39 or not _is_transient(exc):
+                raise
+            time.sleep(0.05 + random.random() * 0.1)
+    raise AssertionError("unreachable")
 
 
 def list_collections(catalog: Catalog) -> list[str]:
@@ -170,33 +228,186 @@ def list_collections(catalog: Catalog) -> list[str]:
         return []
 
 
+def _summary_item_id(snap: Snapshot) -> str | None:
+    if snap.summary is None:
+        return None
+    return snap.summary.additional_properties.get(SUMMARY_PREFIX + "item_id")
+
+
+def _find_item_snapshot(table: Table, item_id: str) -> Snapshot | None:
+    for snap in reversed(table.metadata.snapshots):
+        if _summary_item_id(snap) == item_id:
+            return snap
+    return None
+
+
 def commit_append(
     load: Callable[[], Table], rows: pa.Table, properties: dict[str, str], item_id: str, attempts: int = 30
 ) -> Snapshot:
     """Append ``rows`` as one snapshot, retrying on optimistic-concurrency conflicts.
 
-    pyiceberg raises ``CommitFailedException`` when another writer committed first; the append is then
-    redone on the refreshed table, so concurrent ingests are serialised, never lost.
+    pyiceberg raises ``CommitFailedException`` when another writer committed first, and SQLite says
+    "database is locked" when another writer holds its lock; the append is then redone on the refreshed
+    table, so concurrent ingests are serialised, never lost. Before a retry the table is checked for the
+    item, so an error raised *after* a successful commit never appends the item twice. After the commit,
+    old snapshots may be expired (:func:`expire_snapshots`) so commit cost stays flat.
     """
     delay = 0.02
     for attempt in range(attempts):
         table = load()
+        if attempt and (done := _find_item_snapshot(table, item_id)) is not None:
+            return done
         try:
             table.append(rows, snapshot_properties=properties)
         except CommitFailedException:
             log.debug("commit conflict on %s, attempt %d", table.name(), attempt + 1)
-        except Exception as exc:  # SQLite "database is locked" under concurrent writers
-            if "locked" not in str(exc):
+        except Exception as exc:
+            if not _is_transient(exc):
                 raise
             log.debug("catalog locked, attempt %d", attempt + 1)
         else:
-            for snap in reversed(table.metadata.snapshots):
-                if snap.summary is not None and snap.summary[SUMMARY_PREFIX + "item_id"] == item_id:
-                    return snap
-            raise CatalogError("committed snapshot not found in table metadata")
+            snap = _find_item_snapshot(table, item_id)
+            if snap is None:
+                raise CatalogError("committed snapshot not found in table metadata")
+            try:
+                expire_snapshots(table)
+            except Exception:  # maintenance is best effort: the ingest itself has landed
+                log.warning("snapshot expiry on %s failed; will retry on a later ingest", table.name(), exc_info=True)
+            return snap
         time.sleep(delay * (1 + random.random()))
         delay = min(delay * 2, 1.0)
     raise CatalogError(f"could not commit after {attempts} attempts (too much concurrent ingest)")
+
+
+def _int_property(table: Table, key: str, default: int) -> int:
+    try:
+        return int(table.properties.get(key, default))
+    except ValueError:
+        log.warning("ignoring non-integer table property %s=%r", key, table.properties.get(key))
+        return default
+
+
+def expire_snapshots(table: Table, retain: int | None = None, batch: int | None = None) -> int:
+    """Expire all but the newest ``retain`` snapshots once more than ``retain + batch`` are live.
+
+    Returns how many snapshots were expired (0 when below the threshold or when a concurrent commit won;
+    the next ingest tries again). Expiring in batches amortises the extra commit over ``batch`` ingests.
+    The expired snapshots go to the item log in the same commit (see the module docstring), guarded by
+    the head snapshot id so a concurrent append or expiry makes this commit fail instead of losing log
+    entries.
+    """
+    retain = _int_property(table, RETAIN_PROPERTY, DEFAULT_RETAIN) if retain is None else retain
+    batch = _int_property(table, EXPIRE_BATCH_PROPERTY, DEFAULT_EXPIRE_BATCH) if batch is None else batch
+    current = table.current_snapshot()
+    live = table.metadata.snapshots
+    if retain <= 0 or current is None or len(live) <= retain + max(batch, 0):
+        return 0
+    protected = {ref.snapshot_id for ref in table.metadata.refs.values()}
+    ordered = sorted(live, key=lambda s: (s.sequence_number or 0, s.timestamp_ms))
+    expired = [s for s in ordered[: len(ordered) - retain] if s.snapshot_id not in protected]
+    if not expired:
+        return 0
+    log_files = _write_item_log(table, [snapshot_info(s) for s in expired])
+    try:
+        table.catalog.commit_table(
+            table,
+            requirements=(AssertRefSnapshotId(snapshot_id=current.snapshot_id, ref="main"),),
+            updates=(
+                SetPropertiesUpdate(updates={ITEM_LOG_PROPERTY: json.dumps(log_files)}),
+                RemoveSnapshotsUpdate(snapshot_ids=[s.snapshot_id for s in expired]),
+            ),
+        )
+    except CommitFailedException:
+        log.debug("expiry on %s lost a race; skipped", table.name())
+        return 0
+    except Exception as exc:
+        if not _is_transient(exc):
+            raise
+        log.debug("expiry on %s: catalog locked; skipped", table.name())
+        return 0
+    log.info("expired %d snapshot(s) of %s into the item log", len(expired), table.name())
+    return len(expired)
+
+
+def _item_log_files(table: Table) -> list[str]:
+    return list(json.loads(table.properties.get(ITEM_LOG_PROPERTY, "[]")))
+
+
+def _item_log_uri(table: Table, name: str) -> str:
+    return f"{table.location().rstrip('/')}/{ITEM_LOG_DIR}/{name}"
+
+
+def _write_item_log(table: Table, infos: list["SnapshotInfo"]) -> list[str]:
+    """Write a new immutable log file; returns the log file list the expiring commit will reference.
+
+    Once ``ITEM_LOG_MAX_FILES`` files exist, the new file also holds all older entries (compaction), so a
+    reader opens at most that many small files however many snapshots were expired.
+    """
+    files = _item_log_files(table)
+    if len(files) >= ITEM_LOG_MAX_FILES:
+        infos = [*(e for f in files for e in _read_item_log_file(table, f)), *infos]
+        files = []
+    name = f"{uuid.uuid4().hex}.parquet"
+    rows = pa.Table.from_pylist(
+        [
+            {
+                "snapshot_id": i.snapshot_id, "parent_id": i.parent_id, "sequence_number": i.sequence_number,
+                "timestamp_ms": round(i.timestamp.timestamp() * 1000), "operation": i.operation,
+                "properties": json.dumps(i.properties),
+            }
+            for i in infos
+        ],
+        schema=ITEM_LOG_SCHEMA,
+    )
+    import pyarrow.parquet as pq
+
+    with table.io.new_output(_item_log_uri(table, name)).create(overwrite=False) as out:
+        pq.write_table(rows, out, compression="zstd")
+    return [*files, name]
+
+
+_log_cache: OrderedDict[str, list["SnapshotInfo"]] = OrderedDict()
+_log_cache_lock = threading.Lock()
+
+
+def _read_item_log_file(table: Table, name: str) -> list["SnapshotInfo"]:
+    """Entries of one log file; cached per file (log files are immutable)."""
+    uri = _item_log_uri(table, name)
+    with _log_cache_lock:
+        if uri in _log_cache:
+            _log_cache.move_to_end(uri)
+            return _log_cache[uri]
+    import pyarrow.parquet as pq
+
+    with table.io.new_input(uri).open() as f:
+        rows = pq.read_table(f).to_pylist()
+    infos = [
+        SnapshotInfo(
+            snapshot_id=r["snapshot_id"],
+            parent_id=r["parent_id"],
+            sequence_number=r["sequence_number"],
+            timestamp=dt.datetime.fromtimestamp(r["timestamp_ms"] / 1000, tz=dt.timezone.utc),
+            item_id=(props := json.loads(r["properties"])).get("item_id"),
+            datetime=dt.datetime.fromisoformat(props["datetime"]) if props.get("datetime") else None,
+            properties=props,
+            operation=r["operation"],
+        )
+        for r in rows
+    ]
+    with _log_cache_lock:
+        _log_cache[uri] = infos
+        while len(_log_cache) > 256:
+            _log_cache.popitem(last=False)
+    return infos
+
+
+def expired_snapshots(table: Table) -> list["SnapshotInfo"]:
+    """Snapshots expired into the item log, oldest first."""
+    seen: dict[int, SnapshotInfo] = {}
+    for name in _item_log_files(table):
+        for info in _read_item_log_file(table, name):
+            seen[info.snapshot_id] = info
+    return sorted(seen.values(), key=lambda i: i.sequence_number)
 
 
 @dataclass(frozen=True)
@@ -210,6 +421,7 @@ class SnapshotInfo:
     item_id: str | None
     datetime: dt.datetime | None
     properties: dict[str, str] = field(default_factory=dict)
+    operation: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -234,11 +446,12 @@ def snapshot_info(snap: Snapshot) -> SnapshotInfo:
         item_id=props.get("item_id"),
         datetime=dt.datetime.fromisoformat(when) if when else None,
         properties=props,
+        operation=snap.summary.operation.value if snap.summary is not None else None,
     )
 
 
 def snapshots(table: Table) -> list[SnapshotInfo]:
-    """Snapshots on the main branch's history, oldest first."""
+    """The main branch's history, oldest first: expired snapshots from the item log, then live ones."""
     current = table.current_snapshot()
     if current is None:
         return []
@@ -248,7 +461,9 @@ def snapshots(table: Table) -> list[SnapshotInfo]:
     while snap is not None:
         chain.append(snapshot_info(snap))
         snap = by_id.get(snap.parent_snapshot_id) if snap.parent_snapshot_id is not None else None
-    return chain[::-1]
+    live = {s.snapshot_id for s in chain}
+    older = [s for s in expired_snapshots(table) if s.snapshot_id not in live]
+    return older + chain[::-1]
 
 
 def item_properties(props: dict[str, Any]) -> dict[str, str]:

@@ -43,6 +43,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     wh = _warehouse(args)
     bands = [b.strip() for b in args.bands.split(",")] if args.bands else None
+    from .ingest import check_name, inspect_source
+
+    # header checks of every file first: bad input anywhere in the list commits nothing
+    check_name("collection", args.collection)
+    for path in args.files:
+        inspect_source(path, args.product, args.datetime, bands)
     results = []
     show = sys.stderr.isatty() and not args.json
     with tqdm(total=len(args.files), unit="file", disable=not show, desc="ingest") as bar:

@@ -15,6 +15,7 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import PurePath
 from typing import Any
 
@@ -22,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import rasterio
 from affine import Affine
+from pyproj import Transformer
 from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import RasterioError
 from rasterio.warp import transform_bounds
@@ -30,7 +32,7 @@ from . import catalog as cat
 from .chunks import Chunk, write_chunk_file
 from .fileio import WarehouseFS
 from .grid import GridError, crs_id, grid_for, overview_count
-from .profiles import ProfileError, detect_product, get_profile, resolve_bands
+from .profiles import BandSpec, ProductProfile, ProfileError, detect_product, get_profile, resolve_bands
 from .temporal import parse_instant
 
 log = logging.getLogger(__name__)
@@ -150,27 +152,90 @@ def read_source(path: str) -> SourceRaster:
 
 
 def decimate(data: np.ndarray, valid: np.ndarray, method: str, fill: float) -> tuple[np.ndarray, np.ndarray]:
-    """One 2x overview step. Averages only valid pixels; odd edges are kept (partial blocks), not cut."""
+    """One 2x overview step. Averages only valid pixels; odd edges are kept (partial blocks), not cut.
+
+    This is the hot loop of ingest, so the average adds the four strided 2x2 phases in a narrow integer
+    accumulator (uint8 sums fit uint16) instead of reducing a reshaped float copy, and never pads: at an
+    odd edge the missing phase simply does not contribute to the sum or the count.
+    """
     b, h, w = data.shape
     h2, w2 = math.ceil(h / 2), math.ceil(w / 2)
     if method == "nearest":
         out, vout = data[:, ::2, ::2].copy(), valid[:, ::2, ::2].copy()
+        out[~vout] = fill
+        return out, vout
+    all_valid = bool(valid.all())
+    values = data if all_valid else np.where(valid, data, np.zeros((), data.dtype))
+    acc = _accumulator(data.dtype)
+    sums = values[:, 0::2, 0::2].astype(acc)
+    phases = ((0, 1), (1, 0), (1, 1))
+    for r, c in phases:
+        part = values[:, r::2, c::2]
+        sums[:, : part.shape[1], : part.shape[2]] += part
+    if all_valid:
+        counts = np.full((1, h2, w2), 4, np.uint8)
+        if h % 2:
+            counts[:, -1, :] //= 2
+        if w % 2:
+            counts[:, :, -1] //= 2
+        vout = np.ones((b, h2, w2), bool)
     else:
-        work = np.float64 if data.dtype.itemsize > 2 or data.dtype.kind == "f" else np.float32
-        padded = np.zeros((b, h2 * 2, w2 * 2), work)
-        pvalid = np.zeros((b, h2 * 2, w2 * 2), bool)
-        padded[:, :h, :w] = data
-        pvalid[:, :h, :w] = valid
-        padded[~pvalid] = 0
-        sums = padded.reshape(b, h2, 2, w2, 2).sum(axis=(2, 4))
-        counts = pvalid.reshape(b, h2, 2, w2, 2).sum(axis=(2, 4))
+        counts = valid[:, 0::2, 0::2].astype(np.uint8)
+        for r, c in phases:
+            part = valid[:, r::2, c::2]
+            counts[:, : part.shape[1], : part.shape[2]] += part
         vout = counts > 0
-        mean = sums / np.maximum(counts, 1)
-        if data.dtype.kind in "iu":
-            mean = np.rint(mean)
-        out = mean.astype(data.dtype)
-    out[~vout] = fill
+    mean = sums / np.maximum(counts, 1).astype(np.float32 if acc != np.float64 else np.float64)
+    if data.dtype.kind in "iu":
+        mean = np.rint(mean)
+    out = mean.astype(data.dtype)
+    if not all_valid:
+        out[~vout] = fill
     return out, vout
+
+
+def _accumulator(dtype: np.dtype) -> type:
+    """Narrowest dtype that holds the sum of four values exactly."""
+    if dtype.kind in "ub" and dtype.itemsize == 1:
+        return np.uint16
+    if dtype.kind == "i" and dtype.itemsize == 1:
+        return np.int16
+    if dtype.kind in "iu" and dtype.itemsize == 2:
+        return np.int32
+    if dtype.kind in "iu" and dtype.itemsize == 4:
+        return np.int64
+    return np.float64
+
+
+def chunk_wgs84_bounds(crs: rasterio.crs.CRS, bounds: np.ndarray, densify: int = 21) -> np.ndarray:
+    """WGS84 (west, south, east, north) of many native boxes ``(n, 4)`` in one vectorised transform.
+
+    Like ``rasterio.warp.transform_bounds(..., densify_pts=densify)`` per box (edges densified so curved
+    projected edges are bounded), but one PROJ call for all chunks instead of one per chunk. Boxes that
+    come out wider than 180 degrees (crossing the antimeridian) or non-finite fall back to rasterio's
+    per-box version, which handles those cases.
+    """
+    n = bounds.shape[0]
+    if n == 0:
+        return np.zeros((0, 4))
+    if crs_id(crs) == "EPSG:4326":
+        return bounds.astype(float).copy()
+    t = np.linspace(0.0, 1.0, densify + 2)
+    minx, miny, maxx, maxy = (bounds[:, k : k + 1] for k in range(4))
+    xs = np.concatenate([minx + (maxx - minx) * t, maxx + 0 * t, maxx - (maxx - minx) * t, minx + 0 * t], axis=1)
+    ys = np.concatenate([miny + 0 * t, miny + (maxy - miny) * t, maxy + 0 * t, maxy - (maxy - miny) * t], axis=1)
+    lon, lat = _to_wgs84(crs.to_wkt()).transform(xs, ys)
+    lon, lat = np.asarray(lon), np.asarray(lat)
+    out = np.stack([lon.min(axis=1), lat.min(axis=1), lon.max(axis=1), lat.max(axis=1)], axis=1)
+    bad = ~np.isfinite(out).all(axis=1) | (out[:, 2] - out[:, 0] > 180)
+    for k in np.flatnonzero(bad):
+        out[k] = transform_bounds(crs, "EPSG:4326", *bounds[k], densify_pts=densify)
+    return out
+
+
+@lru_cache(maxsize=32)
+def _to_wgs84(crs_wkt: str) -> Transformer:
+    return Transformer.from_crs(crs_wkt, "EPSG:4326", always_xy=True)
 
 
 def _band_stats(band: np.ndarray, valid: np.ndarray) -> tuple[float, float, float]:
@@ -178,6 +243,65 @@ def _band_stats(band: np.ndarray, valid: np.ndarray) -> tuple[float, float, floa
     if values.size == 0:
         return (math.nan, math.nan, math.nan)
     return (float(values.min()), float(values.max()), float(values.mean(dtype=np.float64)))
+
+
+@dataclass(frozen=True)
+class SourcePlan:
+    """Everything about a file that can be checked from its header, before any pixel is read."""
+
+    path: str
+    profile: ProductProfile
+    bands: list[BandSpec]
+    when: dt.datetime
+
+
+def _ingest_datetime(path: str, datetime: str | dt.datetime | None, tags: dict[str, str]) -> dt.datetime:
+    if isinstance(datetime, dt.datetime):
+        return datetime if datetime.tzinfo else datetime.replace(tzinfo=dt.timezone.utc)
+    if datetime:
+        try:
+            return parse_instant(datetime)
+        except ValueError as exc:
+            raise IngestError(f"bad --datetime {datetime!r}: {exc}") from None
+    when = detect_datetime(path, tags)
+    if when is None:
+        raise IngestError(f"{path}: no acquisition datetime in TIFF tags or file name; pass --datetime")
+    return when
+
+
+def inspect_source(
+    path: str, product: str | None = None, datetime: str | dt.datetime | None = None, bands: list[str] | None = None
+) -> SourcePlan:
+    """Validate a file from its header only: georeferencing, product, bands, datetime.
+
+    The CLI runs this on every FILE before ingesting the first one, so a typo in the last of many files
+    fails the whole command up front instead of after the others were committed.
+    """
+    if not os.path.exists(path) and "://" not in path:
+        raise IngestError(f"{path}: no such file")
+    try:
+        with rasterio.open(path) as src:
+            if src.crs is None:
+                raise IngestError(f"{path}: not georeferenced (no CRS)")
+            if src.transform == Affine.identity() and not src.gcps[0]:
+                raise IngestError(f"{path}: not georeferenced (no geotransform)")
+            count = sum(1 for ci in src.colorinterp if ci != ColorInterp.alpha)
+            tags, crs, transform = src.tags(), src.crs, src.transform
+    except IngestError:
+        raise
+    except (RasterioError, OSError) as exc:
+        raise IngestError(f"{path}: cannot read raster ({str(exc).splitlines()[0]})") from None
+    try:
+        profile = get_profile(product) if product else detect_product(path, count)
+        band_specs = resolve_bands(profile, count, path, bands)
+    except ProfileError as exc:
+        raise IngestError(f"{path}: {exc}") from None
+    when = _ingest_datetime(path, datetime, tags)
+    try:
+        grid_for(crs).partition(transform, 1, 1, 0)  # validates the transform before any write
+    except GridError as exc:
+        raise IngestError(f"{path}: {exc}") from None
+    return SourcePlan(path, profile, band_specs, when)
 
 
 def ingest_file(
@@ -192,30 +316,10 @@ def ingest_file(
 ) -> IngestResult:
     """Ingest one file as one snapshot. Raises ``IngestError`` (nothing committed) on bad input."""
     check_name("collection", collection)
-    if not os.path.exists(path) and "://" not in path:
-        raise IngestError(f"{path}: no such file")
+    plan = inspect_source(path, product, datetime, bands)
     src = read_source(path)
-    try:
-        profile = get_profile(product) if product else detect_product(path, src.data.shape[0])
-        band_specs = resolve_bands(profile, src.data.shape[0], path, bands)
-    except ProfileError as exc:
-        raise IngestError(f"{path}: {exc}") from None
-    if isinstance(datetime, dt.datetime):
-        when = datetime if datetime.tzinfo else datetime.replace(tzinfo=dt.timezone.utc)
-    elif datetime:
-        try:
-            when = parse_instant(datetime)
-        except ValueError as exc:
-            raise IngestError(f"bad --datetime {datetime!r}: {exc}") from None
-    else:
-        when = detect_datetime(path, src.tags)
-        if when is None:
-            raise IngestError(f"{path}: no acquisition datetime in TIFF tags or file name; pass --datetime")
+    profile, band_specs, when = plan.profile, plan.bands, plan.when
     grid = grid_for(src.crs)
-    try:
-        grid.partition(src.transform, 1, 1, 0)  # validates the transform before any write
-    except GridError as exc:
-        raise IngestError(f"{path}: {exc}") from None
 
     stem = re.sub(r"[^A-Za-z0-9_-]", "-", PurePath(path).stem)[:80].strip("-_") or "item"
     item_id = f"{stem}-{when:%Y%m%d}-{uuid.uuid4().hex[:8]}"
@@ -244,10 +348,17 @@ def ingest_file(
             continue
         relpath = f"chunks/{collection}/{when:%Y/%m}/{item_id}/L{level}.arrow"
         write_chunk_file(fs, relpath, chunks, band_names, crs, src.nodata)
+        native = np.array(
+            [
+                (c.transform.c, c.transform.f + c.height * c.transform.e, c.transform.c + c.width * c.transform.a, c.transform.f)
+                for c in chunks
+            ],
+            float,
+        )
+        lonlat = chunk_wgs84_bounds(src.crs, native)
         for batch, (chunk, (bstats, valid_pct)) in enumerate(zip(chunks, stats)):
-            minx, maxy = chunk.transform.c, chunk.transform.f
-            maxx, miny = minx + chunk.width * chunk.transform.a, maxy + chunk.height * chunk.transform.e
-            west, south, east, north = transform_bounds(src.crs, "EPSG:4326", minx, miny, maxx, maxy, densify_pts=21)
+            minx, miny, maxx, maxy = (float(v) for v in native[batch])
+            west, south, east, north = (float(v) for v in lonlat[batch])
             rows.append(
                 dict(
                     item_id=item_id, collection=collection, product=profile.id, datetime=when,

@@ -99,6 +99,7 @@ def read_window(
     positions = index.select_items(wgs84, start, end, snapshot_id, item_id, product)
     if positions.size == 0:
         raise NoData("no observation intersects the requested area and time")
+    positions = _prefer_fitting_resolution(index, positions, bounds, dst_crs, width, height)
     first = index.items[positions[0]]
     band_names = list(bands) if bands else list(first.bands)
     if bands:
@@ -132,6 +133,37 @@ def read_window(
     if out.data.dtype != dtype and pixel_selection in ("first", "highest", "lowest"):
         out.data = out.data.astype(dtype)
     return out
+
+
+def _prefer_fitting_resolution(
+    index: CollectionIndex,
+    positions: np.ndarray,
+    bounds: tuple[float, float, float, float],
+    dst_crs: str,
+    width: int,
+    height: int,
+) -> np.ndarray:
+    """Among observations acquired at the same instant, read the best-fitting resolution first.
+
+    Newest-first alone leaves ties (e.g. the same Landsat scene stored at 30 m and at 60 m) to commit
+    order, so a 30 m read could be served by upsampled 60 m pixels. Within a tie, prefer observations
+    whose chosen level is at least as fine as the request, then the closest resolution, then native
+    pixels (level 0) over an averaged overview; commit order (newest first) breaks what remains.
+    """
+    times = index.item_time[positions]
+    if positions.size < 2 or not (times[1:] == times[:-1]).any():
+        return positions
+    keys = []
+    for rank, pos in enumerate(positions):
+        item = index.items[pos]
+        native = transform_bounds(dst_crs, item.crs, bounds)
+        target = min((native[2] - native[0]) / width, (native[3] - native[1]) / height)
+        level = choose_level(item, target)
+        res = item.resolutions[item.levels.index(level)]
+        coarser = res > target * (1 + 1e-6)
+        keys.append((-int(index.item_time[pos]), coarser, abs(np.log2(res / target)), level, rank))
+    order = sorted(range(positions.size), key=keys.__getitem__)
+    return positions[order]
 
 
 def _read_item(

@@ -55,6 +55,10 @@ class Collection:
     def snapshots(self) -> list[cat.SnapshotInfo]:
         return cat.snapshots(self.table())
 
+    def invalidate(self) -> None:
+        """Make the next ``index()`` re-check the table head (after this process committed to it)."""
+        self._checked = float("-inf")
+
     # -- index ----------------------------------------------------------------------------------------------
     def index(self) -> CollectionIndex:
         """The index at the table head, re-checked at most every ``refresh_interval`` seconds."""
@@ -77,8 +81,13 @@ class Collection:
         snaps = cat.snapshots(table)
         known = {s.snapshot_id for s in previous.snapshots} if previous else set()
         new = [s for s in snaps if s.snapshot_id not in known]
+        # incremental refresh only when every new snapshot is a live append (one expired between two
+        # refreshes has no manifest left to read its rows from: rescan)
         appends_only = previous is not None and all(
-            (table.snapshot_by_id(s.snapshot_id).summary.operation.value == "append") for s in new
+            (live := table.snapshot_by_id(s.snapshot_id)) is not None
+            and live.summary is not None
+            and live.summary.operation.value == "append"
+            for s in new
         ) and known <= {s.snapshot_id for s in snaps}
         if appends_only and previous is not None:
             added = [self._added_rows(table, s.snapshot_id) for s in new]
@@ -189,8 +198,17 @@ class Warehouse:
         bands: list[str] | None = None,
         progress: Callable[[str], None] | None = None,
     ) -> IngestResult:
-        """Ingest one file as one snapshot (= one STAC item); creates the collection if missing."""
-        return ingest_file(self.fs, self.catalog, collection, path, product, datetime, bands, progress)
+        """Ingest one file as one snapshot (= one STAC item); creates the collection if missing.
+
+        Reads through this ``Warehouse`` see the new item right away (read-your-writes), not only after
+        the index refresh interval.
+        """
+        result = ingest_file(self.fs, self.catalog, collection, path, product, datetime, bands, progress)
+        with self._lock:
+            handle = self._collections.get(collection)
+        if handle is not None:
+            handle.invalidate()
+        return result
 
     def ingest_many(self, paths: Iterable[str], collection: str, **kwargs) -> list[IngestResult]:
         return [self.ingest(p, collection, **kwargs) for p in paths]
