@@ -1,0 +1,130 @@
+"""STAC API (stac-fastapi) under ``/stac`` on the tiler's app: collections = Iceberg tables, items = snapshots.
+
+Built with ``StacApi(app=app, router=APIRouter(prefix="/stac"))`` on the same FastAPI app as the tiles
+(DESIGN.md section 4: a mounted sub-app breaks link prefixes), with item search (GET/POST), token
+pagination, the filter (CQL2 text/JSON, queryables), sort (sortables) and fields extensions, each on both
+``/search`` and ``/collections/{id}/items``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import attr
+from fastapi import APIRouter, FastAPI, Query
+from pydantic import BaseModel, Field
+from stac_fastapi.api.app import StacApi
+from stac_fastapi.api.middleware import ProxyHeaderMiddleware
+from stac_fastapi.api.models import ItemCollectionUri, create_get_request_model, create_post_request_model, create_request_model
+from stac_fastapi.extensions.fields import FieldsExtension
+from stac_fastapi.extensions.fields.fields import FieldsConformanceClasses
+from stac_fastapi.extensions.fields.request import PostFieldsExtension
+from stac_fastapi.extensions.filter import ItemCollectionFilterExtension, SearchFilterExtension
+from stac_fastapi.extensions.filter.filter import FilterConformanceClasses
+from stac_fastapi.extensions.pagination import TokenPaginationExtension
+from stac_fastapi.extensions.sort import ItemCollectionSortExtension, SearchSortExtension
+from stac_fastapi.types.config import ApiSettings
+from stac_fastapi.types.search import APIRequest
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+
+from ..warehouse import Warehouse
+from .client import PixelQueryCoreClient, PixelQueryFiltersClient, PixelQuerySortablesClient
+from .documents import STAC_VERSION
+from .search import StacBackend
+
+__all__ = ["add_stac_api", "StacBackend"]
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/stac"
+
+#: CQL2 conformance this server evaluates (see cql2_filter): basic CQL2 with advanced comparisons and all
+#: spatial predicates; temporal functions are evaluated for instants but not advertised (not all 14 exist).
+FILTER_CONFORMANCE = [
+    FilterConformanceClasses.FILTER,
+    FilterConformanceClasses.CQL2_TEXT,
+    FilterConformanceClasses.CQL2_JSON,
+    FilterConformanceClasses.BASIC_CQL2,
+    FilterConformanceClasses.ADVANCED_COMPARISON_OPERATORS,
+    FilterConformanceClasses.BASIC_SPATIAL_FUNCTIONS,
+    FilterConformanceClasses.SPATIAL_FUNCTIONS,
+]
+
+
+@attr.s
+class FieldsGetRequest(APIRequest):
+    """``fields`` kept verbatim: an empty value (default fields) must differ from no parameter (whole items)."""
+
+    fields: Annotated[
+        str | None,
+        Query(description="Comma-separated fields to include (`+name` or `name`) or exclude (`-name`); empty = default fields."),
+    ] = attr.ib(default=None)
+
+
+class FieldsPostRequest(BaseModel):
+    """``fields`` object; ``null`` is rejected (the fields extension gives it no meaning)."""
+
+    fields: PostFieldsExtension = Field(default_factory=PostFieldsExtension, description="Fields to include or exclude.")
+
+
+@attr.s
+class PixelQueryFieldsExtension(FieldsExtension):
+    GET = FieldsGetRequest
+    POST = FieldsPostRequest
+
+
+def add_stac_api(app: FastAPI, warehouse: Warehouse) -> StacApi:
+    """Register the STAC API routes under ``/stac`` on ``app``, served from ``warehouse``'s indexes."""
+    backend = StacBackend(warehouse)
+    sortables = PixelQuerySortablesClient(backend=backend)
+    filters = PixelQueryFiltersClient(backend=backend)
+    search_extensions = [
+        SearchFilterExtension(client=filters, conformance_classes=[*FILTER_CONFORMANCE, FilterConformanceClasses.SEARCH]),
+        SearchSortExtension(client=sortables),
+        PixelQueryFieldsExtension(conformance_classes=[FieldsConformanceClasses.SEARCH]),
+        TokenPaginationExtension(),
+    ]
+    items_extensions = [
+        ItemCollectionFilterExtension(client=filters, conformance_classes=[*FILTER_CONFORMANCE, FilterConformanceClasses.ITEMS]),
+        ItemCollectionSortExtension(client=sortables),
+        PixelQueryFieldsExtension(conformance_classes=[FieldsConformanceClasses.ITEMS]),
+        TokenPaginationExtension(),
+    ]
+    settings = ApiSettings(
+        stac_fastapi_title="pixelquery-tiler",
+        stac_fastapi_description="STAC API of a PixelQuery warehouse: one collection per Iceberg table, one item per snapshot.",
+        stac_fastapi_version=_version(),
+        stac_fastapi_landing_id="pixelquery-tiler",
+        openapi_url=app.openapi_url or "/api",
+        docs_url=app.docs_url or "/api.html",
+    )
+    api = StacApi(
+        app=app,
+        router=APIRouter(prefix=PREFIX),
+        settings=settings,
+        client=PixelQueryCoreClient(backend=backend, landing_page_id="pixelquery-tiler"),
+        stac_version=STAC_VERSION,
+        extensions=[*search_extensions, *items_extensions],
+        search_get_request_model=create_get_request_model(search_extensions),
+        search_post_request_model=create_post_request_model(search_extensions),
+        items_get_request_model=create_request_model(
+            "ItemCollectionUri", base_model=ItemCollectionUri, extensions=items_extensions, request_type="GET"
+        ),
+        # no compression middleware: it would re-compress PNG tiles of the same app for nothing
+        middlewares=[
+            Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["OPTIONS", "POST", "GET"],
+                       allow_headers=["Content-Type"], max_age=600),
+            Middleware(ProxyHeaderMiddleware),
+        ],
+    )
+    app.state.stac_backend = backend
+    log.info("STAC API under %s for %s", PREFIX, warehouse.uri)
+    return api
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__

@@ -1,0 +1,345 @@
+"""STAC Item and Collection documents for the warehouse: one Collection per Iceberg table, one Item per snapshot.
+
+Documents are built once per (collection, item, snapshot) and cached with every href *relative to the app
+root*; ``resolve_*`` turns them into a response for one request base URL (links must follow the host the
+client used, including proxies), which is a cheap shallow copy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import numpy as np
+from shapely.geometry import mapping
+
+from ..catalog import NAMESPACE
+from ..index import ItemView
+from ..profiles import ProductProfile
+from ..temporal import format_instant
+from .records import ItemRecords, crs_facts, profile_for
+
+STAC_VERSION = "1.1.0"
+PIXELQUERY_EXTENSION = "https://pixelquery.github.io/pixelquery-tiler/stac/extension/v1.0.0/schema.json"
+PROJECTION_EXTENSION = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
+EO_EXTENSION = "https://stac-extensions.github.io/eo/v2.0.0/schema.json"
+WEB_MAP_LINKS_EXTENSION = "https://stac-extensions.github.io/web-map-links/v1.2.0/schema.json"
+QUERYABLES_REL = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
+TMS = "WebMercatorQuad"
+THUMBNAIL_SIZE = 256
+GEOTIFF = "image/tiff; application=geotiff"
+
+#: ``eo:common_name`` values the eo extension accepts; other band names (b1, class...) carry no common name
+EO_COMMON_NAMES = frozenset(
+    "pan coastal blue green green05 yellow red rededge rededge071 rededge075 rededge078 nir nir08 nir09 cirrus "
+    "swir16 swir22 lwir lwir11 lwir12".split()
+)
+STAC_DATA_TYPES = frozenset(
+    "int8 int16 int32 int64 uint8 uint16 uint32 uint64 float16 float32 float64 cint16 cint32 cfloat32 cfloat64".split()
+)
+
+
+# -- tile endpoint paths (CONTRACT.md), relative to the app root -----------------------------------------------
+def collection_path(cid: str) -> str:
+    return f"collections/{quote(cid, safe='')}"
+
+
+def item_path(cid: str, iid: str) -> str:
+    return f"{collection_path(cid)}/items/{quote(iid, safe='')}"
+
+
+def wmts_layer(cid: str, iid: str | None = None) -> str:
+    """Identifier of the WebMercatorQuad layer in the collection's (or item's) WMTS capabilities.
+
+    titiler's WMTS extension names layers ``{source}_{tms}_{render}``; the tiler's source name is the
+    collection id or ``{collection}_{item}``, and the layer built from query parameters is ``default``.
+    """
+    source = cid if iid is None else f"{cid}_{iid}"
+    return f"{source}_{TMS}_default"
+
+
+def _with_query(path: str, query: str) -> str:
+    return f"{path}?{query}" if query else path
+
+
+def web_map_links(base: str, query: str, layer: str, what: str) -> list[dict[str, Any]]:
+    """``xyz``/``wmts``/``tilejson`` links (STAC web-map-links extension) of one tile endpoint family."""
+    return [
+        {"rel": "xyz", "type": "image/png", "title": f"XYZ tiles of {what}",
+         "href": _with_query(f"{base}/tiles/{TMS}/{{z}}/{{x}}/{{y}}.png", query)},
+        {"rel": "wmts", "type": "image/png", "title": f"WMTS of {what}", "href": _with_query(f"{base}/WMTSCapabilities.xml", query),
+         "wmts:layer": layer, "wmts:encoding": "rest"},
+        {"rel": "tilejson", "type": "application/json", "title": f"TileJSON of {what}",
+         "href": _with_query(f"{base}/{TMS}/tilejson.json", query)},
+    ]
+
+
+# -- rendering defaults ---------------------------------------------------------------------------------------
+def render_params(records: ItemRecords, i: int) -> list[tuple[str, str]]:
+    """Tile query parameters that make a useful default picture of item ``i``.
+
+    Bands: the product profile's default rendering bands the item has (else its first three or first band);
+    rescale: the profile's, else the native-level min/max statistics for non-8-bit data.
+    """
+    item = records.items[i]
+    profile = profile_for(item.product)
+    wanted = [b for b in (profile.rendering.get("bands", []) if profile else []) if b in item.bands]
+    if len(wanted) not in (1, 3):
+        wanted = list(item.bands[:3]) if len(item.bands) >= 3 else list(item.bands[:1])
+    params = [("bands", ",".join(wanted))]
+    rescale = profile.rendering.get("rescale") if profile else None
+    if rescale:
+        params.append(("rescale", f"{_num(rescale[0][0])},{_num(rescale[0][1])}"))
+    elif item.dtype != "uint8":
+        stats = _stats_range(records, i, [item.bands.index(b) for b in wanted])
+        if stats:
+            params.append(("rescale", f"{_num(stats[0])},{_num(stats[1])}"))
+    return params
+
+
+def _stats_range(records: ItemRecords, i: int, band_idx: list[int]) -> tuple[float, float] | None:
+    start, stop = records.level0_range(i)
+    rows = records.index.rows.slice(start, stop - start)
+    lows = [v[b] for v in rows.column("band_min").to_pylist() for b in band_idx]
+    highs = [v[b] for v in rows.column("band_max").to_pylist() for b in band_idx]
+    lows = [v for v in lows if math.isfinite(v)]
+    highs = [v for v in highs if math.isfinite(v)]
+    if not lows or not highs or min(lows) >= max(highs):
+        return None
+    return min(lows), max(highs)
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+# -- items ----------------------------------------------------------------------------------------------------
+def _nodata(value: float) -> float | str:
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
+
+
+def band_objects(item: ItemView, profile: ProductProfile | None) -> list[dict[str, Any]]:
+    """STAC 1.1 ``bands``: the stored bands by common name, with eo fields where the name is an eo common name."""
+    out = []
+    for name in item.bands:
+        band: dict[str, Any] = {"name": name}
+        spec = profile.band(name) if profile else None
+        if spec is not None and spec.name != name:
+            band["description"] = f"{spec.name} of {profile.title}"
+        if name in EO_COMMON_NAMES:
+            band["eo:common_name"] = name
+        if spec is not None and spec.center_wavelength:
+            band["eo:center_wavelength"] = spec.center_wavelength
+        band["data_type"] = item.dtype if item.dtype in STAC_DATA_TYPES else "other"
+        if item.nodata is not None:
+            band["nodata"] = _nodata(item.nodata)
+        out.append(band)
+    return out
+
+
+def _projection(records: ItemRecords, i: int) -> dict[str, Any]:
+    """Projection fields of the stored native-level grid (what the chunks hold, not the source file)."""
+    item = records.items[i]
+    ix = records.index
+    start, stop = records.level0_range(i)
+    minx, miny = float(ix.minx[start:stop].min()), float(ix.miny[start:stop].min())
+    maxx, maxy = float(ix.maxx[start:stop].max()), float(ix.maxy[start:stop].max())
+    a, e = float(ix.transform[start, 0]), float(ix.transform[start, 4])
+    facts = crs_facts(item.crs)
+    out: dict[str, Any] = {"proj:code": facts.code}
+    if facts.code is None:
+        out["proj:wkt2"] = facts.wkt
+    out["proj:bbox"] = [minx, miny, maxx, maxy]
+    out["proj:shape"] = [round((maxy - miny) / abs(e)), round((maxx - minx) / abs(a))]
+    out["proj:transform"] = [a, 0.0, minx, 0.0, e, maxy]
+    return out
+
+
+def item_document(records: ItemRecords, i: int) -> dict[str, Any]:
+    """The Item of snapshot ``i`` of ``records`` with hrefs relative to the app root (see ``resolve_item``)."""
+    item = records.items[i]
+    snap = item.snapshot
+    assert snap is not None  # ItemRecords serves only items with a snapshot
+    cid, iid = records.collection, item.item_id
+    profile = profile_for(item.product)
+    footprint = records.footprint(i)
+    bands = band_objects(item, profile)
+    source = snap.properties.get("source")
+    properties: dict[str, Any] = {
+        "title": f"{source or iid} ({item.product})",
+        "description": f"Snapshot {snap.snapshot_id} of the Iceberg table {NAMESPACE}.{cid}: ingest of "
+                       f"{source or 'a raster'} as {item.product}, {len(item.bands)} band(s), {len(item.levels)} level(s).",
+        "datetime": format_instant(item.datetime),
+        "created": format_instant(snap.timestamp),
+    }
+    if profile is not None and profile.platform:
+        properties["platform"] = profile.platform
+    if profile is not None and profile.instruments:
+        properties["instruments"] = list(profile.instruments)
+    gsd = float(records.gsd[i])
+    if math.isfinite(gsd) and gsd > 0:
+        properties["gsd"] = gsd
+    properties.update(_projection(records, i))
+    properties["bands"] = bands
+    cloud = float(records.cloud_cover[i])
+    if math.isfinite(cloud):
+        properties["eo:cloud_cover"] = cloud
+    properties.update(
+        {
+            "pixelquery:snapshot_id": snap.snapshot_id,
+            "pixelquery:parent_snapshot_id": snap.parent_id,
+            "pixelquery:product": item.product,
+            "pixelquery:grid": item.crs,
+            "pixelquery:levels": int(records.levels[i]),
+            "pixelquery:chunk_count": int(records.chunk_count[i]),
+        }
+    )
+    if source:
+        properties["pixelquery:source"] = source
+
+    render = render_params(records, i)
+    base = item_path(cid, iid)
+    links = web_map_links(base, urlencode(render, safe=","), wmts_layer(cid, iid), "this snapshot")
+    time_travel = urlencode([("snapshot_id", str(snap.snapshot_id)), *render], safe=",")
+    links.append(
+        {"rel": "xyz", "type": "image/png", "title": "XYZ tiles of the collection as of this snapshot (time travel)",
+         "href": f"{collection_path(cid)}/tiles/{TMS}/{{z}}/{{x}}/{{y}}.png?{time_travel}"}
+    )
+    thumb_query = urlencode([*render, ("max_size", str(THUMBNAIL_SIZE))], safe=",")
+    extensions = [PIXELQUERY_EXTENSION, PROJECTION_EXTENSION, WEB_MAP_LINKS_EXTENSION]
+    if any(k.startswith("eo:") for b in bands for k in b) or "eo:cloud_cover" in properties:
+        extensions.insert(2, EO_EXTENSION)
+    minx, miny, maxx, maxy = footprint.bounds
+    return {
+        "type": "Feature",
+        "stac_version": STAC_VERSION,
+        "stac_extensions": extensions,
+        "id": iid,
+        "collection": cid,
+        "bbox": [minx, miny, maxx, maxy],
+        "geometry": mapping(footprint),
+        "properties": properties,
+        "links": links,
+        "assets": {
+            "thumbnail": {
+                "href": f"{base}/preview.png?{thumb_query}",
+                "type": "image/png",
+                "title": "Preview of this snapshot",
+                "roles": ["thumbnail"],
+            },
+            # STAC 1.1 allows item-level ``bands`` only as a summary of assets' bands; the reduced-resolution
+            # GeoTIFF of all stored bands is a real asset that has exactly these bands.
+            "overview": {
+                "href": f"{base}/preview.tif",
+                "type": GEOTIFF,
+                "title": "Reduced-resolution GeoTIFF of all bands",
+                "roles": ["overview"],
+                "bands": bands,
+            },
+        },
+    }
+
+
+def _absolute(app_base: str, href: str) -> str:
+    return href if href.startswith(("http://", "https://")) else app_base + href
+
+
+def resolve_item(doc: dict[str, Any], stac_base: str, app_base: str) -> dict[str, Any]:
+    """A response copy of a cached item document for one request's base URLs (``.../stac/`` and ``.../``)."""
+    cid = quote(doc["collection"], safe="")
+    collection_url = f"{stac_base}collections/{cid}"
+    links = [
+        {"rel": "self", "type": "application/geo+json", "href": f"{collection_url}/items/{quote(doc['id'], safe='')}"},
+        {"rel": "parent", "type": "application/json", "href": collection_url},
+        {"rel": "collection", "type": "application/json", "href": collection_url},
+        {"rel": "root", "type": "application/json", "href": stac_base},
+    ]
+    links.extend({**link, "href": _absolute(app_base, link["href"])} for link in doc["links"])
+    assets = {k: {**a, "href": _absolute(app_base, a["href"])} for k, a in doc["assets"].items()}
+    return {**doc, "links": links, "assets": assets}
+
+
+# -- collections ----------------------------------------------------------------------------------------------
+def _distinct(values: list[Any]) -> list[Any]:
+    return list(dict.fromkeys(v for v in values if v is not None))
+
+
+def collection_document(records: ItemRecords) -> dict[str, Any]:
+    """The Collection of one Iceberg table, hrefs relative to the app root (see ``resolve_collection``)."""
+    cid = records.collection
+    index = records.index
+    items = records.items
+    profiles = {p.id: p for p in (profile_for(it.product) for it in items) if p is not None}
+    if len(items):
+        b = records.bbox
+        bbox = [float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())]
+        newest = int(np.lexsort((records.sequence, records.datetime))[-1])
+        interval = [format_instant(min(it.datetime for it in items)), format_instant(max(it.datetime for it in items))]
+    else:
+        bbox, newest, interval = [-180.0, -90.0, 180.0, 90.0], None, [None, None]
+    bands: dict[str, dict[str, Any]] = {}
+    for it in items:
+        for band in band_objects(it, profiles.get(it.product)):
+            bands.setdefault(band["name"], {k: v for k, v in band.items() if k in ("name", "description") or k.startswith("eo:")})
+    products = Counter(it.product for it in items)
+    summaries: dict[str, Any] = {
+        "platform": sorted({p.platform for p in profiles.values() if p.platform}),
+        "instruments": sorted({i for p in profiles.values() for i in p.instruments}),
+        "gsd": sorted({float(g) for g in records.gsd if math.isfinite(g)}),
+        "bands": list(bands.values()),
+        "pixelquery:product": [p for p, _ in products.most_common()],
+        "pixelquery:grid": _distinct([it.crs for it in items]),
+    }
+    summaries = {k: v for k, v in summaries.items() if v}
+    query = urlencode(render_params(records, newest), safe=",") if newest is not None else ""
+    links = web_map_links(collection_path(cid), query, wmts_layer(cid), "the current snapshot")
+    providers = [{"name": p.provider, "roles": ["producer", "licensor"]} for p in profiles.values() if p.provider]
+    providers = list({p["name"]: p for p in providers}.values())
+    providers.append({"name": "pixelquery-tiler", "roles": ["processor", "host"]})
+    extensions = [PIXELQUERY_EXTENSION, WEB_MAP_LINKS_EXTENSION]
+    if any(k.startswith("eo:") for band in bands.values() for k in band):
+        extensions.append(EO_EXTENSION)
+    return {
+        "type": "Collection",
+        "stac_version": STAC_VERSION,
+        "stac_extensions": extensions,
+        "id": cid,
+        "title": f"{cid} ({NAMESPACE}.{cid})",
+        "description": (
+            f"Raster chunks of the Iceberg table `{NAMESPACE}.{cid}` in a PixelQuery warehouse. Each item is one "
+            "snapshot of the table (one ingested raster); its tiles can be rendered as of any snapshot."
+        ),
+        "keywords": sorted({"pixelquery", "iceberg", *products}),
+        "license": "other",
+        "providers": providers,
+        "extent": {"spatial": {"bbox": [bbox]}, "temporal": {"interval": [interval]}},
+        "summaries": summaries,
+        "item_assets": {
+            "thumbnail": {"type": "image/png", "title": "Preview of the snapshot", "roles": ["thumbnail"]},
+            "overview": {"type": GEOTIFF, "title": "Reduced-resolution GeoTIFF of all bands", "roles": ["overview"]},
+        },
+        "pixelquery:table": f"{NAMESPACE}.{cid}",
+        "pixelquery:current_snapshot_id": index.snapshot_id,
+        "pixelquery:snapshot_count": len(index.snapshots),
+        "links": links,
+    }
+
+
+def resolve_collection(doc: dict[str, Any], stac_base: str, app_base: str) -> dict[str, Any]:
+    """A response copy of a cached collection document for one request's base URLs."""
+    url = f"{stac_base}collections/{quote(doc['id'], safe='')}"
+    links = [
+        {"rel": "self", "type": "application/json", "href": url},
+        {"rel": "parent", "type": "application/json", "href": stac_base},
+        {"rel": "root", "type": "application/json", "href": stac_base},
+        {"rel": "items", "type": "application/geo+json", "href": f"{url}/items"},
+        {"rel": QUERYABLES_REL, "type": "application/schema+json", "title": "Queryables", "href": f"{url}/queryables"},
+    ]
+    links.extend({**link, "href": _absolute(app_base, link["href"])} for link in doc["links"])
+    return {**doc, "links": links}

@@ -1,0 +1,262 @@
+"""Columnar view of one collection's STAC items (= Iceberg snapshots), built from the tiler's index.
+
+Search must stay fast at 10,000+ items, so every queryable/sortable property is a numpy column over the
+collection's items and a search is a handful of vectorised comparisons. The view is derived from one
+immutable ``CollectionIndex``; when the index is rebuilt (a snapshot landed) a new view is built, while the
+expensive per-item results (footprints, documents) live in caches keyed by ``(collection, item, snapshot)``,
+which never change once committed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+import shapely
+from rasterio.crs import CRS
+from rasterio.errors import CRSError
+from rasterio.warp import transform_geom
+from shapely.geometry import shape
+from shapely.geometry.base import BaseGeometry
+
+from ..index import CollectionIndex, ItemView
+from ..profiles import ProductProfile, load_profiles
+
+log = logging.getLogger(__name__)
+
+#: metres per degree along a meridian: turns a geographic pixel size into a ground sample distance
+METRES_PER_DEGREE = 111_320.0
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class LRUCache(Generic[K, V]):
+    """A small thread-safe LRU map; values are computed outside the lock (computations are idempotent)."""
+
+    def __init__(self, maxsize: int):
+        self.maxsize = maxsize
+        self._data: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K, factory: Callable[[], V]) -> V:
+        with self._lock:
+            if key in self._data:
+                self._data.move_to_end(key)
+                return self._data[key]
+        value = factory()
+        with self._lock:
+            self._data[key] = value
+            while len(self._data) > self.maxsize:
+                self._data.popitem(last=False)
+        return value
+
+
+@dataclass(frozen=True)
+class CrsFacts:
+    """What STAC needs to know about a chunk CRS string."""
+
+    code: str | None  # proj:code (``EPSG:32621``) or None when the CRS has no authority code
+    wkt: str
+    geographic: bool
+    metres_per_unit: float
+
+
+@lru_cache(maxsize=256)
+def crs_facts(crs: str) -> CrsFacts:
+    parsed = CRS.from_user_input(crs)
+    epsg = parsed.to_epsg()
+    if parsed.is_geographic:
+        factor = METRES_PER_DEGREE
+    else:
+        try:
+            factor = float(parsed.linear_units_factor[1])
+        except (CRSError, ValueError, IndexError):
+            factor = 1.0
+    return CrsFacts(f"EPSG:{epsg}" if epsg else None, parsed.to_wkt(), parsed.is_geographic, factor)
+
+
+def profile_for(product: str) -> ProductProfile | None:
+    return load_profiles().get(product)
+
+
+def us(value: dt.datetime) -> int:
+    """Microseconds since the epoch: the one integer time scale used by every column and filter."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return (value - EPOCH) // dt.timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One queryable/sortable property over all items of a view; ``null`` marks missing values."""
+
+    kind: str  # "string" | "number" | "integer" | "timestamp" | "geometry"
+    values: np.ndarray
+    null: np.ndarray
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+class ItemRecords:
+    """The STAC items of one collection at one index: items whose adding snapshot is in the table history.
+
+    Items whose snapshot was expired are not served (the ``pixelquery:snapshot_id`` they would carry is gone;
+    the extension README states that expired snapshots leave the collection with their items).
+    """
+
+    def __init__(self, collection: str, index: CollectionIndex, footprints: LRUCache):
+        self.collection = collection
+        self.index = index
+        self._footprints = footprints
+        served = [pos for pos, it in enumerate(index.items) if it.snapshot is not None]
+        if len(served) != len(index.items):
+            log.debug("%s: %d item(s) without a retained snapshot are not served", collection, len(index.items) - len(served))
+        self.positions = np.asarray(served, np.int64)
+        self.items: list[ItemView] = [index.items[p] for p in served]
+        n = len(self.items)
+        self.pos_by_id = {it.item_id: i for i, it in enumerate(self.items)}
+        snaps = [it.snapshot for it in self.items]
+        props = [s.properties if s else {} for s in snaps]
+        strings = lambda values: np.asarray(values, dtype=object) if n else np.zeros(0, object)  # noqa: E731
+
+        self.ids = strings([it.item_id for it in self.items])
+        self.datetime = np.asarray([us(it.datetime) for it in self.items], np.int64)
+        self.created = np.asarray([us(s.timestamp) for s in snaps], np.int64)
+        self.bbox = index.item_bbox[self.positions] if n else np.zeros((0, 4))
+        self.sequence = index.item_snap_pos[self.positions] if n else np.zeros(0, np.int64)
+        self.snapshot_id = np.asarray([s.snapshot_id for s in snaps], np.int64)
+        self.parent_id = np.asarray([s.parent_id or 0 for s in snaps], np.int64)
+        self.parent_null = np.asarray([s.parent_id is None for s in snaps], bool)
+        self.product = strings([it.product for it in self.items])
+        self.grid = strings([it.crs for it in self.items])
+        codes = [crs_facts(it.crs).code for it in self.items]
+        self.proj_code = strings([c or "" for c in codes])
+        self.proj_code_null = np.asarray([c is None for c in codes], bool)
+        profiles = [profile_for(it.product) for it in self.items]
+        platforms = [p.platform if p else None for p in profiles]
+        self.platform = strings([p or "" for p in platforms])
+        self.platform_null = np.asarray([p is None for p in platforms], bool)
+        self.gsd = np.asarray([self._gsd(it) for it in self.items], float)
+        self.levels = np.asarray([_int(p.get("levels"), len(it.levels)) for p, it in zip(props, self.items)], np.int64)
+        self.chunk_count = np.asarray([_int(p.get("chunk_count"), 0) for p in props], np.int64)
+        self.source = strings([p.get("source") or "" for p in props])
+        self.source_null = np.asarray([not p.get("source") for p in props], bool)
+        self.cloud_cover = self._cloud_cover()
+        self._footprint_array = np.full(n, None, dtype=object)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @staticmethod
+    def _gsd(item: ItemView) -> float:
+        """Ground sample distance in metres of the native level (STAC ``gsd`` is metres, CRS units may not be)."""
+        res = item.resolutions[0] if item.resolutions else float("nan")
+        value = abs(res) * crs_facts(item.crs).metres_per_unit
+        return float(f"{value:.4g}") if math.isfinite(value) else float("nan")
+
+    def _cloud_cover(self) -> np.ndarray:
+        """Mean cloud cover of the native-level chunks where the catalog knows it, else NaN."""
+        column = self.index.rows.column("cloud_cover") if self.index.rows.num_rows else None
+        out = np.full(len(self.items), np.nan)
+        if column is None or column.null_count == len(column):
+            return out
+        values = column.to_numpy(zero_copy_only=False).astype(float)
+        for i, pos in enumerate(self.positions):
+            start, stop = self.level0_range(i)
+            chunk = values[start:stop]
+            if np.isfinite(chunk).any():
+                out[i] = float(np.nanmean(chunk))
+        return out
+
+    def level0_range(self, i: int) -> tuple[int, int]:
+        """Index row range of item ``i``'s native level."""
+        return self.index.item_row_range(int(self.positions[i]), self.items[i].levels[0])
+
+    # -- columns --------------------------------------------------------------------------------------------
+    def column(self, name: str) -> Column | None:
+        """A property as a column; ``None`` for properties this catalog does not have."""
+        n = len(self.items)
+        no_nulls = np.zeros(n, bool)
+        simple: dict[str, tuple[str, np.ndarray, np.ndarray]] = {
+            "id": ("string", self.ids, no_nulls),
+            "collection": ("string", np.full(n, self.collection, dtype=object), no_nulls),
+            "datetime": ("timestamp", self.datetime, no_nulls),
+            "created": ("timestamp", self.created, no_nulls),
+            "gsd": ("number", self.gsd, ~np.isfinite(self.gsd)),
+            "platform": ("string", self.platform, self.platform_null),
+            "proj:code": ("string", self.proj_code, self.proj_code_null),
+            "eo:cloud_cover": ("number", self.cloud_cover, ~np.isfinite(self.cloud_cover)),
+            "pixelquery:snapshot_id": ("integer", self.snapshot_id, no_nulls),
+            "pixelquery:parent_snapshot_id": ("integer", self.parent_id, self.parent_null),
+            "pixelquery:product": ("string", self.product, no_nulls),
+            "pixelquery:grid": ("string", self.grid, no_nulls),
+            "pixelquery:levels": ("integer", self.levels, no_nulls),
+            "pixelquery:chunk_count": ("integer", self.chunk_count, no_nulls),
+            "pixelquery:source": ("string", self.source, self.source_null),
+        }
+        if name in simple:
+            kind, values, null = simple[name]
+            return Column(kind, values, null)
+        if name == "geometry":
+            return Column("geometry", np.arange(n), no_nulls)  # footprints are resolved lazily, see footprints()
+        return None
+
+    # -- geometry -------------------------------------------------------------------------------------------
+    def footprint(self, i: int) -> BaseGeometry:
+        item = self.items[i]
+        key = (self.collection, item.item_id, item.snapshot.snapshot_id if item.snapshot else None)
+        return self._footprints.get(key, lambda: self._compute_footprint(i))
+
+    def footprints(self, rows: np.ndarray) -> np.ndarray:
+        """Footprints of items ``rows`` as a shapely geometry array (memoised on this view for vectorised tests)."""
+        rows = np.asarray(rows, np.int64)
+        missing = rows[np.equal(self._footprint_array[rows], None)]
+        for i in missing:
+            self._footprint_array[i] = self.footprint(int(i))
+        return self._footprint_array[rows]
+
+    def _compute_footprint(self, i: int) -> BaseGeometry:
+        """Union of the native-level chunk boxes the snapshot added, in WGS84.
+
+        The union is taken in the chunk CRS, where the boxes tile exactly (snapped to a thousandth of a
+        pixel to absorb float noise), then densified and reprojected, so the outline follows the data
+        (all-nodata chunks are not stored, so the footprint has their holes) without per-chunk overlaps.
+        """
+        item = self.items[i]
+        start, stop = self.level0_range(i)
+        ix = self.index
+        try:
+            pixel = abs(float(ix.transform[start, 0])) or 1e-9
+            boxes = shapely.box(ix.minx[start:stop], ix.miny[start:stop], ix.maxx[start:stop], ix.maxy[start:stop])
+            native = shapely.union_all(boxes, grid_size=pixel / 1000)
+            native = shapely.simplify(native, pixel / 1000)
+            facts = crs_facts(item.crs)
+            if facts.code == "EPSG:4326":
+                geom = native
+            else:
+                minx, miny, maxx, maxy = native.bounds
+                dense = shapely.segmentize(native, max(maxx - minx, maxy - miny) / 32 or 1.0)
+                geom = shape(transform_geom(item.crs, "EPSG:4326", shapely.geometry.mapping(dense), antimeridian_cutting=True))
+            geom = shapely.set_precision(geom, 1e-7, mode="pointwise")
+            geom = shapely.orient_polygons(geom)
+            if geom.is_empty or geom.geom_type not in ("Polygon", "MultiPolygon"):
+                raise ValueError(f"footprint is {geom.geom_type}")
+            return geom
+        except Exception as exc:  # never fail an item over its outline: fall back to its bounding box
+            log.warning("footprint of %s/%s: %s; using its bbox", self.collection, item.item_id, exc)
+            return shapely.box(*item.bbox)
