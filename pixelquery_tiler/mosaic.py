@@ -253,6 +253,9 @@ def _warp(
         reproject(
             src, dst, src_transform=src_transform, src_crs=src_crs, src_nodata=nodata, dst_transform=dst_transform,
             dst_crs=dst_crs, dst_nodata=nodata, resampling=Resampling[resampling],
+            # per-band nodata: by default GDAL unifies it across bands, so a kernel would average a band's
+            # nodata value into valid pixels wherever another band is valid (dark fringes)
+            UNIFIED_SRC_NODATA="NO",
         )
         data = dst
         mask = np.isnan(dst) if np.isnan(nodata) else dst == nodata
