@@ -1,0 +1,157 @@
+"""Shared plumbing for the browser tests: a live ``pixelquery-tiler serve`` subprocess, small real warehouses,
+Node/Playwright scripts against Debian's chromium, and PNG analysis.
+
+The browser side runs as Node scripts (``tests/browser/*.mjs``, playwright-core from ``node_modules`` driving
+``/usr/bin/chromium`` via ``executablePath``); each prints one JSON object on its last stdout line, which the pytest
+side asserts on. ``tests/browser/setup.sh`` installs all of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+HERE = Path(__file__).resolve().parent
+TESTS = HERE.parent
+REPO = TESTS.parent
+DATA = Path(os.environ.get("PIXELQUERY_TEST_DATA", REPO.parent / "shared" / "data"))
+PACKAGE_DATA = REPO / "pixelquery_tiler" / "data"
+ARTIFACTS = TESTS / "artifacts"
+CHROMIUM = os.environ.get("PIXELQUERY_CHROMIUM", "/usr/bin/chromium")
+NODE_MODULES = HERE / "node_modules"
+
+
+def data_file(name: str) -> Path:
+    """A real raster from ``../shared/data`` (or the copy the package ships)."""
+    for base in (DATA, PACKAGE_DATA):
+        if (base / name).is_file():
+            return base / name
+    pytest.skip(f"test raster {name} not found in {DATA} or {PACKAGE_DATA}")
+
+
+def require_browser() -> None:
+    """Skip (fail under CI) when the tools from tests/browser/setup.sh are missing."""
+    missing = []
+    if not Path(CHROMIUM).exists():
+        missing.append(CHROMIUM)
+    if not shutil.which("node"):
+        missing.append("node")
+    for pkg in ("playwright-core", "ol", "esbuild"):
+        if not (NODE_MODULES / pkg / "package.json").is_file():
+            missing.append(f"tests/browser/node_modules/{pkg}")
+    if missing:
+        msg = f"browser tools missing ({', '.join(missing)}): run bash tests/browser/setup.sh"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url: str, timeout: float = 10.0) -> tuple[int, bytes, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read(), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), dict(e.headers)
+
+
+def serve_command(warehouse: Path | str, port: int, host: str = "127.0.0.1") -> list[str]:
+    """The same command line as docker/Dockerfile's CMD, with a test port (console script if on PATH)."""
+    exe = shutil.which("pixelquery-tiler", path=str(Path(sys.executable).parent)) or shutil.which("pixelquery-tiler")
+    head = [exe] if exe else [sys.executable, "-m", "pixelquery_tiler"]
+    return [*head, "serve", str(warehouse), "--host", host, "--port", str(port)]
+
+
+@contextlib.contextmanager
+def live_server(warehouse: Path | str, log_path: Path, startup_timeout: float = 90.0, command: list[str] | None = None):
+    """Run ``pixelquery-tiler serve`` on a free loopback port; yield its base URL (with trailing slash)."""
+    port = free_port()
+    cmd = command or serve_command(warehouse, port)
+    if command:
+        cmd = [c.replace("{port}", str(port)) for c in command]
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=str(log_path.parent))
+    base = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}:\n{log_path.read_text(errors='replace')[-3000:]}")
+            try:
+                status, _, _ = http_get(base + "stac/", timeout=2)
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server not answering /stac/ after {startup_timeout} s:\n{log_path.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.25)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+
+
+def run_node(script: str, config: dict, timeout: float = 240.0) -> dict:
+    """Run ``tests/browser/<script>`` with ``config`` (JSON in argv); return the JSON of its last stdout line."""
+    cfg = {"chromium": CHROMIUM, "artifacts": str(ARTIFACTS), **config}
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(
+        ["node", str(HERE / script), json.dumps(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=str(HERE),
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    if proc.returncode != 0 or not lines:
+        raise AssertionError(f"{script} failed ({proc.returncode}):\nstdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}")
+    return json.loads(lines[-1])
+
+
+def read_png(path: str | Path) -> np.ndarray:
+    """RGB(A) pixels of a PNG as a (bands, rows, cols) uint8 array (GDAL's PNG driver via rasterio)."""
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path) as src:
+            return src.read()
+
+
+def changed_fraction(a: str | Path, b: str | Path, threshold: int = 24) -> float:
+    """Share of pixels whose RGB differs by more than ``threshold`` (max over channels) between two screenshots."""
+    x, y = read_png(a)[:3].astype(np.int16), read_png(b)[:3].astype(np.int16)
+    assert x.shape == y.shape, (x.shape, y.shape)
+    return float((np.abs(x - y).max(axis=0) > threshold).mean())
+
+
+def background_fraction(path: str | Path, background=(0xDD, 0xE3, 0xEA), tol: int = 6) -> float:
+    """Share of pixels equal to the viewer's empty-map background colour (i.e. where no tile painted)."""
+    img = read_png(path)[:3].astype(np.int16)
+    bg = np.array(background, dtype=np.int16)[:, None, None]
+    return float((np.abs(img - bg).max(axis=0) <= tol).mean())

