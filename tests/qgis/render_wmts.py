@@ -52,6 +52,29 @@ def wmts_uri(capabilities: str, layer: str, matrix_set: str, fmt: str, crs: str,
     return "&".join(f"{k}={v}" for k, v in params)
 
 
+def pick_layer(capabilities: str, wanted: str | None, matrix_set: str) -> str:
+    """The layer id as a user picks it in QGIS' WMTS list: ``wanted`` if offered as is, else the layer of collection
+    ``wanted`` (``{collection}_...``) linked to ``matrix_set``, else the first layer linked to ``matrix_set``."""
+    import urllib.request
+    import xml.etree.ElementTree as ET
+
+    ns = {"wmts": "http://www.opengis.net/wmts/1.0", "ows": "http://www.opengis.net/ows/1.1"}
+    with urllib.request.urlopen(capabilities, timeout=30) as r:
+        root = ET.fromstring(r.read())
+    layers = []
+    for layer in root.findall("wmts:Contents/wmts:Layer", ns):
+        ident = layer.findtext("ows:Identifier", namespaces=ns)
+        sets = [e.text for e in layer.findall("wmts:TileMatrixSetLink/wmts:TileMatrixSet", ns)]
+        layers.append((ident, sets))
+    ids = [i for i, _ in layers]
+    if wanted in ids:
+        return wanted
+    for ident, sets in layers:
+        if matrix_set in sets and (not wanted or ident.startswith(wanted + "_")):
+            return ident
+    raise SystemExit(f"no layer {wanted!r} with tile matrix set {matrix_set} in {ids}")
+
+
 def painted_fraction(image: QImage, background: QColor) -> float:
     """Share of pixels that differ from the background (the map was painted there)."""
     image = image.convertToFormat(QImage.Format_ARGB32)
@@ -77,7 +100,7 @@ def painted_fraction(image: QImage, background: QColor) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("capabilities", help="WMTSCapabilities.xml URL")
-    ap.add_argument("--layer", required=True)
+    ap.add_argument("--layer", help="WMTS layer id, or a collection id (its layer for --tile-matrix-set is used)")
     ap.add_argument("--tile-matrix-set", default="WebMercatorQuad")
     ap.add_argument("--format", default="image/png")
     ap.add_argument("--crs", default="EPSG:3857")
@@ -90,9 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     qgs.initQgis()
     result: dict = {"qgis": Qgis.QGIS_VERSION}
     try:
-        uri = wmts_uri(args.capabilities, args.layer, args.tile_matrix_set, args.format, args.crs, args.time)
+        layer_id = pick_layer(args.capabilities, args.layer, args.tile_matrix_set)
+        result["layer"] = layer_id
+        uri = wmts_uri(args.capabilities, layer_id, args.tile_matrix_set, args.format, args.crs, args.time)
         result["uri"] = uri
-        layer = QgsRasterLayer(uri, args.layer, "wms")
+        layer = QgsRasterLayer(uri, layer_id, "wms")
         result["valid"] = layer.isValid()
         if not layer.isValid():
             result["error"] = layer.error().summary() if layer.error() else "invalid layer"

@@ -1,7 +1,8 @@
 """QGIS as a WMTS client (opt-in: ``PIXELQUERY_QGIS=1``; install with ``bash tests/qgis/setup.sh``).
 
 Runs tests/qgis/render_wmts.py under Debian's ``/usr/bin/python3`` with PyQGIS (QT_QPA_PLATFORM=offscreen) against
-a live ``pixelquery-tiler serve`` and checks the rendered PNG (tests/artifacts/qgis-*.png) has painted pixels.
+a live ``pixelquery-tiler serve``: adds the WMTS layer from the url-encoded capabilities URL, renders it to a PNG
+(tests/artifacts/qgis-*.png) and checks it has painted pixels and that the Time dimension changes them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ sys.path.insert(0, str(HERE.parent / "browser"))
 import harness  # noqa: E402
 
 SYSTEM_PYTHON = "/usr/bin/python3"
+EARLY, LATE = "2020-05-18", "2020-07-21"
 
 pytestmark = [
     pytest.mark.qgis,
@@ -31,18 +33,27 @@ def server(tmp_path_factory):
     probe = subprocess.run([SYSTEM_PYTHON, "-c", "import qgis.core"], capture_output=True, env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
     if probe.returncode != 0:
         pytest.fail("PyQGIS not importable by /usr/bin/python3: run bash tests/qgis/setup.sh")
+    import rasterio
+
     from pixelquery_tiler import Warehouse
 
     root = tmp_path_factory.mktemp("qgis")
+    src = harness.data_file("gw_LC08_224077_20200518_B2_30m.tif")
+    with rasterio.open(src) as ds:  # a later acquisition with a visible change: a bright block
+        data, profile = ds.read(1), ds.profile
+    h, w = data.shape
+    data[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4] = 15000
+    profile.update(driver="GTiff", compress="deflate")
+    with rasterio.open(root / "changed.tif", "w", **profile) as dst:
+        dst.write(data, 1)
     wh = Warehouse(str(root / "warehouse"))
-    wh.ingest(str(harness.data_file("gw_LC08_224077_20200518_B2_60m.tif")), "landsat", datetime="2020-04-16T13:30:00Z")
-    wh.ingest(str(harness.data_file("gw_LC08_224077_20200518_B2_30m.tif")), "landsat", datetime="2020-05-18T13:30:00Z")
+    wh.ingest(str(src), "landsat", datetime=f"{EARLY}T13:30:00Z")
+    wh.ingest(str(root / "changed.tif"), "landsat", product="landsat-c2-l2", bands=["blue"], datetime=f"{LATE}T13:30:00Z")
     with harness.live_server(root / "warehouse", root / "server.log") as base:
         yield base
 
 
-@pytest.mark.parametrize("time", [None, "2020-04-16"])
-def test_qgis_renders_wmts_layer(server, time):
+def render(server: str, time: str | None) -> dict:
     harness.ARTIFACTS.mkdir(parents=True, exist_ok=True)
     out = harness.ARTIFACTS / f"qgis-{time or 'default'}.png"
     out.unlink(missing_ok=True)
@@ -56,8 +67,26 @@ def test_qgis_renders_wmts_layer(server, time):
     assert lines, f"no result ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     result = json.loads(lines[-1])
     assert proc.returncode == 0, (result, proc.stderr[-3000:])
+    assert out.is_file() and out.stat().st_size > 1000
+    return result
+
+
+@pytest.fixture(scope="module")
+def renders(server) -> dict:
+    return {t: render(server, t) for t in (None, EARLY, LATE)}
+
+
+@pytest.mark.parametrize("time", [None, EARLY, LATE])
+def test_qgis_renders_wmts_layer(renders, time):
+    result = renders[time]
     assert result["valid"] and result["layer_crs"] == "EPSG:3857"
+    assert result["layer"].startswith("landsat")
     assert result["painted_fraction"] > 0.05 and not result["render_errors"]
     if time:
-        assert "tileDimensions=Time%253D" + time in result["uri"] or "tileDimensions=Time%3D" + time in result["uri"]
-    assert out.is_file() and out.stat().st_size > 1000
+        assert f"tileDimensions=Time%3D{time}" in result["uri"]
+
+
+def test_qgis_time_dimension_changes_pixels(renders):
+    assert harness.changed_fraction(renders[EARLY]["out"], renders[LATE]["out"], threshold=8) > 0.05
+    # without a Time value QGIS uses the capabilities' Default: the latest date
+    assert harness.changed_fraction(renders[None]["out"], renders[LATE]["out"], threshold=8) < 0.002
