@@ -1,5 +1,9 @@
 """Shared pytest fixtures. Each block below belongs to one area; add yours in its own block."""
 
+# --- STAC API: fixtures live in tests/stac_fixtures.py ---
+from stac_fixtures import offline_stac_validation, stac_data_dir, stac_server, stac_warehouse  # noqa: F401,E402
+# --- end STAC API ---
+
 # --- tile serving (reader, tile HTTP, WMTS): fixtures below ---
 import os as _os  # noqa: E402
 import socket as _socket  # noqa: E402

@@ -9,11 +9,11 @@ pagination, the filter (CQL2 text/JSON, queryables), sort (sortables) and fields
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 import attr
 from fastapi import APIRouter, FastAPI, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from stac_fastapi.api.app import StacApi
 from stac_fastapi.api.middleware import ProxyHeaderMiddleware
 from stac_fastapi.api.models import ItemCollectionUri, create_get_request_model, create_post_request_model, create_request_model
@@ -24,8 +24,9 @@ from stac_fastapi.extensions.filter import ItemCollectionFilterExtension, Search
 from stac_fastapi.extensions.filter.filter import FilterConformanceClasses
 from stac_fastapi.extensions.pagination import TokenPaginationExtension
 from stac_fastapi.extensions.sort import ItemCollectionSortExtension, SearchSortExtension
+from stac_fastapi.extensions.sort.sort import SortConformanceClasses
 from stac_fastapi.types.config import ApiSettings
-from stac_fastapi.types.search import APIRequest
+from stac_fastapi.types.search import APIRequest, BaseSearchPostRequest
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
@@ -52,6 +53,13 @@ FILTER_CONFORMANCE = [
     FilterConformanceClasses.SPATIAL_FUNCTIONS,
 ]
 
+#: sort v1.0.0 URIs next to stac-fastapi's v1.1.0 ones: pystac-client (0.9) recognises only ``v1.0.*#sort``
+#: and would refuse ``sortby``; the v1.0.0 semantics (GET ``+/-field`` lists, POST field/direction) are served
+SORT_V1_0 = {
+    "search": "https://api.stacspec.org/v1.0.0/item-search#sort",
+    "items": "https://api.stacspec.org/v1.0.0/ogcapi-features#sort",
+}
+
 
 @attr.s
 class FieldsGetRequest(APIRequest):
@@ -69,6 +77,15 @@ class FieldsPostRequest(BaseModel):
     fields: PostFieldsExtension = Field(default_factory=PostFieldsExtension, description="Fields to include or exclude.")
 
 
+class SearchPostRequest(BaseSearchPostRequest):
+    """POST search body; ``collections``/``ids`` also accepted as a comma-separated string, as in GET."""
+
+    @field_validator("collections", "ids", mode="before")
+    @classmethod
+    def _split_string(cls, value: Any) -> Any:
+        return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
+
 @attr.s
 class PixelQueryFieldsExtension(FieldsExtension):
     GET = FieldsGetRequest
@@ -82,13 +99,15 @@ def add_stac_api(app: FastAPI, warehouse: Warehouse) -> StacApi:
     filters = PixelQueryFiltersClient(backend=backend)
     search_extensions = [
         SearchFilterExtension(client=filters, conformance_classes=[*FILTER_CONFORMANCE, FilterConformanceClasses.SEARCH]),
-        SearchSortExtension(client=sortables),
+        SearchSortExtension(client=sortables, conformance_classes=[
+            SortConformanceClasses.ITEM_SEARCH_SORT, SortConformanceClasses.ITEM_SEARCH_SORTABLES, SORT_V1_0["search"]]),
         PixelQueryFieldsExtension(conformance_classes=[FieldsConformanceClasses.SEARCH]),
         TokenPaginationExtension(),
     ]
     items_extensions = [
         ItemCollectionFilterExtension(client=filters, conformance_classes=[*FILTER_CONFORMANCE, FilterConformanceClasses.ITEMS]),
-        ItemCollectionSortExtension(client=sortables),
+        ItemCollectionSortExtension(client=sortables, conformance_classes=[
+            SortConformanceClasses.FEATURES_SORT, SortConformanceClasses.FEATURES_SORTABLES, SORT_V1_0["items"]]),
         PixelQueryFieldsExtension(conformance_classes=[FieldsConformanceClasses.ITEMS]),
         TokenPaginationExtension(),
     ]
@@ -108,7 +127,7 @@ def add_stac_api(app: FastAPI, warehouse: Warehouse) -> StacApi:
         stac_version=STAC_VERSION,
         extensions=[*search_extensions, *items_extensions],
         search_get_request_model=create_get_request_model(search_extensions),
-        search_post_request_model=create_post_request_model(search_extensions),
+        search_post_request_model=create_post_request_model(search_extensions, base_model=SearchPostRequest),
         items_get_request_model=create_request_model(
             "ItemCollectionUri", base_model=ItemCollectionUri, extensions=items_extensions, request_type="GET"
         ),

@@ -160,10 +160,11 @@ class PixelQueryCoreClient(BaseCoreClient):
         return self._respond(request, query, self.backend.search(query))
 
     def post_search(self, search_request: Any, request: Request, **kwargs: Any) -> GeoJSONResponse:
-        given = search_request.model_fields_set
         fields = None
-        if "fields" in given and search_request.fields is not None:
-            fields = FieldsSpec(frozenset(search_request.fields.include or ()), frozenset(search_request.fields.exclude or ()))
+        if "fields" in search_request.model_fields_set and search_request.fields is not None:
+            requested = search_request.fields
+            include = frozenset(requested.include or ()) if "include" in requested.model_fields_set else None
+            fields = FieldsSpec(include, frozenset(requested.exclude or ()))
         start, end = parse_datetime(search_request.datetime)
         query = SearchQuery(
             collections=search_request.collections, ids=search_request.ids, bbox=parse_bbox(search_request.bbox),

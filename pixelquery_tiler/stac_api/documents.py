@@ -193,7 +193,7 @@ def item_document(records: ItemRecords, i: int) -> dict[str, Any]:
     properties.update(
         {
             "pixelquery:snapshot_id": snap.snapshot_id,
-            "pixelquery:parent_snapshot_id": snap.parent_id,
+            "pixelquery:parent_snapshot_id": records.parent_snapshot_id(i),
             "pixelquery:product": item.product,
             "pixelquery:grid": item.crs,
             "pixelquery:levels": int(records.levels[i]),
@@ -335,10 +335,10 @@ def resolve_collection(doc: dict[str, Any], stac_base: str, app_base: str) -> di
     """A response copy of a cached collection document for one request's base URLs."""
     url = f"{stac_base}collections/{quote(doc['id'], safe='')}"
     links = [
-        {"rel": "self", "type": "application/json", "href": url},
-        {"rel": "parent", "type": "application/json", "href": stac_base},
-        {"rel": "root", "type": "application/json", "href": stac_base},
-        {"rel": "items", "type": "application/geo+json", "href": f"{url}/items"},
+        {"rel": "self", "type": "application/json", "title": doc["title"], "href": url},
+        {"rel": "parent", "type": "application/json", "title": "pixelquery-tiler", "href": stac_base},
+        {"rel": "root", "type": "application/json", "title": "pixelquery-tiler", "href": stac_base},
+        {"rel": "items", "type": "application/geo+json", "title": "Items (one per snapshot)", "href": f"{url}/items"},
         {"rel": QUERYABLES_REL, "type": "application/schema+json", "title": "Queryables", "href": f"{url}/queryables"},
     ]
     links.extend({**link, "href": _absolute(app_base, link["href"])} for link in doc["links"])

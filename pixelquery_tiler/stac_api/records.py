@@ -27,6 +27,7 @@ from rasterio.warp import transform_geom
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
+from ..catalog import SnapshotInfo
 from ..index import CollectionIndex, ItemView
 from ..profiles import ProductProfile, load_profiles
 
@@ -115,8 +116,8 @@ def _int(value: Any, default: int) -> int:
 class ItemRecords:
     """The STAC items of one collection at one index: items whose adding snapshot is in the table history.
 
-    Items whose snapshot was expired are not served (the ``pixelquery:snapshot_id`` they would carry is gone;
-    the extension README states that expired snapshots leave the collection with their items).
+    The engine keeps expired snapshots in its item log, so every ingested item normally has one; rows without
+    a known snapshot (history lost) are not served, since ``pixelquery:snapshot_id`` is required.
     """
 
     def __init__(self, collection: str, index: CollectionIndex, footprints: LRUCache):
@@ -125,7 +126,7 @@ class ItemRecords:
         self._footprints = footprints
         served = [pos for pos, it in enumerate(index.items) if it.snapshot is not None]
         if len(served) != len(index.items):
-            log.debug("%s: %d item(s) without a retained snapshot are not served", collection, len(index.items) - len(served))
+            log.warning("%s: %d item(s) without a known snapshot are not served", collection, len(index.items) - len(served))
         self.positions = np.asarray(served, np.int64)
         self.items: list[ItemView] = [index.items[p] for p in served]
         n = len(self.items)
@@ -140,8 +141,11 @@ class ItemRecords:
         self.bbox = index.item_bbox[self.positions] if n else np.zeros((0, 4))
         self.sequence = index.item_snap_pos[self.positions] if n else np.zeros(0, np.int64)
         self.snapshot_id = np.asarray([s.snapshot_id for s in snaps], np.int64)
-        self.parent_id = np.asarray([s.parent_id or 0 for s in snaps], np.int64)
-        self.parent_null = np.asarray([s.parent_id is None for s in snaps], bool)
+        history = index.snapshots
+        self._previous = {s.snapshot_id: history[k - 1].snapshot_id if k else None for k, s in enumerate(history)}
+        parents = [self._parent(s) for s in snaps]
+        self.parent_id = np.asarray([p or 0 for p in parents], np.int64)
+        self.parent_null = np.asarray([p is None for p in parents], bool)
         self.product = strings([it.product for it in self.items])
         self.grid = strings([it.crs for it in self.items])
         codes = [crs_facts(it.crs).code for it in self.items]
@@ -161,6 +165,16 @@ class ItemRecords:
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def _parent(self, snap: SnapshotInfo) -> int | None:
+        """Parent snapshot id; when Iceberg dropped it (snapshot expiry clears the parent of the oldest live
+        snapshot), the predecessor in the table's linear main-branch history is the parent."""
+        if snap.parent_id is not None:
+            return snap.parent_id
+        return self._previous.get(snap.snapshot_id)
+
+    def parent_snapshot_id(self, i: int) -> int | None:
+        return None if self.parent_null[i] else int(self.parent_id[i])
 
     @staticmethod
     def _gsd(item: ItemView) -> float:

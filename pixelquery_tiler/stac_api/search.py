@@ -30,7 +30,7 @@ from stac_fastapi.types.errors import InvalidQueryParameter
 from stac_fastapi.types.rfc3339 import str_to_interval
 
 from ..warehouse import CollectionNotFound, Warehouse
-from .cql2_filter import Evaluator, FilterError, parse_filter
+from .cql2_filter import Evaluator, FilterError
 from .documents import collection_document, item_document
 from .records import ItemRecords, LRUCache, us
 
@@ -55,7 +55,8 @@ SORTABLES: dict[str, str] = {
 }
 #: fields kept when the fields extension is asked for nothing in particular
 DEFAULT_FIELDS = ("type", "stac_version", "id", "collection", "geometry", "bbox", "links", "assets", "properties.datetime")
-ALWAYS_FIELDS = ("id", "collection")
+#: fields every item keeps whatever ``include`` says, so a partial item still says what it is
+ALWAYS_FIELDS = ("type", "stac_version", "id", "collection")
 
 
 def bad_request(message: str) -> InvalidQueryParameter:
@@ -65,7 +66,9 @@ def bad_request(message: str) -> InvalidQueryParameter:
 # -- request normalisation ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FieldsSpec:
-    include: frozenset[str]
+    """A fields-extension request. ``include=None``: no include list was given (an empty one was, if ``()``)."""
+
+    include: frozenset[str] | None
     exclude: frozenset[str]
 
 
@@ -179,7 +182,7 @@ def parse_fields_get(value: str | None) -> FieldsSpec | None:
             exclude.add(part[1:])
         elif part:
             include.add(part.lstrip("+"))
-    return FieldsSpec(frozenset(include), frozenset(exclude))
+    return FieldsSpec(frozenset(include) or None, frozenset(exclude))
 
 
 def parse_token(token: str | None) -> tuple[str, str, int] | None:
@@ -225,22 +228,35 @@ def _drop_path(doc: dict[str, Any], path: list[str]) -> None:
 
 
 def apply_fields(doc: dict[str, Any], spec: FieldsSpec | None) -> dict[str, Any]:
-    """The fields extension: keep ``include`` (default fields if both lists are empty), then drop ``exclude``.
+    """The fields extension (v1.0.0 recommendations, as stac-api-validator checks them).
 
-    A path named in both lists is included (the more specific request wins over a blanket exclusion).
+    - ``include`` given and non-empty: only those fields (plus ``ALWAYS_FIELDS``);
+    - ``include`` given but empty, or neither list given: the default fields;
+    - only ``exclude`` given: the whole item;
+    then ``exclude`` is removed, except where it names an included field or an ancestor of one (the more
+    specific request wins: ``-properties,+properties.gsd`` keeps ``properties.gsd``).
     """
     if spec is None:
         return doc
-    include = spec.include or (frozenset(DEFAULT_FIELDS) if not spec.exclude else frozenset())
+    if spec.include:
+        include: frozenset[str] = spec.include | frozenset(ALWAYS_FIELDS)
+    elif spec.include is None and spec.exclude:
+        include = frozenset()
+    else:
+        include = frozenset(DEFAULT_FIELDS)
     if include:
         out: dict[str, Any] = {}
-        for name in (*ALWAYS_FIELDS, *sorted(include)):
-            found, value = _get_path(doc, name.split("."))
+        for name in sorted(include):
+            path = name.split(".")
+            found, value = _get_path(doc, path)
             if found:
-                _put_path(out, name.split("."), copy.copy(value) if isinstance(value, dict) else value)
+                _put_path(out, path, copy.copy(value) if isinstance(value, dict) else value)
     else:
         out = dict(doc)
-    for name in spec.exclude - include:
+    requested = spec.include or frozenset()
+    for name in spec.exclude:
+        if any(kept == name or kept.startswith(name + ".") for kept in requested):
+            continue
         _drop_path(out, name.split("."))
     return out
 
