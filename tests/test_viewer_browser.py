@@ -167,3 +167,16 @@ def test_landsat_single_band_has_no_ndvi(run):
 def test_no_console_errors(run):
     assert run["problems"] == []
     assert "error" not in (run.get("statusClass") or "")
+
+
+def test_viewer_works_behind_a_path_prefix(server):
+    """All URLs are relative (server links are rebased), so a reverse proxy under /pq/ needs no configuration."""
+    with harness.prefix_proxy(server, "/pq") as proxied:
+        res = harness.run_node("viewer_prefix.mjs", {"base": proxied, "collection": "landsat"})
+    assert "error" not in res, res.get("error")
+    assert res["problems"] == []
+    assert res["tilesLoaded"] > 0 and len(res["items"]) == 3
+    assert res["itemTileUrl"].startswith(proxied + "collections/landsat/items/")
+    urls = [r["url"] for r in res["requests"]]
+    assert any("/tiles/" in u for u in urls) and any("/stac/search" in u for u in urls)
+    assert all(u.startswith(proxied) or u.startswith("data:") for u in urls), [u for u in urls if not u.startswith(proxied)][:5]

@@ -155,3 +155,56 @@ def background_fraction(path: str | Path, background=(0xDD, 0xE3, 0xEA), tol: in
     img = read_png(path)[:3].astype(np.int16)
     bg = np.array(background, dtype=np.int16)[:, None, None]
     return float((np.abs(img - bg).max(axis=0) <= tol).mean())
+
+
+@contextlib.contextmanager
+def prefix_proxy(backend: str, prefix: str = "/pq"):
+    """A minimal reverse proxy on a free loopback port serving ``backend`` under ``prefix`` (GET/HEAD only), which
+    does not tell the backend about the prefix: the set-up that breaks absolute URLs. Yields the proxied base URL."""
+    import http.server
+    import threading
+
+    hop = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authenticate", "proxy-authorization"}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):  # quiet
+            pass
+
+        def _forward(self, head: bool) -> None:
+            if not (self.path == prefix or self.path.startswith(prefix + "/")):
+                self.send_error(404)
+                return
+            target = backend.rstrip("/") + "/" + self.path[len(prefix) :].lstrip("/")
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in hop | {"host"}}
+            req = urllib.request.Request(target, headers=headers, method="HEAD" if head else "GET")
+            try:
+                resp = urllib.request.urlopen(req, timeout=60)
+            except urllib.error.HTTPError as e:
+                resp = e
+            body = resp.read()
+            self.send_response(resp.status if hasattr(resp, "status") else resp.code)
+            for k, v in resp.headers.items():
+                if k.lower() not in hop | {"content-length"}:
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if not head:
+                self.wfile.write(body)
+
+        def do_GET(self):
+            self._forward(False)
+
+        def do_HEAD(self):
+            self._forward(True)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}{prefix}/"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -36,6 +36,17 @@
   // ------------------------------------------------------------------ helpers
   function rel(path) { return new URL(path, document.baseURI).toString(); }
 
+  // Links the server returns are absolute. Behind a reverse proxy that mounts the server under a prefix without
+  // telling it, they miss the prefix (or name the backend host): rebase such links onto this page's base.
+  function rebase(href) {
+    var page = new URL(document.baseURI);
+    var basePath = new URL('.', page).pathname;
+    var u;
+    try { u = new URL(href, page); } catch (e) { return href; }
+    if (u.origin === page.origin && u.pathname.indexOf(basePath) === 0) return u.toString();
+    return new URL(u.pathname.replace(/^\//, '') + u.search + u.hash, new URL(basePath, page)).toString();
+  }
+
   function setStatus(msg, isError) {
     var el = $('status');
     el.textContent = msg;
@@ -74,7 +85,7 @@
         out.push.apply(out, fc.features || []);
         var next = linkOf(fc, 'next');
         if (next && n < MAX_PAGES && (!next.method || next.method === 'GET') && (fc.features || []).length) {
-          return page(next.href, n + 1);
+          return page(rebase(next.href), n + 1);
         }
         return out;
       });
@@ -123,7 +134,8 @@
   function boundsFromBbox(b) { return L.latLngBounds([b[1], b[0]], [b[3], b[2]]); }
 
   // --------------------------------------------------------------- the map
-  var map = L.map('map', { zoomControl: true, worldCopyJump: false, minZoom: 1 });
+  // quarter-level zoom steps let the collection extent fill the map
+  var map = L.map('map', { zoomControl: true, worldCopyJump: false, minZoom: 1, zoomSnap: 0.25, zoomDelta: 0.5 });
   map.setView([0, 0], 2);
   L.control.scale({ imperial: false }).addTo(map);
   map.attributionControl.setPrefix('<a href="https://leafletjs.com" target="_blank">Leaflet</a>');
@@ -473,7 +485,7 @@
     var link = linkOf(item, 'xyz');
     var href;
     if (link) {
-      href = templateHref(link.href);
+      href = templateHref(rebase(templateHref(link.href)));
     } else { // fall back to the item tile endpoint of the contract
       href = rel('collections/' + encodeURIComponent(item.collection) + '/items/' + encodeURIComponent(item.id) +
         '/tiles/' + TMS + '/{z}/{x}/{y}.png');
