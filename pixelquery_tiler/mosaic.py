@@ -111,14 +111,20 @@ def read_window(
     dtype = np.result_type(*{np.dtype(index.items[p].dtype) for p in positions})
     method = PixelSelectionMethod[pixel_selection].value()
     out = WindowRead(np.ma.masked_all((len(band_names), height, width), dtype), band_names)
+    region = bounds
     for pos in positions:
         item = index.items[pos]
         if not set(band_names) <= set(item.bands):
             continue
+        if pixel_selection == "first" and method.mosaic is not None:
+            # later observations can only fill what is still empty: read just that part (often nothing,
+            # e.g. beyond a scene edge), so deep stacks cost little more than one observation
+            region = _unfilled_bounds(method.mosaic, dst_transform)
         native = transform_bounds(dst_crs, item.crs, bounds)
         target_res = min((native[2] - native[0]) / width, (native[3] - native[1]) / height)
         level = choose_level(item, target_res)
-        warped = _read_item(index, chunks, pos, level, native, band_names, dst_transform, dst_crs, width, height, dtype, resampling)
+        window = native if region is bounds else transform_bounds(dst_crs, item.crs, region)
+        warped = _read_item(index, chunks, pos, level, window, band_names, dst_transform, dst_crs, width, height, dtype, resampling)
         if warped is None:
             continue
         out.items.append(item.item_id)
@@ -133,6 +139,15 @@ def read_window(
     if out.data.dtype != dtype and pixel_selection in ("first", "highest", "lowest"):
         out.data = out.data.astype(dtype)
     return out
+
+
+def _unfilled_bounds(mosaic: np.ma.MaskedArray, transform: Affine) -> tuple[float, float, float, float]:
+    """Bounds (output CRS) of the output pixels some band still lacks."""
+    empty = np.ma.getmaskarray(mosaic).any(axis=0)
+    rows, cols = np.flatnonzero(empty.any(axis=1)), np.flatnonzero(empty.any(axis=0))
+    left, top = transform * (cols[0], rows[0])
+    right, bottom = transform * (cols[-1] + 1, rows[-1] + 1)
+    return (min(left, right), min(top, bottom), max(left, right), max(top, bottom))
 
 
 def _prefer_fitting_resolution(
