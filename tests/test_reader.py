@@ -288,3 +288,31 @@ def test_epsg4326_source_in_both_tms(tile_warehouse: TileWarehouse):
         assert ours.crs == WGS84
         with Reader(str(TILE_DATA_DIR / name), tms=ours.tms) as src:
             assert (ours.minzoom, ours.maxzoom) == (src.minzoom, src.maxzoom)
+
+
+def test_first_mosaic_fills_gaps_from_older_observations(tile_warehouse: TileWarehouse, tmp_path: Path):
+    """Newest first, older observations fill only what is still empty (the unfilled-region shortcut)."""
+    with rasterio.open(tile_warehouse.rgbn) as ds:
+        profile, data = ds.profile | {"nodata": 0, "photometric": "MINISBLACK"}, ds.read()
+    newer = data.copy()
+    newer[newer == 255] = 254
+    newer += 1  # distinguishable from the older copy
+    newer[:, :, : data.shape[2] // 2] = 0  # west half: nodata
+    older_path, newer_path = tmp_path / "older.tif", tmp_path / "newer.tif"
+    for path, values in ((older_path, np.where(data == 0, 1, data)), (newer_path, newer)):
+        with rasterio.open(path, "w", **profile) as out:
+            out.write(values)
+    wh = Warehouse(tile_warehouse.uri)
+    bands = ["red", "green", "blue", "nir"]
+    wh.ingest(str(older_path), "gaps", datetime="2001-01-01", bands=bands)
+    wh.ingest(str(newer_path), "gaps", datetime="2002-01-01", bands=bands)
+    tms = morecantile.tms.get("WebMercatorQuad")
+    with Reader(str(older_path)) as o_src, Reader(str(newer_path)) as n_src:
+        for z in (12, 13):
+            tile = probe_tiles(o_src, tms, z)["centre"]
+            old, new = o_src.tile(tile.x, tile.y, tile.z).array, n_src.tile(tile.x, tile.y, tile.z).array
+            expected = np.where(np.ma.getmaskarray(new), old.data, new.data)
+            img = PixelQueryReader(wh.collection("gaps")).tile(tile.x, tile.y, tile.z)
+            assert len(img.assets) == 2
+            valid = ~np.ma.getmaskarray(img.array) & ~np.ma.getmaskarray(old)
+            assert (img.array.data[valid] == expected[valid]).mean() >= 0.99

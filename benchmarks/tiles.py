@@ -1,0 +1,406 @@
+"""Tile-serving benchmark: pixelquery-tiler vs TiTiler over the same rasters and the same seeded tiles.
+
+Run from the repository root::
+
+    python benchmarks/tiles.py                 # full run (>= 200 tiles, uvicorn, 1M-row index, 10,000-tile RSS)
+    python benchmarks/tiles.py --quick         # smoke run: few tiles, short HTTP load, small RSS loop
+
+It prints numbers and ratios (ours / TiTiler; < 1 means we are faster) and asserts nothing:
+
+1. per-tile latency in-process (reader + PNG render, the work an endpoint does) p50/p95 for both;
+2. through uvicorn (2 workers each, concurrency 8, loopback only, a bounded number of requests): p50/p95 and
+   throughput;
+3. a 10-observation mosaic tile (default pixel selection) vs a single-observation tile;
+4. a zoomed-out tile covering the whole collection vs a native-zoom tile;
+5. the PNG-encode floor for the same tiles (GDAL's encoder as TiTiler uses it, and ours);
+6. index lookup time at 1,000,000 synthetic catalog rows;
+7. resident memory (RSS) after N in-process tiles.
+
+TiTiler reads each source converted to a COG with rio-cogeo (deflate, averaged overviews), which is how one
+would deploy it; both sides render PNG with nearest resampling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import gc
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import morecantile
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("PIXELQUERY_TEST_DATA", REPO.parent / "shared" / "data"))
+WEB = morecantile.tms.get("WebMercatorQuad")
+MOSAIC_SOURCE = "gw_LC08_224077_20200518_B2_30m.tif"
+
+
+# -- setup --------------------------------------------------------------------------------------------------------------
+def build(workdir: Path, quiet: bool = False) -> tuple[str, dict[str, str], dict[str, Path]]:
+    """Warehouse (one collection per raster + a 10-observation mosaic) and the rasters as COGs."""
+    from rio_cogeo.cogeo import cog_translate
+    from rio_cogeo.profiles import cog_profiles
+
+    from pixelquery_tiler import Warehouse
+
+    uri = str(workdir / "warehouse")
+    wh = Warehouse(uri)
+    collections, cogs = {}, {}
+    for src in sorted(DATA.glob("*.tif")):
+        cid = src.stem.lower().replace("_", "-")[:50]
+        wh.ingest(str(src), cid, datetime="2020-01-01")
+        collections[src.name] = cid
+        cogs[src.name] = workdir / f"{src.stem}.cog.tif"
+        profile = cog_profiles.get("deflate") | {"blockxsize": 256, "blockysize": 256}
+        cog_translate(str(src), str(cogs[src.name]), profile, overview_resampling="average", quiet=True)
+    for i in range(10):
+        wh.ingest(str(DATA / MOSAIC_SOURCE), "mosaic10", datetime=(dt.datetime(2020, 1, 1) + dt.timedelta(days=i)).isoformat())
+    if not quiet:
+        print(f"warehouse: {uri} ({len(collections)} collections + mosaic10)")
+    return uri, collections, cogs
+
+
+def render_indexes(name: str) -> tuple[int, ...] | None:
+    """PNG holds at most 4 bands: both servers are asked for the first three of wider rasters."""
+    import rasterio
+
+    with rasterio.open(DATA / name) as ds:
+        return (1, 2, 3) if ds.count > 4 else None
+
+
+def seeded_tiles(cogs: dict[str, Path], count: int, seed: int) -> list[tuple[str, morecantile.Tile]]:
+    """``count`` WebMercatorQuad tiles with data, spread over the rasters and zooms maxzoom-2..maxzoom+1."""
+    from rio_tiler.io import Reader
+
+    rng = random.Random(seed)
+    candidates = []
+    for name, cog in cogs.items():
+        with Reader(str(cog)) as src:
+            w, s, e, n = src.get_geographic_bounds(WEB.rasterio_geographic_crs)
+            for z in range(src.maxzoom - 2, src.maxzoom + 2):
+                tiles = [t for t in WEB.tiles(w, s, e, n, [z]) if src.tile_exists(t.x, t.y, t.z)]
+                candidates.extend((name, t) for t in tiles)
+    rng.shuffle(candidates)
+    picked = candidates[:count]
+    while len(picked) < count:  # few candidates: repeat (each request is still served in full)
+        picked.append(rng.choice(candidates))
+    return picked
+
+
+# -- measurement helpers --------------------------------------------------------------------------------------------------
+def timed(fn: Callable[[], object], repeat: int = 1) -> float:
+    start = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    return (time.perf_counter() - start) / repeat
+
+
+def percentiles(values: Sequence[float]) -> tuple[float, float]:
+    arr = np.asarray(values) * 1000
+    return float(np.percentile(arr, 50)), float(np.percentile(arr, 95))
+
+
+def row(label: str, ours: float, theirs: float, unit: str = "ms") -> None:
+    ratio = ours / theirs if theirs else float("nan")
+    print(f"  {label:<38} ours {ours:9.2f} {unit:<6} titiler {theirs:9.2f} {unit:<6} ratio {ratio:6.2f}")
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# -- in-process ----------------------------------------------------------------------------------------------------------
+def ours_tile(uri: str) -> Callable[[str, morecantile.Tile], bytes]:
+    from titiler.core.resources.enums import ImageType
+
+    from pixelquery_tiler import Warehouse
+    from pixelquery_tiler.reader import PixelQueryReader
+    from pixelquery_tiler.tiles import render_tile
+
+    wh = Warehouse(uri, refresh_interval=3600)
+
+    def run(cid: str, t: morecantile.Tile, indexes: tuple[int, ...] | None = None) -> bytes:
+        with PixelQueryReader(wh.collection(cid)) as src:
+            img = src.tile(t.x, t.y, t.z, indexes=indexes)
+        return render_tile(img, output_format=ImageType.png)[0]
+
+    return run
+
+
+def titiler_tile() -> Callable[[Path, morecantile.Tile], bytes]:
+    from rio_tiler.io import Reader
+    from titiler.core.resources.enums import ImageType
+    from titiler.core.utils import render_image
+
+    def run(cog: Path, t: morecantile.Tile, indexes: tuple[int, ...] | None = None) -> bytes:
+        with Reader(str(cog)) as src:
+            img = src.tile(t.x, t.y, t.z, indexes=indexes)
+        return render_image(img, output_format=ImageType.png)[0]
+
+    return run
+
+
+def bench_in_process(uri: str, collections: dict[str, str], cogs: dict[str, Path], tiles: list) -> None:
+    ours, theirs = ours_tile(uri), titiler_tile()
+    bidx = {name: render_indexes(name) for name in collections}
+    for name, t in tiles[:5]:  # warm caches (PROJ, file handles, index) on both sides
+        ours(collections[name], t, bidx[name])
+        theirs(cogs[name], t, bidx[name])
+    ours_t = [timed(lambda: ours(collections[n], t, bidx[n])) for n, t in tiles]
+    their_t = [timed(lambda: theirs(cogs[n], t, bidx[n])) for n, t in tiles]
+    (o50, o95), (t50, t95) = percentiles(ours_t), percentiles(their_t)
+    print(f"in-process, {len(tiles)} tiles (read + PNG render):")
+    row("p50", o50, t50)
+    row("p95", o95, t95)
+
+    from rio_tiler.io import Reader
+    from rio_tiler.utils import render
+
+    from pixelquery_tiler.tiles import encode_png
+
+    gdal_png, our_png = [], []
+    for name, t in tiles:
+        with Reader(str(cogs[name])) as src:
+            img = src.tile(t.x, t.y, t.z, indexes=bidx[name])
+        if img.array.dtype != np.uint8:
+            img.rescale(((0, 16000),))
+        data, mask = img.data, img.mask
+        gdal_png.append(timed(lambda: render(data, mask, img_format="PNG", zlevel=6)))
+        our_png.append(timed(lambda: encode_png(data, mask)))
+    print("PNG-encode floor (same tiles, 8-bit + alpha):")
+    print(f"  GDAL PNG zlevel 6 (TiTiler) p50 {percentiles(gdal_png)[0]:.2f} ms; ours p50 {percentiles(our_png)[0]:.2f} ms")
+    print(f"  ours: p50 tile {o50:.2f} ms of which encode floor {percentiles(our_png)[0]:.2f} ms")
+
+    # 10-observation mosaic vs single observation: the same tiles of the Landsat scene
+    landsat = [t for n, t in tiles if n == MOSAIC_SOURCE] or [WEB.tile(-54.78, -25.2, 12)]
+    single = [timed(lambda: ours(collections[MOSAIC_SOURCE], t)) for t in landsat]
+    mosaic = [timed(lambda: ours("mosaic10", t)) for t in landsat]
+    print(f"10-observation mosaic vs single ({len(landsat)} tiles): p50 {percentiles(mosaic)[0]:.2f} ms vs "
+          f"{percentiles(single)[0]:.2f} ms, ratio {percentiles(mosaic)[0] / percentiles(single)[0]:.2f} (goal <= 1.5)")
+
+    # zoomed-out tile covering the whole collection vs a native-zoom tile
+    from pixelquery_tiler import Warehouse
+    from pixelquery_tiler.reader import PixelQueryReader
+
+    view = PixelQueryReader(Warehouse(uri).collection(collections[MOSAIC_SOURCE]))
+    w, s, e, n = view.get_geographic_bounds(WEB.rasterio_geographic_crs)
+    zoom_out = next(z for z in range(view.maxzoom, -1, -1) if len(list(WEB.tiles(w, s, e, n, [z]))) == 1)
+    whole = WEB.tiles(w, s, e, n, [zoom_out]).__next__()
+    native = WEB.tile((w + e) / 2, (s + n) / 2, view.maxzoom)
+    ours(collections[MOSAIC_SOURCE], whole)
+    out_t = [timed(lambda: ours(collections[MOSAIC_SOURCE], whole)) for _ in range(20)]
+    nat_t = [timed(lambda: ours(collections[MOSAIC_SOURCE], native)) for _ in range(20)]
+    print(f"zoomed-out (z{zoom_out}, whole collection) vs native (z{view.maxzoom}): p50 {percentiles(out_t)[0]:.2f} ms vs "
+          f"{percentiles(nat_t)[0]:.2f} ms, ratio {percentiles(out_t)[0] / percentiles(nat_t)[0]:.2f} (goal <= 2)")
+
+
+# -- index lookup at 1M rows ----------------------------------------------------------------------------------------------
+def bench_index(rows: int, seed: int) -> None:
+    """Build a synthetic 1M-row catalog (1,000 items x 1,000 chunks) and time the per-tile lookups."""
+    import pyarrow as pa
+
+    from pixelquery_tiler.catalog import ARROW_SCHEMA
+    from pixelquery_tiler.index import CollectionIndex
+
+    rng = np.random.default_rng(seed)
+    items = max(1, rows // 1000)
+    per_item = rows // items
+    side = int(np.ceil(np.sqrt(per_item)))
+    size = 7680.0
+    item_idx = np.repeat(np.arange(items), per_item)
+    k = np.tile(np.arange(per_item), items)
+    ox = rng.uniform(300_000, 700_000, items)[item_idx]
+    oy = rng.uniform(-3_000_000, -2_000_000, items)[item_idx]
+    minx = ox + (k % side) * size
+    maxy = oy - (k // side) * size
+    lon0, lat0 = -57 + (minx - 300_000) / 111_000, -18 + maxy / 111_000
+    base = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
+    n = items * per_item
+    table = pa.table({
+        "item_id": pa.array([f"item-{i:05d}" for i in item_idx]),
+        "collection": pa.array(["synthetic"] * n),
+        "product": pa.array(["landsat-c2-l2"] * n),
+        "datetime": pa.array([base + dt.timedelta(days=int(i)) for i in range(items)], pa.timestamp("us", "UTC")).take(pa.array(item_idx)),
+        "tile_id": pa.array(k.astype(str)),
+        "level": pa.array(np.zeros(n, np.int32)),
+        "crs": pa.array(["EPSG:32721"] * n),
+        "minx": minx, "miny": maxy - size, "maxx": minx + size, "maxy": maxy,
+        "west": lon0, "south": lat0 - 0.07, "east": lon0 + 0.07, "north": lat0,
+        "res_x": np.full(n, 30.0), "res_y": np.full(n, 30.0),
+        "height": np.full(n, 256, np.int32), "width": np.full(n, 256, np.int32),
+        "transform": pa.array([[30.0, 0.0, 0.0, 0.0, -30.0, 0.0]] * n, pa.list_(pa.float64())),
+        "chunk_file": pa.array(["chunks/x.arrow"] * n), "batch_index": pa.array(k.astype(np.int32)),
+        "bands": pa.array([["blue"]] * n, pa.list_(pa.string())), "dtype": pa.array(["uint16"] * n),
+        "nodata": pa.array([None] * n, pa.float64()),
+        "band_min": pa.array([[0.0]] * n, pa.list_(pa.float64())), "band_max": pa.array([[1.0]] * n, pa.list_(pa.float64())),
+        "band_mean": pa.array([[0.5]] * n, pa.list_(pa.float64())), "valid_percent": np.full(n, 100.0),
+        "cloud_cover": pa.array([None] * n, pa.float64()),
+    })
+    table = table.select(ARROW_SCHEMA.names).cast(ARROW_SCHEMA)
+    start = time.perf_counter()
+    index = CollectionIndex(table, [])
+    built = time.perf_counter() - start
+    lookups = []
+    for _ in range(500):
+        pos = int(rng.integers(len(index.items)))
+        b = index.item_bbox[pos]
+        cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+        bbox = (cx - 0.05, cy - 0.05, cx + 0.05, cy + 0.05)
+        native = (minx[pos * per_item] + 1000, maxy[pos * per_item] - 9000, minx[pos * per_item] + 9000, maxy[pos * per_item] - 1000)
+        t0 = time.perf_counter()
+        positions = index.select_items(bbox)
+        for p in positions[:3]:
+            index.chunk_rows(int(p), 0, native)
+        lookups.append(time.perf_counter() - t0)
+    p50, p95 = percentiles(lookups)
+    print(f"index lookup at {len(index):,} rows ({len(index.items):,} items): p50 {p50:.3f} ms, p95 {p95:.3f} ms "
+          f"(goal < 1 ms); index build {built:.1f} s")
+
+
+# -- through uvicorn ----------------------------------------------------------------------------------------------------------
+def titiler_app():
+    """uvicorn factory for the TiTiler side: titiler.core's TilerFactory over local COGs (``?url=``)."""
+    from fastapi import FastAPI
+    from titiler.core.errors import DEFAULT_STATUS_CODES, add_exception_handlers
+    from titiler.core.factory import TilerFactory
+
+    app = FastAPI()
+    app.include_router(TilerFactory().router, prefix="/cog")
+    add_exception_handlers(app, DEFAULT_STATUS_CODES)
+    return app
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start(cmd: list[str], port: int, env: dict | None = None) -> subprocess.Popen:
+    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import httpx
+
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/docs", timeout=1)
+            return proc
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError(f"server did not start: {cmd}")
+
+
+async def load(urls: list[str], concurrency: int) -> tuple[list[float], float, int]:
+    import httpx
+
+    latencies: list[float] = []
+    errors = 0
+    queue = list(urls)
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=concurrency)) as client:
+
+        async def worker() -> None:
+            nonlocal errors
+            while queue:
+                url = queue.pop()
+                t0 = time.perf_counter()
+                r = await client.get(url)
+                latencies.append(time.perf_counter() - t0)
+                errors += r.status_code != 200
+
+        start_t = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start_t
+    return latencies, elapsed, errors
+
+
+def bench_http(uri: str, collections: dict[str, str], cogs: dict[str, Path], tiles: list, requests: int, concurrency: int) -> None:
+    ours_port, their_port = free_port(), free_port()
+    ours = start([sys.executable, "-m", "pixelquery_tiler", "serve", uri, "--host", "127.0.0.1", "--port", str(ours_port), "--workers", "2"], ours_port)
+    theirs = start(
+        [sys.executable, "-m", "uvicorn", "tiles:titiler_app", "--factory", "--app-dir", str(Path(__file__).parent),
+         "--host", "127.0.0.1", "--port", str(their_port), "--workers", "2", "--log-level", "warning"],
+        their_port,
+    )
+    try:
+        picks = [tiles[i % len(tiles)] for i in range(requests)]
+        bidx = {name: "".join(f"&bidx={i}" for i in render_indexes(name) or ()) for name in collections}
+        our_urls = [f"http://127.0.0.1:{ours_port}/collections/{collections[n]}/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png?{bidx[n]}" for n, t in picks]
+        their_urls = [f"http://127.0.0.1:{their_port}/cog/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png?url={cogs[n]}{bidx[n]}" for n, t in picks]
+        asyncio.run(load(our_urls[: 4 * concurrency], concurrency))  # warm both servers' workers
+        asyncio.run(load(their_urls[: 4 * concurrency], concurrency))
+        o_lat, o_time, o_err = asyncio.run(load(our_urls, concurrency))
+        t_lat, t_time, t_err = asyncio.run(load(their_urls, concurrency))
+    finally:
+        for proc in (ours, theirs):
+            proc.terminate()
+            proc.wait(timeout=30)
+    (o50, o95), (t50, t95) = percentiles(o_lat), percentiles(t_lat)
+    print(f"through uvicorn (2 workers each, concurrency {concurrency}, {requests} requests; errors ours {o_err}, titiler {t_err}):")
+    row("p50", o50, t50)
+    row("p95", o95, t95)
+    o_tps, t_tps = requests / o_time, requests / t_time
+    print(f"  {'throughput':<38} ours {o_tps:9.1f} tile/s titiler {t_tps:9.1f} tile/s ratio {o_tps / t_tps:6.2f} (goal >= 2)")
+
+
+def bench_rss(uri: str, collections: dict[str, str], tiles: list, count: int) -> None:
+    ours = ours_tile(uri)
+    bidx = {name: render_indexes(name) for name in collections}
+    gc.collect()
+    before = rss_mb()
+    for i in range(count):
+        name, t = tiles[i % len(tiles)]
+        ours(collections[name], t, bidx[name])
+    gc.collect()
+    print(f"RSS after {count:,} in-process tiles: {rss_mb():.0f} MB (before the loop {before:.0f} MB)")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: few tiles, short load, small loops")
+    parser.add_argument("--tiles", type=int, default=200, help="seeded WebMercatorQuad tiles (default 200)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--requests", type=int, default=800, help="requests per server through uvicorn")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--index-rows", type=int, default=1_000_000)
+    parser.add_argument("--rss-tiles", type=int, default=10_000)
+    parser.add_argument("--no-http", action="store_true", help="skip the uvicorn comparison")
+    parser.add_argument("--workdir", type=Path, help="keep the warehouse and COGs here (default: a temp dir)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.tiles, args.requests, args.index_rows, args.rss_tiles = 24, 64, 100_000, 200
+    warnings.simplefilter("ignore")
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        uri, collections, cogs = build(workdir)
+        tiles = seeded_tiles(cogs, args.tiles, args.seed)
+        print(f"{len(tiles)} seeded tiles (seed {args.seed}) over {len(cogs)} rasters\n")
+        bench_in_process(uri, collections, cogs, tiles)
+        print()
+        bench_index(args.index_rows, args.seed)
+        print()
+        if not args.no_http:
+            bench_http(uri, collections, cogs, tiles, args.requests, args.concurrency)
+            print()
+        bench_rss(uri, collections, tiles, args.rss_tiles)
+
+
+if __name__ == "__main__":
+    main()
