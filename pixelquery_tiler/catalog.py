@@ -47,7 +47,13 @@ from typing import Any
 
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
-from pyiceberg.exceptions import CommitFailedException, NamespaceAlreadyExistsError, NoSuchTableError, TableAlreadyExistsError
+from pyiceberg.exceptions import (
+    CommitFailedException,
+    NamespaceAlreadyExistsError,
+    NoSuchTableError,
+    TableAlreadyExistsError,
+    ValidationException,
+)
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
@@ -259,8 +265,10 @@ def commit_append(
             return done
         try:
             table.append(rows, snapshot_properties=properties)
-        except CommitFailedException:
-            log.debug("commit conflict on %s, attempt %d", table.name(), attempt + 1)
+        except (CommitFailedException, ValidationException) as exc:
+            # ValidationException: a concurrent expiry removed the snapshot this append started from;
+            # pyiceberg guarantees the append did not land, so it is redone on the refreshed table
+            log.debug("commit conflict on %s, attempt %d: %s", table.name(), attempt + 1, exc)
         except Exception as exc:
             if not _is_transient(exc):
                 raise

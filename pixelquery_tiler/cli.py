@@ -202,6 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         warnings.simplefilter("ignore")
         logging.getLogger("rasterio").setLevel(logging.CRITICAL)
+        # pyiceberg warns on every optimistic-concurrency retry; they are expected under concurrent ingest
+        logging.getLogger("pyiceberg").setLevel(logging.ERROR)
     from .catalog import CatalogError
     from .ingest import IngestError
 

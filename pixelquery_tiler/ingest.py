@@ -332,7 +332,7 @@ def ingest_file(
     for level in range(n_levels):
         if level:
             data, valid = decimate(data, valid, profile.overview_resampling, fill)
-            transform = transform * Affine.scale(2)
+            transform = transform @ Affine.scale(2)
         chunks, stats = [], []
         for tile_id, win in grid.partition(transform, data.shape[2], data.shape[1], level):
             sl = (slice(None), slice(win.row_off, win.row_off + win.height), slice(win.col_off, win.col_off + win.width))
@@ -341,7 +341,7 @@ def ingest_file(
                 continue  # all-nodata chunks are not stored
             any_valid = cvalid.any(axis=0)
             chunks.append(
-                Chunk(tile_id, transform * Affine.translation(win.col_off, win.row_off), data[sl], any_valid if src.has_mask else None)
+                Chunk(tile_id, transform @ Affine.translation(win.col_off, win.row_off), data[sl], any_valid if src.has_mask else None)
             )
             stats.append(([_band_stats(b, v) for b, v in zip(data[sl], cvalid)], 100.0 * any_valid.mean()))
         if not chunks:

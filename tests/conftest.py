@@ -1,5 +1,9 @@
 """Shared pytest fixtures. Each block below belongs to one area; add yours in its own block."""
 
+# --- warehouse engine (ingest, CLI, concurrency, crash/gc): fixtures live in tests/warehouse_fixtures.py ---
+from warehouse_fixtures import ingested_warehouse, landsat_pair, shared_data  # noqa: F401
+# --- end warehouse engine ---
+
 # --- STAC API: fixtures live in tests/stac_fixtures.py ---
 from stac_fixtures import offline_stac_validation, stac_data_dir, stac_server, stac_warehouse  # noqa: F401,E402
 # --- end STAC API ---

@@ -1,0 +1,95 @@
+"""Concurrent ingest: several processes committing to one collection lose nothing (optimistic concurrency)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from warehouse_fixtures import ingest_json, write_geotiff
+
+from pixelquery_tiler import Warehouse
+from pixelquery_tiler import catalog as cat
+
+PROCESSES, FILES_EACH = 4, 5
+
+
+def make_files(root: Path) -> list[list[Path]]:
+    """Per process, small GeoTIFFs with distinct datetimes (TIFF tags) and distinct pixels."""
+    batches = []
+    for p in range(PROCESSES):
+        batch = []
+        for f in range(FILES_EACH):
+            n = p * FILES_EACH + f
+            batch.append(write_geotiff(root / f"p{p}_f{f}.tif", width=40, height=30, seed=n,
+                                       datetime_tag=f"2022:01:{n + 1:02d} 12:00:00"))
+        batches.append(batch)
+    return batches
+
+
+def race(warehouse: Path, batches: list[list[Path]]) -> list[dict]:
+    """Start one ``ingest`` process per batch at once; all must succeed."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "pixelquery_tiler", "ingest", str(warehouse), *map(str, batch), "--collection", "c", "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+        )
+        for batch in batches
+    ]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+        results += json.loads(out)
+    return results
+
+
+def assert_all_readable(warehouse: Path, results: list[dict], root: Path) -> None:
+    collection = Warehouse(str(warehouse)).collection("c")
+    by_source = {r["source"]: r for r in results}
+    for source, result in by_source.items():
+        with rasterio.open(root / source) as src:
+            out = collection.read(tuple(src.bounds), src.crs.to_string(), src.width, src.height, item_id=result["item_id"])
+            np.testing.assert_array_equal(out.data.filled(0), src.read())
+
+
+def test_four_processes_five_files_each(tmp_path: Path) -> None:
+    warehouse = tmp_path / "wh"
+    results = race(warehouse, make_files(tmp_path))  # the processes also race to create the collection
+    assert len(results) == PROCESSES * FILES_EACH
+    snaps = Warehouse(str(warehouse)).collection("c").snapshots()
+    assert len(snaps) == PROCESSES * FILES_EACH
+    assert {s.snapshot_id for s in snaps} == {r["snapshot_id"] for r in results}
+    assert {s.item_id for s in snaps} == {r["item_id"] for r in results}
+    # one linear history: every snapshot's parent is the one before it
+    assert [s.parent_id for s in snaps[1:]] == [s.snapshot_id for s in snaps[:-1]]
+    assert len(Warehouse(str(warehouse)).collection("c").index().items) == PROCESSES * FILES_EACH
+    assert_all_readable(warehouse, results, tmp_path)
+
+
+def test_concurrent_ingest_with_snapshot_expiry(tmp_path: Path) -> None:
+    """Expiry commits racing with appends lose neither snapshots nor item-log entries."""
+    warehouse = tmp_path / "wh"
+    seed = ingest_json(warehouse, [write_geotiff(tmp_path / "seed.tif", datetime_tag="2021:12:31 00:00:00")], "c")
+    table = Warehouse(str(warehouse)).collection("c").table()
+    with table.transaction() as tx:
+        tx.set_properties({cat.RETAIN_PROPERTY: "3", cat.EXPIRE_BATCH_PROPERTY: "2"})
+    results = seed + race(warehouse, make_files(tmp_path))
+    collection = Warehouse(str(warehouse)).collection("c")
+    live = collection.table().metadata.snapshots
+    assert len(live) < len(results), "expiry never ran"
+    snaps = collection.snapshots()
+    assert [s.snapshot_id for s in snaps] == sorted({s.snapshot_id for s in snaps}, key=[s.snapshot_id for s in snaps].index)
+    assert {s.item_id for s in snaps} == {r["item_id"] for r in results}
+    assert len(collection.index().items) == len(results)
+    assert_all_readable(warehouse, results[1:], tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_numpy() -> None:
+    np.seterr(all="ignore")

