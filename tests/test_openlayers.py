@@ -65,6 +65,7 @@ def result(server) -> dict:
     res = harness.run_node("ol_check.mjs", {"base": server, "collection": "landsat", "runs": RUNS})
     if "error" in res:
         pytest.fail(f"OpenLayers script failed: {res['error']}\nproblems: {res['problems']}")
+    harness.publish_docs(res["runs"]["rest-late"]["screenshot"], "openlayers-wmts")
     return res
 
 

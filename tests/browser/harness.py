@@ -208,3 +208,30 @@ def prefix_proxy(backend: str, prefix: str = "/pq"):
     finally:
         server.shutdown()
         server.server_close()
+
+
+DOCS_SCREENSHOTS = REPO / "docs" / "screenshots"
+
+
+def publish_docs(src: str | Path, name: str) -> Path | None:
+    """With PIXELQUERY_UPDATE_DOCS=1, store a test screenshot as docs/screenshots/<name>.jpg (README's tour)."""
+    if os.environ.get("PIXELQUERY_UPDATE_DOCS") != "1":
+        return None
+    from rasterio.errors import NotGeoreferencedWarning
+
+    img = read_png(src)[:3]
+    DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    out = DOCS_SCREENSHOTS / f"{name}.jpg"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        _write_jpeg(out, img)
+    for aux in out.parent.glob(f"{name}.jpg.aux.xml"):
+        aux.unlink()
+    return out
+
+
+def _write_jpeg(out: Path, img: np.ndarray) -> None:
+    import rasterio
+
+    with rasterio.open(out, "w", driver="JPEG", width=img.shape[2], height=img.shape[1], count=3, dtype="uint8", quality=85) as dst:
+        dst.write(img)

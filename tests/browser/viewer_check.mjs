@@ -89,13 +89,13 @@ try {
   if (cfg.ndviCollection) {
     const prev = await page.evaluate(() => window.pqViewer.tileUrl());
     await page.locator('#collection').selectOption(cfg.ndviCollection);
-    url = await step('rgbn-default', prev);
+    url = await step('ndvi-default', prev);
     out.ndviModes = await page.$$eval('#render-mode option', (os) => os.map((o) => ({ value: o.value, disabled: o.disabled })));
-    url = await step('rgbn-ndvi', url, () => page.locator('#render-mode').selectOption('ndvi'));
+    url = await step('ndvi', url, () => page.locator('#render-mode').selectOption('ndvi'));
     out.ndviRescale = await page.locator('#rescale').inputValue();
     out.ndviColormap = await page.locator('#colormap').inputValue();
     await page.screenshot({ path: shot('ndvi-page') });
-    url = await step('rgbn-band-nir', url, () => page.locator('#render-mode').selectOption('band').then(() => page.locator('#band').selectOption('nir')), 'bands=nir');
+    url = await step('ndvi-band-nir', url, () => page.locator('#render-mode').selectOption('band').then(() => page.locator('#band').selectOption('nir')), 'bands=nir');
   }
   out.statusClass = await page.locator('#status').getAttribute('class');
 } catch (e) {

@@ -73,7 +73,9 @@ def render(server: str, time: str | None) -> dict:
 
 @pytest.fixture(scope="module")
 def renders(server) -> dict:
-    return {t: render(server, t) for t in (None, EARLY, LATE)}
+    results = {t: render(server, t) for t in (None, EARLY, LATE)}
+    harness.publish_docs(results[LATE]["out"], "qgis-wmts")
+    return results
 
 
 @pytest.mark.parametrize("time", [None, EARLY, LATE])
