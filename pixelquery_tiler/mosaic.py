@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -20,6 +21,8 @@ from affine import Affine
 from pyproj import Transformer
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.features import rasterize
 from rasterio.transform import from_bounds
 from rasterio.warp import reproject
 from rio_tiler.mosaic.methods import PixelSelectionMethod
@@ -112,17 +115,23 @@ def read_window(
     method = PixelSelectionMethod[pixel_selection].value()
     out = WindowRead(np.ma.masked_all((len(band_names), height, width), dtype), band_names)
     region = bounds
+    empty: np.ndarray | None = None  # output pixels some band still lacks (pixel_selection "first")
+    footprints: dict[tuple, np.ndarray] = {}
     for pos in positions:
         item = index.items[pos]
         if not set(band_names) <= set(item.bands):
             continue
-        if pixel_selection == "first" and method.mosaic is not None:
-            # later observations can only fill what is still empty: read just that part (often nothing,
-            # e.g. beyond a scene edge), so deep stacks cost little more than one observation
-            region = _unfilled_bounds(method.mosaic, dst_transform)
         native = transform_bounds(dst_crs, item.crs, bounds)
         target_res = min((native[2] - native[0]) / width, (native[3] - native[1]) / height)
         level = choose_level(item, target_res)
+        if pixel_selection == "first" and empty is not None:
+            # later observations can only fill what is still empty and inside their footprint: read just
+            # that part (often nothing, e.g. around a scene smaller than the tile), so deep stacks of the
+            # same scene cost little more than one observation
+            inside = _footprint(index, pos, level, dst_transform, dst_crs, empty.shape, footprints)
+            region = _pixel_bounds(empty & inside, dst_transform)
+            if region is None:
+                continue
         window = native if region is bounds else transform_bounds(dst_crs, item.crs, region)
         warped = _read_item(index, chunks, pos, level, window, band_names, dst_transform, dst_crs, width, height, dtype, resampling)
         if warped is None:
@@ -133,6 +142,8 @@ def read_window(
         method.feed(warped)
         if method.is_done:
             break
+        if pixel_selection == "first":
+            empty = np.ma.getmaskarray(method.mosaic).any(axis=0)
     if not out.items:
         raise NoData("no observation with these bands intersects the requested area")
     out.data = method.data
@@ -141,10 +152,46 @@ def read_window(
     return out
 
 
-def _unfilled_bounds(mosaic: np.ma.MaskedArray, transform: Affine) -> tuple[float, float, float, float]:
-    """Bounds (output CRS) of the output pixels some band still lacks."""
-    empty = np.ma.getmaskarray(mosaic).any(axis=0)
-    rows, cols = np.flatnonzero(empty.any(axis=1)), np.flatnonzero(empty.any(axis=0))
+def _footprint(
+    index: CollectionIndex,
+    pos: int,
+    level: int,
+    transform: Affine,
+    dst_crs: str,
+    shape: tuple[int, int],
+    cache: dict[tuple, np.ndarray],
+) -> np.ndarray:
+    """Output pixels whose centre lies inside the item-level's extent (cached per extent: stacks repeat it)."""
+    start, stop = index.item_row_range(pos, level)
+    # half a source pixel inside the extent: output pixels on its very edge were decided by the first warp
+    half = abs(index.transform[start, 0]) / 2
+    minx, miny = index.minx[start:stop].min() + half, index.miny[start:stop].min() + half
+    maxx, maxy = index.maxx[start:stop].max() - half, index.maxy[start:stop].max() - half
+    key = (index.items[pos].crs, float(minx), float(miny), float(maxx), float(maxy))
+    if key in cache:
+        return cache[key]
+    edge = np.linspace(0.0, 1.0, 16)
+    xs = np.concatenate([minx + (maxx - minx) * edge, np.full(16, maxx), maxx - (maxx - minx) * edge, np.full(16, minx)])
+    ys = np.concatenate([np.full(16, maxy), maxy - (maxy - miny) * edge, np.full(16, miny), miny + (maxy - miny) * edge])
+    px, py = _transformer(index.items[pos].crs, dst_crs).transform(xs, ys)
+    if not (np.isfinite(px).all() and np.isfinite(py).all()):
+        inside = np.ones(shape, bool)  # extent not expressible in the output CRS: be conservative
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            inside = rasterize(
+                [{"type": "Polygon", "coordinates": [list(zip(px.tolist(), py.tolist()))]}],
+                out_shape=shape, transform=transform, all_touched=False, fill=0, default_value=1, dtype="uint8",
+            ).astype(bool)
+    cache[key] = inside
+    return inside
+
+
+def _pixel_bounds(pixels: np.ndarray, transform: Affine) -> tuple[float, float, float, float] | None:
+    """Bounds (output CRS) of the True pixels, ``None`` if there are none."""
+    rows, cols = np.flatnonzero(pixels.any(axis=1)), np.flatnonzero(pixels.any(axis=0))
+    if rows.size == 0:
+        return None
     left, top = transform * (cols[0], rows[0])
     right, bottom = transform * (cols[-1] + 1, rows[-1] + 1)
     return (min(left, right), min(top, bottom), max(left, right), max(top, bottom))
