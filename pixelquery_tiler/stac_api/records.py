@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 import shapely
+from pyproj import Transformer
 from rasterio.crs import CRS
 from rasterio.errors import CRSError
 from rasterio.warp import transform_geom
@@ -84,6 +85,19 @@ def crs_facts(crs: str) -> CrsFacts:
         except (CRSError, ValueError, IndexError):
             factor = 1.0
     return CrsFacts(f"EPSG:{epsg}" if epsg else None, parsed.to_wkt(), parsed.is_geographic, factor)
+
+
+_transformers = threading.local()
+
+
+def wgs84_transformer(crs: str) -> Transformer:
+    """A transformer to lon/lat, one per thread and CRS (pyproj transformers are not thread-safe)."""
+    cache = getattr(_transformers, "by_crs", None)
+    if cache is None:
+        cache = _transformers.by_crs = {}
+    if crs not in cache:
+        cache[crs] = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    return cache[crs]
 
 
 def profile_for(product: str) -> ProductProfile | None:
@@ -247,25 +261,35 @@ class ItemRecords:
     def _compute_footprint(self, i: int) -> BaseGeometry:
         """Union of the native-level chunk boxes the snapshot added, in WGS84.
 
-        The union is taken in the chunk CRS, where the boxes tile exactly (snapped to a thousandth of a
-        pixel to absorb float noise), then densified and reprojected, so the outline follows the data
-        (all-nodata chunks are not stored, so the footprint has their holes) without per-chunk overlaps.
+        The union is taken in the chunk CRS, where the boxes of one level partition the grid (no overlaps), so
+        after snapping edges to a thousandth of a pixel (float noise) a coverage union is exact and ~30x faster
+        than a general overlay; then densified and reprojected. The outline follows the data: all-nodata chunks
+        are not stored, so the footprint has their holes.
         """
         item = self.items[i]
         start, stop = self.level0_range(i)
         ix = self.index
         try:
-            pixel = abs(float(ix.transform[start, 0])) or 1e-9
-            boxes = shapely.box(ix.minx[start:stop], ix.miny[start:stop], ix.maxx[start:stop], ix.maxy[start:stop])
-            native = shapely.union_all(boxes, grid_size=pixel / 1000)
-            native = shapely.simplify(native, pixel / 1000)
+            quantum = (abs(float(ix.transform[start, 0])) or 1e-9) / 1000
+            snap = lambda v: np.round(v[start:stop] / quantum) * quantum  # noqa: E731
+            boxes = shapely.box(snap(ix.minx), snap(ix.miny), snap(ix.maxx), snap(ix.maxy))
+            native = shapely.coverage_union_all(boxes)
+            expected = float(shapely.area(boxes).sum())
+            if not native.is_valid or abs(native.area - expected) > 1e-6 * expected:
+                native = shapely.union_all(boxes)  # overlapping boxes (not a partition): general overlay
+            native = shapely.simplify(native, quantum)
             facts = crs_facts(item.crs)
             if facts.code == "EPSG:4326":
                 geom = native
             else:
                 minx, miny, maxx, maxy = native.bounds
                 dense = shapely.segmentize(native, max(maxx - minx, maxy - miny) / 32 or 1.0)
-                geom = shape(transform_geom(item.crs, "EPSG:4326", shapely.geometry.mapping(dense), antimeridian_cutting=True))
+                to_wgs84 = wgs84_transformer(item.crs)
+                geom = shapely.transform(dense, lambda xy: np.column_stack(to_wgs84.transform(xy[:, 0], xy[:, 1])))
+                if geom.bounds[2] - geom.bounds[0] > 180:  # crosses the antimeridian: let GDAL cut it
+                    geom = shape(transform_geom(item.crs, "EPSG:4326", shapely.geometry.mapping(dense), antimeridian_cutting=True))
+            # densified edges that stayed (nearly) straight in lon/lat add only bytes: drop vertices within ~0.1 m
+            geom = shapely.simplify(geom, 1e-6, preserve_topology=True)
             geom = shapely.set_precision(geom, 1e-7, mode="pointwise")
             geom = shapely.orient_polygons(geom)
             if geom.is_empty or geom.geom_type not in ("Polygon", "MultiPolygon"):
