@@ -17,11 +17,13 @@ caching (``ETag``/``If-None-Match``; immutable for pinned snapshots, short-lived
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import os
 import re
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlencode
@@ -249,21 +251,55 @@ def _pinned_index(request: Request) -> CollectionIndex | None:
     return request.scope.get("state", {}).get(_INDEX_SCOPE_KEY)
 
 
+def inline(dependency: Callable[..., Any]) -> Callable[..., Any]:
+    """The same dependency as an ``async def``, so FastAPI calls it on the event loop.
+
+    FastAPI runs every sync dependency in the threadpool; a titiler tile route has about a dozen, and under
+    load those thread hops cost more than reading the tile. Only for cheap, non-blocking dependencies
+    (query-parameter parsing); the endpoint itself still runs in the threadpool.
+    """
+    signature = inspect.signature(dependency, eval_str=True)
+
+    async def call(**kwargs: Any) -> Any:
+        return dependency(**kwargs)
+
+    call.__signature__ = signature  # type: ignore[attr-defined]
+    call.__name__ = getattr(dependency, "__name__", "dependency")
+    call.__doc__ = dependency.__doc__
+    return call
+
+
+#: factory dependency attributes that only parse query parameters
+_INLINE_DEPENDENCIES = (
+    "reader_dependency", "layer_dependency", "dataset_dependency", "tile_dependency", "stats_dependency",
+    "histogram_dependency", "img_preview_dependency", "img_part_dependency", "process_dependency",
+    "colormap_dependency", "render_dependency", "environment_dependency",
+)
+
+
 def add_tiles(app: FastAPI, warehouse: Warehouse) -> None:
     """Register collection and item tile routes, WMTS, TileMatrixSets, error mapping and HTTP caching."""
 
-    def collection_source(
+    async def collection_source(
         request: Request, cid: Annotated[str, Path(description="Collection id.")]
     ) -> CollectionRef:
         return resolve_source(warehouse, cid, index=_pinned_index(request))
 
-    def item_source(
+    async def item_source(
         request: Request,
         cid: Annotated[str, Path(description="Collection id.")],
         iid: Annotated[str, Path(description="Item id (one snapshot's observation).")],
     ) -> CollectionRef:
         return resolve_source(warehouse, cid, iid, index=_pinned_index(request))
 
+    defaults = TilerFactory.__attrs_attrs__
+    sync_deps = {name: getattr(defaults, name).default for name in _INLINE_DEPENDENCIES}
+    sync_deps["reader_dependency"] = ViewParams
+    # the WMTS extension calls these itself to validate query strings: give it the plain callables
+    wmts_checks = [sync_deps[n] for n in (
+        "reader_dependency", "tile_dependency", "layer_dependency", "dataset_dependency", "process_dependency",
+        "colormap_dependency", "render_dependency",
+    )]
     for prefix, source, name, tag in (
         (COLLECTION_PREFIX, collection_source, "collection", "Collection tiles"),
         (ITEM_PREFIX, item_source, "item", "Item tiles"),
@@ -271,12 +307,12 @@ def add_tiles(app: FastAPI, warehouse: Warehouse) -> None:
         factory = TilerFactory(
             reader=PixelQueryReader,
             path_dependency=source,
-            reader_dependency=ViewParams,
             router_prefix=prefix,
             name=name,
             supported_tms=TILE_MATRIX_SETS,
             render_func=render_tile,
-            extensions=[wmts_extension(warehouse)],
+            extensions=[wmts_extension(warehouse, wmts_checks)],
+            **{attr: inline(dep) for attr, dep in sync_deps.items()},
         )
         app.include_router(factory.router, prefix=prefix, tags=[tag])
     app.include_router(TMSFactory(supported_tms=TILE_MATRIX_SETS).router, tags=["TileMatrixSets"])

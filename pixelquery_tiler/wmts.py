@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -126,8 +126,12 @@ def wmts_templates(warehouse: Warehouse) -> Jinja2Templates:
     return Jinja2Templates(env=env, context_processors=[context])
 
 
-def wmts_extension(warehouse: Warehouse) -> wmtsExtension:
-    return wmtsExtension(templates=wmts_templates(warehouse), layer_identifier_provider=layer_identifier)
+def wmts_extension(warehouse: Warehouse, tile_dependencies: list[Callable] | None = None) -> wmtsExtension:
+    """titiler's WMTS extension with our template; ``tile_dependencies`` validate layer query strings."""
+    return wmtsExtension(
+        templates=wmts_templates(warehouse), layer_identifier_provider=layer_identifier,
+        tile_dependencies=tile_dependencies,
+    )
 
 
 def _format_for(media_type: str | None) -> str:
