@@ -28,7 +28,10 @@ RUNS = [
     {"name": "auto-late", "time": LATE},
     {"name": "rest-early", "time": EARLY, "requestEncoding": "REST"},
     {"name": "rest-late", "time": LATE, "requestEncoding": "REST"},
+    {"name": "plain-late", "time": LATE, "requestEncoding": "REST", "plain": True},
 ]
+#: rendering passed through the capabilities URL into every tile URL (what the items' STAC "wmts" links carry)
+RENDER = "bands=blue&rescale=7000,14000"
 
 
 def time_in_url(url: str, date: str) -> bool:
@@ -62,7 +65,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def result(server) -> dict:
-    res = harness.run_node("ol_check.mjs", {"base": server, "collection": "landsat", "runs": RUNS})
+    res = harness.run_node("ol_check.mjs", {"base": server, "collection": "landsat", "runs": RUNS, "capsQuery": RENDER})
     if "error" in res:
         pytest.fail(f"OpenLayers script failed: {res['error']}\nproblems: {res['problems']}")
     harness.publish_docs(res["runs"]["rest-late"]["screenshot"], "openlayers-wmts")
@@ -109,6 +112,15 @@ def test_time_dimension_changes_pixels(result, encoding):
     assert harness.changed_fraction(early["screenshot"], late["screenshot"]) > 0.05
     default = result["runs"]["default-time"]
     assert harness.changed_fraction(default["screenshot"], late["screenshot"]) < 0.002
+
+
+def test_rendering_passes_from_capabilities_url_to_tiles(result):
+    styled, plain = result["runs"]["rest-late"], result["runs"]["plain-late"]
+    assert all("bands=blue" in u and "rescale=7000%2C14000" in u for u in styled["tiles"]["urls"])
+    assert not any("rescale=" in u for u in plain["tiles"]["urls"])
+    assert plain["tiles"]["loaded"] > 0 and plain["tiles"]["failed"] == 0 and plain["canvas"]["opaqueFraction"] > 0.3
+    # the stretch brightens the (16-bit, raw) plain rendering
+    assert styled["canvas"]["meanRgb"] > plain["canvas"]["meanRgb"] + 20
 
 
 def test_rest_and_kvp_render_the_same(result):

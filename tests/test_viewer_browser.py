@@ -144,6 +144,17 @@ def test_ndvi_control_changes_image(run):
         assert step["tileErrors"] == 0 and harness.background_fraction(step["screenshot"]) < 0.6
 
 
+def test_share_links_for_other_clients(run, server):
+    xyz, wmts = run["share"]["xyz"], run["share"]["wmts"]
+    assert xyz.startswith(server + "collections/olinda/tiles/WebMercatorQuad/{z}/{x}/{y}.png?")
+    assert "expression=" in xyz and "colormap_name=rdylgn" in xyz
+    assert wmts.startswith(server + "collections/olinda/WMTSCapabilities.xml?") and "expression=" in wmts
+    status, body, _ = harness.http_get(wmts)
+    assert status == 200 and b"colormap_name=rdylgn" in body
+    status, _, headers = harness.http_get(xyz.replace("{z}/{x}/{y}", "0/0/0"))
+    assert status in (200, 204, 404)
+
+
 def test_landsat_single_band_has_no_ndvi(run):
     modes = {m["value"]: m["disabled"] for m in run["modes"]}
     assert modes["ndvi"] is True and modes["default"] is False

@@ -32,7 +32,9 @@ try {
     });
     await page.goto(`${cfg.base}__ol_test__/index.html`, { waitUntil: 'load' });
     await page.waitForFunction(() => window.olReady === true, null, { timeout: 30000 });
-    const capabilitiesUrl = `${cfg.base}collections/${encodeURIComponent(cfg.collection)}/WMTSCapabilities.xml`;
+    // with the collection's rendering (as in its STAC "wmts" link) unless the run asks for the plain document
+    const query = cfg.capsQuery && !run.plain ? `?${cfg.capsQuery}` : '';
+    const capabilitiesUrl = `${cfg.base}collections/${encodeURIComponent(cfg.collection)}/WMTSCapabilities.xml${query}`;
     const result = await page.evaluate((args) => window.runWmts(args), {
       capabilitiesUrl, layer: cfg.layer || null, matrixSet: cfg.matrixSet || null, time: run.time || null,
       requestEncoding: run.requestEncoding || null,

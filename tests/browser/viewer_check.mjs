@@ -94,6 +94,7 @@ try {
     url = await step('ndvi', url, () => page.locator('#render-mode').selectOption('ndvi'));
     out.ndviRescale = await page.locator('#rescale').inputValue();
     out.ndviColormap = await page.locator('#colormap').inputValue();
+    out.share = { xyz: await page.locator('#xyz-url').inputValue(), wmts: await page.locator('#wmts-url').inputValue() };
     await page.screenshot({ path: shot('ndvi-page') });
     url = await step('ndvi-band-nir', url, () => page.locator('#render-mode').selectOption('band').then(() => page.locator('#band').selectOption('nir')), 'bands=nir');
   }

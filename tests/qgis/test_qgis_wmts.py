@@ -57,7 +57,7 @@ def render(server: str, time: str | None) -> dict:
     harness.ARTIFACTS.mkdir(parents=True, exist_ok=True)
     out = harness.ARTIFACTS / f"qgis-{time or 'default'}.png"
     out.unlink(missing_ok=True)
-    cmd = [SYSTEM_PYTHON, str(HERE / "render_wmts.py"), f"{server}collections/landsat/WMTSCapabilities.xml", "--layer", "landsat", "--out", str(out)]
+    cmd = [SYSTEM_PYTHON, str(HERE / "render_wmts.py"), f"{server}collections/landsat/WMTSCapabilities.xml?bands=blue&rescale=7000,14000", "--layer", "landsat", "--out", str(out)]
     if time:
         cmd += ["--time", time]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}

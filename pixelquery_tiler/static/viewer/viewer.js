@@ -272,8 +272,14 @@
     return parts.join(' · ');
   }
 
+  // links for other clients, with the current rendering (and snapshot); WMTS carries the dates as its Time dimension
   function updateWmtsLink() {
-    $('wmts-link').href = rel('collections/' + encodeURIComponent(state.collection.id) + '/WMTSCapabilities.xml');
+    var cid = encodeURIComponent(state.collection.id);
+    var snap = $('snapshot').value ? [['snapshot_id', $('snapshot').value]] : [];
+    var wmts = rel('collections/' + cid + '/WMTSCapabilities.xml' + query(snap.concat(renderParams())));
+    $('wmts-link').href = wmts;
+    $('wmts-url').value = wmts;
+    $('xyz-url').value = rel(state.tileUrl).replace(/%7B/gi, '{').replace(/%7D/gi, '}');
   }
 
   // presets per mode; rescale/colormap stay editable afterwards
