@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
+from . import _quiet_defaults  # noqa: F401  (first: stac-fastapi warns at import about settings we do set)
+
 import attr
 from fastapi import APIRouter, FastAPI, Query
 from pydantic import BaseModel, Field, field_validator

@@ -76,6 +76,29 @@ def _split(values: list[str] | None) -> list[str] | None:
     return [v.strip() for v in values if v.strip()] if values is not None else None
 
 
+def _get_query(
+    collections: list[str] | None,
+    ids: list[str] | None,
+    bbox: list[float] | None,
+    intersects: str | None,
+    datetime: str | None,
+    limit: int | None,
+    token: str | None,
+    filter_expr: str | None,
+    filter_lang: str | None,
+    filter_crs: str | None,
+    sortby: list[str] | None,
+    fields: str | None,
+) -> SearchQuery:
+    """A ``SearchQuery`` from GET parameters (``/search`` and ``/collections/{id}/items`` alike)."""
+    start, end = parse_datetime(datetime)
+    return SearchQuery(
+        collections=collections, ids=ids, bbox=parse_bbox(bbox), intersects=parse_intersects(intersects),
+        start=start, end=end, limit=limit or 10, token=token, filter=_filter(filter_expr, filter_lang, filter_crs),
+        sortby=parse_sortby(sortby), fields=parse_fields_get(fields),
+    )
+
+
 @attr.s
 class PixelQueryCoreClient(BaseCoreClient):
     """Collections = Iceberg tables, items = snapshots, searched in memory."""
@@ -133,10 +156,8 @@ class PixelQueryCoreClient(BaseCoreClient):
     ) -> GeoJSONResponse:
         if self.backend.records(collection_id) is None:
             raise NotFoundError(f"collection {collection_id!r} not found")
-        start, end = parse_datetime(datetime)
-        query = SearchQuery(
-            collections=[collection_id], bbox=parse_bbox(bbox), start=start, end=end, limit=limit or 10, token=token,
-            filter=_filter(filter_expr, filter_lang, filter_crs), sortby=parse_sortby(sortby), fields=parse_fields_get(fields),
+        query = _get_query(
+            [collection_id], None, bbox, None, datetime, limit, token, filter_expr, filter_lang, filter_crs, sortby, fields
         )
         stac_base, _ = _bases(request)
         collection_url = f"{stac_base}collections/{quote(collection_id, safe='')}"
@@ -166,11 +187,9 @@ class PixelQueryCoreClient(BaseCoreClient):
     ) -> GeoJSONResponse:
         if bbox is not None and intersects:
             raise bad_request("bbox and intersects are mutually exclusive")
-        start, end = parse_datetime(datetime)
-        query = SearchQuery(
-            collections=_split(collections), ids=_split(ids), bbox=parse_bbox(bbox), intersects=parse_intersects(intersects),
-            start=start, end=end, limit=limit or 10, token=token, filter=_filter(filter_expr, filter_lang, filter_crs),
-            sortby=parse_sortby(sortby), fields=parse_fields_get(fields),
+        query = _get_query(
+            _split(collections), _split(ids), bbox, intersects, datetime, limit, token, filter_expr, filter_lang, filter_crs,
+            sortby, fields,
         )
         return self._respond(request, query, self.backend.search(query))
 
