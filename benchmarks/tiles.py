@@ -343,8 +343,9 @@ def bench_http(uri: str, collections: dict[str, str], cogs: dict[str, Path], til
         bidx = {name: "".join(f"&bidx={i}" for i in render_indexes(name) or ()) for name in collections}
         our_urls = [f"http://127.0.0.1:{ours_port}/collections/{collections[n]}/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png?{bidx[n]}" for n, t in picks]
         their_urls = [f"http://127.0.0.1:{their_port}/cog/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png?url={cogs[n]}{bidx[n]}" for n, t in picks]
-        asyncio.run(load(our_urls[: 4 * concurrency], concurrency))  # warm both servers' workers
-        asyncio.run(load(their_urls[: 4 * concurrency], concurrency))
+        # warm both servers' workers: every distinct tile once (PROJ, open files, per-collection index)
+        asyncio.run(load(list(dict.fromkeys(our_urls)) * 2, concurrency))
+        asyncio.run(load(list(dict.fromkeys(their_urls)) * 2, concurrency))
         o_lat, o_time, o_err = asyncio.run(load(our_urls, concurrency))
         t_lat, t_time, t_err = asyncio.run(load(their_urls, concurrency))
     finally:

@@ -293,7 +293,7 @@ class PixelQueryReader(BaseReader):
             "count": len(names),
             "minzoom": self.minzoom,
             "maxzoom": self.maxzoom,
-            "snapshot_id": self.snapshot_id if self.snapshot_id is not None else self.index.snapshot_id,
+            "snapshot_id": self._view_snapshot_id(),
             "items": len(items),
             "datetimes": sorted({it.datetime.isoformat() for it in items}),
             "products": sorted({it.product for it in items}),
@@ -302,6 +302,13 @@ class PixelQueryReader(BaseReader):
         if nodata is not None:
             meta["nodata_value"] = nodata
         return Info.model_validate(meta)
+
+    def _view_snapshot_id(self) -> int | None:
+        """The snapshot this view is pinned to: the item's own, ``snapshot_id``, or the table head."""
+        if self.item_id is not None:
+            snap = self.index.item(self.item_id).snapshot
+            return snap.snapshot_id if snap else None
+        return self.snapshot_id if self.snapshot_id is not None else self.index.snapshot_id
 
     def statistics(
         self,

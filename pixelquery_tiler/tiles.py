@@ -213,6 +213,9 @@ class TileHTTPMiddleware:
         pinned = dict(query).get("snapshot_id")
         immutable = iid is not None or pinned is not None
         snapshot = pinned if pinned is not None else index.snapshot_id
+        if iid is not None:  # an item is its own snapshot
+            item = index.item(iid)
+            snapshot = item.snapshot.snapshot_id if item is not None and item.snapshot is not None else None
         headers = Headers(scope=scope)
         etag = _etag(__version__, headers.get("host"), scope["path"], scope["query_string"].decode(), "pinned" if immutable else snapshot)
         cache_control = IMMUTABLE if immutable else f"public, max-age={HEAD_MAX_AGE}"

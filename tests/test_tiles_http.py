@@ -302,3 +302,10 @@ def test_http_ndvi_expression(live_server: str, tile_warehouse: TileWarehouse):
         stats = client.get("/collections/rgbn/statistics?bands=nir,red").json()
         assert set(stats) == {"nir", "red"}
         assert json.loads(client.get("/collections/rgbn/info").text)["band_descriptions"][3] == ["b4", "nir"]
+
+
+def test_item_endpoints_report_their_own_snapshot(tile_client, tile_warehouse: TileWarehouse):
+    first = tile_warehouse.pair[0]
+    r = tile_client.get(f"/collections/pair/items/{first.item_id}/info")
+    assert r.json()["snapshot_id"] == first.snapshot_id
+    assert r.headers["x-pixelquery-snapshot"] == str(first.snapshot_id)
