@@ -386,29 +386,25 @@ class StacBackend:
         return out
 
     @staticmethod
-    def _sort_values(records: ItemRecords, rows: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
-        if name == "__sequence":
-            return records.sequence[rows], np.zeros(len(rows), bool)
-        column = records.column(name)
-        assert column is not None
-        return column.values[rows], column.null[rows]
-
-    def _order(self, parts: list[tuple[ItemRecords, np.ndarray]], sortby: list[tuple[str, bool]]) -> tuple[np.ndarray, np.ndarray]:
+    def _order(parts: list[tuple[ItemRecords, np.ndarray]], sortby: list[tuple[str, bool]]) -> tuple[np.ndarray, np.ndarray]:
         """(part index, row) of every match in result order: ``sortby``, else newest acquisition first.
 
-        Ties always end in (collection, newest snapshot, id), so the order is total and pages are stable.
+        Ties end in (collection, newest snapshot): a snapshot's sequence number is unique in its table, so
+        the order is total and pages are stable. Numbers and times sort as they are; only strings are
+        ranked (``np.unique``), and missing values sort last in either direction.
         """
         part_of = np.repeat(np.arange(len(parts)), [len(r) for _, r in parts])
         rows = np.concatenate([r for _, r in parts])
-        keys = []
-        for name, descending in [*(sortby or [("datetime", True)]), ("collection", False), ("__sequence", True), ("id", False)]:
-            values = [self._sort_values(rec, r, name) for rec, r in parts]
-            vals = np.concatenate([v for v, _ in values])
-            null = np.concatenate([n for _, n in values])
-            ranks = np.unique(vals, return_inverse=True)[1].astype(np.int64).reshape(-1)
-            if descending:
-                ranks = -ranks
-            keys.append(np.where(null, np.iinfo(np.int64).max, ranks))  # missing values sort last
+        keys: list[np.ndarray] = []
+        for name, descending in sortby or [("datetime", True)]:
+            columns = [(rec.column(name), r) for rec, r in parts]
+            values = np.concatenate([c.values[r] for c, r in columns if c is not None])
+            null = np.concatenate([c.null[r] for c, r in columns if c is not None])
+            if values.dtype == object:
+                values = np.unique(values, return_inverse=True)[1].reshape(-1)
+            keys += [null, -values if descending else values]
+        collection_rank = np.argsort(np.argsort([rec.collection for rec, _ in parts]))
+        keys += [collection_rank[part_of], -np.concatenate([rec.sequence[r] for rec, r in parts])]
         order = np.lexsort(keys[::-1])
         return part_of[order], rows[order]
 
