@@ -309,3 +309,17 @@ def test_item_endpoints_report_their_own_snapshot(tile_client, tile_warehouse: T
     r = tile_client.get(f"/collections/pair/items/{first.item_id}/info")
     assert r.json()["snapshot_id"] == first.snapshot_id
     assert r.headers["x-pixelquery-snapshot"] == str(first.snapshot_id)
+
+
+def test_new_item_is_served_before_the_periodic_refresh(tile_warehouse: TileWarehouse):
+    """Another process ingests; a server with a long refresh interval still serves the new item at once."""
+    from fastapi.testclient import TestClient
+
+    from pixelquery_tiler import create_app
+
+    Warehouse(tile_warehouse.uri).ingest(str(TILE_DATA_DIR / PAIR_60), "fresh", datetime="2020-05-01")
+    with TestClient(create_app(tile_warehouse.uri, refresh_interval=3600)) as client:
+        assert client.get("/collections/fresh/info").json()["items"] == 1
+        new = Warehouse(tile_warehouse.uri).ingest(str(TILE_DATA_DIR / PAIR_30), "fresh", datetime="2020-05-02")
+        assert client.get(f"/collections/fresh/items/{new.item_id}/info").status_code == 200
+        assert client.get(f"/collections/fresh/info?snapshot_id={new.snapshot_id}").json()["items"] == 2
