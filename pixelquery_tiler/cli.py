@@ -9,6 +9,7 @@ import argparse
 import datetime as dt
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -110,13 +111,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .fileio import normalize_uri
 
     uri = normalize_uri(args.warehouse)
-    if "://" not in uri:
-        import os
-
-        if not os.path.isdir(uri):
-            raise CliError(f"warehouse {args.warehouse!r} does not exist")
-    import os
-
+    if "://" not in uri and not os.path.isdir(uri):
+        raise CliError(f"warehouse {args.warehouse!r} does not exist")
+    # workers re-create the app from the environment (uvicorn factory), so settings travel through it
     os.environ["PIXELQUERY_WAREHOUSE"] = uri
     if args.catalog_uri:
         os.environ["PIXELQUERY_CATALOG_URI"] = args.catalog_uri
@@ -127,6 +124,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         log_level=args.log_level,
+        # uvicorn restarts a worker that misses a 5 s health ping; app start-up (imports, first index) and
+        # CPU-bound tiles on a small machine can exceed that, so allow more before declaring it dead
+        timeout_worker_healthcheck=args.worker_healthcheck_timeout,
     )
     return 0
 
@@ -166,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--log-level", default="info")
+    p.add_argument("--worker-healthcheck-timeout", type=int, default=60, help="seconds before a silent worker is restarted")
     catalog_opt(p)
 
     p = add("demo", cmd_demo, "build a demo warehouse from bundled real data and serve it")
