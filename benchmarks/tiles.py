@@ -29,7 +29,6 @@ import gc
 import os
 import random
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile

@@ -84,14 +84,6 @@ STATUS_CODES: dict[type[Exception], int] = {
 }
 
 
-def status_for(exc: BaseException) -> int | None:
-    """The mapped status of ``exc`` (first match along its MRO), ``None`` if unmapped."""
-    for cls in type(exc).__mro__:
-        if cls in STATUS_CODES:
-            return STATUS_CODES[cls]
-    return None
-
-
 def _handler(status_code: int) -> Callable[[Request, Exception], JSONResponse]:
     def handle(request: Request, exc: Exception) -> JSONResponse:
         log.debug("%s %s -> %d: %s", request.method, request.url.path, status_code, exc)

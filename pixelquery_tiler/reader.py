@@ -45,7 +45,6 @@ from rio_tiler.errors import (
 from rio_tiler.expression import get_expression_blocks, validate_expression
 from rio_tiler.io.base import BaseReader
 from rio_tiler.models import BandStatistics, ImageData, Info, PointData
-from rio_tiler.mosaic.methods import PixelSelectionMethod
 from rio_tiler.types import BBox, Indexes
 from rio_tiler.utils import CRS_to_uri, _validate_shape_input
 
