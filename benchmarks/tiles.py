@@ -188,8 +188,11 @@ def bench_in_process(uri: str, collections: dict[str, str], cogs: dict[str, Path
 
     # 10-observation mosaic vs single observation: the same tiles of the Landsat scene
     landsat = [t for n, t in tiles if n == MOSAIC_SOURCE] or [WEB.tile(-54.78, -25.2, 12)]
-    single = [timed(lambda: ours(collections[MOSAIC_SOURCE], t)) for t in landsat]
-    mosaic = [timed(lambda: ours("mosaic10", t)) for t in landsat]
+    for t in landsat:  # warm: the first read of a collection builds its index
+        ours(collections[MOSAIC_SOURCE], t)
+        ours("mosaic10", t)
+    single = [timed(lambda: ours(collections[MOSAIC_SOURCE], t)) for t in landsat for _ in range(5)]
+    mosaic = [timed(lambda: ours("mosaic10", t)) for t in landsat for _ in range(5)]
     print(f"10-observation mosaic vs single ({len(landsat)} tiles): p50 {percentiles(mosaic)[0]:.2f} ms vs "
           f"{percentiles(single)[0]:.2f} ms, ratio {percentiles(mosaic)[0] / percentiles(single)[0]:.2f} (goal <= 1.5)")
 
