@@ -323,3 +323,18 @@ def test_new_item_is_served_before_the_periodic_refresh(tile_warehouse: TileWare
         new = Warehouse(tile_warehouse.uri).ingest(str(TILE_DATA_DIR / PAIR_30), "fresh", datetime="2020-05-02")
         assert client.get(f"/collections/fresh/items/{new.item_id}/info").status_code == 200
         assert client.get(f"/collections/fresh/info?snapshot_id={new.snapshot_id}").json()["items"] == 2
+
+
+def test_concurrent_requests_match_sequential(live_server: str, tile_warehouse: TileWarehouse):
+    """Many requests at once over different collections/zooms give the same bytes as one at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    urls = []
+    for name, cid in tile_warehouse.single.items():
+        for z in (10, 12):
+            urls.append(tile_url(f"{live_server}/collections/{cid}", centre_tile(TILE_DATA_DIR / name, z), "npy"))
+    with httpx.Client(timeout=60) as client:
+        sequential = [client.get(u).content for u in urls]
+        with ThreadPoolExecutor(8) as pool:
+            parallel = list(pool.map(lambda u: client.get(u).content, urls * 3))
+    assert parallel == sequential * 3
