@@ -10,8 +10,10 @@ parameters ``datetime``, ``snapshot_id``, ``pixel_selection`` and ``bands`` go t
 factory's ``reader_dependency``.
 
 ``TileHTTPMiddleware`` adds what the factory cannot: ``@{scale}x`` tile URLs, the WMTS KVP binding, HTTP
-caching (``ETag``/``If-None-Match``; immutable for pinned snapshots, short-lived for the collection head) and
-``X-PixelQuery-*`` headers saying which snapshot answered and which overview levels were read.
+caching (``ETag``/``If-None-Match``; immutable for pinned snapshots, short-lived for the collection head),
+``X-PixelQuery-*`` headers saying which snapshot answered and which overview levels were read, and the
+view's default rendering (``rendering.default_rendering``) in the tile URLs of WMTS capabilities and TileJSON
+requested without rendering parameters.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from .errors import InvalidParameter, add_error_handlers
 from .index import CollectionIndex
 from .mosaic import WindowRead
 from .reader import PIXEL_SELECTION, READ_LOG, CollectionRef, PixelQueryReader, resolve_source
+from .rendering import default_rendering, has_rendering_params
 from .warehouse import CollectionNotFound, Warehouse
 from .wmts import KVP_SEGMENT, kvp_to_rest, wmts_extension
 
@@ -73,6 +76,8 @@ _ENDPOINT = re.compile(
     r"^/(?:tiles(?:/.*)?|info(?:\.geojson)?|point/.+|preview.*|bbox/.+|feature.*|statistics"
     r"|WMTSCapabilities\.xml|" + KVP_SEGMENT + r"|[^/]+/(?:tilejson\.json|map\.html))$"
 )
+#: documents whose tile URLs clients use as they are (WMTS capabilities, REST or KVP, and TileJSON)
+_TILE_URL_DOCUMENT = re.compile(r"^/(?:WMTSCapabilities\.xml|[^/]+/tilejson\.json)$")
 _SCALED_TILE = re.compile(r"^/tiles/(?P<tms>[^/]+)/(?P<z>\d+)/(?P<x>\d+)/(?P<y>\d+)@(?P<scale>[1-4])x(?P<fmt>\.\w+)?$")
 _INDEX_SCOPE_KEY = "pixelquery.index"
 
@@ -190,7 +195,8 @@ class TileHTTPMiddleware:
             await JSONResponse({"detail": str(exc)}, status_code=400, headers={"Cache-Control": f"public, max-age={ERROR_MAX_AGE}"})(scope, receive, send)
             return
         scope = dict(scope, path=path, raw_path=path.encode(), query_string=urlencode(query).encode())
-        await self._serve_cached(scope, receive, send, match["cid"], match["iid"], query)
+        document = _TILE_URL_DOCUMENT.match(path[len(base):]) is not None
+        await self._serve_cached(scope, receive, send, match["cid"], match["iid"], query, document)
 
     def _index_for(self, cid: str, iid: str | None, snapshot_id: str | None) -> CollectionIndex:
         """The collection's index; re-read at once if it lacks the requested item or snapshot.
@@ -221,6 +227,27 @@ class TileHTTPMiddleware:
                 return False
         return True
 
+    def _default_rendering(
+        self, cid: str, iid: str | None, index: CollectionIndex, query: list[tuple[str, str]]
+    ) -> dict[str, str]:
+        """Default rendering of the view a document request names (item, ``snapshot_id``, ``datetime``).
+
+        Computed from the view, not the collection head, so a pinned snapshot or an item gets the bands its own
+        newest observation has. ``{}`` when the request does not name a valid view: the endpoint then answers
+        with the proper error instead of this helper guessing.
+        """
+        params = dict(query)
+        try:
+            view = PixelQueryReader(
+                CollectionRef(self.warehouse.collection(cid), iid, index),
+                snapshot_id=int(params["snapshot_id"]) if "snapshot_id" in params else None,
+                datetime=params.get("datetime"),
+            )
+        except (LookupError, ValueError) as exc:
+            log.debug("no default rendering for %s/%s: %s", cid, iid, exc)
+            return {}
+        return default_rendering(index, view.positions)
+
     @staticmethod
     def _rewrite(base: str, rest: str, query: list[tuple[str, str]]) -> tuple[str, list[tuple[str, str]]]:
         """KVP WMTS -> REST; ``.../{y}@2x.png`` -> ``.../{y}.png?tilesize=512``."""
@@ -235,8 +262,10 @@ class TileHTTPMiddleware:
         return base + rest, query
 
     async def _serve_cached(
-        self, scope: Scope, receive: Receive, send: Send, cid: str, iid: str | None, query: list[tuple[str, str]]
+        self, scope: Scope, receive: Receive, send: Send, cid: str, iid: str | None, query: list[tuple[str, str]],
+        document: bool = False,
     ) -> None:
+        """Serve with caching headers; ``document``: a tile-URL document that gets the default rendering."""
         pinned = dict(query).get("snapshot_id")
         try:
             # catalog look-ups (first use of a collection, index refresh) must not block the event loop
@@ -244,6 +273,12 @@ class TileHTTPMiddleware:
         except CollectionNotFound:
             await self.app(scope, receive, send)  # the route answers the 404
             return
+        if document and not has_rendering_params(key for key, _ in query):
+            # raw 16-bit or 6-band data is black or not encodable as PNG in a map client: hand out the profile's
+            # rendering instead (before the ETag, which must describe the body)
+            defaults = await anyio.to_thread.run_sync(self._default_rendering, cid, iid, index, query)
+            if defaults:
+                scope = dict(scope, query_string=urlencode([*query, *defaults.items()]).encode())
         immutable = iid is not None or pinned is not None
         snapshot = pinned if pinned is not None else index.snapshot_id
         if iid is not None:  # an item is its own snapshot
@@ -347,7 +382,7 @@ def add_tiles(app: FastAPI, warehouse: Warehouse) -> None:
             name=name,
             supported_tms=TILE_MATRIX_SETS,
             render_func=render_tile,
-            extensions=[wmts_extension(warehouse, wmts_checks)],
+            extensions=[wmts_extension(warehouse, wmts_checks, _pinned_index)],
             **{attr: inline(dep) for attr, dep in sync_deps.items()},
         )
         app.include_router(factory.router, prefix=prefix, tags=[tag])

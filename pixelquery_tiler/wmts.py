@@ -13,7 +13,11 @@ titiler builds the layers (one per TileMatrixSet) and the TileMatrixSet descript
   the REST routes, so both encodings share one implementation, one cache policy and one error mapping.
 
 The extra template context comes from a Jinja2 context processor (the extension's template context is
-fixed), computed from the same reader view the endpoint used.
+fixed), computed from the same reader view (and the same pinned collection index) the endpoint used, so the
+``Time`` values of ``?snapshot_id=S`` are the dates visible as of S and match the response's ETag.
+
+Tile URLs (ResourceURL and KVP) carry the request's query parameters; a request without rendering parameters
+gets the view's default rendering added upstream (``tiles.TileHTTPMiddleware``, ``rendering.py``).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from titiler.core.resources.enums import ImageType
 from titiler.extensions import wmtsExtension
 
 from .errors import InvalidParameter
+from .index import CollectionIndex
 from .reader import CollectionRef, PixelQueryReader, resolve_source
 from .warehouse import Warehouse
 
@@ -95,8 +100,17 @@ def _query_int(value: str | None) -> int | None:
         return None
 
 
-def wmts_templates(warehouse: Warehouse) -> Jinja2Templates:
-    """Our template plus a context processor that adds the Time dimension and the KVP URL."""
+def _no_pinned_index(request: Request) -> CollectionIndex | None:
+    return None
+
+
+def wmts_templates(
+    warehouse: Warehouse, pinned_index: Callable[[Request], CollectionIndex | None] = _no_pinned_index
+) -> Jinja2Templates:
+    """Our template plus a context processor that adds the Time dimension and the KVP URL.
+
+    ``pinned_index``: the collection index the HTTP layer pinned for this request (``None``: the current one).
+    """
     env = jinja2.Environment(
         autoescape=jinja2.select_autoescape(["xml"]),
         loader=jinja2.PackageLoader(__package__, "templates"),
@@ -106,7 +120,9 @@ def wmts_templates(warehouse: Warehouse) -> Jinja2Templates:
 
     def context(request: Request) -> dict[str, Any]:
         params = request.query_params
-        source = resolve_source(warehouse, request.path_params["cid"], request.path_params.get("iid"))
+        source = resolve_source(
+            warehouse, request.path_params["cid"], request.path_params.get("iid"), index=pinned_index(request)
+        )
         view = PixelQueryReader(
             source, snapshot_id=_query_int(params.get("snapshot_id")), datetime=params.get(TIME_PARAM)
         )
@@ -126,10 +142,14 @@ def wmts_templates(warehouse: Warehouse) -> Jinja2Templates:
     return Jinja2Templates(env=env, context_processors=[context])
 
 
-def wmts_extension(warehouse: Warehouse, tile_dependencies: list[Callable] | None = None) -> wmtsExtension:
+def wmts_extension(
+    warehouse: Warehouse,
+    tile_dependencies: list[Callable] | None = None,
+    pinned_index: Callable[[Request], CollectionIndex | None] = _no_pinned_index,
+) -> wmtsExtension:
     """titiler's WMTS extension with our template; ``tile_dependencies`` validate layer query strings."""
     return wmtsExtension(
-        templates=wmts_templates(warehouse), layer_identifier_provider=layer_identifier,
+        templates=wmts_templates(warehouse, pinned_index), layer_identifier_provider=layer_identifier,
         tile_dependencies=tile_dependencies,
     )
 

@@ -117,10 +117,12 @@ def test_time_dimension_changes_pixels(result, encoding):
 def test_rendering_passes_from_capabilities_url_to_tiles(result):
     styled, plain = result["runs"]["rest-late"], result["runs"]["plain-late"]
     assert all("bands=blue" in u and "rescale=7000%2C14000" in u for u in styled["tiles"]["urls"])
-    assert not any("rescale=" in u for u in plain["tiles"]["urls"])
+    # capabilities without rendering parameters carry the collection's default (landsat-c2-l2 profile on the one
+    # stored band), so the plain document renders like the STAC link's instead of raw, near-black 16-bit data
+    assert all("bands=blue" in u and "rescale=7000%2C14000" in u for u in plain["tiles"]["urls"])
     assert plain["tiles"]["loaded"] > 0 and plain["tiles"]["failed"] == 0 and plain["canvas"]["opaqueFraction"] > 0.3
-    # the stretch brightens the (16-bit, raw) plain rendering
-    assert styled["canvas"]["meanRgb"] > plain["canvas"]["meanRgb"] + 20
+    assert plain["canvas"]["meanRgb"] > 30
+    assert harness.changed_fraction(plain["screenshot"], styled["screenshot"]) < 0.002
 
 
 def test_rest_and_kvp_render_the_same(result):

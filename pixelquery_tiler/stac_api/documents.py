@@ -12,12 +12,12 @@ from collections import Counter
 from typing import Any
 from urllib.parse import quote, urlencode
 
-import numpy as np
 from shapely.geometry import mapping
 
 from ..catalog import NAMESPACE
 from ..index import ItemView
 from ..profiles import ProductProfile
+from ..rendering import default_rendering, item_rendering
 from ..temporal import format_instant
 from .records import ItemRecords, crs_facts, profile_for
 
@@ -74,45 +74,6 @@ def web_map_links(base: str, query: str, layer: str, what: str) -> list[dict[str
         {"rel": "tilejson", "type": "application/json", "title": f"TileJSON of {what}",
          "href": _with_query(f"{base}/{TMS}/tilejson.json", query)},
     ]
-
-
-# -- rendering defaults ---------------------------------------------------------------------------------------
-def render_params(records: ItemRecords, i: int) -> list[tuple[str, str]]:
-    """Tile query parameters that make a useful default picture of item ``i``.
-
-    Bands: the product profile's default rendering bands the item has (else its first three or first band);
-    rescale: the profile's, else the native-level min/max statistics for non-8-bit data.
-    """
-    item = records.items[i]
-    profile = profile_for(item.product)
-    wanted = [b for b in (profile.rendering.get("bands", []) if profile else []) if b in item.bands]
-    if len(wanted) not in (1, 3):
-        wanted = list(item.bands[:3]) if len(item.bands) >= 3 else list(item.bands[:1])
-    params = [("bands", ",".join(wanted))]
-    rescale = profile.rendering.get("rescale") if profile else None
-    if rescale:
-        params.append(("rescale", f"{_num(rescale[0][0])},{_num(rescale[0][1])}"))
-    elif item.dtype != "uint8":
-        stats = _stats_range(records, i, [item.bands.index(b) for b in wanted])
-        if stats:
-            params.append(("rescale", f"{_num(stats[0])},{_num(stats[1])}"))
-    return params
-
-
-def _stats_range(records: ItemRecords, i: int, band_idx: list[int]) -> tuple[float, float] | None:
-    start, stop = records.level0_range(i)
-    rows = records.index.rows.slice(start, stop - start)
-    lows = [v[b] for v in rows.column("band_min").to_pylist() for b in band_idx]
-    highs = [v[b] for v in rows.column("band_max").to_pylist() for b in band_idx]
-    lows = [v for v in lows if math.isfinite(v)]
-    highs = [v for v in highs if math.isfinite(v)]
-    if not lows or not highs or min(lows) >= max(highs):
-        return None
-    return min(lows), max(highs)
-
-
-def _num(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 # -- items ----------------------------------------------------------------------------------------------------
@@ -203,15 +164,15 @@ def item_document(records: ItemRecords, i: int) -> dict[str, Any]:
     if source:
         properties["pixelquery:source"] = source
 
-    render = render_params(records, i)
+    render = item_rendering(records.index, int(records.positions[i]))
     base = item_path(cid, iid)
     links = web_map_links(base, urlencode(render, safe=","), wmts_layer(cid, iid), "this snapshot")
-    time_travel = urlencode([("snapshot_id", str(snap.snapshot_id)), *render], safe=",")
+    time_travel = urlencode([("snapshot_id", str(snap.snapshot_id)), *render.items()], safe=",")
     links.append(
         {"rel": "xyz", "type": "image/png", "title": "XYZ tiles of the collection as of this snapshot (time travel)",
          "href": f"{collection_path(cid)}/tiles/{TMS}/{{z}}/{{x}}/{{y}}.png?{time_travel}"}
     )
-    thumb_query = urlencode([*render, ("max_size", str(THUMBNAIL_SIZE))], safe=",")
+    thumb_query = urlencode([*render.items(), ("max_size", str(THUMBNAIL_SIZE))], safe=",")
     extensions = [PIXELQUERY_EXTENSION, PROJECTION_EXTENSION, WEB_MAP_LINKS_EXTENSION]
     if any(k.startswith("eo:") for b in bands for k in b) or "eo:cloud_cover" in properties:
         extensions.insert(2, EO_EXTENSION)
@@ -279,10 +240,9 @@ def collection_document(records: ItemRecords) -> dict[str, Any]:
     if len(items):
         b = records.bbox
         bbox = [float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())]
-        newest = int(np.lexsort((records.sequence, records.datetime))[-1])
         interval = [format_instant(min(it.datetime for it in items)), format_instant(max(it.datetime for it in items))]
     else:
-        bbox, newest, interval = [-180.0, -90.0, 180.0, 90.0], None, [None, None]
+        bbox, interval = [-180.0, -90.0, 180.0, 90.0], [None, None]
     bands: dict[str, dict[str, Any]] = {}
     for it in items:
         for band in band_objects(it, profiles.get(it.product)):
@@ -297,7 +257,8 @@ def collection_document(records: ItemRecords) -> dict[str, Any]:
         "pixelquery:grid": _distinct([it.crs for it in items]),
     }
     summaries = {k: v for k, v in summaries.items() if v}
-    query = urlencode(render_params(records, newest), safe=",") if newest is not None else ""
+    # the same defaults the collection's WMTS capabilities and TileJSON put into their tile URLs
+    query = urlencode(default_rendering(index, records.positions), safe=",")
     links = web_map_links(collection_path(cid), query, wmts_layer(cid), "the current snapshot")
     providers = [{"name": p.provider, "roles": ["producer", "licensor"]} for p in profiles.values() if p.provider]
     providers = list({p["name"]: p for p in providers}.values())
