@@ -239,7 +239,8 @@ def _to_wgs84(crs_wkt: str) -> Transformer:
 
 
 def _band_stats(band: np.ndarray, valid: np.ndarray) -> tuple[float, float, float]:
-    values = band[valid]
+    """Per-band min/max/mean of the valid pixels (the boolean-index copy is skipped when all are valid)."""
+    values = band if valid.all() else band[valid]
     if values.size == 0:
         return (math.nan, math.nan, math.nan)
     return (float(values.min()), float(values.max()), float(values.mean(dtype=np.float64)))

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,8 +25,10 @@ from .chunks import ChunkReader
 from .fileio import FileEntry, WarehouseFS
 from .index import CollectionIndex
 from .ingest import IngestResult, check_name, ingest_file
-from .mosaic import WindowRead, read_window
 from .temporal import parse_interval
+
+if TYPE_CHECKING:  # mosaic pulls in rio-tiler (~0.2 s of imports) that ingest and the CLI do not need
+    from .mosaic import WindowRead
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +135,8 @@ class Collection:
         pixel_selection: str = "first",
     ) -> WindowRead:
         """Read a window (bounds in ``crs``, output ``width`` x ``height``) as a masked array."""
+        from .mosaic import read_window
+
         start, end = parse_interval(datetime) if datetime else (None, None)
         return read_window(
             self.index(), self.warehouse.chunk_reader, bounds, crs, width, height,
