@@ -145,10 +145,18 @@ def read_source(path: str) -> SourceRaster:
     except IngestError:
         raise
     except (RasterioError, OSError) as exc:
-        raise IngestError(f"{path}: cannot read raster ({str(exc).splitlines()[0]})") from None
+        raise IngestError(f"{path}: cannot read raster, truncated or corrupt? ({_root_cause(exc)})") from None
     if data.size == 0:
         raise IngestError(f"{path}: raster is empty")
     return SourceRaster(data, valid, transform, crs, nodata, has_mask, tags)
+
+
+def _root_cause(exc: BaseException) -> str:
+    """GDAL's own message (rasterio's says only "Read failed. See previous exception"), on one line."""
+    while (inner := exc.__cause__ or exc.__context__) is not None:
+        exc = inner
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def decimate(data: np.ndarray, valid: np.ndarray, method: str, fill: float) -> tuple[np.ndarray, np.ndarray]:
@@ -291,7 +299,7 @@ def inspect_source(
     except IngestError:
         raise
     except (RasterioError, OSError) as exc:
-        raise IngestError(f"{path}: cannot read raster ({str(exc).splitlines()[0]})") from None
+        raise IngestError(f"{path}: cannot read raster ({_root_cause(exc)})") from None
     try:
         profile = get_profile(product) if product else detect_product(path, count)
         band_specs = resolve_bands(profile, count, path, bands)

@@ -76,23 +76,26 @@ def test_text_ingest_output_and_collection_created(tmp_path: Path) -> None:
 
 # -- bad input: non-zero exit, one line on stderr, nothing committed -----------------------------------------------
 
-def _bad_inputs(tmp: Path, data: Path) -> dict[str, list[str]]:
-    truncated = tmp / "LC08_L1TP_224077_20200518_20200518_01_RT_trunc.tif"
+def _bad_inputs(tmp: Path, data: Path) -> dict[str, tuple[list[str], str]]:
+    """Case -> (ingest arguments, a piece of the expected message: each case fails for its own reason)."""
+    # a Landsat band file cut after 300 kB: header fine, tiles missing (name keeps product and band detection)
+    truncated = tmp / "LC08_L1TP_224077_20200518_20200518_01_RT_B2.TIF"
     truncated.write_bytes((data / "gw_LC08_224077_20200518_B2_30m.tif").read_bytes()[:300_000])
     nogeo = write_geotiff(tmp / "nogeo.tif", crs=None, transform=None, datetime_tag="2020:01:01 00:00:00")
     good = str(data / STARS)
+    day = ["--datetime", "2020-01-01"]
     return {
-        "truncated": [str(truncated)],
-        "no-georeferencing": [str(nogeo)],
-        "unknown-product": [good, "--product", "no-such-product", "--datetime", "2020-01-01"],
-        "missing-datetime": [good],
-        "unreadable-path": [str(tmp / "does-not-exist.tif"), "--datetime", "2020-01-01"],
-        "directory": [str(tmp), "--datetime", "2020-01-01"],
-        "not-a-raster": [str(_text_file(tmp)), "--datetime", "2020-01-01"],
-        "bad-datetime": [good, "--datetime", "yesterday-ish"],
-        "wrong-band-count": [good, "--datetime", "2020-01-01", "--bands", "red,green"],
-        "bad-collection": [good, "--datetime", "2020-01-01", "--collection", "../x"],
-        "second-file-bad": [good, str(nogeo), "--datetime", "2020-01-01"],
+        "truncated": ([str(truncated)], "truncated or corrupt"),
+        "no-georeferencing": ([str(nogeo)], "not georeferenced"),
+        "unknown-product": ([good, "--product", "no-such-product", *day], "unknown product"),
+        "missing-datetime": ([good], "pass --datetime"),
+        "unreadable-path": ([str(tmp / "does-not-exist.tif"), *day], "no such file"),
+        "directory": ([str(tmp), *day], "cannot read raster"),
+        "not-a-raster": ([str(_text_file(tmp)), *day], "cannot read raster"),
+        "bad-datetime": ([good, "--datetime", "yesterday-ish"], "bad --datetime"),
+        "wrong-band-count": ([good, *day, "--bands", "red,green"], "--bands names 2"),
+        "bad-collection": ([good, *day, "--collection", "../x"], "invalid collection"),
+        "second-file-bad": ([good, str(nogeo), *day], "nogeo.tif: not georeferenced"),
     }
 
 
@@ -109,43 +112,47 @@ BAD_CASES = [
 
 
 @pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> tuple[Path, dict[str, list[str]]]:
+def seeded(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> tuple[Path, dict[str, tuple[list[str], str]]]:
     """A warehouse with one committed item in ``c``, and the bad inputs to throw at it."""
     root = tmp_path_factory.mktemp("bad")
     ingest_json(root / "wh", [write_geotiff(root / "seed.tif", datetime_tag="2019:01:01 00:00:00")], "c")
     return root / "wh", _bad_inputs(root, shared_data)
 
 
-def _state(warehouse: Path) -> tuple[list[int], int]:
-    """Snapshot ids and visible rows of collection ``c``, read fresh from the catalog."""
+def _state(warehouse: Path) -> tuple[list[int], int, set[Path]]:
+    """Snapshot ids and visible rows of collection ``c`` (read fresh from the catalog), and chunk files."""
     collection = Warehouse(str(warehouse)).collection("c")
-    return [s.snapshot_id for s in collection.snapshots()], len(collection.index())
+    files = set((warehouse / "chunks").rglob("*.arrow"))
+    return [s.snapshot_id for s in collection.snapshots()], len(collection.index()), files
 
 
-def _assert_one_line_error(proc: subprocess.CompletedProcess) -> None:
+def _assert_one_line_error(proc: subprocess.CompletedProcess, reason: str) -> None:
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("pixelquery-tiler: error:") and "Traceback" not in proc.stderr
+    assert reason in lines[0]
     assert proc.stdout == ""
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
-def test_bad_input_commits_nothing(seeded: tuple[Path, dict[str, list[str]]], case: str) -> None:
+def test_bad_input_commits_nothing(seeded: tuple[Path, dict[str, tuple[list[str], str]]], case: str) -> None:
     warehouse, cases = seeded
     before = _state(warehouse)
-    args = cases[case]
+    args, reason = cases[case]
     collection = [] if "--collection" in args else ["--collection", "c"]
-    _assert_one_line_error(run_cli("ingest", warehouse, *args, *collection))
-    assert _state(warehouse) == before, "a failed ingest changed snapshots or rows"
+    _assert_one_line_error(run_cli("ingest", warehouse, *args, *collection), reason)
+    assert _state(warehouse) == before, "a failed ingest changed snapshots, rows or chunk files"
 
 
 @pytest.mark.parametrize("case", ["truncated", "missing-datetime"])
 def test_bad_input_into_new_warehouse_creates_no_collection(tmp_path: Path, shared_data: Path, case: str) -> None:
     warehouse = tmp_path / "wh"
-    _assert_one_line_error(run_cli("ingest", warehouse, *_bad_inputs(tmp_path, shared_data)[case], "--collection", "c"))
+    args, reason = _bad_inputs(tmp_path, shared_data)[case]
+    _assert_one_line_error(run_cli("ingest", warehouse, *args, "--collection", "c"), reason)
     assert snapshot_ids(warehouse, "c") == []
     assert Warehouse(str(warehouse)).collections() == []
+    assert not (warehouse / "chunks").exists() or not any((warehouse / "chunks").rglob("*.arrow"))
 
 
 def test_unknown_collection_and_bad_duration(tmp_path: Path) -> None:
