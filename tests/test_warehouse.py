@@ -121,3 +121,20 @@ def test_geographic_and_nodata_synthetic_round_trip(tmp_path: Path) -> None:
         expected = src.read(masked=True)
     np.testing.assert_array_equal(np.ma.getmaskarray(out.data), np.ma.getmaskarray(expected))
     np.testing.assert_array_equal(out.data.filled(0), expected.filled(0))
+
+
+def test_long_lived_index_follows_appends_across_expiry(tmp_path: Path) -> None:
+    """A server's index refreshes incrementally; snapshots expired before it saw them force a rescan, not a crash."""
+    writer = Warehouse(str(tmp_path / "wh"))
+    results = ingest_series(writer, tmp_path, 2)
+    server = Warehouse(str(tmp_path / "wh"), refresh_interval=0)
+    assert len(server.collection("series").index().items) == 2
+    with writer.collection("series").table().transaction() as tx:
+        tx.set_properties({cat.RETAIN_PROPERTY: "1", cat.EXPIRE_BATCH_PROPERTY: "0"})
+    results += ingest_series(writer, tmp_path, 1, start=2)  # seen live by the server
+    assert [it.item_id for it in server.collection("series").index().items] == sorted(r.item_id for r in results)
+    results += ingest_series(writer, tmp_path, 3, start=3)  # two of them expired before the server looks
+    index = server.collection("series").index()
+    assert sorted(it.item_id for it in index.items) == sorted(r.item_id for r in results)
+    assert [s.snapshot_id for s in index.snapshots] == [r.snapshot_id for r in results]
+    assert read_all(server, snapshot_id=results[3].snapshot_id).items == [results[3].item_id]
