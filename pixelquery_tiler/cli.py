@@ -44,22 +44,25 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     wh = _warehouse(args)
     bands = [b.strip() for b in args.bands.split(",")] if args.bands else None
-    from .ingest import check_name, inspect_source
+    from .ingest import IngestResult, check_name, inspect_source
 
     # header checks of every file first: bad input anywhere in the list commits nothing
     check_name("collection", args.collection)
     for path in args.files:
         inspect_source(path, args.product, args.datetime, bands)
-    results = []
     show = sys.stderr.isatty() and not args.json
     with tqdm(total=len(args.files), unit="file", disable=not show, desc="ingest") as bar:
-        for path in args.files:
-            bar.set_postfix_str(path.rsplit("/", 1)[-1][:40])
-            result = wh.ingest(path, args.collection, product=args.product, datetime=args.datetime, bands=bands)
-            results.append(result)
+
+        def done(result: IngestResult) -> None:
+            bar.set_postfix_str(result.source[:40])
             bar.update(1)
             if not args.json:
                 print(f"{result.item_id}\tsnapshot {result.snapshot_id}\t{result.datetime.isoformat()}\t{result.chunks} chunks")
+
+        results = wh.ingest_many(
+            args.files, args.collection, jobs=args.jobs, on_result=done,
+            product=args.product, datetime=args.datetime, bands=bands,
+        )
     if args.json:
         print(json.dumps([r.to_json() for r in results], indent=2))
     return 0
@@ -158,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--datetime", help="acquisition time, ISO 8601 (default: TIFF tags or file name)")
     p.add_argument("--bands", help="comma-separated common names for the file's bands, e.g. red,green,blue,nir")
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per file")
+    p.add_argument("--jobs", type=int, default=1, help="ingest files in N worker processes (pays for many or large files)")
     catalog_opt(p)
 
     p = add("serve", cmd_serve, "serve tiles and the STAC API")

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import multiprocessing
 import threading
 import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -215,8 +218,51 @@ class Warehouse:
             handle.invalidate()
         return result
 
-    def ingest_many(self, paths: Iterable[str], collection: str, **kwargs) -> list[IngestResult]:
-        return [self.ingest(p, collection, **kwargs) for p in paths]
+    def ingest_many(
+        self,
+        paths: Iterable[str],
+        collection: str,
+        jobs: int = 1,
+        on_result: Callable[[IngestResult], None] | None = None,
+        **kwargs: Any,
+    ) -> list[IngestResult]:
+        """Ingest files, each as its own snapshot; results in input order.
+
+        ``jobs > 1`` ingests in a pool of worker processes: pixel work and chunk writing run in parallel
+        and the commits race through Iceberg's optimistic concurrency (none is lost, see
+        ``catalog.commit_append``). It pays for many or large files on a multi-core machine; each worker
+        first pays ~1-2 s of interpreter start-up ("spawn", because forking a process that holds SQLite
+        connections is unsafe). On the first error the files not started yet are cancelled; files
+        already in flight still land. ``on_result`` is called in input order as results arrive.
+        """
+        paths = list(paths)
+        if jobs <= 1 or len(paths) < 2:
+            results = []
+            for path in paths:
+                results.append(self.ingest(path, collection, **kwargs))
+                if on_result:
+                    on_result(results[-1])
+            return results
+        kwargs.pop("progress", None)  # a callback cannot cross the process boundary
+        levels = {name: logging.getLogger(name).level for name in _WORKER_LOGGERS}
+        pool = ProcessPoolExecutor(
+            max_workers=min(jobs, len(paths)), mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker, initargs=(levels, list(warnings.filters)),
+        )
+        results: list[IngestResult] = []
+        try:
+            futures = [pool.submit(_ingest_worker, self.uri, self._catalog_uri, p, collection, kwargs) for p in paths]
+            for future in futures:
+                results.append(future.result())
+                if on_result:
+                    on_result(results[-1])
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            with self._lock:
+                handle = self._collections.get(collection)
+            if handle is not None:
+                handle.invalidate()
+        return results
 
     def referenced_files(self) -> set[str]:
         """Chunk files referenced by any retained snapshot of any collection."""
@@ -246,3 +292,23 @@ class Warehouse:
                 self.fs.delete(f.path)
                 log.info("gc: deleted %s", f.path)
         return GcReport(orphans, not dry_run)
+
+
+#: loggers whose level the CLI sets (quiet GDAL chatter, pyiceberg retry warnings); workers inherit them
+_WORKER_LOGGERS = ("rasterio", "pyiceberg", "pixelquery_tiler")
+_worker_warehouses: dict[tuple[str, str | None], Warehouse] = {}
+
+
+def _init_worker(levels: dict[str, int], warning_filters: list) -> None:
+    """Workers log and warn like the parent (the CLI keeps stderr to one line per error)."""
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+    warnings.filters[:] = warning_filters
+
+
+def _ingest_worker(uri: str, catalog_uri: str | None, path: str, collection: str, kwargs: dict[str, Any]) -> IngestResult:
+    """One file in a worker process; the worker keeps one ``Warehouse`` (and catalog connection) per URI."""
+    key = (uri, catalog_uri)
+    if key not in _worker_warehouses:
+        _worker_warehouses[key] = Warehouse(uri, catalog_uri=catalog_uri)
+    return _worker_warehouses[key].ingest(path, collection, **kwargs)

@@ -93,3 +93,21 @@ def test_concurrent_ingest_with_snapshot_expiry(tmp_path: Path) -> None:
 @pytest.fixture(autouse=True)
 def _quiet_numpy() -> None:
     np.seterr(all="ignore")
+
+
+def test_ingest_jobs_runs_files_in_worker_processes(tmp_path: Path) -> None:
+    """``ingest --jobs 2``: parallel workers, one snapshot per file, JSON in input order, stderr clean."""
+    files = [write_geotiff(tmp_path / f"j{i}.tif", width=40, height=30, seed=50 + i,
+                           datetime_tag=f"2023:02:{i + 1:02d} 08:00:00") for i in range(4)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pixelquery_tiler", "ingest", str(tmp_path / "wh"), *map(str, files),
+         "--collection", "c", "--json", "--jobs", "2"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    results = json.loads(proc.stdout)
+    assert [r["source"] for r in results] == [f.name for f in files]
+    snaps = Warehouse(str(tmp_path / "wh")).collection("c").snapshots()
+    assert {s.item_id for s in snaps} == {r["item_id"] for r in results} and len(snaps) == 4
+    assert_all_readable(tmp_path / "wh", results, tmp_path)
