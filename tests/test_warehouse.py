@@ -71,6 +71,7 @@ def test_snapshot_expiry_keeps_items_and_time_travel(tmp_path: Path) -> None:
     history = Warehouse(str(tmp_path / "wh")).collection("series").snapshots()
     assert [s.snapshot_id for s in history] == [r.snapshot_id for r in results]
     assert [s.item_id for s in history] == [r.item_id for r in results]
+    assert [s.parent_id for s in history] == [None] + [s.snapshot_id for s in history[:-1]]  # linear, across expiry
     assert history[0].properties["source"] == "obs0.tif" and history[0].datetime == results[0].datetime
     fresh = Warehouse(str(tmp_path / "wh"))
     expired_first = results[0]
