@@ -403,8 +403,12 @@ def ingest_file(
         import time
 
         time.sleep(pause)
-    if cat.load_table(catalog, collection) is None:
-        cat.create_table(catalog, fs, collection)
-    snap = cat.commit_append(lambda: catalog.load_table(cat.identifier(collection)), table, properties, item_id)
+
+    def load_or_create() -> Any:
+        """The table to append to (one catalog read per attempt; the collection is created on first use)."""
+        existing = cat.load_table(catalog, collection)
+        return existing if existing is not None else cat.create_table(catalog, fs, collection)
+
+    snap = cat.commit_append(load_or_create, table, properties, item_id)
     log.info("ingested %s as %s (snapshot %s, %d chunks)", path, item_id, snap.snapshot_id, len(rows))
     return IngestResult(item_id, snap.snapshot_id, collection, when, bbox, profile.id, n_levels, len(rows), PurePath(path).name)
