@@ -8,9 +8,13 @@ PY="${PYTHON:-python3}"
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q -e ".[test]"
-# a PostgreSQL server for the scale-out catalog test (Debian package; needs root, as in CI)
-if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+# Debian packages some tests drive for real: a PostgreSQL server (scale-out catalog test) and gdal-bin
+# (gdal_translate through GDAL's WMTS driver). Installed when missing and we are root (as in CI).
+apt_missing=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_missing+=(postgresql)
+command -v gdal_translate >/dev/null 2>&1 || apt_missing+=(gdal-bin)
+if [ ${#apt_missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null
 fi
 # system packages and npm packages for the browser/OpenLayers tests (skipped if already present)
 if [ -f tests/browser/setup.sh ]; then bash tests/browser/setup.sh; fi
