@@ -18,5 +18,11 @@ if [ ${#apt_missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/de
 fi
 # system packages and npm packages for the browser/OpenLayers tests (skipped if already present)
 if [ -f tests/browser/setup.sh ]; then bash tests/browser/setup.sh; fi
+# QGIS as a WMTS client: a ~2 minute Debian install, inside the CI budget, so every run checks the WMTS
+# output with QGIS (PIXELQUERY_QGIS=0 skips it locally)
+if [ "${PIXELQUERY_QGIS:-1}" = 1 ] && [ "$(id -u)" = 0 ]; then
+  bash tests/qgis/setup.sh
+  export PIXELQUERY_QGIS=1
+fi
 export PATH="$PWD/$VENV/bin:$PATH"
 exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
