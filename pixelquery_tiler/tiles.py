@@ -135,9 +135,11 @@ def render_tile(
 ) -> tuple[bytes, str]:
     """titiler's ``render_image`` with a fast path for explicit 8/16-bit PNG output (the common map tile).
 
-    Everything else (colormaps, JPEG/WebP/TIFF/NPY, float data, auto format) goes to titiler unchanged.
+    Everything else (colormaps, JPEG/WebP/TIFF/NPY, float data, auto format) goes to titiler unchanged. An empty
+    colormap is no colormap (rio-tiler ignores it too): titiler's tile endpoint passes ``colormap or
+    reader.colormap``, which is ``{}`` for every request without ``colormap``/``colormap_name``.
     """
-    if output_format is ImageType.png and colormap is None and not kwargs:
+    if output_format is ImageType.png and not colormap and not kwargs:
         if rescale:
             image.rescale(rescale)
         if color_formula:
