@@ -8,8 +8,9 @@ Run from the repository root::
 It prints numbers and ratios (ours / TiTiler; < 1 means we are faster) and asserts nothing:
 
 1. per-tile latency in-process (reader + PNG render, the work an endpoint does) p50/p95 for both;
-2. through uvicorn (2 workers each, concurrency 8, loopback only, a bounded number of requests): p50/p95 and
-   throughput;
+2. through uvicorn (2 workers each, concurrency 8, loopback only, bounded duration): p50/p95, throughput and
+   server CPU per request; the load comes from ``wrk`` (a C client, so it barely competes with the servers
+   for the CPU) when installed, else from an asyncio/httpx loader in this process (printed which);
 3. a 10-observation mosaic tile (default pixel selection) vs a single-observation tile;
 4. a zoomed-out tile covering the whole collection vs a native-zoom tile;
 5. the PNG-encode floor for the same tiles (GDAL's encoder as TiTiler uses it, and ours);
@@ -80,7 +81,11 @@ def render_indexes(name: str) -> tuple[int, ...] | None:
 
 
 def seeded_tiles(cogs: dict[str, Path], count: int, seed: int) -> list[tuple[str, morecantile.Tile]]:
-    """``count`` WebMercatorQuad tiles with data, spread over the rasters and zooms maxzoom-2..maxzoom+1."""
+    """``count`` WebMercatorQuad tiles with data, spread over the rasters and zooms maxzoom-2..maxzoom+1.
+
+    "With data" means at least one valid pixel in TiTiler's tile: a tile inside a raster's bounds but over
+    nodata only (SF Bay's corners) is an empty image there and a 404 here, not a comparable request.
+    """
     from rio_tiler.io import Reader
 
     rng = random.Random(seed)
@@ -92,9 +97,19 @@ def seeded_tiles(cogs: dict[str, Path], count: int, seed: int) -> list[tuple[str
                 tiles = [t for t in WEB.tiles(w, s, e, n, [z]) if src.tile_exists(t.x, t.y, t.z)]
                 candidates.extend((name, t) for t in tiles)
     rng.shuffle(candidates)
-    picked = candidates[:count]
+    picked: list[tuple[str, morecantile.Tile]] = []
+    readers = {name: Reader(str(cog)) for name, cog in cogs.items()}
+    try:
+        for name, t in candidates:
+            if len(picked) == count:
+                break
+            if readers[name].tile(t.x, t.y, t.z).mask.any():  # rio-tiler mask: 255 = valid
+                picked.append((name, t))
+    finally:
+        for reader in readers.values():
+            reader.close()
     while len(picked) < count:  # few candidates: repeat (each request is still served in full)
-        picked.append(rng.choice(candidates))
+        picked.append(rng.choice(picked))
     return picked
 
 
@@ -310,6 +325,7 @@ def start(cmd: list[str], port: int, env: dict | None = None) -> subprocess.Pope
 
 
 async def load(urls: list[str], concurrency: int) -> tuple[list[float], float, int]:
+    """Fallback load generator (httpx on asyncio, in this process): shares the CPU with the servers."""
     import httpx
 
     latencies: list[float] = []
@@ -332,9 +348,69 @@ async def load(urls: list[str], concurrency: int) -> tuple[list[float], float, i
     return latencies, elapsed, errors
 
 
-def bench_http(uri: str, collections: dict[str, str], cogs: dict[str, Path], tiles: list, requests: int, concurrency: int) -> None:
+#: wrk script: every connection walks the URL list from its own offset; done() prints one parseable line
+WRK_LUA = """
+local paths = {}
+local n = 0
+local counter = 0
+function init(args)
+  for line in io.lines(args[1]) do n = n + 1; paths[n] = line end
+end
+function request()
+  counter = counter + 1
+  return wrk.format("GET", paths[(counter - 1) % n + 1])
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("PQRESULT %d %d %d %d %.3f %.3f\\n", summary.requests, summary.duration,
+    e.status, e.connect + e.read + e.write + e.timeout, latency:percentile(50) / 1000, latency:percentile(95) / 1000))
+end
+"""
+
+
+def run_wrk(base: str, paths: list[str], concurrency: int, seconds: float, workdir: Path) -> dict[str, float]:
+    """Load ``base`` with wrk (one thread, ``concurrency`` connections, ``seconds`` long) over ``paths`` in turn."""
+    script, url_file = workdir / "rotate.lua", workdir / f"urls-{abs(hash(base))}.txt"
+    script.write_text(WRK_LUA)
+    url_file.write_text("\n".join(paths) + "\n")
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "60s", "-s", str(script), base, "--", str(url_file)],
+        capture_output=True, text=True, timeout=seconds + 120, check=True,
+    ).stdout
+    line = next(ln for ln in out.splitlines() if ln.startswith("PQRESULT"))
+    reqs, micros, status_err, sock_err, p50, p95 = line.split()[1:]
+    return {"requests": int(reqs), "elapsed": int(micros) / 1e6, "errors": int(status_err) + int(sock_err),
+            "p50": float(p50), "p95": float(p95)}
+
+
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of ``pid`` and its live children (uvicorn's master and its workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    pids, total = [pid], 0.0
+    while pids:
+        p = pids.pop()
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            for task in Path(f"/proc/{p}/task").iterdir():
+                pids.extend(int(c) for c in (task / "children").read_text().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+def bench_http(
+    uri: str, collections: dict[str, str], cogs: dict[str, Path], tiles: list, requests: int, concurrency: int,
+    seconds: float, workdir: Path, loader: str = "auto",
+) -> None:
+    """Both servers under load, one after the other (2 uvicorn workers each, access logs off on both)."""
+    import shutil
+
+    use_wrk = loader == "wrk" or (loader == "auto" and shutil.which("wrk") is not None)
     ours_port, their_port = free_port(), free_port()
-    ours = start([sys.executable, "-m", "pixelquery_tiler", "serve", uri, "--host", "127.0.0.1", "--port", str(ours_port), "--workers", "2"], ours_port)
+    ours = start([sys.executable, "-m", "pixelquery_tiler", "serve", uri, "--host", "127.0.0.1", "--port", str(ours_port),
+                  "--workers", "2", "--log-level", "warning"], ours_port)
     theirs = start(
         [sys.executable, "-m", "uvicorn", "tiles:titiler_app", "--factory", "--app-dir", str(Path(__file__).parent),
          "--host", "127.0.0.1", "--port", str(their_port), "--workers", "2", "--log-level", "warning"],
@@ -343,23 +419,36 @@ def bench_http(uri: str, collections: dict[str, str], cogs: dict[str, Path], til
     try:
         picks = [tiles[i % len(tiles)] for i in range(requests)]
         bidx = {name: "".join(f"&bidx={i}" for i in render_indexes(name) or ()) for name in collections}
-        our_urls = [f"http://127.0.0.1:{ours_port}/collections/{collections[n]}/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png?{bidx[n]}" for n, t in picks]
-        their_urls = [f"http://127.0.0.1:{their_port}/cog/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png?url={cogs[n]}{bidx[n]}" for n, t in picks]
-        # warm both servers' workers: every distinct tile once (PROJ, open files, per-collection index)
-        asyncio.run(load(list(dict.fromkeys(our_urls)) * 2, concurrency))
-        asyncio.run(load(list(dict.fromkeys(their_urls)) * 2, concurrency))
-        o_lat, o_time, o_err = asyncio.run(load(our_urls, concurrency))
-        t_lat, t_time, t_err = asyncio.run(load(their_urls, concurrency))
+        our_paths = [f"/collections/{collections[n]}/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png?{bidx[n]}" for n, t in picks]
+        their_paths = [f"/cog/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png?url={cogs[n]}{bidx[n]}" for n, t in picks]
+        results = {}
+        for label, proc, port, paths in (("ours", ours, ours_port, our_paths), ("titiler", theirs, their_port, their_paths)):
+            base = f"http://127.0.0.1:{port}"
+            # warm the workers: every distinct tile twice (PROJ, open files, per-collection index)
+            asyncio.run(load([base + p for p in dict.fromkeys(paths)] * 2, concurrency))
+            cpu0 = process_tree_cpu(proc.pid)
+            if use_wrk:
+                r = run_wrk(base, paths, concurrency, seconds, workdir)
+            else:
+                lat, elapsed, errors = asyncio.run(load([base + p for p in paths], concurrency))
+                p50, p95 = percentiles(lat)
+                r = {"requests": len(lat), "elapsed": elapsed, "errors": errors, "p50": p50, "p95": p95}
+            r["cpu_ms"] = (process_tree_cpu(proc.pid) - cpu0) / max(1, r["requests"]) * 1000
+            results[label] = r
     finally:
         for proc in (ours, theirs):
             proc.terminate()
             proc.wait(timeout=30)
-    (o50, o95), (t50, t95) = percentiles(o_lat), percentiles(t_lat)
-    print(f"through uvicorn (2 workers each, concurrency {concurrency}, {requests} requests; errors ours {o_err}, titiler {t_err}):")
-    row("p50", o50, t50)
-    row("p95", o95, t95)
-    o_tps, t_tps = requests / o_time, requests / t_time
+    o, t = results["ours"], results["titiler"]
+    how = (f"wrk -t1 -c{concurrency} -d{max(1, round(seconds))}s over {len(set(our_paths))} distinct tiles" if use_wrk
+           else f"asyncio/httpx loader in the benchmark process (wrk not found), {requests} requests")
+    print(f"through uvicorn (2 workers each, concurrency {concurrency}; load: {how}; "
+          f"requests ours {o['requests']}, titiler {t['requests']}; errors ours {o['errors']}, titiler {t['errors']}):")
+    row("p50", o["p50"], t["p50"])
+    row("p95", o["p95"], t["p95"])
+    o_tps, t_tps = o["requests"] / o["elapsed"], t["requests"] / t["elapsed"]
     print(f"  {'throughput':<38} ours {o_tps:9.1f} tile/s titiler {t_tps:9.1f} tile/s ratio {o_tps / t_tps:6.2f} (goal >= 2)")
+    row("server CPU per request (all workers)", o["cpu_ms"], t["cpu_ms"])
 
 
 def bench_rss(uri: str, collections: dict[str, str], tiles: list, count: int) -> None:
@@ -379,15 +468,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run: few tiles, short load, small loops")
     parser.add_argument("--tiles", type=int, default=200, help="seeded WebMercatorQuad tiles (default 200)")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--requests", type=int, default=800, help="requests per server through uvicorn")
+    parser.add_argument("--requests", type=int, default=800,
+                        help="URL list length per server through uvicorn (the asyncio loader sends exactly these)")
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--http-seconds", type=float, default=30, help="wrk load duration per server (default 30)")
+    parser.add_argument("--loader", choices=("auto", "wrk", "asyncio"), default="auto",
+                        help="HTTP load generator: wrk if installed (auto), else the in-process asyncio/httpx loader")
     parser.add_argument("--index-rows", type=int, default=1_000_000)
     parser.add_argument("--rss-tiles", type=int, default=10_000)
     parser.add_argument("--no-http", action="store_true", help="skip the uvicorn comparison")
     parser.add_argument("--workdir", type=Path, help="keep the warehouse and COGs here (default: a temp dir)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.tiles, args.requests, args.index_rows, args.rss_tiles = 24, 64, 100_000, 200
+        args.tiles, args.requests, args.index_rows, args.rss_tiles, args.http_seconds = 24, 64, 100_000, 200, 5
     warnings.simplefilter("ignore")
     with tempfile.TemporaryDirectory() as tmp:
         workdir = args.workdir or Path(tmp)
@@ -400,7 +493,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         bench_index(args.index_rows, args.seed)
         print()
         if not args.no_http:
-            bench_http(uri, collections, cogs, tiles, args.requests, args.concurrency)
+            bench_http(uri, collections, cogs, tiles, args.requests, args.concurrency, args.http_seconds, workdir, args.loader)
             print()
         bench_rss(uri, collections, tiles, args.rss_tiles)
 
