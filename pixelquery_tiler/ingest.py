@@ -116,14 +116,19 @@ class SourceRaster:
     tags: dict[str, str]
 
 
+def _check_georeferenced(src: rasterio.DatasetReader, path: str) -> None:
+    """Pixels without a CRS and geotransform cannot be placed on a grid: refuse them before any work."""
+    if src.crs is None:
+        raise IngestError(f"{path}: not georeferenced (no CRS)")
+    if src.transform == Affine.identity() and not src.gcps[0]:
+        raise IngestError(f"{path}: not georeferenced (no geotransform)")
+
+
 def read_source(path: str) -> SourceRaster:
     """Read and validate a raster; every problem becomes an ``IngestError`` with one clear line."""
     try:
         with rasterio.open(path) as src:
-            if src.crs is None:
-                raise IngestError(f"{path}: not georeferenced (no CRS)")
-            if src.transform == Affine.identity() and not src.gcps[0]:
-                raise IngestError(f"{path}: not georeferenced (no geotransform)")
+            _check_georeferenced(src, path)
             alpha = [i for i, ci in enumerate(src.colorinterp, 1) if ci == ColorInterp.alpha]
             indexes = [i for i in range(1, src.count + 1) if i not in alpha]
             data = src.read(indexes)
@@ -290,10 +295,7 @@ def inspect_source(
         raise IngestError(f"{path}: no such file")
     try:
         with rasterio.open(path) as src:
-            if src.crs is None:
-                raise IngestError(f"{path}: not georeferenced (no CRS)")
-            if src.transform == Affine.identity() and not src.gcps[0]:
-                raise IngestError(f"{path}: not georeferenced (no geotransform)")
+            _check_georeferenced(src, path)
             count = sum(1 for ci in src.colorinterp if ci != ColorInterp.alpha)
             tags, crs, transform = src.tags(), src.crs, src.transform
     except IngestError:
