@@ -176,6 +176,25 @@ def test_formats_scale_and_tilesize(tile_client, tile_warehouse: TileWarehouse):
     assert ImageData.from_bytes(colormapped.content).count == 3  # RGB from the colormap (+ alpha as mask)
 
 
+def test_plain_png_tiles_use_the_fast_encoder(tile_client, tile_warehouse: TileWarehouse, monkeypatch):
+    """A plain ``.png`` tile (8-bit RGB, 16-bit single band) never falls back to titiler's GDAL encoder.
+
+    Regression: titiler passes ``colormap or reader.colormap`` (``{}``), which once sent every HTTP tile to GDAL's
+    PNG driver at twice the CPU per tile; with the fallback made unusable, only the fast path can answer 200.
+    """
+    import pixelquery_tiler.tiles as tiles
+
+    def no_gdal(*args, **kwargs):
+        raise AssertionError("titiler render_image used for a plain PNG tile")
+
+    monkeypatch.setattr(tiles, "render_image", no_gdal)
+    for name, query in (("lts_landsat7_sfbay_3857.tif", ""), ("gw_LC08_224077_20200518_B2_30m.tif", "?rescale=0,16000")):
+        base = f"/collections/{tile_warehouse.single[name]}"
+        t = centre_tile(TILE_DATA_DIR / name, 12)
+        r = tile_client.get(tile_url(base, t, "png") + query, headers={"Cache-Control": "no-cache"})
+        assert r.status_code == 200 and r.content.startswith(b"\x89PNG"), (name, r.status_code, r.text[:200])
+
+
 def test_tilejson(tile_client, tile_warehouse: TileWarehouse):
     cid = tile_warehouse.single["gw_LC08_224077_20200518_B2_30m.tif"]
     for tms in ("WebMercatorQuad", "WorldCRS84Quad"):
