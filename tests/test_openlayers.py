@@ -42,24 +42,7 @@ def time_in_url(url: str, date: str) -> bool:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     harness.require_browser()
-    import rasterio
-
-    from pixelquery_tiler import Warehouse
-
-    root = tmp_path_factory.mktemp("openlayers")
-    src = harness.data_file("gw_LC08_224077_20200518_B2_30m.tif")
-    with rasterio.open(src) as ds:  # a later acquisition with a visible change: a bright block
-        data, profile = ds.read(1), ds.profile
-    h, w = data.shape
-    data[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4] = 15000
-    profile.update(driver="GTiff", compress="deflate")
-    changed = root / "changed.tif"
-    with rasterio.open(changed, "w", **profile) as dst:
-        dst.write(data, 1)
-    wh = Warehouse(str(root / "warehouse"))
-    wh.ingest(str(src), "landsat", datetime=f"{EARLY}T13:30:00Z")
-    wh.ingest(str(changed), "landsat", product="landsat-c2-l2", bands=["blue"], datetime=f"{LATE}T13:30:00Z")
-    with harness.live_server(root / "warehouse", root / "server.log") as base:
+    with harness.two_date_landsat_server(tmp_path_factory.mktemp("openlayers"), EARLY, LATE) as base:
         yield base
 
 

@@ -235,3 +235,27 @@ def _write_jpeg(out: Path, img: np.ndarray) -> None:
 
     with rasterio.open(out, "w", driver="JPEG", width=img.shape[2], height=img.shape[1], count=3, dtype="uint8", quality=85) as dst:
         dst.write(img)
+
+
+@contextlib.contextmanager
+def two_date_landsat_server(root: Path, early: str, late: str):
+    """A live server over collection ``landsat``: the real 30 m scene on ``early`` and, on ``late``, a copy with
+    a visible change (a bright central block), so WMTS clients can prove the Time dimension changes pixels."""
+    import rasterio
+
+    from pixelquery_tiler import Warehouse
+
+    src = data_file("gw_LC08_224077_20200518_B2_30m.tif")
+    with rasterio.open(src) as ds:
+        data, profile = ds.read(1), ds.profile
+    h, w = data.shape
+    data[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4] = 15000
+    profile.update(driver="GTiff", compress="deflate")
+    changed = root / "changed.tif"
+    with rasterio.open(changed, "w", **profile) as dst:
+        dst.write(data, 1)
+    wh = Warehouse(str(root / "warehouse"))
+    wh.ingest(str(src), "landsat", datetime=f"{early}T13:30:00Z")
+    wh.ingest(str(changed), "landsat", product="landsat-c2-l2", bands=["blue"], datetime=f"{late}T13:30:00Z")
+    with live_server(root / "warehouse", root / "server.log") as base:
+        yield base

@@ -33,23 +33,7 @@ def server(tmp_path_factory):
     probe = subprocess.run([SYSTEM_PYTHON, "-c", "import qgis.core"], capture_output=True, env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
     if probe.returncode != 0:
         pytest.fail("PyQGIS not importable by /usr/bin/python3: run bash tests/qgis/setup.sh")
-    import rasterio
-
-    from pixelquery_tiler import Warehouse
-
-    root = tmp_path_factory.mktemp("qgis")
-    src = harness.data_file("gw_LC08_224077_20200518_B2_30m.tif")
-    with rasterio.open(src) as ds:  # a later acquisition with a visible change: a bright block
-        data, profile = ds.read(1), ds.profile
-    h, w = data.shape
-    data[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4] = 15000
-    profile.update(driver="GTiff", compress="deflate")
-    with rasterio.open(root / "changed.tif", "w", **profile) as dst:
-        dst.write(data, 1)
-    wh = Warehouse(str(root / "warehouse"))
-    wh.ingest(str(src), "landsat", datetime=f"{EARLY}T13:30:00Z")
-    wh.ingest(str(root / "changed.tif"), "landsat", product="landsat-c2-l2", bands=["blue"], datetime=f"{LATE}T13:30:00Z")
-    with harness.live_server(root / "warehouse", root / "server.log") as base:
+    with harness.two_date_landsat_server(tmp_path_factory.mktemp("qgis"), EARLY, LATE) as base:
         yield base
 
 
