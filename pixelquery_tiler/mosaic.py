@@ -73,6 +73,15 @@ def choose_level(item: ItemView, target_res: float) -> int:
     return chosen
 
 
+def _item_level(
+    item: ItemView, bounds: tuple[float, float, float, float], dst_crs: str, width: int, height: int
+) -> tuple[tuple[float, float, float, float], float, int]:
+    """The request in the item's CRS, the output resolution there, and the level to read it from."""
+    native = transform_bounds(dst_crs, item.crs, bounds)
+    target = min((native[2] - native[0]) / width, (native[3] - native[1]) / height)
+    return native, target, choose_level(item, target)
+
+
 def _crs_key(crs: CRS | str) -> str:
     if isinstance(crs, str):
         return crs
@@ -121,9 +130,7 @@ def read_window(
         item = index.items[pos]
         if not set(band_names) <= set(item.bands):
             continue
-        native = transform_bounds(dst_crs, item.crs, bounds)
-        target_res = min((native[2] - native[0]) / width, (native[3] - native[1]) / height)
-        level = choose_level(item, target_res)
+        native, _, level = _item_level(item, bounds, dst_crs, width, height)
         if pixel_selection == "first" and empty is not None:
             # later observations can only fill what is still empty and inside their footprint: read just
             # that part (often nothing, e.g. around a scene smaller than the tile), so deep stacks of the
@@ -218,9 +225,7 @@ def _prefer_fitting_resolution(
     keys = []
     for rank, pos in enumerate(positions):
         item = index.items[pos]
-        native = transform_bounds(dst_crs, item.crs, bounds)
-        target = min((native[2] - native[0]) / width, (native[3] - native[1]) / height)
-        level = choose_level(item, target)
+        _, target, level = _item_level(item, bounds, dst_crs, width, height)
         res = item.resolutions[item.levels.index(level)]
         coarser = res > target * (1 + 1e-6)
         keys.append((-int(index.item_time[pos]), coarser, abs(np.log2(res / target)), level, rank))
