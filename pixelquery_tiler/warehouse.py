@@ -212,10 +212,7 @@ class Warehouse:
         the index refresh interval.
         """
         result = ingest_file(self.fs, self.catalog, collection, path, product, datetime, bands, progress)
-        with self._lock:
-            handle = self._collections.get(collection)
-        if handle is not None:
-            handle.invalidate()
+        self._invalidate(collection)
         return result
 
     def ingest_many(
@@ -258,11 +255,15 @@ class Warehouse:
                     on_result(results[-1])
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-            with self._lock:
-                handle = self._collections.get(collection)
-            if handle is not None:
-                handle.invalidate()
+            self._invalidate(collection)
         return results
+
+    def _invalidate(self, collection: str) -> None:
+        """Read-your-writes: an open handle re-checks the table head on its next read."""
+        with self._lock:
+            handle = self._collections.get(collection)
+        if handle is not None:
+            handle.invalidate()
 
     def referenced_files(self) -> set[str]:
         """Chunk files referenced by any retained snapshot of any collection."""
