@@ -494,20 +494,17 @@ def scan_rows(table: Table, columns: list[str] | None = None) -> pa.Table:
     import pyarrow.fs as pafs
     from pyiceberg.manifest import FileFormat
 
-    selected = tuple(columns) if columns else ("*",)
+    target = pa.schema([ARROW_SCHEMA.field(n) for n in columns]) if columns else ARROW_SCHEMA
     if table.current_snapshot() is None:
-        empty = ARROW_SCHEMA.empty_table()
-        return empty.select(columns) if columns else empty
+        return target.empty_table()
     tasks = list(table.scan().plan_files())
     if any(t.delete_files or t.file.file_format != FileFormat.PARQUET for t in tasks):
-        return table.scan(selected_fields=selected).to_arrow()
+        return table.scan(selected_fields=tuple(columns) if columns else ("*",)).to_arrow()
     if not tasks:
-        empty = ARROW_SCHEMA.empty_table()
-        return empty.select(columns) if columns else empty
+        return target.empty_table()
     fs, _ = pafs.FileSystem.from_uri(tasks[0].file.file_path)
     paths = [pafs.FileSystem.from_uri(t.file.file_path)[1] for t in tasks]
     rows = ds.dataset(paths, format="parquet", filesystem=fs).to_table(columns=columns)
-    target = pa.schema([ARROW_SCHEMA.field(n) for n in columns]) if columns else ARROW_SCHEMA
     return rows.select(target.names).cast(target)
 
 
