@@ -28,7 +28,6 @@ from rasterio.warp import transform_geom
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
-from ..catalog import SnapshotInfo
 from ..index import CollectionIndex, ItemView
 from ..profiles import ProductProfile, load_profiles
 
@@ -155,9 +154,8 @@ class ItemRecords:
         self.bbox = index.item_bbox[self.positions] if n else np.zeros((0, 4))
         self.sequence = index.item_snap_pos[self.positions] if n else np.zeros(0, np.int64)
         self.snapshot_id = np.asarray([s.snapshot_id for s in snaps], np.int64)
-        history = index.snapshots
-        self._previous = {s.snapshot_id: history[k - 1].snapshot_id if k else None for k, s in enumerate(history)}
-        parents = [self._parent(s) for s in snaps]
+        # catalog.snapshots() already restores the parent Iceberg drops on the oldest live snapshot at expiry
+        parents = [s.parent_id for s in snaps]
         self.parent_id = np.asarray([p or 0 for p in parents], np.int64)
         self.parent_null = np.asarray([p is None for p in parents], bool)
         self.product = strings([it.product for it in self.items])
@@ -179,13 +177,6 @@ class ItemRecords:
 
     def __len__(self) -> int:
         return len(self.items)
-
-    def _parent(self, snap: SnapshotInfo) -> int | None:
-        """Parent snapshot id; when Iceberg dropped it (snapshot expiry clears the parent of the oldest live
-        snapshot), the predecessor in the table's linear main-branch history is the parent."""
-        if snap.parent_id is not None:
-            return snap.parent_id
-        return self._previous.get(snap.snapshot_id)
 
     def parent_snapshot_id(self, i: int) -> int | None:
         return None if self.parent_null[i] else int(self.parent_id[i])
