@@ -18,6 +18,8 @@ if [ ${#apt_missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/de
 fi
 # system packages and npm packages for the browser/OpenLayers tests (skipped if already present)
 if [ -f tests/browser/setup.sh ]; then bash tests/browser/setup.sh; fi
+# STAC Browser built from its npm package (lockfile) for the STAC Browser client test; skipped when already built
+bash tests/stac_browser/setup.sh
 # QGIS as a WMTS client: a ~2 minute Debian install, inside the CI budget, so every run checks the WMTS
 # output with QGIS (PIXELQUERY_QGIS=0 skips it locally)
 if [ "${PIXELQUERY_QGIS:-1}" = 1 ] && [ "$(id -u)" = 0 ]; then
