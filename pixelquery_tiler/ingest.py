@@ -1,4 +1,10 @@
-"""Ingest: one GeoTIFF/COG becomes one Iceberg snapshot (one STAC item).
+"""Ingest: band groups become chunk files; one item (one or more groups) becomes one Iceberg snapshot.
+
+API (stable, used by multi-file scenes):
+- :class:`BandGroup` = files on one pixel grid; :func:`write_band_group` writes its chunk files (all levels)
+  and returns its catalog rows (:class:`GroupWrite`), committing nothing;
+- :func:`commit_item` appends the rows of all an item's groups plus its properties in ONE Iceberg commit;
+- :func:`ingest_file` = one file = one group = one item, built on the two.
 
 Protocol (DESIGN 2.3): write every chunk file under a unique name, then one Iceberg ``append`` of their rows.
 Nothing is visible before the commit, and a crash before it leaves only unreferenced files for ``gc``.
@@ -124,13 +130,16 @@ def _check_georeferenced(src: rasterio.DatasetReader, path: str) -> None:
         raise IngestError(f"{path}: not georeferenced (no geotransform)")
 
 
-def read_source(path: str) -> SourceRaster:
+def read_source(path: str, indexes: tuple[int, ...] | None = None) -> SourceRaster:
     """Read and validate a raster; every problem becomes an ``IngestError`` with one clear line."""
     try:
         with rasterio.open(path) as src:
             _check_georeferenced(src, path)
             alpha = [i for i, ci in enumerate(src.colorinterp, 1) if ci == ColorInterp.alpha]
-            indexes = [i for i in range(1, src.count + 1) if i not in alpha]
+            if indexes is None:
+                indexes = tuple(i for i in range(1, src.count + 1) if i not in alpha)
+            elif not all(1 <= i <= src.count for i in indexes):
+                raise IngestError(f"{path}: band index out of range 1..{src.count}: {list(indexes)}")
             data = src.read(indexes)
             nodata = src.nodata
             if nodata is not None:
@@ -315,29 +324,95 @@ def inspect_source(
     return SourcePlan(path, profile, band_specs, when)
 
 
-def ingest_file(
-    fs: WarehouseFS,
-    catalog: Any,
-    collection: str,
-    path: str,
-    product: str | None = None,
-    datetime: str | dt.datetime | None = None,
-    bands: list[str] | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> IngestResult:
-    """Ingest one file as one snapshot. Raises ``IngestError`` (nothing committed) on bad input."""
-    check_name("collection", collection)
-    plan = inspect_source(path, product, datetime, bands)
-    src = read_source(path)
-    profile, band_specs, when = plan.profile, plan.bands, plan.when
-    grid = grid_for(src.crs)
+@dataclass(frozen=True)
+class BandFile:
+    """One source file's contribution to a band group.
 
+    ``path`` is a local path or any GDAL path/URL (``/vsicurl/https://...``, ``/vsis3/bucket/key``).
+    ``bands`` names the bands read from it, in order; ``indexes`` are their 1-based band indexes in the file
+    (``None``: every non-alpha band, which must then be ``len(bands)`` of them).
+    """
+
+    path: str
+    bands: tuple[BandSpec, ...]
+    indexes: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class BandGroup:
+    """Bands that share one pixel grid (same CRS, transform and shape), from one or more files.
+
+    A Landsat scene is one group of seven single-band files; a Sentinel-2 scene is a 10 m group and a 20 m
+    group. ``name`` keeps the group's chunk files apart inside the item's folder (unique within an item;
+    ``""`` for a single-group item). ``nodata`` overrides the files' own nodata and the product's.
+    """
+
+    files: tuple[BandFile, ...]
+    name: str = ""
+    nodata: float | None = None
+
+
+@dataclass
+class GroupWrite:
+    """What :func:`write_band_group` wrote: the group's catalog rows plus what the item properties need."""
+
+    rows: list[dict[str, Any]]
+    bands: list[str]
+    crs: str
+    gsd: float
+    shape: tuple[int, int]  # (height, width) at level 0
+    levels: int
+    bbox: tuple[float, float, float, float]  # WGS84 of the level-0 chunks
+    sources: list[str]
+
+
+def new_item_id(path: str, when: dt.datetime) -> str:
+    """A unique item id from a source name and acquisition date (``<stem>-<yyyymmdd>-<8 hex>``)."""
     stem = re.sub(r"[^A-Za-z0-9_-]", "-", PurePath(path).stem)[:80].strip("-_") or "item"
-    item_id = f"{stem}-{when:%Y%m%d}-{uuid.uuid4().hex[:8]}"
-    band_names = [b.common_name for b in band_specs]
+    return f"{stem}-{when:%Y%m%d}-{uuid.uuid4().hex[:8]}"
+
+
+def _read_group(group: BandGroup) -> SourceRaster:
+    """Read every file of a group and stack their bands; the files must share one pixel grid."""
+    parts: list[SourceRaster] = []
+    for bf in group.files:
+        part = read_source(bf.path, bf.indexes)
+        if part.data.shape[0] != len(bf.bands):
+            raise IngestError(f"{bf.path}: has {part.data.shape[0]} band(s) but {len(bf.bands)} are named")
+        if parts and (part.crs != parts[0].crs or part.transform != parts[0].transform
+                      or part.data.shape[1:] != parts[0].data.shape[1:]):
+            raise IngestError(f"{bf.path}: not on the same pixel grid as {group.files[0].path}")
+        parts.append(part)
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    return SourceRaster(
+        np.concatenate([p.data for p in parts]), np.concatenate([p.valid for p in parts]), first.transform,
+        first.crs, first.nodata, any(p.has_mask for p in parts), first.tags,
+    )
+
+
+def write_band_group(
+    fs: WarehouseFS,
+    collection: str,
+    item_id: str,
+    when: dt.datetime,
+    group: BandGroup,
+    profile: ProductProfile,
+    progress: Callable[[str], None] | None = None,
+) -> GroupWrite:
+    """Write one band group's chunk files (level 0 and every overview) and return its catalog rows.
+
+    Nothing is visible until :func:`commit_item` appends the rows; a failure here leaves only
+    unreferenced chunk files for ``gc``. Raises ``IngestError`` when the group has no valid pixel.
+    """
+    src = _read_group(group)
+    grid = grid_for(src.crs)
+    band_names = [b.common_name for bf in group.files for b in bf.bands]
     crs = crs_id(src.crs)
     fill = src.nodata if src.nodata is not None else 0
     n_levels = 1 + overview_count(src.data.shape[2], src.data.shape[1])
+    prefix = f"chunks/{collection}/{when:%Y/%m}/{item_id}/" + (f"{group.name}-" if group.name else "")
     rows: list[dict[str, Any]] = []
     data, valid, transform = src.data, src.valid, src.transform
     for level in range(n_levels):
@@ -357,7 +432,7 @@ def ingest_file(
             stats.append(([_band_stats(b, v) for b, v in zip(data[sl], cvalid)], 100.0 * any_valid.mean()))
         if not chunks:
             continue
-        relpath = f"chunks/{collection}/{when:%Y/%m}/{item_id}/L{level}.arrow"
+        relpath = f"{prefix}L{level}.arrow"
         write_chunk_file(fs, relpath, chunks, band_names, crs, src.nodata)
         native = np.array(
             [
@@ -384,22 +459,56 @@ def ingest_file(
             )
         if progress:
             progress(f"level {level}: {len(chunks)} chunks")
+    sources = [PurePath(bf.path).name for bf in group.files]
     if not rows:
-        raise IngestError(f"{path}: raster has no valid pixels")
-
+        raise IngestError(f"{', '.join(sources)}: raster has no valid pixels")
     level0 = [r for r in rows if r["level"] == 0]
     bbox = (
         min(r["west"] for r in level0), min(r["south"] for r in level0),
         max(r["east"] for r in level0), max(r["north"] for r in level0),
     )
-    properties = cat.item_properties(
-        {
-            "item_id": item_id, "datetime": when.isoformat(), "product": profile.id,
-            "source": PurePath(path).name, "crs": crs, "gsd": src.transform.a,
-            "bbox": list(bbox), "bands": band_names, "levels": n_levels, "chunk_count": len(rows),
-            "shape": [int(src.data.shape[1]), int(src.data.shape[2])],
-        }
+    shape = (int(src.data.shape[1]), int(src.data.shape[2]))
+    return GroupWrite(rows, band_names, crs, float(src.transform.a), shape, n_levels, bbox, sources)
+
+
+def commit_item(
+    fs: WarehouseFS,
+    catalog: Any,
+    collection: str,
+    item_id: str,
+    when: dt.datetime,
+    profile: ProductProfile,
+    groups: list[GroupWrite],
+    source: str,
+    extra_properties: dict[str, Any] | None = None,
+) -> IngestResult:
+    """Make one item visible: the rows of all its band groups and its properties in ONE Iceberg append.
+
+    Item-level ``crs``/``gsd``/``shape`` describe the finest group (the STAC ``proj:`` fields); ``bands``
+    lists every group's bands in order; ``band_groups`` keeps each group's own grid. The collection's table
+    is created on first use. Concurrent commits are serialised by :func:`catalog.commit_append`.
+    """
+    if not groups:
+        raise IngestError(f"item {item_id}: no band groups to commit")
+    finest = min(groups, key=lambda g: g.gsd)
+    rows = [r for g in groups for r in g.rows]
+    bbox = (
+        min(g.bbox[0] for g in groups), min(g.bbox[1] for g in groups),
+        max(g.bbox[2] for g in groups), max(g.bbox[3] for g in groups),
     )
+    props: dict[str, Any] = {
+        "item_id": item_id, "datetime": when.isoformat(), "product": profile.id,
+        "source": source, "crs": finest.crs, "gsd": finest.gsd,
+        "bbox": list(bbox), "bands": [b for g in groups for b in g.bands],
+        "levels": max(g.levels for g in groups), "chunk_count": len(rows), "shape": list(finest.shape),
+    }
+    if len(groups) > 1:
+        props["band_groups"] = [
+            {"bands": g.bands, "crs": g.crs, "gsd": g.gsd, "shape": list(g.shape), "sources": g.sources}
+            for g in groups
+        ]
+    props.update(extra_properties or {})
+    properties = cat.item_properties(props)
     table = pa.Table.from_pylist(rows, schema=cat.ARROW_SCHEMA)
     if pause := float(os.environ.get(PAUSE_BEFORE_COMMIT_ENV, "0") or 0):
         import time
@@ -412,5 +521,27 @@ def ingest_file(
         return existing if existing is not None else cat.create_table(catalog, fs, collection)
 
     snap = cat.commit_append(load_or_create, table, properties, item_id)
-    log.info("ingested %s as %s (snapshot %s, %d chunks)", path, item_id, snap.snapshot_id, len(rows))
-    return IngestResult(item_id, snap.snapshot_id, collection, when, bbox, profile.id, n_levels, len(rows), PurePath(path).name)
+    log.info("committed %s as %s (snapshot %s, %d chunks)", source, item_id, snap.snapshot_id, len(rows))
+    return IngestResult(item_id, snap.snapshot_id, collection, when, bbox, profile.id, props["levels"], len(rows), source)
+
+
+def ingest_file(
+    fs: WarehouseFS,
+    catalog: Any,
+    collection: str,
+    path: str,
+    product: str | None = None,
+    datetime: str | dt.datetime | None = None,
+    bands: list[str] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> IngestResult:
+    """Ingest one file as one snapshot (one file = one band group = one item).
+
+    Raises ``IngestError`` (nothing committed) on bad input.
+    """
+    check_name("collection", collection)
+    plan = inspect_source(path, product, datetime, bands)
+    item_id = new_item_id(path, plan.when)
+    group = BandGroup((BandFile(path, tuple(plan.bands)),))
+    written = write_band_group(fs, collection, item_id, plan.when, group, plan.profile, progress)
+    return commit_item(fs, catalog, collection, item_id, plan.when, plan.profile, [written], PurePath(path).name)
