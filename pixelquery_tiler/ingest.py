@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 #: test hook: seconds to sleep after all chunk files are written and before the commit (crash tests)
 PAUSE_BEFORE_COMMIT_ENV = "PIXELQUERY_PAUSE_BEFORE_COMMIT"
 #: Chunk buffer codec when the collection does not set one (chosen by benchmarks/storage.py, see docs/storage.md)
-DEFAULT_COMPRESSION: str | None = "lz4"
+DEFAULT_COMPRESSION: str | None = "zstd"
 #: Iceberg table property that overrides the codec per collection (``none``, ``lz4`` or ``zstd``)
 COMPRESSION_PROPERTY = "pixelquery.chunk-compression"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
@@ -333,6 +333,8 @@ def new_item_id(path: str, when: dt.datetime) -> str:
 #: GDAL block cache while ingesting (MB). Windows are read once each, so a cache only has to hold the blocks
 #: of one strip; GDAL's default (5% of RAM) would otherwise grow with the file and defeat O(strip) memory.
 INGEST_GDAL_CACHE_MB = 64
+#: Rows decimated at a time (even, so 2x2 blocks never straddle two slabs)
+DECIMATE_SLAB_ROWS = 128
 
 
 @dataclass
@@ -485,8 +487,16 @@ class _LevelStream:
         if self.job.levels > self.level + 1:
             stop = self.end if final else self.decimated + (self.end - self.decimated) // 2 * 2
             if stop > self.decimated:
+                # in slabs of rows: decimation's temporaries (sums, counts, means) stay a fraction of a strip
                 a, b = self.decimated - self.start, stop - self.start
-                out = decimate(self.data[:, a:b], self.valid[:, a:b], self.job.resampling, self.job.fill)
+                parts = [
+                    decimate(self.data[:, i : min(i + DECIMATE_SLAB_ROWS, b)], self.valid[:, i : min(i + DECIMATE_SLAB_ROWS, b)],
+                             self.job.resampling, self.job.fill)
+                    for i in range(a, b, DECIMATE_SLAB_ROWS)
+                ]
+                out = parts[0] if len(parts) == 1 else (
+                    np.concatenate([d for d, _ in parts], axis=1), np.concatenate([v for _, v in parts], axis=1)
+                )
                 self.decimated = stop
         else:
             self.decimated = self.end
@@ -654,6 +664,22 @@ def commit_item(
     return IngestResult(item_id, snap.snapshot_id, collection, when, bbox, profile.id, props["levels"], len(rows), source)
 
 
+def collection_compression(catalog: Any, collection: str) -> str | None:
+    """The chunk codec of a collection: its table property :data:`COMPRESSION_PROPERTY`, else the default.
+
+    Set it with pyiceberg (``table.transaction().set_properties({COMPRESSION_PROPERTY: "zstd"})``); it
+    applies to items ingested afterwards, and readers handle every codec, so a collection may mix them.
+    """
+    table = cat.load_table(catalog, collection)
+    value = table.properties.get(COMPRESSION_PROPERTY) if table is not None else None
+    if value is None:
+        return DEFAULT_COMPRESSION
+    try:
+        return check_codec(value)
+    except ValueError as exc:
+        raise IngestError(f"collection {collection!r}: table property {COMPRESSION_PROPERTY}: {exc}") from None
+
+
 def ingest_file(
     fs: WarehouseFS,
     catalog: Any,
@@ -672,5 +698,6 @@ def ingest_file(
     plan = inspect_source(path, product, datetime, bands)
     item_id = new_item_id(path, plan.when)
     group = BandGroup((BandFile(path, tuple(plan.bands)),))
-    written = write_band_group(fs, collection, item_id, plan.when, group, plan.profile, progress)
+    codec = collection_compression(catalog, collection)
+    written = write_band_group(fs, collection, item_id, plan.when, group, plan.profile, progress, codec)
     return commit_item(fs, catalog, collection, item_id, plan.when, plan.profile, [written], PurePath(path).name)
