@@ -98,7 +98,10 @@ class ChunkFileWriter:
         if self.with_valid:
             valid = chunk.valid if chunk.valid is not None else np.ones((chunk.height, chunk.width), bool)
             columns.append(pa.array(valid.ravel().view(np.uint8) * np.uint8(255)))
-        meta = {"tile_id": chunk.tile_id, "transform": json.dumps(list(chunk.transform)[:6])}
+        meta = {
+            "tile_id": chunk.tile_id, "height": str(chunk.height), "width": str(chunk.width),
+            "transform": json.dumps(list(chunk.transform)[:6]),
+        }
         self._writer.write_batch(pa.record_batch(columns, schema=self.schema), custom_metadata=meta)
         self.count += 1
         return self.count - 1
