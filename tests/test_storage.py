@@ -9,8 +9,12 @@ on >= 99 % of pixels.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import http.server
+import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -206,3 +210,60 @@ def test_band_group_of_two_files_is_one_item(tmp_path: Path) -> None:
     with rasterio.open(files[0]) as src:
         out = col.read(tuple(src.bounds), src.crs.to_string(), src.width, src.height, bands=["red", "nir"])
     np.testing.assert_array_equal(out.data.data, np.concatenate([red, nir]))
+
+
+class _RangeHandler(http.server.SimpleHTTPRequestHandler):
+    """Static files with HTTP Range support (what GDAL's /vsicurl/ needs); records each response's size."""
+
+    sizes: list[int] = []
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server API)
+        path = Path(self.translate_path(self.path))
+        if not path.is_file():
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        start, end = 0, len(data) - 1
+        if m := re.match(r"bytes=(\d+)-(\d*)", self.headers.get("Range", "")):
+            start, end = int(m.group(1)), min(int(m.group(2) or end), end)
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+        else:
+            self.send_response(200)
+        body = data[start : end + 1]
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        self.wfile.write(body)
+        type(self).sizes.append(len(body))
+
+
+def test_remote_source_is_read_by_ranges(tmp_path: Path, shared_data: Path) -> None:
+    """A /vsicurl/ source (loopback HTTP) ingests like the local file, read by range requests, never whole."""
+    name = "gw_LC08_224077_20200518_B2_30m.tif"
+    handler = functools.partial(_RangeHandler, directory=str(shared_data))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _RangeHandler.sizes = []
+    try:
+        url = f"/vsicurl/http://127.0.0.1:{server.server_address[1]}/{name}"
+        with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR", VSI_CACHE="FALSE", CPL_VSIL_CURL_CACHE_SIZE=1 << 20):
+            remote = Warehouse(str(tmp_path / "remote")).ingest(url, "r")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    size = (shared_data / name).stat().st_size
+    assert len(_RangeHandler.sizes) > 1 and max(_RangeHandler.sizes) < size, (len(_RangeHandler.sizes), size)
+    local = Warehouse(str(tmp_path / "local")).ingest(str(shared_data / name), "r")
+    with rasterio.open(shared_data / name) as src:
+        args = (tuple(src.bounds), src.crs.to_string(), src.width, src.height)
+    a = Warehouse(str(tmp_path / "remote")).collection("r").read(*args, item_id=remote.item_id)
+    b = Warehouse(str(tmp_path / "local")).collection("r").read(*args, item_id=local.item_id)
+    assert remote.chunks == local.chunks
+    np.testing.assert_array_equal(np.ma.getmaskarray(a.data), np.ma.getmaskarray(b.data))
+    np.testing.assert_array_equal(a.data.filled(0), b.data.filled(0))
