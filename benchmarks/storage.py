@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.ipc as ipc
 import rasterio
+import rasterio.warp
 from affine import Affine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,10 +87,51 @@ def time_reads(fs, relpath: str, reads: int) -> tuple[float, int]:
     return statistics.median(times), len(infos)
 
 
+def tile_latency(data: Path, work: Path, tiles: int) -> None:
+    """p50/p95 of ``PixelQueryReader.tile`` (read + warp, no PNG) per default codec, same seeded tiles."""
+    import random
+
+    import morecantile
+
+    from pixelquery_tiler import Warehouse, ingest
+    from pixelquery_tiler.reader import PixelQueryReader
+
+    tms = morecantile.tms.get("WebMercatorQuad")
+    files = sorted(data.glob("*.tif"))
+    print(f"\n{'codec':>5} {'tiles':>5} {'p50 ms':>7} {'p95 ms':>7} {'warehouse MB':>12}")
+    for codec in CODECS:
+        ingest.DEFAULT_COMPRESSION = codec  # benchmark only: the product default under test
+        uri = work / f"tiles-{codec or 'none'}"
+        wh = Warehouse(str(uri))
+        readers = []
+        for i, path in enumerate(files):
+            wh.ingest(str(path), f"c{i}", datetime=DATETIMES.get(path.name))
+            readers.append((PixelQueryReader(wh.collection(f"c{i}"), tms=tms), path))
+        rng = random.Random(42)
+        jobs = []
+        for reader, path in readers:
+            with rasterio.open(path) as src:
+                w, s_, e, n = rasterio.warp.transform_bounds(src.crs, "EPSG:4326", *src.bounds)
+            for _ in range(tiles // len(readers)):
+                z = rng.choice((10, 11, 12, 13))
+                jobs.append((reader, tms.tile(rng.uniform(w, e), rng.uniform(s_, n), z)))
+        for reader, t in jobs[:5]:  # warm: page cache and open files, as a running server has them
+            reader.tile(t.x, t.y, t.z)
+        times = []
+        for reader, t in jobs:
+            t0 = time.perf_counter()
+            reader.tile(t.x, t.y, t.z)
+            times.append(time.perf_counter() - t0)
+        times.sort()
+        print(f"{codec or 'none':>5} {len(times):5d} {1000 * statistics.median(times):7.2f}"
+              f" {1000 * times[int(0.95 * (len(times) - 1))]:7.2f} {dir_bytes(uri) / 1e6:12.2f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--reads", type=int, default=3)
+    parser.add_argument("--tiles", type=int, default=0, help="also tile p50/p95 per default codec over N tiles")
     parser.add_argument("--synthetic", action="store_true", help="also the synthetic global 5' grid (tests/synth_rasters.py)")
     args = parser.parse_args()
     from pixelquery_tiler import Warehouse
@@ -131,6 +173,8 @@ def main() -> None:
         print(f"{'file (level 0)':40} {'codec':>5} {'MB':>7} {'chunks':>6} {'read ms/chunk':>13}")
         for name, codec, size, n, seconds in codec_rows:
             print(f"{name:40} {codec:>5} {size / 1e6:7.2f} {n:6d} {1000 * seconds / n:13.3f}")
+        if args.tiles:
+            tile_latency(args.data, work, args.tiles)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
