@@ -267,3 +267,25 @@ def test_remote_source_is_read_by_ranges(tmp_path: Path, shared_data: Path) -> N
     assert remote.chunks == local.chunks
     np.testing.assert_array_equal(np.ma.getmaskarray(a.data), np.ma.getmaskarray(b.data))
     np.testing.assert_array_equal(a.data.filled(0), b.data.filled(0))
+
+
+def test_decoded_chunk_cache_is_bounded_and_only_for_compressed_files(tmp_path: Path) -> None:
+    """Compressed chunks are decoded once while they fit the LRU budget; uncompressed ones are mmap views."""
+    from pixelquery_tiler.chunks import Chunk, write_chunk_file
+
+    fs = WarehouseFS(str(tmp_path))
+    rng = np.random.default_rng(3)
+    chunks = [Chunk(f"13/{i}/0", Affine(10, 0, i * 640, 0, -10, 0), rng.integers(0, 999, (2, 64, 64), dtype=np.uint16), None)
+              for i in range(4)]
+    write_chunk_file(fs, "z.arrow", chunks, ["a", "b"], "EPSG:32633", None, compression="zstd")
+    write_chunk_file(fs, "n.arrow", chunks, ["a", "b"], "EPSG:32633", None, compression=None)
+    reader = ChunkReader(fs, decoded_bytes=2 * 2 * 64 * 64 * 2)  # room for two decoded chunks
+    for i, chunk in enumerate(chunks):
+        for name in ("z.arrow", "n.arrow"):
+            data, valid = reader.read(name, i, 64, 64, ["a", "b"])
+            np.testing.assert_array_equal(np.stack(data), chunk.data)
+            assert valid is None
+    assert [k for k in reader._decoded] == [("z.arrow", 2), ("z.arrow", 3)]  # LRU kept the last two, no "n.arrow"
+    assert reader._decoded_size <= reader.decoded_bytes
+    first = reader._batch("z.arrow", 3)
+    assert reader._batch("z.arrow", 3) is first, "a cached chunk must not be decoded again"
