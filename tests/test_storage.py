@@ -289,3 +289,31 @@ def test_decoded_chunk_cache_is_bounded_and_only_for_compressed_files(tmp_path: 
     assert reader._decoded_size <= reader.decoded_bytes
     first = reader._batch("z.arrow", 3)
     assert reader._batch("z.arrow", 3) is first, "a cached chunk must not be decoded again"
+
+
+def test_item_of_two_band_groups_is_one_snapshot(tmp_path: Path) -> None:
+    """A 10 m group and a 20 m group commit as one item: one snapshot, rows per group with its own grid."""
+    rng = np.random.default_rng(2)
+    ten = _write(tmp_path / "b10.tif", rng.integers(1, 5000, (2, 400, 400), dtype=np.uint16), 0,
+                 Affine(10, 0, 300000, 0, -10, 5000000))
+    twenty = _write(tmp_path / "b20.tif", rng.integers(1, 5000, (1, 200, 200), dtype=np.uint16), 0,
+                    Affine(20, 0, 300000, 0, -20, 5000000))
+    wh = Warehouse(str(tmp_path / "wh"))
+    profile = get_profile("generic")
+    when = dt.datetime(2021, 6, 1, tzinfo=dt.timezone.utc)
+    item_id = new_item_id("S2_scene", when)
+    groups = [
+        write_band_group(wh.fs, "s2", item_id, when, BandGroup((BandFile(str(ten), (BandSpec("red", "red"), BandSpec("nir", "nir"))),), "r10m"), profile),
+        write_band_group(wh.fs, "s2", item_id, when, BandGroup((BandFile(str(twenty), (BandSpec("swir16", "swir16"),)),), "r20m"), profile),
+    ]
+    result = commit_item(wh.fs, wh.catalog, "s2", item_id, when, profile, groups, "S2_scene")
+    table = cat.load_table(wh.catalog, "s2")
+    assert len(table.snapshots()) == 1 and result.chunks == sum(len(g.rows) for g in groups)
+    rows = table.scan().to_arrow().to_pylist()
+    level0 = {r["res_x"]: r for r in rows if r["level"] == 0}
+    assert set(level0) == {10.0, 20.0}
+    assert level0[10.0]["bands"] == ["red", "nir"] and level0[20.0]["bands"] == ["swir16"]
+    assert {r["chunk_file"].rsplit("/", 1)[1].split("-")[0] for r in rows} == {"r10m", "r20m"}
+    summary = table.snapshots()[0].summary
+    assert summary[cat.SUMMARY_PREFIX + "bands"] == '["red", "nir", "swir16"]'
+    assert summary[cat.SUMMARY_PREFIX + "gsd"] == "10.0"
