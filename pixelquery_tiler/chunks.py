@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import json
 import threading
-from types import TracebackType
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
 
 import numpy as np
 import pyarrow as pa
@@ -117,7 +118,7 @@ class ChunkFileWriter:
         finally:
             self._sink.close()
 
-    def __enter__(self) -> "ChunkFileWriter":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:

@@ -40,7 +40,14 @@ from . import catalog as cat
 from .chunks import Chunk, ChunkFileWriter, check_codec
 from .fileio import WarehouseFS
 from .grid import GridError, StorageGrid, crs_id, grid_for, overview_count
-from .profiles import BandSpec, ProductProfile, ProfileError, detect_product, get_profile, resolve_bands
+from .profiles import (
+    BandSpec,
+    ProductProfile,
+    ProfileError,
+    detect_product,
+    get_profile,
+    resolve_bands,
+)
 from .temporal import parse_instant
 
 log = logging.getLogger(__name__)
@@ -101,7 +108,7 @@ def detect_datetime(path: str, tags: dict[str, str]) -> dt.datetime | None:
         value = tags.get(key)
         if value:
             try:
-                return dt.datetime.strptime(value.strip(), "%Y:%m:%d %H:%M:%S").replace(tzinfo=dt.timezone.utc)
+                return dt.datetime.strptime(value.strip(), "%Y:%m:%d %H:%M:%S").replace(tzinfo=dt.UTC)
             except ValueError:
                 try:
                     return parse_instant(value.strip())
@@ -109,9 +116,9 @@ def detect_datetime(path: str, tags: dict[str, str]) -> dt.datetime | None:
                     log.warning("ignoring unparsable %s tag %r", key, value)
     name = PurePath(path).name
     if m := _SENTINEL_DATE.search(name):
-        return dt.datetime.strptime(m.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=dt.timezone.utc)
+        return dt.datetime.strptime(m.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=dt.UTC)
     if m := _LANDSAT_DATE.search(name):
-        return dt.datetime.strptime(m.group(1), "%Y%m%d").replace(tzinfo=dt.timezone.utc)
+        return dt.datetime.strptime(m.group(1), "%Y%m%d").replace(tzinfo=dt.UTC)
     return None
 
 
@@ -238,7 +245,7 @@ class SourcePlan:
 
 def _ingest_datetime(path: str, datetime: str | dt.datetime | None, tags: dict[str, str]) -> dt.datetime:
     if isinstance(datetime, dt.datetime):
-        return datetime if datetime.tzinfo else datetime.replace(tzinfo=dt.timezone.utc)
+        return datetime if datetime.tzinfo else datetime.replace(tzinfo=dt.UTC)
     if datetime:
         try:
             return parse_instant(datetime)
@@ -368,7 +375,8 @@ class _OpenGroup:
                 else:
                     valid = ~np.isnan(data) if np.isnan(nodata) else data != nodata
             except (RasterioError, OSError) as exc:
-                raise IngestError(f"{ds.name}: cannot read raster, truncated or corrupt? ({_root_cause(exc)})") from None
+                reason = _root_cause(exc)
+                raise IngestError(f"{ds.name}: cannot read raster, truncated or corrupt? ({reason})") from None
             parts.append(data.astype(self.dtype, copy=False))
             valids.append(valid)
         if len(parts) == 1:
@@ -489,10 +497,10 @@ class _LevelStream:
             if stop > self.decimated:
                 # in slabs of rows: decimation's temporaries (sums, counts, means) stay a fraction of a strip
                 a, b = self.decimated - self.start, stop - self.start
+                slabs = [slice(i, min(i + DECIMATE_SLAB_ROWS, b)) for i in range(a, b, DECIMATE_SLAB_ROWS)]
                 parts = [
-                    decimate(self.data[:, i : min(i + DECIMATE_SLAB_ROWS, b)], self.valid[:, i : min(i + DECIMATE_SLAB_ROWS, b)],
-                             self.job.resampling, self.job.fill)
-                    for i in range(a, b, DECIMATE_SLAB_ROWS)
+                    decimate(self.data[:, rows], self.valid[:, rows], self.job.resampling, self.job.fill)
+                    for rows in slabs
                 ]
                 out = parts[0] if len(parts) == 1 else (
                     np.concatenate([d for d, _ in parts], axis=1), np.concatenate([v for _, v in parts], axis=1)
@@ -576,10 +584,10 @@ def write_band_group(
             raise IngestError(f"{group.files[0].path}: {exc}") from None
         levels = min(1 + overview_count(src.width, src.height), grid.max_levels)
         crs = crs_id(src.crs)
-        base = dict(
-            item_id=item_id, collection=collection, product=profile.id, datetime=when, crs=crs,
-            bands=band_names, dtype=src.dtype.name, nodata=src.nodata, cloud_cover=None,
-        )
+        base = {
+            "item_id": item_id, "collection": collection, "product": profile.id, "datetime": when, "crs": crs,
+            "bands": band_names, "dtype": src.dtype.name, "nodata": src.nodata, "cloud_cover": None,
+        }
         prefix = f"chunks/{collection}/{when:%Y/%m}/{item_id}/" + (f"{group.name}-" if group.name else "")
         fill = src.nodata if src.nodata is not None else 0
         job = _GroupJob(fs, stack, src, grid, prefix, band_names, crs, levels, profile.overview_resampling, fill,
@@ -606,7 +614,8 @@ def write_band_group(
         max(r["east"] for r in level0), max(r["north"] for r in level0),
     )
     out.sort(key=lambda r: (r["level"], r["batch_index"]))
-    log.debug("band group %s of %s: %d chunks, level 0 on zoom %d", group.name or "-", item_id, len(out), grid.base_zoom)
+    log.debug("band group %s of %s: %d chunks, level 0 on zoom %d", group.name or "-", item_id, len(out),
+              grid.base_zoom)
     return GroupWrite(out, band_names, crs, float(src.transform.a), (src.height, src.width), levels, bbox, sources)
 
 
@@ -661,7 +670,9 @@ def commit_item(
 
     snap = cat.commit_append(load_or_create, table, properties, item_id)
     log.info("committed %s as %s (snapshot %s, %d chunks)", source, item_id, snap.snapshot_id, len(rows))
-    return IngestResult(item_id, snap.snapshot_id, collection, when, bbox, profile.id, props["levels"], len(rows), source)
+    return IngestResult(
+        item_id, snap.snapshot_id, collection, when, bbox, profile.id, props["levels"], len(rows), source
+    )
 
 
 def collection_compression(catalog: Any, collection: str) -> str | None:

@@ -33,11 +33,11 @@ def write_global_grid(path: Path, width: int = 4320, height: int = 2160, seed: i
     rng = np.random.default_rng(seed)
     ys, xs = np.linspace(0, 1, height, dtype=np.float32), np.linspace(0, 2, width, dtype=np.float32)
     data = (_field(rng, ys, xs) * 4000 + rng.normal(0, 1, (height, width))).astype(np.int16)
-    profile = dict(
-        driver="GTiff", width=width, height=height, count=1, dtype="int16", crs="EPSG:4326",
-        transform=Affine(360 / width, 0, -180, 0, -180 / height, 90), tiled=True, blockxsize=256,
-        blockysize=256, compress="deflate", predictor=2,
-    )
+    profile = {
+        "driver": "GTiff", "width": width, "height": height, "count": 1, "dtype": "int16", "crs": "EPSG:4326",
+        "transform": Affine(360 / width, 0, -180, 0, -180 / height, 90), "tiled": True, "blockxsize": 256,
+        "blockysize": 256, "compress": "deflate", "predictor": 2,
+    }
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data, 1)
         dst.update_tags(TIFFTAG_DATETIME="2020:01:01 00:00:00")

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import morecantile
 import numpy as np
@@ -33,7 +34,14 @@ from pixelquery_tiler import catalog as cat
 from pixelquery_tiler.chunks import ChunkReader
 from pixelquery_tiler.fileio import WarehouseFS
 from pixelquery_tiler.grid import BASE_ZOOM, MAX_CHUNK_PX, MIN_CHUNK_PX, grid_for
-from pixelquery_tiler.ingest import COMPRESSION_PROPERTY, BandFile, BandGroup, commit_item, new_item_id, write_band_group
+from pixelquery_tiler.ingest import (
+    COMPRESSION_PROPERTY,
+    BandFile,
+    BandGroup,
+    commit_item,
+    new_item_id,
+    write_band_group,
+)
 from pixelquery_tiler.profiles import BandSpec, get_profile
 from pixelquery_tiler.reader import PixelQueryReader
 
@@ -74,7 +82,9 @@ def test_global_5min_grid_is_one_item_with_few_chunks(global_grid: tuple[Path, P
 
 
 @pytest.mark.parametrize("tms_id", ["WorldCRS84Quad", "WebMercatorQuad"])
-def test_global_grid_tiles_z0_z3_match_rio_tiler(global_grid: tuple[Path, Path, str], tmp_path: Path, tms_id: str) -> None:
+def test_global_grid_tiles_z0_z3_match_rio_tiler(
+    global_grid: tuple[Path, Path, str], tmp_path: Path, tms_id: str
+) -> None:
     from rio_cogeo.cogeo import cog_translate
     from rio_cogeo.profiles import cog_profiles
 
@@ -121,7 +131,9 @@ def test_big_scene_streams_with_bounded_memory(tmp_path: Path) -> None:
         w, s, e, n = src.get_geographic_bounds(CRS.from_epsg(4326))
         for z in (14, 15):  # native-resolution zooms (10 m data)
             tile = tms.tile((w + e) / 2, (s + n) / 2, z)
-            ref = src.tile(tile.x, tile.y, z, resampling_method="nearest", reproject_method="nearest", **PER_BAND_NODATA)
+            ref = src.tile(
+                tile.x, tile.y, z, resampling_method="nearest", reproject_method="nearest", **PER_BAND_NODATA
+            )
             img = ours.tile(tile.x, tile.y, z)
             valid = ~np.ma.getmaskarray(img.array) & ~np.ma.getmaskarray(ref.array)
             assert (np.ma.getmaskarray(img.array) == np.ma.getmaskarray(ref.array)).mean() >= 0.99
@@ -138,7 +150,7 @@ def test_landsat_product_nodata_masks_zeros(tmp_path: Path, shared_data: Path) -
     tms = morecantile.tms.get("WebMercatorQuad")
     ours = PixelQueryReader(wh.collection("ls"), tms=tms)
     with Reader(str(path), tms=tms) as src:
-        w, s, e, n = src.get_geographic_bounds(CRS.from_epsg(4326))
+        w, _, _, n = src.get_geographic_bounds(CRS.from_epsg(4326))
         for z in (10, 11, 12):
             tile = tms.tile(w + 1e-6, n - 1e-6, z)  # the north-west corner holds zero fill
             ref = src.tile(tile.x, tile.y, z, resampling_method="nearest", reproject_method="nearest", nodata=0)
@@ -149,8 +161,10 @@ def test_landsat_product_nodata_masks_zeros(tmp_path: Path, shared_data: Path) -
 
 
 def _write(path: Path, data: np.ndarray, nodata: float | None, transform: Affine) -> Path:
-    profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0], dtype=data.dtype,
-                   crs="EPSG:32633", transform=transform, nodata=nodata)
+    profile = {
+        "driver": "GTiff", "width": data.shape[2], "height": data.shape[1], "count": data.shape[0],
+        "dtype": data.dtype, "crs": "EPSG:32633", "transform": transform, "nodata": nodata,
+    }
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
     return path
@@ -200,9 +214,11 @@ def test_band_group_of_two_files_is_one_item(tmp_path: Path) -> None:
     files = [_write(tmp_path / "b4.tif", red, 0, transform), _write(tmp_path / "b5.tif", nir, 0, transform)]
     wh = Warehouse(str(tmp_path / "wh"))
     profile = get_profile("generic")
-    when = dt.datetime(2020, 5, 18, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2020, 5, 18, tzinfo=dt.UTC)
     item_id = new_item_id("scene", when)
-    group = BandGroup((BandFile(str(files[0]), (BandSpec("red", "red"),)), BandFile(str(files[1]), (BandSpec("nir", "nir"),))))
+    group = BandGroup(
+        (BandFile(str(files[0]), (BandSpec("red", "red"),)), BandFile(str(files[1]), (BandSpec("nir", "nir"),)))
+    )
     written = write_band_group(wh.fs, "g", item_id, when, group, profile)
     result = commit_item(wh.fs, wh.catalog, "g", item_id, when, profile, [written], "scene")
     col = wh.collection("g")
@@ -215,12 +231,12 @@ def test_band_group_of_two_files_is_one_item(tmp_path: Path) -> None:
 class _RangeHandler(http.server.SimpleHTTPRequestHandler):
     """Static files with HTTP Range support (what GDAL's /vsicurl/ needs); records each response's size."""
 
-    sizes: list[int] = []
+    sizes: ClassVar[list[int]] = []
 
     def log_message(self, *args: object) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server API)
+    def do_GET(self) -> None:
         path = Path(self.translate_path(self.path))
         if not path.is_file():
             self.send_error(404)
@@ -251,7 +267,8 @@ def test_remote_source_is_read_by_ranges(tmp_path: Path, shared_data: Path) -> N
     _RangeHandler.sizes = []
     try:
         url = f"/vsicurl/http://127.0.0.1:{server.server_address[1]}/{name}"
-        with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR", VSI_CACHE="FALSE", CPL_VSIL_CURL_CACHE_SIZE=1 << 20):
+        gdal_env = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "VSI_CACHE": "FALSE"}
+        with rasterio.Env(**gdal_env):
             remote = Warehouse(str(tmp_path / "remote")).ingest(url, "r")
     finally:
         server.shutdown()
@@ -275,8 +292,10 @@ def test_decoded_chunk_cache_is_bounded_and_only_for_compressed_files(tmp_path: 
 
     fs = WarehouseFS(str(tmp_path))
     rng = np.random.default_rng(3)
-    chunks = [Chunk(f"13/{i}/0", Affine(10, 0, i * 640, 0, -10, 0), rng.integers(0, 999, (2, 64, 64), dtype=np.uint16), None)
-              for i in range(4)]
+    chunks = [
+        Chunk(f"13/{i}/0", Affine(10, 0, i * 640, 0, -10, 0), rng.integers(0, 999, (2, 64, 64), dtype=np.uint16), None)
+        for i in range(4)
+    ]
     write_chunk_file(fs, "z.arrow", chunks, ["a", "b"], "EPSG:32633", None, compression="zstd")
     write_chunk_file(fs, "n.arrow", chunks, ["a", "b"], "EPSG:32633", None, compression=None)
     reader = ChunkReader(fs, decoded_bytes=2 * 2 * 64 * 64 * 2)  # room for two decoded chunks
@@ -300,11 +319,14 @@ def test_item_of_two_band_groups_is_one_snapshot(tmp_path: Path) -> None:
                     Affine(20, 0, 300000, 0, -20, 5000000))
     wh = Warehouse(str(tmp_path / "wh"))
     profile = get_profile("generic")
-    when = dt.datetime(2021, 6, 1, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2021, 6, 1, tzinfo=dt.UTC)
     item_id = new_item_id("S2_scene", when)
     groups = [
-        write_band_group(wh.fs, "s2", item_id, when, BandGroup((BandFile(str(ten), (BandSpec("red", "red"), BandSpec("nir", "nir"))),), "r10m"), profile),
-        write_band_group(wh.fs, "s2", item_id, when, BandGroup((BandFile(str(twenty), (BandSpec("swir16", "swir16"),)),), "r20m"), profile),
+        write_band_group(wh.fs, "s2", item_id, when, BandGroup((BandFile(str(path), specs),), name), profile)
+        for path, specs, name in (
+            (ten, (BandSpec("red", "red"), BandSpec("nir", "nir")), "r10m"),
+            (twenty, (BandSpec("swir16", "swir16"),), "r20m"),
+        )
     ]
     result = commit_item(wh.fs, wh.catalog, "s2", item_id, when, profile, groups, "S2_scene")
     table = cat.load_table(wh.catalog, "s2")
