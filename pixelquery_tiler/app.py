@@ -19,6 +19,7 @@ def create_app(warehouse: str | Warehouse, *, catalog_uri: str | None = None, re
     """Serve ``warehouse`` (a URI or an open ``Warehouse``)."""
     from .stac_api import add_stac_api
     from .tiles import add_tiles
+    from .timeseries import add_timeseries
     from .viewer import add_viewer
 
     wh = warehouse if isinstance(warehouse, Warehouse) else Warehouse(warehouse, catalog_uri=catalog_uri, refresh_interval=refresh_interval)
@@ -26,6 +27,7 @@ def create_app(warehouse: str | Warehouse, *, catalog_uri: str | None = None, re
     app.state.warehouse = wh
     add_tiles(app, wh)
     add_stac_api(app, wh)
+    add_timeseries(app, wh)
     add_viewer(app, wh)
     return app
 

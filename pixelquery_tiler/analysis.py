@@ -1,0 +1,516 @@
+"""Analysis on the lake: a datacube per area and date range, time series per point and per polygon.
+
+Everything here reads pixels through ``Collection.read`` (the same read path as tiles: level choice, one warp
+per observation, masks kept) and learns which observations exist from the collection index. Both uses sit in
+``_read_observation`` and ``_observations`` below, so a change of the read API is a one-place fix.
+
+- ``query_by_bounds``: one time step per observation (item), or per UTC day with ``groupby="day"`` (same-day
+  items mosaicked newest first), at a target resolution in the output CRS -> ``QueryResult`` with
+  ``to_numpy()`` / ``to_xarray()`` / ``to_pandas()``.
+- ``point_series``: the native pixel under a point, per item covering it, oldest first.
+- ``polygon_statistics``: per item, statistics over its native-resolution pixels whose centres fall inside a
+  polygon (each observation read on its own level-0 grid, so nothing is resampled).
+
+Band names are common names; expressions use rio-tiler's machinery (``rio_tiler.expression``) evaluated in
+float64 so differences of unsigned integers cannot wrap around.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.features import rasterize
+from rasterio.transform import from_origin
+from rasterio.warp import transform_geom
+from rio_tiler.expression import apply_expression, get_expression_blocks
+
+from .errors import InvalidParameter, OutputTooLarge
+from .index import CollectionIndex, ItemView
+from .mosaic import BandError, NoData, transform_bounds
+from .reader import MAX_OUTPUT_PIXELS, _expression_bands
+from .temporal import format_instant, parse_instant
+
+if TYPE_CHECKING:  # pandas/xarray are the optional ``[analysis]`` extra
+    import pandas
+    import xarray
+
+    from .warehouse import Collection
+
+log = logging.getLogger(__name__)
+
+#: a datacube may hold this many time steps of the per-read output budget (memory bound of one query)
+MAX_CUBE_PIXELS = 64 * MAX_OUTPUT_PIXELS
+GROUPBY = (None, "day")
+UTC = dt.timezone.utc
+
+
+class MissingExtra(ImportError):
+    """An optional dependency of the ``[analysis]`` extra is not installed."""
+
+
+# -- the read path (the only place that touches Collection.read and the index) ------------------------------------
+def _read_observation(
+    collection: Collection,
+    bounds: tuple[float, float, float, float],
+    crs: str,
+    width: int,
+    height: int,
+    bands: list[str],
+    *,
+    item_id: str | None = None,
+    datetime: str | None = None,
+    snapshot_id: int | None = None,
+    resampling: str = "nearest",
+) -> np.ma.MaskedArray | None:
+    """(bands, height, width) of one observation (or one day's mosaic), ``None`` where it holds no pixels."""
+    try:
+        window = collection.read(
+            bounds, crs, width, height, bands=bands, datetime=datetime, snapshot_id=snapshot_id, item_id=item_id,
+            resampling=resampling,
+        )
+    except NoData:
+        return None
+    return window.data
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One item as the analysis sees it (from the index): what to read and how to label it."""
+
+    item_id: str
+    datetime: dt.datetime
+    crs: str
+    bands: tuple[str, ...]
+    resolution: float  # finest level-0 resolution, item CRS units
+    origin: tuple[float, float]  # level-0 grid origin (x of a column edge, y of a row edge), item CRS
+
+
+def _observations(
+    collection: Collection,
+    wgs84_bbox: tuple[float, float, float, float] | None,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    snapshot_id: int | None,
+) -> tuple[CollectionIndex, list[Observation]]:
+    """Visible items intersecting the bbox, oldest acquisition first (ties: the earlier snapshot first)."""
+    index = collection.index()
+    if snapshot_id is not None:
+        index.snapshot(snapshot_id)  # SnapshotNotFound -> 404
+    positions = index.select_items(wgs84_bbox, start, end, snapshot_id)[::-1]
+    out = []
+    for pos in positions:
+        item: ItemView = index.items[int(pos)]
+        first, _ = index.item_row_range(int(pos), item.levels[0])
+        t = index.transform[first]
+        out.append(Observation(item.item_id, item.datetime, item.crs, item.bands, float(item.resolutions[0]), (float(t[2]), float(t[5]))))
+    return index, out
+
+
+# -- bands and expressions ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BandPlan:
+    """Bands to read and the names of what comes out (the bands themselves, or one name per expression block)."""
+
+    read: list[str]
+    outputs: list[str]
+    blocks: list[str] | None = None  # expression blocks over ``read`` (lower-case names), if any
+
+    def apply(self, data: np.ma.MaskedArray) -> np.ma.MaskedArray:
+        """(len(read), ...) -> (len(outputs), ...); expressions in float64, masked where any input is."""
+        if self.blocks is None:
+            return data
+        mask = np.ma.getmaskarray(data).any(axis=0)
+        values = np.ma.getdata(data).astype("float64")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = apply_expression(self.blocks, [b.lower() for b in self.read], values)
+        result = np.ma.MaskedArray(np.ma.getdata(out), mask=np.broadcast_to(mask, out.shape).copy())
+        return result
+
+
+def plan_bands(
+    available: Sequence[str], bands: str | Sequence[str] | None, expression: str | None, default: Sequence[str]
+) -> BandPlan:
+    """Resolve ``bands``/``expression`` against the bands the observations hold (case-insensitive)."""
+    if expression:
+        used, rewritten = _expression_bands(expression, list(available), list(available))
+        blocks = get_expression_blocks(rewritten)
+        outputs = [b.strip() for b in expression.split(";") if b.strip()]
+        return BandPlan(list(used), outputs, blocks)
+    if bands is None:
+        names = list(default)
+    else:
+        names = [b.strip() for b in (bands.split(",") if isinstance(bands, str) else bands) if str(b).strip()]
+        if not names:
+            raise InvalidParameter("bands must name at least one band")
+    lower = {b.lower(): b for b in available}
+    missing = [b for b in names if b.lower() not in lower]
+    if missing:
+        raise InvalidParameter(f"unknown band(s) {missing}; available: {list(available)}")
+    resolved = [lower[b.lower()] for b in names]
+    return BandPlan(resolved, resolved)
+
+
+def _available(observations: Sequence[Observation]) -> list[str]:
+    seen: dict[str, None] = {}
+    for obs in reversed(observations):  # newest first, as the reader orders them
+        for band in obs.bands:
+            seen.setdefault(band, None)
+    return list(seen)
+
+
+# -- query_by_bounds ----------------------------------------------------------------------------------------------
+def _as_utc(value: str | dt.datetime | dt.date | None, end: bool) -> dt.datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, dt.date):
+        value = value.isoformat()
+    if not isinstance(value, str):
+        raise InvalidParameter(f"date_range values must be ISO 8601 strings or datetimes, not {type(value).__name__}")
+    try:
+        if len(value.strip()) == 10:  # a calendar date: the whole UTC day
+            day = dt.datetime.fromisoformat(value.strip()).replace(tzinfo=UTC)
+            return day + dt.timedelta(days=1, microseconds=-1) if end else day
+        return parse_instant(value)
+    except ValueError as exc:
+        raise InvalidParameter(f"invalid date {value!r} in date_range: {exc}") from None
+
+
+@dataclass
+class QueryResult:
+    """A datacube: per output band a masked (time, y, x) array on one grid (``transform`` in ``crs``).
+
+    ``times`` are UTC acquisition datetimes, oldest first; ``item_ids[t]`` lists the items of time step ``t``
+    (one unless grouped by day).
+    """
+
+    bands: list[str]
+    data: dict[str, np.ma.MaskedArray]
+    times: list[dt.datetime]
+    item_ids: list[list[str]]
+    crs: str
+    transform: Affine
+    width: int
+    height: int
+    snapshot_id: int | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def x(self) -> np.ndarray:
+        """Pixel-centre x coordinates."""
+        return self.transform.c + self.transform.a * (np.arange(self.width) + 0.5)
+
+    @property
+    def y(self) -> np.ndarray:
+        """Pixel-centre y coordinates (north to south for a north-up grid)."""
+        return self.transform.f + self.transform.e * (np.arange(self.height) + 0.5)
+
+    def to_numpy(self) -> dict[str, np.ma.MaskedArray]:
+        """``{band: masked array (time, y, x)}``; the mask is True where an observation has no pixel."""
+        return dict(self.data)
+
+    def statistics(self) -> list[dict[str, Any]]:
+        """One record per time step and band: datetime, item_id, band, min, max, mean, std, count, valid_percent."""
+        rows = []
+        for t, when in enumerate(self.times):
+            for band in self.bands:
+                stats = band_statistics(self.data[band][t])
+                rows.append({"datetime": when, "item_id": ",".join(self.item_ids[t]), "band": band, **stats})
+        return rows
+
+    def to_pandas(self) -> pandas.DataFrame:
+        """One row per observation and band with its statistics (columns as ``statistics()``)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise MissingExtra("to_pandas() needs pandas: pip install 'pixelquery-tiler[analysis]'") from None
+        columns = ["datetime", "item_id", "band", "min", "max", "mean", "std", "count", "valid_percent"]
+        frame = pd.DataFrame(self.statistics(), columns=columns)
+        frame["datetime"] = pd.to_datetime(frame["datetime"], utc=True)
+        return frame
+
+    def to_xarray(self) -> xarray.Dataset:
+        """``xarray.Dataset`` with dims ``time, y, x``, one variable per band, masked pixels as NaN.
+
+        The CRS and transform follow the CF/GDAL convention ``rioxarray`` reads: a scalar ``spatial_ref``
+        coordinate with ``crs_wkt``/``spatial_ref``/``GeoTransform`` and ``grid_mapping`` on each variable,
+        so ``ds.rio.crs`` and ``ds.rio.transform()`` work without further setup.
+        """
+        try:
+            import xarray as xr
+        except ImportError:
+            raise MissingExtra("to_xarray() needs xarray: pip install 'pixelquery-tiler[analysis]'") from None
+        wkt = CRS.from_user_input(self.crs).to_wkt()
+        t = self.transform
+        spatial_ref = xr.DataArray(
+            0, attrs={"crs_wkt": wkt, "spatial_ref": wkt, "GeoTransform": " ".join(map(repr, (t.c, t.a, t.b, t.f, t.d, t.e)))}
+        )
+        times = np.array([w.astimezone(UTC).replace(tzinfo=None) for w in self.times], dtype="datetime64[ns]")
+        variables = {}
+        for band in self.bands:
+            arr = self.data[band]
+            dtype = arr.dtype if arr.dtype.kind == "f" else np.dtype("float32" if arr.dtype.itemsize <= 2 else "float64")
+            values = np.ma.filled(arr.astype(dtype), np.nan)
+            variables[band] = xr.Variable(("time", "y", "x"), values, attrs={"grid_mapping": "spatial_ref"})
+        ds = xr.Dataset(
+            variables,
+            coords={
+                "time": times,
+                "y": self.y,
+                "x": self.x,
+                "item_id": ("time", [",".join(ids) for ids in self.item_ids]),
+                "spatial_ref": spatial_ref,
+            },
+            attrs={"crs": self.crs, **self.attrs},
+        )
+        return ds
+
+
+def query_by_bounds(
+    collection: Collection,
+    bounds: Sequence[float],
+    date_range: Sequence[str | dt.datetime | None] | None,
+    bands: str | Sequence[str] | None,
+    target_resolution: float,
+    as_of_snapshot_id: int | None = None,
+    crs: str = "EPSG:4326",
+    *,
+    expression: str | None = None,
+    groupby: str | None = None,
+    resampling: str = "nearest",
+) -> QueryResult:
+    """Read every observation over ``bounds`` (in ``crs``) at ``target_resolution`` (``crs`` units) into a cube.
+
+    The grid starts at the top-left corner of ``bounds`` and extends to whole pixels. Each observation is
+    read through the tile read path (level from the target resolution, one warp, masks kept).
+    """
+    try:
+        minx, miny, maxx, maxy = (float(v) for v in bounds)
+        res = float(target_resolution)
+    except (TypeError, ValueError):
+        raise InvalidParameter("bounds must be (minx, miny, maxx, maxy) and target_resolution a number") from None
+    if not (minx < maxx and miny < maxy) or not all(map(math.isfinite, (minx, miny, maxx, maxy))):
+        raise InvalidParameter(f"bounds {tuple(bounds)} are empty or not finite")
+    if not (res > 0 and math.isfinite(res)):
+        raise InvalidParameter(f"target_resolution must be > 0, not {target_resolution!r}")
+    if groupby not in GROUPBY:
+        raise InvalidParameter(f"groupby must be one of {GROUPBY}")
+    try:
+        crs_key = CRS.from_user_input(crs).to_string()
+    except Exception as exc:  # rasterio raises CRSError for anything it cannot parse
+        raise InvalidParameter(f"invalid crs {crs!r}: {exc}") from None
+    start, end = (None, None) if date_range is None else (_as_utc(date_range[0], False), _as_utc(date_range[1], True))
+    width, height = max(1, math.ceil((maxx - minx) / res - 1e-9)), max(1, math.ceil((maxy - miny) / res - 1e-9))
+    if width * height > MAX_OUTPUT_PIXELS:
+        raise OutputTooLarge(
+            f"{width}x{height} pixels per time step exceed the limit of {MAX_OUTPUT_PIXELS} pixels (4096x4096): "
+            "use a coarser target_resolution or smaller bounds"
+        )
+    transform = from_origin(minx, maxy, res, res)
+    grid = (minx, maxy - height * res, minx + width * res, maxy)
+    wgs84 = transform_bounds(crs_key, "EPSG:4326", grid)
+    _, observations = _observations(collection, wgs84, start, end, as_of_snapshot_id)
+    steps = _time_steps(observations, groupby, start, end)
+    if len(steps) * width * height > MAX_CUBE_PIXELS:
+        raise OutputTooLarge(
+            f"{len(steps)} time steps of {width}x{height} pixels exceed the limit of {MAX_CUBE_PIXELS} pixels per query: "
+            "narrow the date_range or use a coarser target_resolution"
+        )
+    available = _available(observations)
+    plan = plan_bands(available, bands, expression, available)
+    arrays, times, ids = [], [], []
+    for when, members, datetime in steps:
+        read = [b for b in plan.read]
+        if any(not set(read) <= set(m.bands) for m in members) and datetime is None:
+            continue  # this observation lacks a requested band
+        try:
+            data = _read_observation(
+                collection, grid, crs_key, width, height, read,
+                item_id=members[0].item_id if datetime is None else None, datetime=datetime,
+                snapshot_id=as_of_snapshot_id, resampling=resampling,
+            )
+        except BandError:
+            continue
+        if data is None:
+            continue
+        arrays.append(plan.apply(data))
+        times.append(when)
+        ids.append([m.item_id for m in members])
+    cube = {}
+    for i, name in enumerate(plan.outputs):
+        if arrays:
+            cube[name] = np.ma.stack([a[i] for a in arrays])
+        else:
+            cube[name] = np.ma.masked_all((0, height, width), "float64" if plan.blocks else "float32")
+    return QueryResult(
+        plan.outputs, cube, times, ids, crs_key, transform, width, height,
+        snapshot_id=as_of_snapshot_id, attrs={"resolution": res, "collection": collection.name},
+    )
+
+
+def _time_steps(
+    observations: list[Observation], groupby: str | None, start: dt.datetime | None, end: dt.datetime | None
+) -> list[tuple[dt.datetime, list[Observation], str | None]]:
+    """(label time, members, datetime filter or None for a single item) per time step, oldest first."""
+    if groupby is None:
+        return [(o.datetime, [o], None) for o in observations]
+    days: dict[dt.date, list[Observation]] = {}
+    for obs in observations:
+        days.setdefault(obs.datetime.astimezone(UTC).date(), []).append(obs)
+    steps = []
+    for day, members in days.items():
+        lo = dt.datetime.combine(day, dt.time(), UTC)
+        hi = lo + dt.timedelta(days=1, microseconds=-1)
+        lo, hi = max(lo, start) if start else lo, min(hi, end) if end else hi
+        steps.append((lo, members, f"{format_instant(lo)}/{format_instant(hi)}"))
+    return steps
+
+
+# -- statistics ---------------------------------------------------------------------------------------------------
+def band_statistics(values: np.ma.MaskedArray, total: int | None = None) -> dict[str, float | int | None]:
+    """min/max/mean/std/count/valid_percent of the unmasked, finite values (``total``: pixels considered)."""
+    data = np.ma.getdata(values)
+    valid = ~np.ma.getmaskarray(values)
+    if data.dtype.kind == "f":
+        valid &= np.isfinite(data)
+    picked = data[valid].astype("float64")
+    total = valid.size if total is None else total
+    count = int(picked.size)
+    percent = 100.0 * count / total if total else 0.0
+    if count == 0:
+        return {"min": None, "max": None, "mean": None, "std": None, "count": 0, "valid_percent": percent}
+    return {
+        "min": float(picked.min()), "max": float(picked.max()), "mean": float(picked.mean()),
+        "std": float(picked.std()), "count": count, "valid_percent": percent,
+    }
+
+
+def _json_number(value: Any) -> float | None:
+    if value is np.ma.masked or value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def point_series(
+    collection: Collection,
+    lon: float,
+    lat: float,
+    *,
+    bands: str | Sequence[str] | None = None,
+    expression: str | None = None,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    snapshot_id: int | None = None,
+) -> list[dict[str, Any]]:
+    """Per item covering (lon, lat): the native pixel under the point, oldest first; masked -> ``None``.
+
+    Each observation is read as one output pixel centred on the point, one native pixel wide, in the
+    item's own CRS: nearest resampling then returns exactly the source pixel that contains the point.
+    """
+    if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+        raise InvalidParameter(f"point ({lon}, {lat}) is outside longitude/latitude range")
+    _, observations = _observations(collection, (lon, lat, lon, lat), start, end, snapshot_id)
+    if not observations:
+        return []
+    newest = observations[-1]
+    plan = plan_bands(_available(observations), bands, expression, newest.bands)
+    series = []
+    for obs in observations:
+        x, y = _to_item_crs(obs.crs, lon, lat)
+        half = obs.resolution / 2
+        have = [b for b in plan.read if b in obs.bands]
+        values: dict[str, float | None] = dict.fromkeys(plan.outputs)
+        if have:
+            data = _read_observation(
+                collection, (x - half, y - half, x + half, y + half), obs.crs, 1, 1, have,
+                item_id=obs.item_id, snapshot_id=snapshot_id,
+            )
+            if data is None:
+                continue  # the item's bbox covers the point but none of its pixels does
+            if len(have) == len(plan.read):
+                out = plan.apply(data)
+                values = {name: _json_number(out[i, 0, 0]) for i, name in enumerate(plan.outputs)}
+            else:  # an observation lacking some bands: those stay null (expressions need them all)
+                for i, band in enumerate(have):
+                    if plan.blocks is None:
+                        values[band] = _json_number(data[i, 0, 0])
+        series.append({"datetime": format_instant(obs.datetime), "item_id": obs.item_id, "values": values})
+    return series
+
+
+def _to_item_crs(crs: str, lon: float, lat: float) -> tuple[float, float]:
+    x0, y0, _, _ = transform_bounds("EPSG:4326", crs, (lon, lat, lon, lat))
+    return x0, y0
+
+
+def polygon_statistics(
+    collection: Collection,
+    geometry: dict,
+    *,
+    bands: str | Sequence[str] | None = None,
+    expression: str | None = None,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    snapshot_id: int | None = None,
+) -> list[dict[str, Any]]:
+    """Per item intersecting ``geometry`` (GeoJSON, WGS84): statistics over its native pixels with centres inside.
+
+    Each observation is read on its own level-0 grid (the geometry's bbox snapped outwards to whole native
+    pixels, read in the item's CRS at the native resolution), so values are the stored pixels, unresampled.
+    """
+    from shapely.geometry import shape
+
+    wgs84 = shape(geometry).bounds
+    _, observations = _observations(collection, wgs84, start, end, snapshot_id)
+    if not observations:
+        return []
+    plan = plan_bands(_available(observations), bands, expression, observations[-1].bands)
+    grids = []
+    for obs in observations:
+        native_geom = transform_geom("EPSG:4326", obs.crs, geometry) if obs.crs != "EPSG:4326" else geometry
+        gx0, gy0, gx1, gy1 = shape(native_geom).bounds
+        res, (ox, oy) = obs.resolution, obs.origin
+        c0, c1 = math.floor((gx0 - ox) / res), math.ceil((gx1 - ox) / res)
+        r0, r1 = math.floor((oy - gy1) / res), math.ceil((oy - gy0) / res)
+        width, height = max(1, c1 - c0), max(1, r1 - r0)
+        if width * height > MAX_OUTPUT_PIXELS:
+            raise OutputTooLarge(
+                f"the geometry covers {width}x{height} native pixels of item {obs.item_id!r}, over the limit of "
+                f"{MAX_OUTPUT_PIXELS} pixels (4096x4096): use a smaller polygon"
+            )
+        grids.append((native_geom, (ox + c0 * res, oy - r1 * res, ox + c1 * res, oy - r0 * res), width, height))
+    series = []
+    for obs, (native_geom, bounds, width, height) in zip(observations, grids):
+        if not set(plan.read) <= set(obs.bands):
+            continue
+        data = _read_observation(collection, bounds, obs.crs, width, height, plan.read, item_id=obs.item_id, snapshot_id=snapshot_id)
+        if data is None:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            inside = rasterize(
+                [native_geom], out_shape=(height, width), transform=from_origin(bounds[0], bounds[3], obs.resolution, obs.resolution),
+                all_touched=False, fill=0, default_value=1, dtype="uint8",
+            ).astype(bool)
+        total = int(inside.sum())
+        if total == 0:
+            continue  # no pixel centre of this observation falls inside
+        out = plan.apply(data)
+        stats = {}
+        for i, name in enumerate(plan.outputs):
+            band = out[i]
+            stats[name] = band_statistics(np.ma.MaskedArray(np.ma.getdata(band), mask=np.ma.getmaskarray(band) | ~inside), total)
+        series.append({"datetime": format_instant(obs.datetime), "item_id": obs.item_id, "statistics": stats})
+    return series

@@ -1,0 +1,203 @@
+"""HTTP time series: per point and per polygon, one entry per observation, oldest first.
+
+- ``GET /collections/{cid}/timeseries/point/{lon},{lat}``: a GeoJSON Feature whose ``properties.series`` holds
+  the native pixel under the point for every item covering it (masked -> ``null``).
+- ``POST /collections/{cid}/timeseries/statistics`` with a GeoJSON Feature or (Multi)Polygon body: statistics
+  per observation over its native pixels whose centres fall inside the geometry.
+
+Both take ``bands``, ``expression``, ``datetime`` and ``snapshot_id`` like the tile endpoints and cache like
+them: immutable with an ETag when ``snapshot_id`` pins the view, a short max-age with an ETag that changes
+with the table head otherwise, ``If-None-Match`` -> 304. Errors are never stored by shared caches
+(``no-store``). The pixel work lives in ``analysis``; this module only parses, validates and caches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from typing import Annotated, Any
+
+import anyio
+from fastapi import FastAPI, Path, Query
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from . import __version__
+from .analysis import point_series, polygon_statistics
+from .errors import STATUS_CODES, InvalidParameter
+from .temporal import parse_interval
+from .tiles import HEAD_MAX_AGE, IMMUTABLE
+from .warehouse import Warehouse
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/collections/{cid}/timeseries"
+#: request body cap of the statistics endpoint (a GeoJSON polygon, not a dataset)
+MAX_BODY_BYTES = 1 << 20
+#: vertex cap of the geometry: rasterising and reprojecting cost grows with it
+MAX_VERTICES = 10_000
+GEOMETRY_TYPES = ("Polygon", "MultiPolygon")
+
+
+class BodyTooLarge(ValueError):
+    """The request body exceeds ``MAX_BODY_BYTES``."""
+
+
+def _status(exc: Exception) -> int | None:
+    if isinstance(exc, BodyTooLarge):
+        return 413
+    for cls in type(exc).__mro__:
+        if cls in STATUS_CODES:
+            return STATUS_CODES[cls]
+    return None
+
+
+def _error(exc: Exception) -> JSONResponse:
+    status = _status(exc)
+    if status is None:
+        raise exc
+    return JSONResponse({"detail": str(exc)}, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def _view(datetime: str | None) -> tuple[Any, Any]:
+    if not datetime:
+        return None, None
+    try:
+        return parse_interval(datetime)
+    except ValueError as exc:
+        raise InvalidParameter(f"invalid datetime {datetime!r}: {exc}") from None
+
+
+def _cached(request: Request, warehouse: Warehouse, cid: str, snapshot_id: int | None, body: bytes, compute) -> Response:
+    """Answer ``compute()`` as JSON with the read caching rules (see module docstring)."""
+    collection = warehouse.collection(cid)
+    pinned = snapshot_id is not None
+    version = "pinned" if pinned else collection.index().snapshot_id
+    tag = hashlib.sha256(
+        "|".join(map(str, (__version__, request.url.path, request.url.query, version))).encode() + b"|" + body
+    ).hexdigest()[:32]
+    etag = f'"{tag}"'
+    headers = {"ETag": etag, "Cache-Control": IMMUTABLE if pinned else f"public, max-age={HEAD_MAX_AGE}"}
+    match = request.headers.get("if-none-match")
+    if match and ("*" in match or etag in {m.strip().removeprefix("W/") for m in match.split(",")}):
+        return Response(status_code=304, headers=headers)
+    return JSONResponse(compute(collection), headers=headers)
+
+
+def parse_geometry(body: bytes) -> dict:
+    """A GeoJSON Polygon/MultiPolygon (WGS84) from a Feature or geometry body; ``InvalidParameter`` otherwise."""
+    from shapely.geometry import shape
+
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidParameter(f"body is not JSON: {exc}") from None
+    if isinstance(doc, dict) and doc.get("type") == "Feature":
+        doc = doc.get("geometry")
+    if not isinstance(doc, dict) or doc.get("type") not in GEOMETRY_TYPES:
+        raise InvalidParameter("body must be a GeoJSON Feature with a Polygon/MultiPolygon geometry, or such a geometry")
+    polygons = doc.get("coordinates")
+    polygons = [polygons] if doc["type"] == "Polygon" else polygons
+    vertices = 0
+    if not isinstance(polygons, list) or not polygons:
+        raise InvalidParameter("geometry has no coordinates")
+    for rings in polygons:
+        if not isinstance(rings, list) or not rings:
+            raise InvalidParameter("a polygon needs at least one ring")
+        for ring in rings:
+            if not isinstance(ring, list) or len(ring) < 4:
+                raise InvalidParameter("a polygon ring needs at least 4 positions")
+            for pos in ring:
+                if (
+                    not isinstance(pos, list) or len(pos) not in (2, 3)
+                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in pos)
+                ):
+                    raise InvalidParameter(f"invalid position {pos!r}: expected [lon, lat]")
+                if not (-180 <= pos[0] <= 180 and -90 <= pos[1] <= 90):
+                    raise InvalidParameter(f"position {pos!r} is outside longitude/latitude range")
+            vertices += len(ring)
+    if vertices > MAX_VERTICES:
+        raise InvalidParameter(f"geometry has {vertices} vertices, over the limit of {MAX_VERTICES}")
+    try:
+        geom = shape(doc)
+    except Exception as exc:  # shapely raises several types for broken input
+        raise InvalidParameter(f"invalid geometry: {exc}") from None
+    if geom.is_empty or geom.area == 0:
+        raise InvalidParameter("geometry is empty")
+    return {"type": doc["type"], "coordinates": doc["coordinates"]}
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise BodyTooLarge(f"body of {declared} bytes is over the limit of {MAX_BODY_BYTES} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise BodyTooLarge(f"body is over the limit of {MAX_BODY_BYTES} bytes")
+    return bytes(body)
+
+
+BandsQuery = Annotated[str | None, Query(description="Comma-separated band common names (default: the newest item's bands).")]
+ExpressionQuery = Annotated[str | None, Query(description="Band math over common names, e.g. `(nir-red)/(nir+red)`.")]
+DatetimeQuery = Annotated[str | None, Query(description="RFC 3339 instant, date or interval: only observations acquired inside it.")]
+SnapshotQuery = Annotated[int | None, Query(description="Read the collection as of this Iceberg snapshot (time travel).")]
+
+
+def add_timeseries(app: FastAPI, warehouse: Warehouse) -> None:
+    """Register the time-series routes on ``app``."""
+
+    @app.get(PREFIX + "/point/{lon},{lat}", tags=["Time series"], response_class=JSONResponse)
+    def timeseries_point(
+        request: Request,
+        cid: Annotated[str, Path(description="Collection id.")],
+        lon: Annotated[float, Path(description="Longitude (WGS84).")],
+        lat: Annotated[float, Path(description="Latitude (WGS84).")],
+        bands: BandsQuery = None,
+        expression: ExpressionQuery = None,
+        datetime: DatetimeQuery = None,
+        snapshot_id: SnapshotQuery = None,
+    ) -> Response:
+        """The pixel under (lon, lat) in every observation covering it, oldest first (masked -> null)."""
+        try:
+            start, end = _view(datetime)
+
+            def compute(collection) -> dict:
+                series = point_series(
+                    collection, lon, lat, bands=bands, expression=expression, start=start, end=end,
+                    snapshot_id=snapshot_id,
+                )
+                return {"type": "Feature", "geometry": {"type": "Point", "coordinates": [lon, lat]}, "properties": {"series": series}}
+
+            return _cached(request, warehouse, cid, snapshot_id, b"", compute)
+        except Exception as exc:
+            return _error(exc)
+
+    @app.post(PREFIX + "/statistics", tags=["Time series"], response_class=JSONResponse)
+    async def timeseries_statistics(
+        request: Request,
+        cid: Annotated[str, Path(description="Collection id.")],
+        bands: BandsQuery = None,
+        expression: ExpressionQuery = None,
+        datetime: DatetimeQuery = None,
+        snapshot_id: SnapshotQuery = None,
+    ) -> Response:
+        """Per observation: min/max/mean/std/count/valid_percent over its native pixels inside the body's polygon."""
+        try:
+            start, end = _view(datetime)
+            body = await _read_body(request)
+            geometry = parse_geometry(body)
+
+            def compute(collection) -> dict:
+                series = polygon_statistics(
+                    collection, geometry, bands=bands, expression=expression, start=start, end=end,
+                    snapshot_id=snapshot_id,
+                )
+                return {"series": series}
+
+            return await anyio.to_thread.run_sync(_cached, request, warehouse, cid, snapshot_id, body, compute)
+        except Exception as exc:
+            return _error(exc)
