@@ -175,8 +175,9 @@
 
   // --------------------------------------------------------------------------- map interaction
   var drawing = null; // {start, rect} while dragging a rectangle
+  var drawnAt = 0; // Leaflet follows the mouseup that ends a rectangle with a click: that click is not a point query
   map.on('click', function (ev) {
-    if (rectButton.classList.contains('active')) return;
+    if (rectButton.classList.contains('active') || Date.now() - drawnAt < 500) return;
     pointSeries(ev.latlng);
   });
   rectButton.addEventListener('click', function () {
@@ -197,6 +198,7 @@
     var bounds = L.latLngBounds(drawing.start, ev.latlng);
     map.removeLayer(drawing.rect);
     drawing = null;
+    drawnAt = Date.now();
     rectButton.classList.remove('active');
     map.dragging.enable();
     map.getContainer().style.cursor = '';
