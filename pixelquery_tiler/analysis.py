@@ -416,8 +416,8 @@ def point_series(
 ) -> list[dict[str, Any]]:
     """Per item covering (lon, lat): the native pixel under the point, oldest first; masked -> ``None``.
 
-    Each observation is read as one output pixel centred on the point, one native pixel wide, in the
-    item's own CRS: nearest resampling then returns exactly the source pixel that contains the point.
+    Each observation is read as one output pixel that is exactly the native pixel containing the point (its
+    edges on the item's level-0 grid, in the item's CRS): the read slices that pixel out, no warp involved.
     """
     if not (-180 <= lon <= 180 and -90 <= lat <= 90):
         raise InvalidParameter(f"point ({lon}, {lat}) is outside longitude/latitude range")
@@ -429,12 +429,13 @@ def point_series(
     series = []
     for obs in observations:
         x, y = _to_item_crs(obs.crs, lon, lat)
-        half = obs.resolution / 2
+        res, (ox, oy) = obs.resolution, obs.origin
+        left, top = ox + math.floor((x - ox) / res) * res, oy - math.floor((oy - y) / res) * res
         have = [b for b in plan.read if b in obs.bands]
         values: dict[str, float | None] = dict.fromkeys(plan.outputs)
         if have:
             data = _read_observation(
-                collection, (x - half, y - half, x + half, y + half), obs.crs, 1, 1, have,
+                collection, (left, top - res, left + res, top), obs.crs, 1, 1, have,
                 item_id=obs.item_id, snapshot_id=snapshot_id,
             )
             if data is None:
