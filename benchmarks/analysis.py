@@ -25,7 +25,6 @@ import argparse
 import datetime as dt
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -62,7 +61,10 @@ def make_cog(src: Path, dst: Path, band: int | None = None) -> Path:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cog_translate(str(src), str(dst), cog_profiles.get("deflate"), indexes=[band] if band else None, quiet=True, overview_resampling="average")
+        cog_translate(
+            str(src), str(dst), cog_profiles.get("deflate"), indexes=[band] if band else None, quiet=True,
+            overview_resampling="average",
+        )
     return dst
 
 
@@ -82,6 +84,7 @@ def ten_chunk_bounds(collection) -> tuple[tuple[float, float, float, float], str
 
 def bench_cube(work: Path, repeat: int) -> None:
     import pystac
+    import rasterio
     from odc.geo.geobox import GeoBox
     from odc.stac import load
     from rasterio.transform import from_origin
@@ -92,20 +95,20 @@ def bench_cube(work: Path, repeat: int) -> None:
     wh = Warehouse(str(work / "cube-wh"))
     dates = [dt.datetime(2002, 6, 1 + 7 * i, 18, 40, tzinfo=dt.timezone.utc) for i in range(5)]
     items = []
-    import rasterio
-
     with rasterio.open(src) as ds:
-        epsg, shape, transform, bbox = ds.crs.to_epsg(), ds.shape, ds.transform, rasterio.warp.transform_bounds(ds.crs, "EPSG:4326", *ds.bounds)
+        epsg, shape, transform = ds.crs.to_epsg(), ds.shape, ds.transform
+        bbox = rasterio.warp.transform_bounds(ds.crs, "EPSG:4326", *ds.bounds)
+    w, s, e, n = bbox
+    footprint = {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
+    proj = {"proj:code": f"EPSG:{epsg}", "proj:shape": list(shape), "proj:transform": list(transform)[:6]}
     cogs = {b: make_cog(src, work / f"cube-{b}.tif", i + 1) for i, b in enumerate(BANDS)}
     for i, when in enumerate(dates):
         wh.ingest(str(src), "cube", datetime=when)
-        item = pystac.Item(
-            f"cube-{i}", {"type": "Polygon", "coordinates": [[[bbox[0], bbox[1]], [bbox[2], bbox[1]], [bbox[2], bbox[3]], [bbox[0], bbox[3]], [bbox[0], bbox[1]]]]},
-            list(bbox), when, {"proj:code": f"EPSG:{epsg}", "proj:shape": list(shape), "proj:transform": list(transform)[:6]},
-        )
+        item = pystac.Item(f"cube-{i}", footprint, list(bbox), when, dict(proj))
         for band, path in cogs.items():
             # every date points at the same COG bytes (the warehouse also stores the same file 5 times)
-            item.add_asset(band, pystac.Asset(str(path), media_type=pystac.MediaType.COG, roles=["data"], extra_fields={"nodata": 0}))
+            asset = pystac.Asset(str(path), media_type=pystac.MediaType.COG, roles=["data"], extra_fields={"nodata": 0})
+            item.add_asset(band, asset)
         items.append(item)
     collection = wh.collection("cube")
     bounds, crs, res = ten_chunk_bounds(collection)
@@ -130,11 +133,12 @@ def bench_cube(work: Path, repeat: int) -> None:
         t_ours, t_odc = timed(ours, repeat), timed(odc, repeat)
         print(
             f"   {n} date(s): query_by_bounds p50 {p(t_ours, 50):7.1f} ms (p95 {p(t_ours, 95):6.1f})  |  "
-            f"odc-stac p50 {p(t_odc, 50):7.1f} ms (p95 {p(t_odc, 95):6.1f})  |  ratio {p(t_ours, 50) / p(t_odc, 50):.2f}"
+            f"odc-stac p50 {p(t_odc, 50):7.1f} ms (p95 {p(t_odc, 95):6.1f})  |  "
+            f"ratio {p(t_ours, 50) / p(t_odc, 50):.2f}"
         )
 
 
-# -- 2. point time series over HTTP vs TiTiler /cog/point ----------------------------------------------------------------
+# -- 2. point time series over HTTP vs TiTiler /cog/point ---------------------------------------------------------
 def bench_point(work: Path, dates: int, repeat: int) -> None:
     import rasterio
     from fastapi import FastAPI
@@ -181,7 +185,8 @@ def bench_point(work: Path, dates: int, repeat: int) -> None:
     t_ours, t_cog = timed(series, repeat), timed(cog_points, max(3, repeat // 4))
     per_request = p(t_cog, 50) / dates
     print(
-        f"   ours: 1 request, p50 {p(t_ours, 50):.1f} ms (p95 {p(t_ours, 95):.1f})  |  TiTiler: {dates} /cog/point requests "
+        f"   ours: 1 request, p50 {p(t_ours, 50):.1f} ms (p95 {p(t_ours, 95):.1f})  |  "
+        f"TiTiler: {dates} /cog/point requests "
         f"p50 {p(t_cog, 50):.1f} ms in total ({per_request:.2f} ms each)  |  ratio {p(t_ours, 50) / p(t_cog, 50):.2f}"
     )
 

@@ -112,7 +112,8 @@ def _observations(
         item: ItemView = index.items[int(pos)]
         first, _ = index.item_row_range(int(pos), item.levels[0])
         t = index.transform[first]
-        out.append(Observation(item.item_id, item.datetime, item.crs, item.bands, float(item.resolutions[0]), (float(t[2]), float(t[5]))))
+        origin = (float(t[2]), float(t[5]))
+        out.append(Observation(item.item_id, item.datetime, item.crs, item.bands, float(item.resolutions[0]), origin))
     return index, out
 
 
@@ -133,8 +134,7 @@ class BandPlan:
         values = np.ma.getdata(data).astype("float64")
         with np.errstate(divide="ignore", invalid="ignore"):
             out = apply_expression(self.blocks, [b.lower() for b in self.read], values)
-        result = np.ma.MaskedArray(np.ma.getdata(out), mask=np.broadcast_to(mask, out.shape).copy())
-        return result
+        return np.ma.MaskedArray(np.ma.getdata(out), mask=np.broadcast_to(mask, out.shape).copy())
 
 
 def plan_bands(
@@ -253,14 +253,14 @@ class QueryResult:
             raise MissingExtra("to_xarray() needs xarray: pip install 'pixelquery-tiler[analysis]'") from None
         wkt = CRS.from_user_input(self.crs).to_wkt()
         t = self.transform
-        spatial_ref = xr.DataArray(
-            0, attrs={"crs_wkt": wkt, "spatial_ref": wkt, "GeoTransform": " ".join(map(repr, (t.c, t.a, t.b, t.f, t.d, t.e)))}
-        )
+        geotransform = " ".join(map(repr, (t.c, t.a, t.b, t.f, t.d, t.e)))  # GDAL order
+        spatial_ref = xr.DataArray(0, attrs={"crs_wkt": wkt, "spatial_ref": wkt, "GeoTransform": geotransform})
         times = np.array([w.astimezone(UTC).replace(tzinfo=None) for w in self.times], dtype="datetime64[ns]")
         variables = {}
         for band in self.bands:
             arr = self.data[band]
-            dtype = arr.dtype if arr.dtype.kind == "f" else np.dtype("float32" if arr.dtype.itemsize <= 2 else "float64")
+            # NaN marks masked pixels: integers become floats that hold them exactly
+            dtype = arr.dtype if arr.dtype.kind == "f" else np.dtype("float32" if arr.dtype.itemsize <= 2 else "f8")
             values = np.ma.filled(arr.astype(dtype), np.nan)
             variables[band] = xr.Variable(("time", "y", "x"), values, attrs={"grid_mapping": "spatial_ref"})
         ds = xr.Dataset(
@@ -324,23 +324,23 @@ def query_by_bounds(
     steps = _time_steps(observations, groupby, start, end)
     if len(steps) * width * height > MAX_CUBE_PIXELS:
         raise OutputTooLarge(
-            f"{len(steps)} time steps of {width}x{height} pixels exceed the limit of {MAX_CUBE_PIXELS} pixels per query: "
+            f"{len(steps)} time steps of {width}x{height} pixels exceed the limit of {MAX_CUBE_PIXELS} pixels "
+            "per query: "
             "narrow the date_range or use a coarser target_resolution"
         )
     available = _available(observations)
     plan = plan_bands(available, bands, expression, available)
     arrays, times, ids = [], [], []
     for when, members, datetime in steps:
-        read = [b for b in plan.read]
-        if any(not set(read) <= set(m.bands) for m in members) and datetime is None:
+        if datetime is None and not set(plan.read) <= set(members[0].bands):
             continue  # this observation lacks a requested band
         try:
             data = _read_observation(
-                collection, grid, crs_key, width, height, read,
+                collection, grid, crs_key, width, height, plan.read,
                 item_id=members[0].item_id if datetime is None else None, datetime=datetime,
                 snapshot_id=as_of_snapshot_id, resampling=resampling,
             )
-        except BandError:
+        except BandError:  # no observation of this day holds every requested band
             continue
         if data is None:
             continue
@@ -496,14 +496,16 @@ def polygon_statistics(
     for obs, (native_geom, bounds, width, height) in zip(observations, grids):
         if not set(plan.read) <= set(obs.bands):
             continue
-        data = _read_observation(collection, bounds, obs.crs, width, height, plan.read, item_id=obs.item_id, snapshot_id=snapshot_id)
+        data = _read_observation(
+            collection, bounds, obs.crs, width, height, plan.read, item_id=obs.item_id, snapshot_id=snapshot_id
+        )
         if data is None:
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             inside = rasterize(
-                [native_geom], out_shape=(height, width), transform=from_origin(bounds[0], bounds[3], obs.resolution, obs.resolution),
-                all_touched=False, fill=0, default_value=1, dtype="uint8",
+                [native_geom], out_shape=(height, width), all_touched=False, fill=0, default_value=1, dtype="uint8",
+                transform=from_origin(bounds[0], bounds[3], obs.resolution, obs.resolution),
             ).astype(bool)
         total = int(inside.sum())
         if total == 0:
@@ -512,6 +514,7 @@ def polygon_statistics(
         stats = {}
         for i, name in enumerate(plan.outputs):
             band = out[i]
-            stats[name] = band_statistics(np.ma.MaskedArray(np.ma.getdata(band), mask=np.ma.getmaskarray(band) | ~inside), total)
+            inside_only = np.ma.MaskedArray(np.ma.getdata(band), mask=np.ma.getmaskarray(band) | ~inside)
+            stats[name] = band_statistics(inside_only, total)
         series.append({"datetime": format_instant(obs.datetime), "item_id": obs.item_id, "statistics": stats})
     return series

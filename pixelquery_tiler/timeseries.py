@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import math
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import anyio
@@ -70,7 +71,9 @@ def _view(datetime: str | None) -> tuple[Any, Any]:
         raise InvalidParameter(f"invalid datetime {datetime!r}: {exc}") from None
 
 
-def _cached(request: Request, warehouse: Warehouse, cid: str, snapshot_id: int | None, body: bytes, compute) -> Response:
+def _cached(
+    request: Request, warehouse: Warehouse, cid: str, snapshot_id: int | None, body: bytes, compute: Callable
+) -> Response:
     """Answer ``compute()`` as JSON with the read caching rules (see module docstring)."""
     collection = warehouse.collection(cid)
     pinned = snapshot_id is not None
@@ -97,7 +100,9 @@ def parse_geometry(body: bytes) -> dict:
     if isinstance(doc, dict) and doc.get("type") == "Feature":
         doc = doc.get("geometry")
     if not isinstance(doc, dict) or doc.get("type") not in GEOMETRY_TYPES:
-        raise InvalidParameter("body must be a GeoJSON Feature with a Polygon/MultiPolygon geometry, or such a geometry")
+        raise InvalidParameter(
+            "body must be a GeoJSON Feature with a Polygon/MultiPolygon geometry, or such a geometry"
+        )
     polygons = doc.get("coordinates")
     polygons = [polygons] if doc["type"] == "Polygon" else polygons
     vertices = 0
@@ -110,10 +115,7 @@ def parse_geometry(body: bytes) -> dict:
             if not isinstance(ring, list) or len(ring) < 4:
                 raise InvalidParameter("a polygon ring needs at least 4 positions")
             for pos in ring:
-                if (
-                    not isinstance(pos, list) or len(pos) not in (2, 3)
-                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in pos)
-                ):
+                if not isinstance(pos, list) or len(pos) not in (2, 3) or not all(map(_is_number, pos)):
                     raise InvalidParameter(f"invalid position {pos!r}: expected [lon, lat]")
                 if not (-180 <= pos[0] <= 180 and -90 <= pos[1] <= 90):
                     raise InvalidParameter(f"position {pos!r} is outside longitude/latitude range")
@@ -129,6 +131,10 @@ def parse_geometry(body: bytes) -> dict:
     return {"type": doc["type"], "coordinates": doc["coordinates"]}
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 async def _read_body(request: Request) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
@@ -141,10 +147,16 @@ async def _read_body(request: Request) -> bytes:
     return bytes(body)
 
 
-BandsQuery = Annotated[str | None, Query(description="Comma-separated band common names (default: the newest item's bands).")]
+BandsQuery = Annotated[
+    str | None, Query(description="Comma-separated band common names (default: the newest item's bands).")
+]
 ExpressionQuery = Annotated[str | None, Query(description="Band math over common names, e.g. `(nir-red)/(nir+red)`.")]
-DatetimeQuery = Annotated[str | None, Query(description="RFC 3339 instant, date or interval: only observations acquired inside it.")]
-SnapshotQuery = Annotated[int | None, Query(description="Read the collection as of this Iceberg snapshot (time travel).")]
+DatetimeQuery = Annotated[
+    str | None, Query(description="RFC 3339 instant, date or interval: only observations acquired inside it.")
+]
+SnapshotQuery = Annotated[
+    int | None, Query(description="Read the collection as of this Iceberg snapshot (time travel).")
+]
 
 
 def add_timeseries(app: FastAPI, warehouse: Warehouse) -> None:
@@ -170,7 +182,8 @@ def add_timeseries(app: FastAPI, warehouse: Warehouse) -> None:
                     collection, lon, lat, bands=bands, expression=expression, start=start, end=end,
                     snapshot_id=snapshot_id,
                 )
-                return {"type": "Feature", "geometry": {"type": "Point", "coordinates": [lon, lat]}, "properties": {"series": series}}
+                point = {"type": "Point", "coordinates": [lon, lat]}
+                return {"type": "Feature", "geometry": point, "properties": {"series": series}}
 
             return _cached(request, warehouse, cid, snapshot_id, b"", compute)
         except Exception as exc:

@@ -21,7 +21,8 @@ from conftest import TILE_DATA_DIR, TileWarehouse
 from pixelquery_tiler import Warehouse
 from pixelquery_tiler.errors import OutputTooLarge
 
-PAIR_30, PAIR_60 = TILE_DATA_DIR / "gw_LC08_224077_20200518_B2_30m.tif", TILE_DATA_DIR / "gw_LC08_224077_20200518_B2_60m.tif"
+PAIR_30 = TILE_DATA_DIR / "gw_LC08_224077_20200518_B2_30m.tif"
+PAIR_60 = TILE_DATA_DIR / "gw_LC08_224077_20200518_B2_60m.tif"
 NDVI = "(nir-red)/(nir+red)"
 
 
@@ -74,7 +75,8 @@ def test_point_series_as_of_first_snapshot_has_one_entry(tile_client, tile_wareh
     )
     assert again.status_code == 304 and again.headers["etag"] == etag
     head = tile_client.get(f"/collections/pair/timeseries/point/{lon},{lat}")
-    assert head.headers["cache-control"].startswith("public, max-age=") and "immutable" not in head.headers["cache-control"]
+    head_cache = head.headers["cache-control"]
+    assert head_cache.startswith("public, max-age=") and "immutable" not in head_cache
     assert head.headers["etag"] != etag
 
 
@@ -107,7 +109,8 @@ def test_point_outside_every_item_is_an_empty_series(tile_client):
 def _field(path) -> dict:
     """A skewed quadrilateral (WGS84) well inside the 30 m scene: some pixel centres in, some out on every edge."""
     with rasterio.open(path) as ds:
-        corners = [ds.xy(r, c, offset="ul") for r, c in ((600.3, 500.2), (610.1, 590.7), (690.8, 580.4), (680.6, 505.9))]
+        rows_cols = ((600.3, 500.2), (610.1, 590.7), (690.8, 580.4), (680.6, 505.9))
+        corners = [ds.xy(r, c, offset="ul") for r, c in rows_cols]
         lonlat = [_lonlat(ds.crs, x, y) for x, y in corners]
     return mapping(Polygon(lonlat))
 
@@ -122,12 +125,15 @@ def _expected_stats(path, geometry: dict) -> dict:
         xs, ys = rasterio.transform.xy(ds.transform, rows.ravel(), cols.ravel())
         inside = contains_xy(poly, np.asarray(xs), np.asarray(ys)).reshape(data.shape)
     values = data[inside].astype("float64")
-    return {"min": values.min(), "max": values.max(), "mean": values.mean(), "std": values.std(), "count": int(values.size)}
+    return {
+        "min": values.min(), "max": values.max(), "mean": values.mean(), "std": values.std(), "count": int(values.size)
+    }
 
 
 def test_polygon_statistics_equal_numpy_over_pixel_centres_inside(tile_client, tile_warehouse):
     geometry = _field(PAIR_30)
-    r = tile_client.post("/collections/pair/timeseries/statistics", json={"type": "Feature", "properties": {}, "geometry": geometry})
+    feature = {"type": "Feature", "properties": {}, "geometry": geometry}
+    r = tile_client.post("/collections/pair/timeseries/statistics", json=feature)
     assert r.status_code == 200, r.text
     series = r.json()["series"]
     assert [e["item_id"] for e in series] == [res.item_id for res in tile_warehouse.pair]
@@ -153,7 +159,8 @@ def test_polygon_statistics_snapshot_and_expression(tile_client, tile_warehouse)
     assert r.status_code == 200, r.text
     [entry] = r.json()["series"]
     assert entry["item_id"] == first.item_id
-    assert entry["statistics"]["blue*2"]["mean"] == pytest.approx(2 * _expected_stats(PAIR_30, _field(PAIR_30))["mean"], rel=1e-9)
+    want = 2 * _expected_stats(PAIR_30, _field(PAIR_30))["mean"]
+    assert entry["statistics"]["blue*2"]["mean"] == pytest.approx(want, rel=1e-9)
     assert r.headers["cache-control"] == "public, max-age=31536000, immutable"
 
 
@@ -178,7 +185,9 @@ def test_polygon_statistics_snapshot_and_expression(tile_client, tile_warehouse)
     ],
 )
 def test_malformed_geojson_is_400(tile_client, body):
-    r = tile_client.post("/collections/pair/timeseries/statistics", content=body, headers={"Content-Type": "application/json"})
+    r = tile_client.post(
+        "/collections/pair/timeseries/statistics", content=body, headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 400, (body, r.status_code, r.text)
     assert "detail" in r.json()
     assert r.headers["cache-control"] == "no-store"  # errors are not stored by shared caches
@@ -191,7 +200,8 @@ def test_request_errors_are_4xx(tile_client, point):
     cases = [
         ("GET", f"/collections/nope/timeseries/point/{lon},{lat}", None, 404),
         ("GET", f"/collections/pair/timeseries/point/{lon},{lat}?snapshot_id=42", None, 404),
-        ("GET", f"/collections/pair/timeseries/point/{lon},{lat}?snapshot_id=abc", None, 400),  # the app turns validation errors into 400
+        # the app turns request validation errors into 400
+        ("GET", f"/collections/pair/timeseries/point/{lon},{lat}?snapshot_id=abc", None, 400),
         ("GET", f"/collections/pair/timeseries/point/{lon},{lat}?datetime=yesterday", None, 400),
         ("GET", f"/collections/pair/timeseries/point/{lon},{lat}?bands=nir", None, 400),
         ("GET", f"/collections/pair/timeseries/point/{lon},{lat}?expression=__import__('os')", None, 400),
@@ -230,7 +240,8 @@ def test_query_by_bounds_to_xarray_native_values(tile_warehouse):
     import rioxarray  # noqa: F401  (registers ds.rio)
 
     bounds, crs = _aligned_bounds()
-    result = Warehouse(tile_warehouse.uri).collection("pair").query_by_bounds(bounds, (None, None), ["blue"], 30, crs=crs)
+    collection = Warehouse(tile_warehouse.uri).collection("pair")
+    result = collection.query_by_bounds(bounds, (None, None), ["blue"], 30, crs=crs)
     ds = result.to_xarray()
     assert dict(ds.sizes) == {"time": 2, "y": 40, "x": 60}
     assert list(ds.data_vars) == ["blue"]
@@ -267,7 +278,8 @@ def test_query_by_bounds_wgs84_expression_and_budget(tile_warehouse):
         w, s, e, n = rasterio.warp.transform_bounds(ds.crs, "EPSG:4326", *ds.bounds)
     collection = Warehouse(tile_warehouse.uri).collection("rgbn")
     cx, cy = (w + e) / 2, (s + n) / 2
-    result = collection.query_by_bounds((cx - 0.01, cy - 0.01, cx + 0.01, cy + 0.01), None, None, 0.0005, expression=NDVI)
+    field = (cx - 0.01, cy - 0.01, cx + 0.01, cy + 0.01)
+    result = collection.query_by_bounds(field, None, None, 0.0005, expression=NDVI)
     ndvi = result.to_numpy()[NDVI]
     assert ndvi.shape == (1, 40, 40) and np.isfinite(ndvi.compressed()).all() and ndvi.count() == 1600
     assert -1 <= ndvi.min() and ndvi.max() <= 1
@@ -290,6 +302,6 @@ def test_query_by_bounds_groupby_day(landsat_pair):
     np.testing.assert_array_equal(grouped.to_numpy()["blue"][0], want30)
 
 
-@pytest.mark.skip(reason="needs multi-resolution scenes (10 m + 20 m bands in one item) from the scenes work, not merged yet")
+@pytest.mark.skip(reason="needs multi-resolution scenes (10 m + 20 m bands in one item): scenes work not merged yet")
 def test_query_by_bounds_multi_resolution_scene():
     """A Sentinel-2 scene with 10 m and 20 m bands, resampled to the target resolution."""

@@ -42,7 +42,8 @@ def run(chart_warehouse, tmp_path_factory) -> dict:
     harness.require_browser()
     log = tmp_path_factory.mktemp("chart-server") / "server.log"
     with harness.live_server(chart_warehouse, log) as base:
-        result = harness.run_node("chart_check.mjs", {"base": base, "collection": "landsat", "ndviCollection": "olinda"})
+        config = {"base": base, "collection": "landsat", "ndviCollection": "olinda"}
+        result = harness.run_node("chart_check.mjs", config)
     if "error" in result:
         pytest.fail(f"chart script failed: {result['error']}\nproblems: {result['problems']}")
     harness.publish_docs(result["charts"]["point"]["screenshot"], "viewer-chart")
