@@ -427,8 +427,11 @@ def point_series(
     newest = observations[-1]
     plan = plan_bands(_available(observations), bands, expression, newest.bands)
     series = []
+    in_crs: dict[str, tuple[float, float]] = {}  # the point in each CRS (a long series shares one or two)
     for obs in observations:
-        x, y = _to_item_crs(obs.crs, lon, lat)
+        if obs.crs not in in_crs:
+            in_crs[obs.crs] = _to_item_crs(obs.crs, lon, lat)
+        x, y = in_crs[obs.crs]
         res, (ox, oy) = obs.resolution, obs.origin
         left, top = ox + math.floor((x - ox) / res) * res, oy - math.floor((oy - y) / res) * res
         have = [b for b in plan.read if b in obs.bands]
