@@ -146,18 +146,24 @@ def plan_bands(
         blocks = get_expression_blocks(rewritten)
         outputs = [b.strip() for b in expression.split(";") if b.strip()]
         return BandPlan(list(used), outputs, blocks)
-    if bands is None:
-        names = list(default)
-    else:
-        names = [b.strip() for b in (bands.split(",") if isinstance(bands, str) else bands) if str(b).strip()]
-        if not names:
-            raise InvalidParameter("bands must name at least one band")
+    names = list(default) if bands is None else _asked_names(bands, None)
+    if not names and bands is not None:
+        raise InvalidParameter("bands must name at least one band")
     lower = {b.lower(): b for b in available}
     missing = [b for b in names if b.lower() not in lower]
     if missing:
         raise InvalidParameter(f"unknown band(s) {missing}; available: {list(available)}")
     resolved = [lower[b.lower()] for b in names]
     return BandPlan(resolved, resolved)
+
+
+def _asked_names(bands: str | Sequence[str] | None, expression: str | None) -> list[str]:
+    """Output names as the caller spelled them: expression blocks, else the comma-separated/listed bands."""
+    if expression:
+        return [b.strip() for b in expression.split(";") if b.strip()]
+    if bands is None:
+        return []
+    return [b.strip() for b in (bands.split(",") if isinstance(bands, str) else bands) if str(b).strip()]
 
 
 def _available(observations: Sequence[Observation]) -> list[str]:
@@ -329,7 +335,10 @@ def query_by_bounds(
             "narrow the date_range or use a coarser target_resolution"
         )
     available = _available(observations)
-    plan = plan_bands(available, bands, expression, available)
+    if observations:
+        plan = plan_bands(available, bands, expression, available)
+    else:  # nothing there: an empty cube of what was asked (nothing to check the names against)
+        plan = plan_bands(_asked_names(bands, expression), None, None, _asked_names(bands, expression))
     arrays, times, ids = [], [], []
     for when, members, datetime in steps:
         if datetime is None and not set(plan.read) <= set(members[0].bands):

@@ -333,3 +333,26 @@ def test_query_by_bounds_groupby_day(landsat_pair):
 @pytest.mark.skip(reason="needs multi-resolution scenes (10 m + 20 m bands in one item): scenes work not merged yet")
 def test_query_by_bounds_multi_resolution_scene():
     """A Sentinel-2 scene with 10 m and 20 m bands, resampled to the target resolution."""
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        (((1, 1, 0, 0), None, None, 30), {}, "empty"),
+        (((0, 0, 1, 1), None, None, 0), {}, "target_resolution"),
+        (((0, 0, 1, 1), ("last week", None), None, 0.1), {}, "invalid date"),
+        (((0, 0, 1, 1), None, None, 0.1), {"groupby": "week"}, "groupby"),
+        (((0, 0, 1, 1), None, None, 0.1), {"crs": "EPSG:nope"}, "invalid crs"),
+        (((0, 0, 1, 1), None, ["nir"], 0.1), {"crs": "EPSG:32621"}, None),  # no item there: an empty cube
+    ],
+)
+def test_query_by_bounds_bad_input(tile_warehouse, args, kwargs, message):
+    from pixelquery_tiler.errors import InvalidParameter
+
+    collection = Warehouse(tile_warehouse.uri).collection("pair")
+    if message is None:
+        result = collection.query_by_bounds(*args, **kwargs)
+        assert result.times == [] and result.to_numpy()["nir"].shape == (0, 10, 10)
+        return
+    with pytest.raises(InvalidParameter, match=message):
+        collection.query_by_bounds(*args, **kwargs)
