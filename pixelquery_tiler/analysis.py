@@ -38,7 +38,7 @@ from .errors import InvalidParameter, OutputTooLarge
 from .index import CollectionIndex, ItemView
 from .mosaic import BandError, NoData, transform_bounds
 from .reader import MAX_OUTPUT_PIXELS, _expression_bands
-from .temporal import format_instant, parse_instant
+from .temporal import format_instant, parse_interval
 
 if TYPE_CHECKING:  # pandas/xarray are the optional ``[analysis]`` extra
     import pandas
@@ -184,11 +184,12 @@ def _as_utc(value: str | dt.datetime | dt.date | None, end: bool) -> dt.datetime
         value = value.isoformat()
     if not isinstance(value, str):
         raise InvalidParameter(f"date_range values must be ISO 8601 strings or datetimes, not {type(value).__name__}")
+    if "/" in value:
+        raise InvalidParameter(f"date_range ends are single dates or instants, not an interval: {value!r}")
     try:
-        if len(value.strip()) == 10:  # a calendar date: the whole UTC day
-            day = dt.datetime.fromisoformat(value.strip()).replace(tzinfo=UTC)
-            return day + dt.timedelta(days=1, microseconds=-1) if end else day
-        return parse_instant(value)
+        # the tile endpoints' rules: a calendar date is that whole UTC day, naive instants are UTC
+        start, stop = parse_interval(value)
+        return stop if end else start
     except ValueError as exc:
         raise InvalidParameter(f"invalid date {value!r} in date_range: {exc}") from None
 
