@@ -14,6 +14,7 @@ with the table head otherwise, ``If-None-Match`` -> 304. Errors are never stored
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import math
@@ -22,12 +23,13 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import FastAPI, Path, Query
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from . import __version__
 from .analysis import point_series, polygon_statistics
-from .errors import STATUS_CODES, InvalidParameter
+from .errors import InvalidParameter
 from .temporal import parse_interval
 from .tiles import HEAD_MAX_AGE, IMMUTABLE
 from .warehouse import Warehouse
@@ -46,20 +48,19 @@ class BodyTooLarge(ValueError):
     """The request body exceeds ``MAX_BODY_BYTES``."""
 
 
-def _status(exc: Exception) -> int | None:
+def _error(request: Request, exc: Exception) -> Response:
+    """The app's own answer for ``exc`` (its exception handlers: one status map for every route), never stored
+    by shared caches; exceptions without a handler propagate (a 500 is a bug)."""
     if isinstance(exc, BodyTooLarge):
-        return 413
-    for cls in type(exc).__mro__:
-        if cls in STATUS_CODES:
-            return STATUS_CODES[cls]
-    return None
-
-
-def _error(exc: Exception) -> JSONResponse:
-    status = _status(exc)
-    if status is None:
-        raise exc
-    return JSONResponse({"detail": str(exc)}, status_code=status, headers={"Cache-Control": "no-store"})
+        response: Response = JSONResponse({"detail": str(exc)}, status_code=413)
+    else:
+        handlers = request.app.exception_handlers
+        handler = next((handlers[c] for c in type(exc).__mro__ if c in handlers), None)
+        if handler is None or isinstance(exc, HTTPException) or inspect.iscoroutinefunction(handler):
+            raise exc
+        response = handler(request, exc)
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def _view(datetime: str | None) -> tuple[Any, Any]:
@@ -187,7 +188,7 @@ def add_timeseries(app: FastAPI, warehouse: Warehouse) -> None:
 
             return _cached(request, warehouse, cid, snapshot_id, b"", compute)
         except Exception as exc:
-            return _error(exc)
+            return _error(request, exc)
 
     @app.post(PREFIX + "/statistics", tags=["Time series"], response_class=JSONResponse)
     async def timeseries_statistics(
@@ -213,4 +214,4 @@ def add_timeseries(app: FastAPI, warehouse: Warehouse) -> None:
 
             return await anyio.to_thread.run_sync(_cached, request, warehouse, cid, snapshot_id, body, compute)
         except Exception as exc:
-            return _error(exc)
+            return _error(request, exc)
