@@ -144,7 +144,7 @@ def default_rendering_dependency(path_dependency: Callable[..., View]) -> Callab
 
     Raw 16-bit or 6-band data is black or not encodable as PNG in a map client, so a document requested
     without rendering parameters hands out the view's default rendering (``rendering.default_rendering``):
-    it is added to the request's query, which titiler copies into the documents' tile URLs.
+    it is added to the request's parsed query, which titiler copies into the documents' tile URLs.
     """
 
     def with_default_rendering(request: Request, view: View = Depends(path_dependency)) -> None:
@@ -154,10 +154,10 @@ def default_rendering_dependency(path_dependency: Callable[..., View]) -> Callab
         if not defaults:
             return
         query = urlencode([*request.query_params.multi_items(), *defaults.items()])
-        request.scope["query_string"] = query.encode("latin-1")
-        # Starlette parses the query (and the URL) once per request: make it parse the new one
+        # what the endpoint and the template read (Starlette parses them once per request); the scope keeps the
+        # client's query, which the ETag describes (the defaults follow from it and the view)
         request._query_params = QueryParams(query)  # type: ignore[attr-defined]
-        request.__dict__.pop("_url", None)
+        request._url = request.url.replace(query=query)  # type: ignore[attr-defined]
 
     return with_default_rendering
 

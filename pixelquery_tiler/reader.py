@@ -47,6 +47,10 @@ from .warehouse import Collection
 #: feature/tile requests get a 400 telling the client to pass a smaller size or ``max_size``.
 MAX_OUTPUT_PIXELS = 4096 * 4096
 
+#: Most vertices a feature's geometry may have: rasterizing and reprojecting it is linear in them, and the
+#: request-body cap alone still lets ~50,000 through.
+MAX_GEOMETRY_VERTICES = 20_000
+
 #: pixel-selection methods offered to clients (rio-tiler's, minus the last-band ones that need a QA band)
 PIXEL_SELECTION = ("first", "highest", "lowest", "mean", "median", "stdev", "count")
 
@@ -81,6 +85,7 @@ class PixelQueryReader(BaseReader):
         pixel_selection: how overlapping observations combine (``first`` = newest first).
         bands: the reader's band list by common name (default: the newest observation's bands).
         max_pixels: output pixel budget per read.
+        max_vertices: most vertices of a ``feature`` geometry.
     """
 
     input: View | Collection = attr.ib()
@@ -93,6 +98,7 @@ class PixelQueryReader(BaseReader):
     bands: str | Sequence[str] | None = attr.ib(default=None)
     max_pixels: int = attr.ib(default=MAX_OUTPUT_PIXELS)
     index: CollectionIndex | None = attr.ib(default=None)
+    max_vertices: int = attr.ib(default=MAX_GEOMETRY_VERTICES)
 
     def __attrs_post_init__(self) -> None:
         if isinstance(self.input, View):
@@ -291,7 +297,7 @@ class PixelQueryReader(BaseReader):
         **kwargs: Any,
     ) -> ImageData:
         """The feature's bbox read like ``part``, pixels outside the geometry masked (rio-tiler semantics)."""
-        shape = _geometry(shape)
+        shape = _geometry(shape, self.max_vertices)
         dst_crs = dst_crs or shape_crs
         try:
             bbox = feature_bounds(shape)
@@ -419,14 +425,29 @@ class PixelQueryReader(BaseReader):
         return img.apply_expression(expression)
 
 
-def _geometry(shape: dict) -> dict:
+def _geometry(shape: dict, max_vertices: int) -> dict:
     """The GeoJSON geometry of a Feature or geometry (rio-tiler's rule), checked enough to rasterize."""
     if not isinstance(shape, dict):
         raise InvalidParameter("a feature must be a GeoJSON Feature or geometry object")
     geometry = shape.get("geometry", shape) if shape.get("type") == "Feature" else shape
     if not isinstance(geometry, dict) or geometry.get("type") not in _GEOMETRY_TYPES:
         raise InvalidParameter("invalid GeoJSON geometry")
+    if (count := _vertex_count(geometry.get("coordinates"))) > max_vertices:
+        raise OutputTooLarge(f"geometry has {count} vertices; at most {max_vertices} vertices are accepted")
     return geometry
+
+
+def _vertex_count(coordinates: Any) -> int:
+    """Positions in a GeoJSON coordinates array (any nesting), without recursion."""
+    count, stack = 0, [coordinates]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (list, tuple)):
+            if node and isinstance(node[0], (int, float)):
+                count += 1
+            else:
+                stack.extend(node)
+    return count
 
 
 def _expression_bands(expression: str, band_names: Sequence[str], available: Sequence[str]) -> tuple[list[str], str]:

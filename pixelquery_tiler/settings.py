@@ -33,7 +33,6 @@ class Settings(BaseSettings):
     )
     max_histogram_bins: int = Field(1024, ge=1, description="Largest `histogram_bins` of statistics endpoints.")
     max_expression_length: int = Field(2000, ge=1, description="Longest band-math `expression` (characters).")
-    max_geometry_vertices: int = Field(100_000, ge=4, description="Most vertices of a feature endpoint's geometry.")
 
     @cached_property
     def cors_origin_list(self) -> list[str]:
