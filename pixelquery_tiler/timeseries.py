@@ -30,8 +30,9 @@ from starlette.responses import JSONResponse, Response
 from . import __version__
 from .analysis import point_series, polygon_statistics
 from .errors import InvalidParameter
+from .settings import Settings
 from .temporal import parse_interval
-from .tiles import HEAD_MAX_AGE, IMMUTABLE
+from .caching import IMMUTABLE, etag, etag_matches
 from .warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -73,19 +74,16 @@ def _view(datetime: str | None) -> tuple[Any, Any]:
 
 
 def _cached(
-    request: Request, warehouse: Warehouse, cid: str, snapshot_id: int | None, body: bytes, compute: Callable
+    request: Request, warehouse: Warehouse, head_max_age: int, cid: str, snapshot_id: int | None, body: bytes,
+    compute: Callable,
 ) -> Response:
     """Answer ``compute()`` as JSON with the read caching rules (see module docstring)."""
     collection = warehouse.collection(cid)
     pinned = snapshot_id is not None
     version = "pinned" if pinned else collection.index().snapshot_id
-    tag = hashlib.sha256(
-        "|".join(map(str, (__version__, request.url.path, request.url.query, version))).encode() + b"|" + body
-    ).hexdigest()[:32]
-    etag = f'"{tag}"'
-    headers = {"ETag": etag, "Cache-Control": IMMUTABLE if pinned else f"public, max-age={HEAD_MAX_AGE}"}
-    match = request.headers.get("if-none-match")
-    if match and ("*" in match or etag in {m.strip().removeprefix("W/") for m in match.split(",")}):
+    tag = etag(__version__, request.url.path, request.url.query, version, hashlib.sha256(body).hexdigest())
+    headers = {"ETag": tag, "Cache-Control": IMMUTABLE if pinned else f"public, max-age={head_max_age}"}
+    if etag_matches(request.headers.get("if-none-match"), tag):
         return Response(status_code=304, headers=headers)
     return JSONResponse(compute(collection), headers=headers)
 
@@ -160,8 +158,9 @@ SnapshotQuery = Annotated[
 ]
 
 
-def add_timeseries(app: FastAPI, warehouse: Warehouse) -> None:
+def add_timeseries(app: FastAPI, warehouse: Warehouse, settings: Settings) -> None:
     """Register the time-series routes on ``app``."""
+    head_max_age = settings.head_max_age
 
     @app.get(PREFIX + "/point/{lon},{lat}", tags=["Time series"], response_class=JSONResponse)
     def timeseries_point(
@@ -186,7 +185,7 @@ def add_timeseries(app: FastAPI, warehouse: Warehouse) -> None:
                 point = {"type": "Point", "coordinates": [lon, lat]}
                 return {"type": "Feature", "geometry": point, "properties": {"series": series}}
 
-            return _cached(request, warehouse, cid, snapshot_id, b"", compute)
+            return _cached(request, warehouse, head_max_age, cid, snapshot_id, b"", compute)
         except Exception as exc:
             return _error(request, exc)
 
@@ -212,6 +211,6 @@ def add_timeseries(app: FastAPI, warehouse: Warehouse) -> None:
                 )
                 return {"series": series}
 
-            return await anyio.to_thread.run_sync(_cached, request, warehouse, cid, snapshot_id, body, compute)
+            return await anyio.to_thread.run_sync(_cached, request, warehouse, head_max_age, cid, snapshot_id, body, compute)
         except Exception as exc:
             return _error(request, exc)
