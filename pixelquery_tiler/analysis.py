@@ -34,9 +34,9 @@ from rasterio.transform import from_origin
 from rasterio.warp import transform_geom
 from rio_tiler.expression import apply_expression, get_expression_blocks
 
-from .errors import InvalidParameter, OutputTooLarge
+from .crs import transform_bounds
+from .errors import BandError, InvalidParameter, NoData, OutputTooLarge
 from .index import CollectionIndex, ItemView
-from .mosaic import BandError, NoData, transform_bounds
 from .reader import MAX_OUTPUT_PIXELS, _expression_bands
 from .temporal import format_instant, parse_interval
 

@@ -29,7 +29,8 @@ from starlette.responses import JSONResponse, Response
 
 from . import __version__
 from .analysis import point_series, polygon_statistics
-from .errors import InvalidParameter
+from .errors import InvalidParameter, OutputTooLarge
+from .reader import MAX_GEOMETRY_VERTICES
 from .settings import Settings
 from .temporal import parse_interval
 from .caching import IMMUTABLE, etag, etag_matches
@@ -38,28 +39,17 @@ from .warehouse import Warehouse
 log = logging.getLogger(__name__)
 
 PREFIX = "/collections/{cid}/timeseries"
-#: request body cap of the statistics endpoint (a GeoJSON polygon, not a dataset)
-MAX_BODY_BYTES = 1 << 20
-#: vertex cap of the geometry: rasterising and reprojecting cost grows with it
-MAX_VERTICES = 10_000
 GEOMETRY_TYPES = ("Polygon", "MultiPolygon")
-
-
-class BodyTooLarge(ValueError):
-    """The request body exceeds ``MAX_BODY_BYTES``."""
 
 
 def _error(request: Request, exc: Exception) -> Response:
     """The app's own answer for ``exc`` (its exception handlers: one status map for every route), never stored
     by shared caches; exceptions without a handler propagate (a 500 is a bug)."""
-    if isinstance(exc, BodyTooLarge):
-        response: Response = JSONResponse({"detail": str(exc)}, status_code=413)
-    else:
-        handlers = request.app.exception_handlers
-        handler = next((handlers[c] for c in type(exc).__mro__ if c in handlers), None)
-        if handler is None or isinstance(exc, HTTPException) or inspect.iscoroutinefunction(handler):
-            raise exc
-        response = handler(request, exc)
+    handlers = request.app.exception_handlers
+    handler = next((handlers[c] for c in type(exc).__mro__ if c in handlers), None)
+    if handler is None or isinstance(exc, HTTPException) or inspect.iscoroutinefunction(handler):
+        raise exc
+    response: Response = handler(request, exc)
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -119,8 +109,8 @@ def parse_geometry(body: bytes) -> dict:
                 if not (-180 <= pos[0] <= 180 and -90 <= pos[1] <= 90):
                     raise InvalidParameter(f"position {pos!r} is outside longitude/latitude range")
             vertices += len(ring)
-    if vertices > MAX_VERTICES:
-        raise InvalidParameter(f"geometry has {vertices} vertices, over the limit of {MAX_VERTICES}")
+    if vertices > MAX_GEOMETRY_VERTICES:
+        raise OutputTooLarge(f"geometry has {vertices} vertices; at most {MAX_GEOMETRY_VERTICES} vertices are accepted")
     try:
         geom = shape(doc)
     except Exception as exc:  # shapely raises several types for broken input
@@ -132,18 +122,6 @@ def parse_geometry(body: bytes) -> dict:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-async def _read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise BodyTooLarge(f"body of {declared} bytes is over the limit of {MAX_BODY_BYTES} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise BodyTooLarge(f"body is over the limit of {MAX_BODY_BYTES} bytes")
-    return bytes(body)
 
 
 BandsQuery = Annotated[
@@ -201,7 +179,7 @@ def add_timeseries(app: FastAPI, warehouse: Warehouse, settings: Settings) -> No
         """Per observation: min/max/mean/std/count/valid_percent over its native pixels inside the body's polygon."""
         try:
             start, end = _view(datetime)
-            body = await _read_body(request)
+            body = await request.body()  # the app caps request bodies (limits.BodySizeLimit: 413)
             geometry = parse_geometry(body)
 
             def compute(collection) -> dict:
@@ -211,6 +189,8 @@ def add_timeseries(app: FastAPI, warehouse: Warehouse, settings: Settings) -> No
                 )
                 return {"series": series}
 
-            return await anyio.to_thread.run_sync(_cached, request, warehouse, head_max_age, cid, snapshot_id, body, compute)
+            return await anyio.to_thread.run_sync(
+                _cached, request, warehouse, head_max_age, cid, snapshot_id, body, compute
+            )
         except Exception as exc:
             return _error(request, exc)

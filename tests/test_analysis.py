@@ -250,7 +250,7 @@ def test_body_and_vertex_caps(tile_client):
     ring = [[-54.8 + 0.001 * math.cos(a), -25.2 + 0.001 * math.sin(a)] for a in np.linspace(0, 2 * math.pi, 20_001)]
     ring[-1] = ring[0]
     r = tile_client.post("/collections/pair/timeseries/statistics", json={"type": "Polygon", "coordinates": [ring]})
-    assert r.status_code == 400 and "vertices" in r.json()["detail"]
+    assert r.status_code == 400 and "vertices" in r.json()["detail"]  # more than 20,000
     r = tile_client.post("/collections/pair/timeseries/statistics", content=b" " * (2 << 20))
     assert r.status_code == 413
 
