@@ -84,15 +84,43 @@ def _read_observation(
 
 
 @dataclass(frozen=True)
+class Grid:
+    """The level-0 pixel grid of one band group of an item (a multi-resolution scene has one per resolution)."""
+
+    bands: tuple[str, ...]
+    resolution: float  # item CRS units
+    origin: tuple[float, float]  # x of a column edge, y of a row edge, item CRS
+
+    def cell(self, x: float, y: float) -> tuple[float, float, float, float]:
+        """Bounds of the native pixel containing (x, y)."""
+        (ox, oy), res = self.origin, self.resolution
+        left, top = ox + math.floor((x - ox) / res) * res, oy - math.floor((oy - y) / res) * res
+        return left, top - res, left + res, top
+
+    def window(self, bounds: tuple[float, float, float, float]) -> tuple[tuple[float, float, float, float], int, int]:
+        """``bounds`` snapped outwards to whole native pixels: (bounds, width, height)."""
+        (ox, oy), res = self.origin, self.resolution
+        c0, c1 = math.floor((bounds[0] - ox) / res), math.ceil((bounds[2] - ox) / res)
+        r0, r1 = math.floor((oy - bounds[3]) / res), math.ceil((oy - bounds[1]) / res)
+        width, height = max(1, c1 - c0), max(1, r1 - r0)
+        return (ox + c0 * res, oy - (r0 + height) * res, ox + (c0 + width) * res, oy - r0 * res), width, height
+
+
+@dataclass(frozen=True)
 class Observation:
     """One item as the analysis sees it (from the index): what to read and how to label it."""
 
     item_id: str
     datetime: dt.datetime
     crs: str
-    bands: tuple[str, ...]
-    resolution: float  # finest level-0 resolution, item CRS units
-    origin: tuple[float, float]  # level-0 grid origin (x of a column edge, y of a row edge), item CRS
+    grids: tuple[Grid, ...]  # finest first
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        return tuple(b for grid in self.grids for b in grid.bands)
+
+    def grid_of(self, band: str) -> Grid:
+        return next(grid for grid in self.grids if band in grid.bands)
 
 
 def _observations(
@@ -107,13 +135,20 @@ def _observations(
     if snapshot_id is not None:
         index.snapshot(snapshot_id)  # SnapshotNotFound -> 404
     positions = index.select_items(wgs84_bbox, start, end, snapshot_id)[::-1]
-    out = []
+    # an index may list a multi-resolution item once per band group (same item id): one observation each
+    entries: dict[str, list[ItemView]] = {}
+    grids: dict[str, list[Grid]] = {}
     for pos in positions:
         item: ItemView = index.items[int(pos)]
         first, _ = index.item_row_range(int(pos), item.levels[0])
         t = index.transform[first]
-        origin = (float(t[2]), float(t[5]))
-        out.append(Observation(item.item_id, item.datetime, item.crs, item.bands, float(item.resolutions[0]), origin))
+        entries.setdefault(item.item_id, []).append(item)
+        grid = Grid(item.bands, float(item.resolutions[0]), (float(t[2]), float(t[5])))
+        grids.setdefault(item.item_id, []).append(grid)
+    out = [
+        Observation(item_id, items[0].datetime, items[0].crs, tuple(sorted(grids[item_id], key=lambda g: g.resolution)))
+        for item_id, items in entries.items()
+    ]
     return index, out
 
 
@@ -442,24 +477,27 @@ def point_series(
         if obs.crs not in in_crs:
             in_crs[obs.crs] = _to_item_crs(obs.crs, lon, lat)
         x, y = in_crs[obs.crs]
-        res, (ox, oy) = obs.resolution, obs.origin
-        left, top = ox + math.floor((x - ox) / res) * res, oy - math.floor((oy - y) / res) * res
-        have = [b for b in plan.read if b in obs.bands]
-        values: dict[str, float | None] = dict.fromkeys(plan.outputs)
-        if have:
+        pixel: dict[str, Any] = {}  # band -> its native pixel under the point (each band on its own grid)
+        covered = False
+        for grid in obs.grids:
+            wanted = [b for b in plan.read if b in grid.bands]
+            if not wanted:
+                continue
             data = _read_observation(
-                collection, (left, top - res, left + res, top), obs.crs, 1, 1, have,
-                item_id=obs.item_id, snapshot_id=snapshot_id,
+                collection, grid.cell(x, y), obs.crs, 1, 1, wanted, item_id=obs.item_id, snapshot_id=snapshot_id
             )
-            if data is None:
-                continue  # the item's bbox covers the point but none of its pixels does
-            if len(have) == len(plan.read):
-                out = plan.apply(data)
-                values = {name: _json_number(out[i, 0, 0]) for i, name in enumerate(plan.outputs)}
-            else:  # an observation lacking some bands: those stay null (expressions need them all)
-                for i, band in enumerate(have):
-                    if plan.blocks is None:
-                        values[band] = _json_number(data[i, 0, 0])
+            if data is not None:
+                covered = True
+                pixel.update((band, data[i, 0, 0]) for i, band in enumerate(wanted))
+        if not covered and any(b in obs.bands for b in plan.read):
+            continue  # the item's bbox covers the point but none of its pixels does
+        values: dict[str, float | None] = dict.fromkeys(plan.outputs)
+        if len(pixel) == len(plan.read):
+            stack = np.ma.stack([np.ma.MaskedArray([pixel[b]]).reshape(1, 1) for b in plan.read])
+            out = plan.apply(stack)
+            values = {name: _json_number(out[i, 0, 0]) for i, name in enumerate(plan.outputs)}
+        elif plan.blocks is None:  # an observation lacking some bands: those stay null (expressions need them all)
+            values.update((band, _json_number(value)) for band, value in pixel.items())
         series.append({"datetime": format_instant(obs.datetime), "item_id": obs.item_id, "values": values})
     return series
 
@@ -481,8 +519,8 @@ def polygon_statistics(
 ) -> list[dict[str, Any]]:
     """Per item intersecting ``geometry`` (GeoJSON, WGS84): statistics over its native pixels with centres inside.
 
-    Each observation is read on its own level-0 grid (the geometry's bbox snapped outwards to whole native
-    pixels, read in the item's CRS at the native resolution), so values are the stored pixels, unresampled.
+    Each band is read on its own level-0 grid (the geometry's bbox snapped outwards to whole native pixels, read in
+    the item's CRS at the native resolution), so values are the stored pixels, unresampled.
     """
     from shapely.geometry import shape
 
@@ -491,43 +529,51 @@ def polygon_statistics(
     if not observations:
         return []
     plan = plan_bands(_available(observations), bands, expression, observations[-1].bands)
-    grids = []
+    # per observation: (grid, bands read on it, outputs) -- each band group on its own native grid; an expression
+    # mixing groups is evaluated on the finest grid among them (coarser bands repeat their pixels there)
+    reads: list[tuple[Observation, dict, list[tuple[Grid, list[str], list[str]]]]] = []
     for obs in observations:
-        native_geom = transform_geom("EPSG:4326", obs.crs, geometry) if obs.crs != "EPSG:4326" else geometry
-        gx0, gy0, gx1, gy1 = shape(native_geom).bounds
-        res, (ox, oy) = obs.resolution, obs.origin
-        c0, c1 = math.floor((gx0 - ox) / res), math.ceil((gx1 - ox) / res)
-        r0, r1 = math.floor((oy - gy1) / res), math.ceil((oy - gy0) / res)
-        width, height = max(1, c1 - c0), max(1, r1 - r0)
-        if width * height > MAX_OUTPUT_PIXELS:
-            raise OutputTooLarge(
-                f"the geometry covers {width}x{height} native pixels of item {obs.item_id!r}, over the limit of "
-                f"{MAX_OUTPUT_PIXELS} pixels (4096x4096): use a smaller polygon"
-            )
-        grids.append((native_geom, (ox + c0 * res, oy - r1 * res, ox + c1 * res, oy - r0 * res), width, height))
-    series = []
-    for obs, (native_geom, bounds, width, height) in zip(observations, grids):
         if not set(plan.read) <= set(obs.bands):
             continue
-        data = _read_observation(
-            collection, bounds, obs.crs, width, height, plan.read, item_id=obs.item_id, snapshot_id=snapshot_id
-        )
-        if data is None:
-            continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            inside = rasterize(
-                [native_geom], out_shape=(height, width), all_touched=False, fill=0, default_value=1, dtype="uint8",
-                transform=from_origin(bounds[0], bounds[3], obs.resolution, obs.resolution),
-            ).astype(bool)
-        total = int(inside.sum())
-        if total == 0:
-            continue  # no pixel centre of this observation falls inside
-        out = plan.apply(data)
-        stats = {}
-        for i, name in enumerate(plan.outputs):
-            band = out[i]
-            inside_only = np.ma.MaskedArray(np.ma.getdata(band), mask=np.ma.getmaskarray(band) | ~inside)
-            stats[name] = band_statistics(inside_only, total)
+        if plan.blocks is not None:
+            parts = [(next(g for g in obs.grids if set(g.bands) & set(plan.read)), plan.read, plan.outputs)]
+        else:
+            parts = [(g, wanted, wanted) for g in obs.grids if (wanted := [b for b in plan.read if b in g.bands])]
+        native_geom = transform_geom("EPSG:4326", obs.crs, geometry) if obs.crs != "EPSG:4326" else geometry
+        for grid, _, _ in parts:
+            _, width, height = grid.window(shape(native_geom).bounds)
+            if width * height > MAX_OUTPUT_PIXELS:
+                raise OutputTooLarge(
+                    f"the geometry covers {width}x{height} native pixels of item {obs.item_id!r}, over the limit of "
+                    f"{MAX_OUTPUT_PIXELS} pixels (4096x4096): use a smaller polygon"
+                )
+        reads.append((obs, native_geom, parts))
+    series = []
+    for obs, native_geom, parts in reads:
+        stats: dict[str, dict] = {}
+        for grid, read, outputs in parts:
+            bounds, width, height = grid.window(shape(native_geom).bounds)
+            data = _read_observation(
+                collection, bounds, obs.crs, width, height, read, item_id=obs.item_id, snapshot_id=snapshot_id
+            )
+            if data is None:
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                inside = rasterize(
+                    [native_geom], out_shape=(height, width), all_touched=False, fill=0, default_value=1,
+                    dtype="uint8", transform=from_origin(bounds[0], bounds[3], grid.resolution, grid.resolution),
+                ).astype(bool)
+            total = int(inside.sum())
+            if total == 0:
+                continue  # no pixel centre of this grid falls inside
+            out = plan.apply(data) if plan.blocks is not None else data
+            for i, name in enumerate(outputs):
+                band = out[i]
+                inside_only = np.ma.MaskedArray(np.ma.getdata(band), mask=np.ma.getmaskarray(band) | ~inside)
+                stats[name] = band_statistics(inside_only, total)
+        if len(stats) < len(plan.outputs):
+            continue  # the observation holds no pixel (centre) inside the geometry
+        stats = {name: stats[name] for name in plan.outputs}
         series.append({"datetime": format_instant(obs.datetime), "item_id": obs.item_id, "statistics": stats})
     return series
