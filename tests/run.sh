@@ -8,6 +8,10 @@ PY="${PYTHON:-python3}"
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q -e ".[test]"
+# Static checks before any test (configured in pyproject.toml); each fails the run with its own label
+"$VENV/bin/ruff" check . || { echo "FAILED: ruff check (lint)" >&2; exit 1; }
+"$VENV/bin/ruff" format --check . || { echo "FAILED: ruff format --check (run: ruff format .)" >&2; exit 1; }
+"$VENV/bin/mypy" pixelquery_tiler || { echo "FAILED: mypy pixelquery_tiler (types)" >&2; exit 1; }
 # Debian packages some tests drive for real: a PostgreSQL server (scale-out catalog test) and gdal-bin
 # (gdal_translate through GDAL's WMTS driver). Installed when missing and we are root (as in CI).
 apt_missing=()
