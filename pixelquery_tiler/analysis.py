@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 #: a datacube may hold this many time steps of the per-read output budget (memory bound of one query)
 MAX_CUBE_PIXELS = 64 * MAX_OUTPUT_PIXELS
 GROUPBY = (None, "day")
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 class MissingExtra(ImportError):
@@ -413,7 +413,7 @@ def _time_steps(
     days: dict[dt.date, list[Observation]] = {}
     for obs in observations:
         days.setdefault(obs.datetime.astimezone(UTC).date(), []).append(obs)
-    steps = []
+    steps: list[tuple[dt.datetime, list[Observation], str | None]] = []
     for day, members in days.items():
         lo = dt.datetime.combine(day, dt.time(), UTC)
         hi = lo + dt.timedelta(days=1, microseconds=-1)

@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import Literal, Self
 
 import numpy as np
 import pyarrow as pa
@@ -33,17 +33,22 @@ from .fileio import WarehouseFS
 
 VALID_COLUMN = "valid"
 FORMAT_VERSION = "2"
+#: An Arrow IPC buffer codec (the names ``pyarrow.ipc.IpcWriteOptions`` accepts).
+Codec = Literal["lz4", "zstd"]
 #: Arrow IPC buffer codecs a chunk file may use (``None``: uncompressed).
-CODECS = (None, "lz4", "zstd")
+CODECS: tuple[Codec | None, ...] = (None, "lz4", "zstd")
+_CODEC_NAMES: dict[str, Codec | None] = {"": None, "none": None, "lz4": "lz4", "zstd": "zstd"}
 
 
-def check_codec(codec: str | None) -> str | None:
-    """Normalise a codec name (``none``/``""`` mean uncompressed); unknown names raise ``ValueError``."""
-    codec = (codec or "").strip().lower() or None
-    codec = None if codec == "none" else codec
-    if codec not in CODECS:
-        raise ValueError(f"unknown chunk compression {codec!r}: use none, lz4 or zstd")
-    return codec
+def check_codec(codec: str | None) -> Codec | None:
+    """Normalise a codec name (``none``/``""`` mean uncompressed); unknown names raise ``ValueError``.
+
+    Settings, CLI flags and table properties are free text; this is the one place they become a codec.
+    """
+    name = (codec or "").strip().lower()
+    if name not in _CODEC_NAMES:
+        raise ValueError(f"unknown chunk compression {name!r}: use none, lz4 or zstd")
+    return _CODEC_NAMES[name]
 
 
 @dataclass
@@ -86,17 +91,17 @@ class ChunkFileWriter:
         fields = [pa.field(name, pa.from_numpy_dtype(dtype), nullable=False) for name in band_names]
         if with_valid:
             fields.append(pa.field(VALID_COLUMN, pa.uint8(), nullable=False))
-        compression = check_codec(compression)
+        codec = check_codec(compression)
         meta = {
             "format_version": FORMAT_VERSION, "crs": crs, "nodata": nodata, "bands": list(band_names),
-            "compression": compression,
+            "compression": codec,
         }
         self.schema = pa.schema(fields, metadata={"pixelquery": json.dumps(meta)})
         self.with_valid = with_valid
         self.count = 0
         self._sink = fs.open_output(relpath)
         # one thread: chunk-sized batches compress ~2x faster without the thread pool hand-off (measured)
-        options = ipc.IpcWriteOptions(compression=compression, use_threads=False)
+        options = ipc.IpcWriteOptions(compression=codec, use_threads=False)
         self._writer = ipc.new_file(self._sink, self.schema, options=options)
 
     def write(self, chunk: Chunk) -> int:
@@ -105,8 +110,8 @@ class ChunkFileWriter:
             valid = chunk.valid if chunk.valid is not None else np.ones((chunk.height, chunk.width), bool)
             columns.append(pa.array(valid.ravel().view(np.uint8) * np.uint8(255)))
         meta = {
-            "tile_id": chunk.tile_id, "height": str(chunk.height), "width": str(chunk.width),
-            "transform": json.dumps(list(chunk.transform)[:6]),
+            b"tile_id": chunk.tile_id.encode(), b"height": str(chunk.height).encode(),
+            b"width": str(chunk.width).encode(), b"transform": json.dumps(list(chunk.transform)[:6]).encode(),
         }
         self._writer.write_batch(pa.record_batch(columns, schema=self.schema), custom_metadata=meta)
         self.count += 1

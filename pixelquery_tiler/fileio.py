@@ -75,7 +75,7 @@ class WarehouseFS:
             rel = info.path[len(self.root) :].lstrip("/")
             mtime = info.mtime
             if mtime is not None and mtime.tzinfo is None:
-                mtime = mtime.replace(tzinfo=dt.timezone.utc)
+                mtime = mtime.replace(tzinfo=dt.UTC)
             out.append(FileEntry(rel, info.size or 0, mtime))
         return out
 

@@ -156,7 +156,7 @@ def _runs(indices: np.ndarray) -> list[tuple[int, tuple[int, int]]]:
     breaks = np.flatnonzero(np.diff(indices)) + 1
     starts = np.concatenate([[0], breaks])
     stops = np.concatenate([breaks, [indices.size]])
-    return [(int(indices[s]), (int(s), int(e))) for s, e in zip(starts, stops)]
+    return [(int(indices[s]), (int(s), int(e))) for s, e in zip(starts, stops, strict=True)]
 
 
 @lru_cache(maxsize=64)

@@ -154,7 +154,7 @@ def decimate(data: np.ndarray, valid: np.ndarray, method: str, fill: float) -> t
     all_valid = bool(valid.all())
     values = data if all_valid else np.where(valid, data, np.zeros((), data.dtype))
     acc = _accumulator(data.dtype)
-    sums = values[:, 0::2, 0::2].astype(acc)
+    sums: np.ndarray = values[:, 0::2, 0::2].astype(acc)
     phases = ((0, 1), (1, 0), (1, 1))
     for r, c in phases:
         part = values[:, r::2, c::2]
@@ -483,7 +483,7 @@ class _LevelStream:
 
     def push(self, data: np.ndarray, valid: np.ndarray, final: bool) -> tuple[np.ndarray, np.ndarray] | None:
         """Append rows; write complete chunk rows; return the decimated rows for the next level (if any)."""
-        if self.data is None or self.data.shape[1] == 0:
+        if self.data is None or self.valid is None or self.data.shape[1] == 0:
             self.data, self.valid = data, valid
         elif data.shape[1]:
             self.data = np.concatenate([self.data, data], axis=1)
@@ -520,17 +520,18 @@ class _LevelStream:
         r0, r1 = span
         a, b = r0 - self.start, r1 - self.start
         job = self.job
+        assert self.data is not None and self.valid is not None  # push() buffers rows before it writes any
         chunks, stats = [], []
         for tile_col, (c0, c1) in self.col_runs:
             cvalid = self.valid[:, a:b, c0:c1]
             if not cvalid.any():
                 continue  # all-nodata chunks are not stored
-            any_valid = cvalid.any(axis=0)
+            any_valid = np.asarray(cvalid.any(axis=0))
             cdata = self.data[:, a:b, c0:c1]
             tile_id = job.grid.tile_id(self.level, tile_col, tile_row)
             transform = self.transform @ Affine.translation(c0, r0)
             chunks.append(Chunk(tile_id, transform, cdata, any_valid if self.with_valid else None))
-            stats.append(([_band_stats(x, v) for x, v in zip(cdata, cvalid)], 100.0 * any_valid.mean()))
+            stats.append(([_band_stats(x, v) for x, v in zip(cdata, cvalid, strict=True)], 100.0 * any_valid.mean()))
         if not chunks:
             return
         if self.writer is None:
@@ -544,7 +545,7 @@ class _LevelStream:
             for c in chunks
         ], float)
         lonlat = chunk_wgs84_bounds(job.src.crs, native)
-        for chunk, (bstats, valid_pct), nat, ll in zip(chunks, stats, native, lonlat):
+        for chunk, (bstats, valid_pct), nat, ll in zip(chunks, stats, native, lonlat, strict=True):
             batch = self.writer.write(chunk)
             job.rows.append(job.row(chunk, self.level, self.relpath, batch, nat, ll, bstats, valid_pct))
 

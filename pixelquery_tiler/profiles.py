@@ -96,6 +96,11 @@ def detect_product(path: str, band_count: int) -> ProductProfile:
 _BAND_IN_NAME = re.compile(r"_(B\d{1,2}A?)(?:[_.]|$)", re.IGNORECASE)
 
 
+def _band_number(name: str) -> tuple[str, bool]:
+    """A band name's number without leading zeros and whether it ends in ``A`` (``B02`` == ``B2``, != ``B8A``)."""
+    return re.sub(r"\D", "", name).lstrip("0"), name.upper().endswith("A")
+
+
 def resolve_bands(
     profile: ProductProfile, band_count: int, path: str, bands: list[str] | None = None
 ) -> list[BandSpec]:
@@ -121,8 +126,8 @@ def resolve_bands(
         spec = profile.band(match.group(1)) if match else None
         if spec is None and match:
             # Landsat file names say B2 while some profiles say B02
-            digits = re.sub(r"\D", "", match.group(1))
-            spec = next((b for b in profile.bands if re.sub(r"\D", "", b.name).lstrip("0") == digits.lstrip("0") and b.name.upper().endswith("A") == match.group(1).upper().endswith("A")), None)
+            key = _band_number(match.group(1))
+            spec = next((b for b in profile.bands if _band_number(b.name) == key), None)
         if spec is not None:
             return [spec]
     raise ProfileError(

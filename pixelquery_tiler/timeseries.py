@@ -29,11 +29,11 @@ from starlette.responses import JSONResponse, Response
 
 from . import __version__
 from .analysis import point_series, polygon_statistics
+from .caching import IMMUTABLE, etag, etag_matches
 from .errors import InvalidParameter, OutputTooLarge
 from .reader import MAX_GEOMETRY_VERTICES
 from .settings import Settings
 from .temporal import parse_interval
-from .caching import IMMUTABLE, etag, etag_matches
 from .warehouse import Warehouse
 
 log = logging.getLogger(__name__)
