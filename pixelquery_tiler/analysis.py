@@ -117,9 +117,11 @@ class Observation:
 
     @property
     def bands(self) -> tuple[str, ...]:
+        """Every band of the item, across its band groups (finest grid first)."""
         return tuple(b for grid in self.grids for b in grid.bands)
 
     def grid_of(self, band: str) -> Grid:
+        """The native grid a band is stored on: each band is read at its own resolution, never resampled."""
         return next(grid for grid in self.grids if band in grid.bands)
 
 

@@ -62,10 +62,12 @@ class Chunk:
 
     @property
     def height(self) -> int:
+        """Rows of the chunk (its data may be smaller than a grid tile at the raster's edge)."""
         return int(self.data.shape[1])
 
     @property
     def width(self) -> int:
+        """Columns of the chunk (its data may be smaller than a grid tile at the raster's edge)."""
         return int(self.data.shape[2])
 
 
@@ -105,6 +107,7 @@ class ChunkFileWriter:
         self._writer = ipc.new_file(self._sink, self.schema, options=options)
 
     def write(self, chunk: Chunk) -> int:
+        """Append one chunk as one record batch; returns its batch index, which the catalog row stores."""
         columns = [pa.array(np.ascontiguousarray(band).ravel()) for band in chunk.data]
         if self.with_valid:
             valid = chunk.valid if chunk.valid is not None else np.ones((chunk.height, chunk.width), bool)
@@ -118,6 +121,7 @@ class ChunkFileWriter:
         return self.count - 1
 
     def close(self) -> None:
+        """Write the IPC footer (the batch offsets readers seek by) and close the sink, even if that fails."""
         try:
             self._writer.close()
         finally:

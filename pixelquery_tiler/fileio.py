@@ -28,6 +28,8 @@ def normalize_uri(uri: str) -> str:
 
 @dataclass(frozen=True)
 class FileEntry:
+    """A file found under the warehouse root; ``gc`` compares paths and ages against the catalog."""
+
     path: str  # relative to the warehouse root
     size: int
     mtime: dt.datetime | None
@@ -43,15 +45,19 @@ class WarehouseFS:
         self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
 
     def full(self, relpath: str) -> str:
+        """The path inside the filesystem: the catalog stores relative paths, the filesystem wants full ones."""
         return f"{self.root}/{relpath.lstrip('/')}"
 
     def uri_of(self, relpath: str) -> str:
+        """A full URI, for libraries that open files themselves (pyiceberg, GDAL) rather than through ``fs``."""
         return f"{self.uri}/{relpath.lstrip('/')}"
 
     def makedirs(self, reldir: str) -> None:
+        """Create a directory and its parents (a no-op on object stores, which have no directories)."""
         self.fs.create_dir(self.full(reldir), recursive=True)
 
     def open_output(self, relpath: str) -> pa.NativeFile:
+        """A write stream, parents created first: chunk files are written once, never opened for update."""
         parent = relpath.rsplit("/", 1)[0] if "/" in relpath else ""
         if parent:
             self.makedirs(parent)
@@ -64,9 +70,11 @@ class WarehouseFS:
         return self.fs.open_input_file(self.full(relpath))
 
     def exists(self, relpath: str) -> bool:
+        """Whether a file or directory exists (one metadata request on object stores)."""
         return self.fs.get_file_info(self.full(relpath)).type != pafs.FileType.NotFound
 
     def list_files(self, reldir: str) -> list[FileEntry]:
+        """Every file under ``reldir`` (recursive, empty if missing) with UTC mtimes, for ``gc``'s age test."""
         selector = pafs.FileSelector(self.full(reldir), recursive=True, allow_not_found=True)
         out = []
         for info in self.fs.get_file_info(selector):
@@ -80,6 +88,7 @@ class WarehouseFS:
         return out
 
     def delete(self, relpath: str) -> None:
+        """Delete one file; only ``gc`` calls it, for files no snapshot references."""
         self.fs.delete_file(self.full(relpath))
 
     def local_path(self, relpath: str = "") -> str | None:

@@ -83,14 +83,17 @@ class StorageGrid:
 
     @property
     def id(self) -> str:
+        """The grid is identified by its CRS alone: one grid per CRS keeps chunks of all items aligned."""
         return crs_id(self.crs)
 
     @property
     def extent(self) -> float:
+        """Side of the square the TMS covers: one zoom-0 tile, ``2**BASE_ZOOM`` anchor chunks wide."""
         return self.chunk_size * 2**BASE_ZOOM
 
     @property
     def tms(self) -> morecantile.TileMatrixSet:
+        """The grid as a morecantile TileMatrixSet (cached per CRS and chunk size, building one is slow)."""
         return _grid_tms(self.crs.to_wkt(), self.chunk_size)
 
     @property
@@ -103,12 +106,15 @@ class StorageGrid:
         return self.extent / 2 ** self.zoom(level)
 
     def zoom(self, level: int) -> int:
+        """TMS zoom of an overview level: level 0 is the finest (``base_zoom``), each level halves it."""
         return self.base_zoom - level
 
     def tile_id(self, level: int, col: int, row: int) -> str:
+        """``zoom/col/row``: the level is in the id, so one tile id names one chunk footprint at any level."""
         return f"{self.zoom(level)}/{col}/{row}"
 
     def tile_bounds(self, level: int, col: int, row: int) -> tuple[float, float, float, float]:
+        """Native-CRS bounds of a chunk tile, computed from the grid origin so edges are exact multiples."""
         size = self.tile_size(level)
         half = self.extent / 2
         minx = -half + col * size

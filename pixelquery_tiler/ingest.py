@@ -67,6 +67,8 @@ class IngestError(ValueError):
 
 @dataclass(frozen=True)
 class IngestResult:
+    """What one ingest committed: the CLI prints it and scripts read it as JSON, so it names the snapshot."""
+
     item_id: str
     snapshot_id: int
     collection: str
@@ -78,6 +80,7 @@ class IngestResult:
     source: str
 
     def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (``Z`` datetime, list bbox) for ``ingest --json`` and job results."""
         return {
             "item_id": self.item_id,
             "snapshot_id": self.snapshot_id,

@@ -22,6 +22,9 @@ class ProfileError(ValueError):
 
 @dataclass(frozen=True)
 class BandSpec:
+    """One band of a product: the native name in file names and ``--bands``, the STAC common name the
+    reader and expressions use, and what STAC ``eo:bands`` reports."""
+
     name: str
     common_name: str
     center_wavelength: float | None = None
@@ -30,6 +33,9 @@ class BandSpec:
 
 @dataclass(frozen=True)
 class ProductProfile:
+    """A product as ``profiles/products.json`` describes it: bands, how overviews resample, STAC metadata,
+    scale/offset/nodata defaults and the file-name patterns that detect it."""
+
     id: str
     title: str
     bands: tuple[BandSpec, ...]
@@ -55,6 +61,7 @@ class ProductProfile:
 
 @lru_cache(maxsize=1)
 def load_profiles() -> dict[str, ProductProfile]:
+    """All profiles by id, read once from the packaged JSON (profiles are data, so they are cached)."""
     raw = json.loads(resources.files(__package__).joinpath("profiles/products.json").read_text())
     profiles = {}
     for pid, p in raw.items():
@@ -77,6 +84,7 @@ def load_profiles() -> dict[str, ProductProfile]:
 
 
 def get_profile(product: str) -> ProductProfile:
+    """A profile by id; an unknown id raises ``ProfileError`` listing the known ones (a CLI one-liner)."""
     profiles = load_profiles()
     if product not in profiles:
         raise ProfileError(f"unknown product {product!r}; known: {', '.join(sorted(profiles))}")
