@@ -9,7 +9,6 @@ which never change once committed.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import math
 import threading
@@ -30,12 +29,12 @@ from shapely.geometry.base import BaseGeometry
 
 from ..index import CollectionIndex, ItemView
 from ..profiles import ProductProfile, load_profiles
+from ..temporal import us
 
 log = logging.getLogger(__name__)
 
 #: metres per degree along a meridian: turns a geographic pixel size into a ground sample distance
 METRES_PER_DEGREE = 111_320.0
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -101,13 +100,6 @@ def wgs84_transformer(crs: str) -> Transformer:
 
 def profile_for(product: str) -> ProductProfile | None:
     return load_profiles().get(product)
-
-
-def us(value: dt.datetime) -> int:
-    """Microseconds since the epoch: the one integer time scale used by every column and filter."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return (value - EPOCH) // dt.timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)

@@ -27,12 +27,12 @@ import shapely
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 from stac_fastapi.types.errors import InvalidQueryParameter
-from stac_fastapi.types.rfc3339 import str_to_interval
 
+from ..temporal import interval_us
 from ..warehouse import CollectionNotFound, Warehouse
 from .cql2_filter import Evaluator, FilterError
 from .documents import collection_document, item_document
-from .records import ItemRecords, LRUCache, us
+from .records import ItemRecords, LRUCache
 
 log = logging.getLogger(__name__)
 
@@ -140,15 +140,11 @@ def parse_intersects(value: Any) -> BaseGeometry | None:
 
 
 def parse_datetime(value: str | None) -> tuple[int | None, int | None]:
-    """STAC ``datetime``: an RFC 3339 instant or an interval with optional open ends (``..`` or empty)."""
-    if value is None:
-        return None, None
-    parsed = str_to_interval(value)  # raises HTTPException(400) with a reason
-    if isinstance(parsed, tuple):
-        start, end = parsed
-        return (us(start) if start else None), (us(end) if end else None)
-    assert parsed is not None
-    return us(parsed), us(parsed)
+    """STAC ``datetime`` in the server's one date grammar (``temporal``): dates are whole UTC days."""
+    try:
+        return interval_us(value)
+    except ValueError as exc:
+        raise bad_request(str(exc)) from None
 
 
 def parse_sortby(values: Iterable[Any] | None) -> list[tuple[str, bool]]:
