@@ -23,6 +23,7 @@ import shapely
 from shapely.geometry import shape
 
 from ..temporal import day_bounds, parse_bound, parse_date, us
+from .limits import MAX_VERTICES, excerpt, vertex_count
 from .records import Column, ItemRecords
 
 
@@ -44,17 +45,9 @@ MAX_FILTER_DEPTH = 64
 MAX_FILTER_NODES = 10_000
 #: longest LIKE pattern
 MAX_LIKE_PATTERN = 256
-#: most vertices in one geometry literal
-MAX_GEOMETRY_VERTICES = 10_000
 
 _TEXT_TOKENS = re.compile(r"""'(?:[^']|'')*'?|"(?:[^"]|"")*"?|[A-Za-z_][\w:.]*|\s+|.""", re.DOTALL)
 _JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]|[^"\[\]{}]+', re.DOTALL)
-
-
-def excerpt(value: Any, limit: int = 60) -> str:
-    """A short quotation of client input for an error message (errors never echo whole inputs)."""
-    text = value if isinstance(value, str) else repr(value)
-    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 _excerpt = excerpt
@@ -369,8 +362,8 @@ class Evaluator:
             w, s, e, n = (box[0], box[1], box[2], box[3]) if len(box) == 4 else (box[0], box[1], box[3], box[4])
             return Literal("geometry", shapely.box(w, s, e, n))
         if node.get("type") in _GEOJSON:
-            if _vertex_count(node) > MAX_GEOMETRY_VERTICES:
-                raise FilterError(f"geometry literal has more than {MAX_GEOMETRY_VERTICES} vertices")
+            if vertex_count(node) > MAX_VERTICES:
+                raise FilterError(f"geometry literal has more than {MAX_VERTICES} vertices")
             try:
                 geom = shape(node)
             except Exception as exc:
@@ -507,21 +500,6 @@ def _to_float(value: int | float) -> float:
         return float(value)
     except OverflowError:
         return math.inf if value > 0 else -math.inf
-
-
-def _vertex_count(node: Any) -> int:
-    """Positions in a GeoJSON geometry's coordinates (counted iteratively, before shapely sees them)."""
-    count, stack = 0, [node.get("coordinates"), *[g for g in node.get("geometries") or [] if isinstance(g, dict)]]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend([item.get("coordinates"), *(item.get("geometries") or [])])
-        elif isinstance(item, list):
-            if item and all(isinstance(v, (int, float)) for v in item):
-                count += 1
-            else:
-                stack.extend(item)
-    return count
 
 
 def _range_compare(op: str, values: np.ndarray, start: int, end: int) -> np.ndarray:
