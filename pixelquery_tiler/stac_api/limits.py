@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from starlette.requests import Request
@@ -66,7 +66,7 @@ class BodyLimitMiddleware:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
-                raise _TooLarge()
+                raise _TooLarge(413, f"request body is larger than {self.max_bytes} bytes")
             return message
 
         try:
@@ -82,8 +82,8 @@ class BodyLimitMiddleware:
         await response(scope, receive, send)
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(HTTPException):
+    """Raised while FastAPI reads a chunked body; an ``HTTPException`` so FastAPI answers it as a 413."""
 
 
 def _short_error(error: dict[str, Any]) -> dict[str, Any]:
