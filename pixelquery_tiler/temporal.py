@@ -7,8 +7,15 @@ Accepted forms follow STAC API / OGC API, with one documented extension:
 - an interval ``start/end`` of either, where one side may be open (``..`` or empty); a date as the end of an
   interval includes that whole day, so ``2020-05-01/2020-12-31`` ends on December 31st at midnight UTC.
 
-Everything else (week dates, ordinal dates, ``20200518``, hour-only times) is rejected with a reason, so a
-value means the same on every endpoint. Times are compared as integer microseconds since the epoch (``us``).
+Everything else (week dates, ordinal dates, ``20200518``, hour-only times, ``+0100`` offsets) is rejected
+with a reason, so a value means the same on every endpoint. Times are compared as integer microseconds since
+the epoch (``us``).
+
+The STAC API (``/stac/search``, ``/stac/collections/{id}/items``) parses with ``rfc3339=True``, the one
+difference its conformance tests (stac-api-validator) require: a *lone* value must be an RFC 3339 instant with
+an offset, so ``datetime=2020-05-18`` and ``datetime=2020-05-18T13:30:00`` are refused there (400 naming the
+``2020-05-18/2020-05-18`` form), while date bounds of an interval keep meaning whole UTC days, so the README's
+``datetime=2020-05-01/2020-12-31`` means the same on tiles and on STAC search.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ UTC = dt.timezone.utc
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:[Zz]|[+-]\d{2}:?\d{2})?")
+_INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?P<offset>[Zz]|[+-]\d{2}:\d{2})?")
 _OPEN = ("", "..")
 #: longest accepted value: an interval of two instants with 9-digit fractions and offsets is ~70 characters
 MAX_LENGTH = 100
@@ -66,17 +73,25 @@ def day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
     return dt.datetime.combine(day, dt.time.min, UTC), dt.datetime.combine(day, dt.time.max, UTC)
 
 
-def parse_bound(value: str) -> tuple[dt.datetime, dt.datetime]:
-    """One instant or date as inclusive ``(first, last)`` instants: an instant is one point, a date its UTC day."""
+def parse_bound(value: str, rfc3339: bool = False) -> tuple[dt.datetime, dt.datetime]:
+    """One instant or date as inclusive ``(first, last)`` instants: an instant is one point, a date its UTC day.
+
+    ``rfc3339``: an instant must carry its offset (``Z`` or ``+hh:mm``), as RFC 3339 requires.
+    """
     text = value.strip()
     if _DATE.fullmatch(text):
         return day_bounds(parse_date(text))
     instant = parse_instant(text)
+    if rfc3339 and not _INSTANT.fullmatch(text).group("offset"):  # type: ignore[union-attr]  (parsed above)
+        raise ValueError(f"invalid datetime {_excerpt(value)}: RFC 3339 needs an offset (Z or +hh:mm)")
     return instant, instant
 
 
-def parse_interval(value: str) -> tuple[dt.datetime | None, dt.datetime | None]:
-    """``(start, end)`` inclusive bounds, ``None`` for an open end. Raises ``ValueError`` with a reason."""
+def parse_interval(value: str, rfc3339: bool = False) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """``(start, end)`` inclusive bounds, ``None`` for an open end. Raises ``ValueError`` with a reason.
+
+    ``rfc3339`` (the STAC API): a lone value must be an instant with an offset; see the module docstring.
+    """
     if not isinstance(value, str):
         raise ValueError("datetime must be a string")
     text = value.strip()
@@ -85,13 +100,16 @@ def parse_interval(value: str) -> tuple[dt.datetime | None, dt.datetime | None]:
     if "/" not in text:
         if text in _OPEN:
             raise ValueError("empty datetime")
-        return parse_bound(text)
+        if rfc3339 and _DATE.fullmatch(text):
+            raise ValueError(f"a lone date {_excerpt(text)} is not an RFC 3339 instant; for that whole UTC day "
+                             f"write {text}/{text}")
+        return parse_bound(text, rfc3339)
     parts = text.split("/")
     if len(parts) != 2:
         raise ValueError(f"invalid datetime interval {_excerpt(value)}: expected start/end")
     start_s, end_s = (p.strip() for p in parts)
-    start = None if start_s in _OPEN else parse_bound(start_s)[0]
-    end = None if end_s in _OPEN else parse_bound(end_s)[1]
+    start = None if start_s in _OPEN else parse_bound(start_s, rfc3339)[0]
+    end = None if end_s in _OPEN else parse_bound(end_s, rfc3339)[1]
     if start is None and end is None:
         raise ValueError("a datetime interval needs at least one closed end")
     if start is not None and end is not None and start > end:
@@ -106,11 +124,11 @@ def us(value: dt.datetime) -> int:
     return (value - EPOCH) // dt.timedelta(microseconds=1)
 
 
-def interval_us(value: str | None) -> tuple[int | None, int | None]:
+def interval_us(value: str | None, rfc3339: bool = False) -> tuple[int | None, int | None]:
     """``parse_interval`` in microseconds since the epoch; ``None`` (no parameter) is unbounded."""
     if value is None:
         return None, None
-    start, end = parse_interval(value)
+    start, end = parse_interval(value, rfc3339)
     return (us(start) if start else None), (us(end) if end else None)
 
 

@@ -23,10 +23,12 @@ def _landsat_dates(r: httpx.Response) -> list[str]:
 def test_date_only_intervals_are_whole_utc_days_on_search(stac_server: StacServer) -> None:
     raw = f"{stac_server.stac}/search?collections=landsat&datetime=2020-05-01/2020-06-03&limit=100"
     assert _landsat_dates(httpx.get(raw)) == ["2020-05-18T13:30:00Z", "2020-06-03T13:30:00Z"]  # 06-03 13:30 is in
-    day = httpx.get(f"{stac_server.stac}/search", params={"collections": "landsat", "datetime": "2020-06-03"})
+    day = httpx.get(f"{stac_server.stac}/search", params={"collections": "landsat", "datetime": "2020-06-03/2020-06-03"})
     assert _landsat_dates(day) == ["2020-06-03T13:30:00Z"]
-    items = httpx.get(f"{stac_server.stac}/collections/landsat/items?datetime=2020-07-21")
+    items = httpx.get(f"{stac_server.stac}/collections/landsat/items?datetime=2020-07-21/..")
     assert _landsat_dates(items) == ["2020-07-21T13:30:00Z"]
+    lone = httpx.get(f"{stac_server.stac}/search?datetime=2020-06-03")  # RFC 3339 only: STAC API conformance
+    assert lone.status_code == 400 and "2020-06-03/2020-06-03" in lone.text
     post = httpx.post(f"{stac_server.stac}/search", json={"collections": ["landsat"], "datetime": "2020-05-01/2020-06-03"})
     assert _landsat_dates(post) == ["2020-05-18T13:30:00Z", "2020-06-03T13:30:00Z"]
     cql2 = httpx.get(f"{stac_server.stac}/search", params={"collections": "landsat", "filter": "datetime = DATE('2020-06-03')"})

@@ -59,3 +59,24 @@ def test_instant_is_midnight_for_a_date_and_none_is_unbounded() -> None:
     assert parse_instant("2020-05-18") == t(2020, 5, 18)
     assert interval_us(None) == (None, None)
     assert us(t(1970, 1, 1, 0, 0, 1)) == 1_000_000
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("2020-05-01/2020-12-31", True),  # date bounds of an interval: whole UTC days, on STAC search too
+        ("2020-05-18T13:30:00Z", True),
+        ("2020-05-18T13:30:00.52+01:00/..", True),
+        ("../2020-05-18", True),
+        ("2020-05-18", False),  # a lone date: STAC API conformance (stac-api-validator) wants a 400
+        ("2020-05-18T13:30:00", False),  # no offset
+        ("2020-05-18T13:30:00Z/2020-05-19T00:00:00", False),
+        ("1937-01-01T12:00:27.87+0100", False),  # no colon in the offset (refused everywhere)
+    ],
+)
+def test_rfc3339_profile_of_the_stac_api(value: str, ok: bool) -> None:
+    if ok:
+        assert parse_interval(value, rfc3339=True) == parse_interval(value)
+    else:
+        with pytest.raises(ValueError):
+            parse_interval(value, rfc3339=True)

@@ -37,6 +37,7 @@ from ..temporal import parse_interval
 from ..warehouse import Warehouse
 from .client import PixelQueryCoreClient, PixelQueryFiltersClient, PixelQuerySortablesClient
 from .documents import STAC_VERSION
+from .extension import add_extension_schema
 from .limits import add_limits
 from .search import StacBackend
 
@@ -83,8 +84,9 @@ class FieldsPostRequest(BaseModel):
 
 
 DATETIME_DESCRIPTION = (
-    "Only items whose `datetime` is in this instant or interval: an RFC 3339 instant, a date `YYYY-MM-DD` (that "
-    "whole UTC day), or `start/end` of either with `..` (or nothing) for an open end, e.g. `2020-05-01/2020-12-31`."
+    "Only items whose `datetime` is in this instant or interval: an RFC 3339 instant (with `Z` or an offset), or "
+    "`start/end` of instants or dates `YYYY-MM-DD` (a date bound includes that whole UTC day) with `..` (or "
+    "nothing) for an open end, e.g. `2020-05-01/2020-12-31`; one day is `2020-05-18/2020-05-18`."
 )
 DateTimeParam = Annotated[str | None, Query(description=DATETIME_DESCRIPTION, examples=["2020-05-01/2020-12-31"])]
 
@@ -93,7 +95,7 @@ def _check_datetime(instance: Any, attribute: Any, value: str | None) -> None:
     """GET ``datetime`` in the server's one date grammar (``temporal``), instead of stac-fastapi's RFC 3339 only."""
     if value is not None:
         try:
-            parse_interval(value)
+            parse_interval(value, rfc3339=True)
         except ValueError as exc:
             raise InvalidQueryParameter(str(exc)) from None
 
@@ -131,7 +133,7 @@ class SearchPostRequest(BaseSearchPostRequest):
     @classmethod
     def _datetime(cls, value: str | None) -> str | None:
         if value is not None:
-            parse_interval(value)  # ValueError -> 400 naming the reason
+            parse_interval(value, rfc3339=True)  # ValueError -> 400 naming the reason
         return value
 
 
@@ -188,6 +190,7 @@ def add_stac_api(app: FastAPI, warehouse: Warehouse) -> StacApi:
         ],
     )
     add_limits(app, PREFIX)
+    add_extension_schema(app, PREFIX)
     app.state.stac_backend = backend
     log.info("STAC API under %s for %s", PREFIX, warehouse.uri)
     return api

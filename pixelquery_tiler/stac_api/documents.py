@@ -22,7 +22,12 @@ from ..temporal import format_instant
 from .records import ItemRecords, crs_facts, profile_for
 
 STAC_VERSION = "1.1.0"
-PIXELQUERY_EXTENSION = "https://pixelquery.github.io/pixelquery-tiler/stac/extension/v1.0.0/schema.json"
+#: where the server itself serves the pixelquery extension's JSON Schema, relative to the STAC root ``/stac/``:
+#: documents name ``{stac root}extensions/pixelquery/v1.0.0/schema.json``, a URL that resolves for any client
+#: that reaches the server (validators need nothing else besides the standard STAC schema hosts)
+PIXELQUERY_EXTENSION_PATH = "extensions/pixelquery/v1.0.0/schema.json"
+#: how cached documents hold that identifier until ``resolve_*`` knows the request's STAC root
+_PIXELQUERY_EXTENSION_REF = "pixelquery-extension:"
 PROJECTION_EXTENSION = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
 EO_EXTENSION = "https://stac-extensions.github.io/eo/v2.0.0/schema.json"
 WEB_MAP_LINKS_EXTENSION = "https://stac-extensions.github.io/web-map-links/v1.2.0/schema.json"
@@ -173,7 +178,7 @@ def item_document(records: ItemRecords, i: int) -> dict[str, Any]:
          "href": f"{collection_path(cid)}/tiles/{TMS}/{{z}}/{{x}}/{{y}}.png?{time_travel}"}
     )
     thumb_query = urlencode([*render.items(), ("max_size", str(THUMBNAIL_SIZE))], safe=",")
-    extensions = [PIXELQUERY_EXTENSION, PROJECTION_EXTENSION, WEB_MAP_LINKS_EXTENSION]
+    extensions = [_PIXELQUERY_EXTENSION_REF, PROJECTION_EXTENSION, WEB_MAP_LINKS_EXTENSION]
     if any(k.startswith("eo:") for b in bands for k in b) or "eo:cloud_cover" in properties:
         extensions.insert(2, EO_EXTENSION)
     minx, miny, maxx, maxy = footprint.bounds
@@ -211,6 +216,15 @@ def _absolute(app_base: str, href: str) -> str:
     return href if href.startswith(("http://", "https://")) else app_base + href
 
 
+def pixelquery_extension(stac_base: str) -> str:
+    """The pixelquery extension's identifier for a STAC root URL (``.../stac/``): the schema served there."""
+    return stac_base + PIXELQUERY_EXTENSION_PATH
+
+
+def _extensions(doc: dict[str, Any], stac_base: str) -> list[str]:
+    return [pixelquery_extension(stac_base) if e == _PIXELQUERY_EXTENSION_REF else e for e in doc["stac_extensions"]]
+
+
 def resolve_item(doc: dict[str, Any], stac_base: str, app_base: str) -> dict[str, Any]:
     """A response copy of a cached item document for one request's base URLs (``.../stac/`` and ``.../``)."""
     cid = quote(doc["collection"], safe="")
@@ -223,7 +237,7 @@ def resolve_item(doc: dict[str, Any], stac_base: str, app_base: str) -> dict[str
     ]
     links.extend({**link, "href": _absolute(app_base, link["href"])} for link in doc["links"])
     assets = {k: {**a, "href": _absolute(app_base, a["href"])} for k, a in doc["assets"].items()}
-    return {**doc, "links": links, "assets": assets}
+    return {**doc, "stac_extensions": _extensions(doc, stac_base), "links": links, "assets": assets}
 
 
 # -- collections ----------------------------------------------------------------------------------------------
@@ -263,7 +277,7 @@ def collection_document(records: ItemRecords) -> dict[str, Any]:
     providers = [{"name": p.provider, "roles": ["producer", "licensor"]} for p in profiles.values() if p.provider]
     providers = list({p["name"]: p for p in providers}.values())
     providers.append({"name": "pixelquery-tiler", "roles": ["processor", "host"]})
-    extensions = [PIXELQUERY_EXTENSION, WEB_MAP_LINKS_EXTENSION]
+    extensions = [_PIXELQUERY_EXTENSION_REF, WEB_MAP_LINKS_EXTENSION]
     if any(k.startswith("eo:") for band in bands.values() for k in band):
         extensions.append(EO_EXTENSION)
     return {
@@ -303,4 +317,4 @@ def resolve_collection(doc: dict[str, Any], stac_base: str, app_base: str) -> di
         {"rel": QUERYABLES_REL, "type": "application/schema+json", "title": "Queryables", "href": f"{url}/queryables"},
     ]
     links.extend({**link, "href": _absolute(app_base, link["href"])} for link in doc["links"])
-    return {**doc, "links": links}
+    return {**doc, "stac_extensions": _extensions(doc, stac_base), "links": links}

@@ -161,9 +161,10 @@ def check_list(name: str, values: Sequence[Any] | None, limit: int = MAX_LIST_IT
 
 
 def parse_datetime(value: str | None) -> tuple[int | None, int | None]:
-    """STAC ``datetime`` in the server's one date grammar (``temporal``): dates are whole UTC days."""
+    """STAC ``datetime`` in the server's one date grammar (``temporal``, RFC 3339 profile): date bounds of an
+    interval are whole UTC days; a lone value must be an instant with an offset (STAC API conformance)."""
     try:
-        return interval_us(value)
+        return interval_us(value, rfc3339=True)
     except ValueError as exc:
         raise bad_request(str(exc)) from None
 
