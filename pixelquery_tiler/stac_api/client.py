@@ -23,8 +23,8 @@ from stac_fastapi.types.requests import get_base_url
 
 from .cql2_filter import FilterError, parse_filter
 from .documents import resolve_collection, resolve_item
+from .properties import SORTABLES, queryables
 from .search import (
-    SORTABLES,
     FieldsSpec,
     SearchQuery,
     SearchResult,
@@ -253,36 +253,6 @@ class PixelQueryCoreClient(BaseCoreClient):
 
 
 # -- queryables and sortables -----------------------------------------------------------------------------------
-def _queryable_properties(enums: dict[str, list[str]] | None = None) -> dict[str, Any]:
-    enums = enums or {}
-    snapshot_id = {"type": "integer", "minimum": 0, "maximum": 9223372036854775807}
-
-    def text(description: str, key: str | None = None) -> dict[str, Any]:
-        spec: dict[str, Any] = {"description": description, "type": "string"}
-        if key and enums.get(key):
-            spec["enum"] = enums[key]
-        return spec
-
-    return {
-        "id": text("Item id (one per Iceberg snapshot)"),
-        "collection": text("Collection id (Iceberg table)", "collection"),
-        "geometry": {"description": "Footprint of the chunks the snapshot added", "$ref": "https://geojson.org/schema/Geometry.json"},
-        "datetime": {"description": "Acquisition time", "type": "string", "format": "date-time"},
-        "created": {"description": "Commit time of the snapshot", "type": "string", "format": "date-time"},
-        "gsd": {"description": "Ground sample distance (m)", "type": "number", "exclusiveMinimum": 0},
-        "platform": text("Platform", "platform"),
-        "proj:code": {"description": "CRS code of the stored pixels", "type": ["string", "null"]},
-        "eo:cloud_cover": {"description": "Cloud cover (%), where known", "type": "number", "minimum": 0, "maximum": 100},
-        "pixelquery:snapshot_id": {"description": "Iceberg snapshot id", **snapshot_id},
-        "pixelquery:parent_snapshot_id": {"description": "Parent Iceberg snapshot id", "oneOf": [snapshot_id, {"type": "null"}]},
-        "pixelquery:product": text("Product profile", "pixelquery:product"),
-        "pixelquery:grid": text("Storage grid / CRS of the chunks", "pixelquery:grid"),
-        "pixelquery:levels": {"description": "Resolution levels stored", "type": "integer", "minimum": 1},
-        "pixelquery:chunk_count": {"description": "Chunks the snapshot added", "type": "integer", "minimum": 0},
-        "pixelquery:source": text("File name of the ingested raster"),
-    }
-
-
 @attr.s
 class PixelQueryFiltersClient(BaseFiltersClient):
     """Queryables of the whole catalog and of each collection (JSON Schema, ``$id`` = the URL served)."""
@@ -291,17 +261,11 @@ class PixelQueryFiltersClient(BaseFiltersClient):
 
     def get_queryables(self, collection_id: str | None = None, request: Request | None = None, **kwargs: Any) -> JSONSchemaResponse:
         assert request is not None
-        enums: dict[str, list[str]] = {}
+        records = None
         if collection_id is not None:
             records = self.backend.records(collection_id)
             if records is None:
                 raise NotFoundError(f"collection {collection_id!r} not found")
-            enums = {
-                "collection": [collection_id],
-                "platform": sorted({p for p, null in zip(records.platform, records.platform_null) if not null}),
-                "pixelquery:product": sorted(set(records.product)),
-                "pixelquery:grid": sorted(set(records.grid)),
-            }
         return JSONSchemaResponse(
             {
                 "$schema": "https://json-schema.org/draft/2019-09/schema",
@@ -310,7 +274,7 @@ class PixelQueryFiltersClient(BaseFiltersClient):
                 "title": f"Queryables of {collection_id}" if collection_id else "Queryables of pixelquery-tiler",
                 "description": "Properties usable in CQL2 filters (cql2-text and cql2-json); "
                                "other names are accepted and evaluate as missing (null).",
-                "properties": _queryable_properties(enums),
+                "properties": queryables(records),
                 "additionalProperties": True,
             }
         )

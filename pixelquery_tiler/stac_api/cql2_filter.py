@@ -24,7 +24,8 @@ from shapely.geometry import shape
 
 from ..temporal import day_bounds, parse_bound, parse_date, us
 from .limits import MAX_VERTICES, excerpt, vertex_count
-from .records import Column, ItemRecords
+from .properties import Column
+from .records import ItemRecords
 
 
 class FilterError(ValueError):

@@ -19,6 +19,7 @@ from ..index import ItemView
 from ..profiles import ProductProfile
 from ..rendering import default_rendering, item_rendering
 from ..temporal import format_instant
+from .properties import document_properties
 from .records import ItemRecords, crs_facts, profile_for
 
 STAC_VERSION = "1.1.0"
@@ -141,33 +142,12 @@ def item_document(records: ItemRecords, i: int) -> dict[str, Any]:
         "title": f"{source or iid} ({item.product})",
         "description": f"Snapshot {snap.snapshot_id} of the Iceberg table {NAMESPACE}.{cid}: ingest of "
                        f"{source or 'a raster'} as {item.product}, {len(item.bands)} band(s), {len(item.levels)} level(s).",
-        "datetime": format_instant(item.datetime),
-        "created": format_instant(snap.timestamp),
+        **document_properties(records, i),
     }
-    if profile is not None and profile.platform:
-        properties["platform"] = profile.platform
     if profile is not None and profile.instruments:
         properties["instruments"] = list(profile.instruments)
-    gsd = float(records.gsd[i])
-    if math.isfinite(gsd) and gsd > 0:
-        properties["gsd"] = gsd
     properties.update(_projection(records, i))
     properties["bands"] = bands
-    cloud = float(records.cloud_cover[i])
-    if math.isfinite(cloud):
-        properties["eo:cloud_cover"] = cloud
-    properties.update(
-        {
-            "pixelquery:snapshot_id": snap.snapshot_id,
-            "pixelquery:parent_snapshot_id": records.parent_snapshot_id(i),
-            "pixelquery:product": item.product,
-            "pixelquery:grid": item.crs,
-            "pixelquery:levels": int(records.levels[i]),
-            "pixelquery:chunk_count": int(records.chunk_count[i]),
-        }
-    )
-    if source:
-        properties["pixelquery:source"] = source
 
     render = item_rendering(records.index, int(records.positions[i]))
     base = item_path(cid, iid)

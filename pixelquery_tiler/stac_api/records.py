@@ -30,6 +30,7 @@ from shapely.geometry.base import BaseGeometry
 from ..index import CollectionIndex, ItemView
 from ..profiles import ProductProfile, load_profiles
 from ..temporal import us
+from .properties import BY_NAME, Column
 
 log = logging.getLogger(__name__)
 
@@ -101,15 +102,6 @@ def wgs84_transformer(crs: str) -> Transformer:
 
 def profile_for(product: str) -> ProductProfile | None:
     return load_profiles().get(product)
-
-
-@dataclass(frozen=True)
-class Column:
-    """One queryable/sortable property over all items of a view; ``null`` marks missing values."""
-
-    kind: str  # "string" | "number" | "integer" | "timestamp" | "geometry"
-    values: np.ndarray
-    null: np.ndarray
 
 
 def _int(value: Any, default: int) -> int:
@@ -201,32 +193,9 @@ class ItemRecords:
 
     # -- columns --------------------------------------------------------------------------------------------
     def column(self, name: str) -> Column | None:
-        """A property as a column; ``None`` for properties this catalog does not have."""
-        n = len(self.items)
-        no_nulls = np.zeros(n, bool)
-        simple: dict[str, tuple[str, np.ndarray, np.ndarray]] = {
-            "id": ("string", self.ids, no_nulls),
-            "collection": ("string", np.full(n, self.collection, dtype=object), no_nulls),
-            "datetime": ("timestamp", self.datetime, no_nulls),
-            "created": ("timestamp", self.created, no_nulls),
-            "gsd": ("number", self.gsd, ~np.isfinite(self.gsd)),
-            "platform": ("string", self.platform, self.platform_null),
-            "proj:code": ("string", self.proj_code, self.proj_code_null),
-            "eo:cloud_cover": ("number", self.cloud_cover, ~np.isfinite(self.cloud_cover)),
-            "pixelquery:snapshot_id": ("integer", self.snapshot_id, no_nulls),
-            "pixelquery:parent_snapshot_id": ("integer", self.parent_id, self.parent_null),
-            "pixelquery:product": ("string", self.product, no_nulls),
-            "pixelquery:grid": ("string", self.grid, no_nulls),
-            "pixelquery:levels": ("integer", self.levels, no_nulls),
-            "pixelquery:chunk_count": ("integer", self.chunk_count, no_nulls),
-            "pixelquery:source": ("string", self.source, self.source_null),
-        }
-        if name in simple:
-            kind, values, null = simple[name]
-            return Column(kind, values, null)
-        if name == "geometry":
-            return Column("geometry", np.arange(n), no_nulls)  # footprints are resolved lazily, see footprints()
-        return None
+        """A property of the registry (``properties.ITEM_PROPERTIES``) as a column; ``None`` for unknown names."""
+        prop = BY_NAME.get(name)
+        return prop.column(self) if prop is not None else None
 
     # -- geometry -------------------------------------------------------------------------------------------
     def footprint(self, i: int) -> BaseGeometry:

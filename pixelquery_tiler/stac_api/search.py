@@ -33,27 +33,11 @@ from ..warehouse import CollectionNotFound, Warehouse
 from .cql2_filter import Evaluator, FilterError
 from .documents import collection_document, item_document
 from .limits import MAX_FIELDS, MAX_LIST_ITEMS, MAX_SORT_KEYS, MAX_VERTICES, excerpt, vertex_count
+from .properties import SORTABLES
 from .records import ItemRecords, LRUCache
 
 log = logging.getLogger(__name__)
 
-#: sortable properties (column names of ``ItemRecords.column``); ``properties.`` prefixes are accepted too
-SORTABLES: dict[str, str] = {
-    "id": "Item id",
-    "collection": "Collection id",
-    "datetime": "Acquisition time",
-    "created": "Commit time of the snapshot",
-    "gsd": "Ground sample distance (m)",
-    "platform": "Platform",
-    "proj:code": "CRS code of the stored pixels",
-    "eo:cloud_cover": "Cloud cover (%)",
-    "pixelquery:snapshot_id": "Iceberg snapshot id",
-    "pixelquery:product": "Product profile",
-    "pixelquery:grid": "Storage grid / CRS",
-    "pixelquery:levels": "Resolution levels",
-    "pixelquery:chunk_count": "Chunks added",
-    "pixelquery:source": "Source file name",
-}
 #: fields kept when the fields extension is asked for nothing in particular
 DEFAULT_FIELDS = ("type", "stac_version", "id", "collection", "geometry", "bbox", "links", "assets", "properties.datetime")
 #: fields every item keeps whatever ``include`` says, so a partial item still says what it is
