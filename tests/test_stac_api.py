@@ -455,3 +455,24 @@ def test_expired_snapshots_remain_items(stac_server: StacServer, stac_data_dir: 
         parent = r.snapshot_id
     collection = httpx.get(f"{stac_server.stac}/collections/expiring").json()
     assert collection["pixelquery:snapshot_count"] == len(results)
+
+
+def test_every_registered_property_is_a_column_and_in_documents(stac_server: StacServer) -> None:
+    """Against a real warehouse: each registry entry yields a column and, where it has a value, the document field."""
+    import httpx
+
+    from pixelquery_tiler import Warehouse
+    from pixelquery_tiler.stac_api.properties import ITEM_PROPERTIES
+    from pixelquery_tiler.stac_api.search import StacBackend
+
+    backend = StacBackend(Warehouse(str(stac_server.warehouse)))
+    records = backend.records("landsat")
+    assert records is not None
+    for prop in ITEM_PROPERTIES:
+        column = records.column(prop.name)
+        assert column is not None and len(column.values) == len(records), prop.name
+    i = 0
+    doc = httpx.get(f"{stac_server.stac}/collections/landsat/items/{records.items[i].item_id}").raise_for_status().json()
+    for prop in ITEM_PROPERTIES:
+        if prop.value is not None and (prop.value(records, i) is not None or prop.keep_null):
+            assert doc["properties"][prop.name] == prop.value(records, i), prop.name

@@ -151,23 +151,3 @@ def test_property_registry_is_the_one_vocabulary() -> None:
     assert "geometry" in queryables() and "geometry" not in SORTABLES
     assert all(p.value is not None for p in ITEM_PROPERTIES if p.name.startswith("pixelquery:"))
 
-
-def test_every_registered_property_is_a_column_and_in_documents(stac_server) -> None:  # type: ignore[no-untyped-def]
-    """Against a real warehouse: each registry entry yields a column and, where it has a value, the document field."""
-    import httpx
-
-    from pixelquery_tiler import Warehouse
-    from pixelquery_tiler.stac_api.properties import ITEM_PROPERTIES
-    from pixelquery_tiler.stac_api.search import StacBackend
-
-    backend = StacBackend(Warehouse(str(stac_server.warehouse)))
-    records = backend.records("landsat")
-    assert records is not None
-    for prop in ITEM_PROPERTIES:
-        column = records.column(prop.name)
-        assert column is not None and len(column.values) == len(records), prop.name
-    i = 0
-    doc = httpx.get(f"{stac_server.stac}/collections/landsat/items/{records.items[i].item_id}").raise_for_status().json()
-    for prop in ITEM_PROPERTIES:
-        if prop.value is not None and (prop.value(records, i) is not None or prop.keep_null):
-            assert doc["properties"][prop.name] == prop.value(records, i), prop.name
