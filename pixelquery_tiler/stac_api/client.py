@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import quote
 
 import attr
 import orjson
@@ -23,6 +22,7 @@ from stac_fastapi.types.requests import get_base_url
 
 from .cql2_filter import FilterError, parse_filter
 from .documents import resolve_collection, resolve_item
+from .links import collections_links, item_collection_links, search_links
 from .properties import SORTABLES, queryables
 from .search import (
     FieldsSpec,
@@ -113,11 +113,7 @@ class PixelQueryCoreClient(BaseCoreClient):
         return JSONResponse(
             {
                 "collections": collections,
-                "links": [
-                    {"rel": "self", "type": "application/json", "href": f"{stac_base}collections"},
-                    {"rel": "root", "type": "application/json", "href": stac_base},
-                    {"rel": "parent", "type": "application/json", "href": stac_base},
-                ],
+                "links": collections_links(stac_base),
                 "numberMatched": len(collections),
                 "numberReturned": len(collections),
             }
@@ -159,12 +155,7 @@ class PixelQueryCoreClient(BaseCoreClient):
         query = _get_query(
             [collection_id], None, bbox, None, datetime, limit, token, filter_expr, filter_lang, filter_crs, sortby, fields
         )
-        stac_base, _ = _bases(request)
-        collection_url = f"{stac_base}collections/{quote(collection_id, safe='')}"
-        links = [
-            {"rel": "collection", "type": "application/json", "href": collection_url},
-            {"rel": "parent", "type": "application/json", "href": collection_url},
-        ]
+        links = item_collection_links(_bases(request)[0], collection_id)
         return self._respond(request, query, self.backend.search(query), links)
 
     # -- search ---------------------------------------------------------------------------------------------
@@ -228,19 +219,13 @@ class PixelQueryCoreClient(BaseCoreClient):
             apply_fields(resolve_item(self.backend.item_document(records, i), stac_base, app_base), query.fields)
             for records, i in result.page
         ]
-        self_href = str(request.url)
-        links: list[dict[str, Any]] = [
-            {"rel": "self", "type": "application/geo+json", "href": self_href},
-            {"rel": "root", "type": "application/json", "href": stac_base},
-            *(extra_links or []),
-        ]
+        next_get = next_post = None
         if result.next_token:
             if request.method == "POST":
-                links.append({"rel": "next", "type": "application/geo+json", "href": self_href, "method": "POST",
-                              "body": post_body, "merge": False})
+                next_post = post_body
             else:
-                links.append({"rel": "next", "type": "application/geo+json", "method": "GET",
-                              "href": str(request.url.include_query_params(token=result.next_token))})
+                next_get = str(request.url.include_query_params(token=result.next_token))
+        links = search_links(stac_base, str(request.url), extra_links, next_get, next_post)
         return GeoJSONResponse(
             {
                 "type": "FeatureCollection",
