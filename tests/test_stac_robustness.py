@@ -114,3 +114,21 @@ def test_large_bodies_are_refused_before_parsing(stac_server: StacServer) -> Non
 
     r = httpx.post(f"{stac_server.stac}/search", content=chunks(), headers={"content-type": "application/json"})
     assert r.status_code == 413, r.text[:300]
+
+
+def test_partial_items_match_the_declared_response_schema(stac_server: StacServer) -> None:
+    """The fields extension returns items without ``geometry``; the OpenAPI document must allow that."""
+    import jsonschema
+
+    api = httpx.get(f"{stac_server.url}/api").raise_for_status().json()
+    for path, method, request in [
+        ("/stac/search", "get", lambda: httpx.get(f"{stac_server.stac}/search", params={"fields": "id,properties.gsd"})),
+        ("/stac/search", "post", lambda: httpx.post(f"{stac_server.stac}/search", json={"fields": {"include": ["id"]}})),
+        ("/stac/collections/{collection_id}/items", "get",
+         lambda: httpx.get(f"{stac_server.stac}/collections/landsat/items", params={"fields": "-geometry"})),
+        ("/stac/search", "get", lambda: httpx.get(f"{stac_server.stac}/search")),  # whole items fit too
+    ]:
+        declared = api["paths"][path][method]["responses"]["200"]["content"]["application/geo+json"]["schema"]
+        body = request().raise_for_status().json()
+        assert body["features"]
+        jsonschema.validate(body, {**declared, "components": api["components"]})

@@ -39,6 +39,7 @@ from .client import PixelQueryCoreClient, PixelQueryFiltersClient, PixelQuerySor
 from .documents import STAC_VERSION
 from .extension import add_extension_schema
 from .limits import add_limits
+from .openapi import declare_item_collection_responses
 from .search import StacBackend
 
 __all__ = ["add_stac_api", "StacBackend"]
@@ -191,6 +192,7 @@ def add_stac_api(app: FastAPI, warehouse: Warehouse) -> StacApi:
     )
     add_limits(app, PREFIX)
     add_extension_schema(app, PREFIX)
+    declare_item_collection_responses(app, {f"{PREFIX}/search", f"{PREFIX}/collections/{{collection_id}}/items"})
     app.state.stac_backend = backend
     log.info("STAC API under %s for %s", PREFIX, warehouse.uri)
     return api
