@@ -22,6 +22,7 @@ from stac_fastapi.types.requests import get_base_url
 
 from .cql2_filter import FilterError, parse_filter
 from .documents import resolve_collection, resolve_item
+from .limits import excerpt
 from .links import collections_links, item_collection_links, search_links
 from .properties import SORTABLES, queryables
 from .search import (
@@ -65,7 +66,7 @@ def _bases(request: Request) -> tuple[str, str]:
 
 def _filter(expr: Any, lang: str | None, crs: str | None) -> Any:
     if crs and crs not in CRS84:
-        raise bad_request(f"filter-crs {crs!r} is not supported; use {CRS84[0]}")
+        raise bad_request(f"filter-crs {excerpt(crs)} is not supported; use {CRS84[0]}")
     try:
         return parse_filter(expr, lang)
     except FilterError as exc:
@@ -122,17 +123,17 @@ class PixelQueryCoreClient(BaseCoreClient):
     def get_collection(self, collection_id: str, request: Request, **kwargs: Any) -> JSONResponse:
         doc = self.backend.collection_document(collection_id)
         if doc is None:
-            raise NotFoundError(f"collection {collection_id!r} not found")
+            raise NotFoundError(f"collection {excerpt(collection_id)} not found")
         return JSONResponse(resolve_collection(doc, *_bases(request)))
 
     # -- items ----------------------------------------------------------------------------------------------
     def get_item(self, item_id: str, collection_id: str, request: Request, **kwargs: Any) -> GeoJSONResponse:
         records = self.backend.records(collection_id)
         if records is None:
-            raise NotFoundError(f"collection {collection_id!r} not found")
+            raise NotFoundError(f"collection {excerpt(collection_id)} not found")
         i = records.pos_by_id.get(item_id)
         if i is None:
-            raise NotFoundError(f"item {item_id!r} not found in collection {collection_id!r}")
+            raise NotFoundError(f"item {excerpt(item_id)} not found in collection {excerpt(collection_id)}")
         return GeoJSONResponse(resolve_item(self.backend.item_document(records, i), *_bases(request)))
 
     def item_collection(
@@ -151,7 +152,7 @@ class PixelQueryCoreClient(BaseCoreClient):
         **kwargs: Any,
     ) -> GeoJSONResponse:
         if self.backend.records(collection_id) is None:
-            raise NotFoundError(f"collection {collection_id!r} not found")
+            raise NotFoundError(f"collection {excerpt(collection_id)} not found")
         query = _get_query(
             [collection_id], None, bbox, None, datetime, limit, token, filter_expr, filter_lang, filter_crs, sortby, fields
         )
@@ -250,7 +251,7 @@ class PixelQueryFiltersClient(BaseFiltersClient):
         if collection_id is not None:
             records = self.backend.records(collection_id)
             if records is None:
-                raise NotFoundError(f"collection {collection_id!r} not found")
+                raise NotFoundError(f"collection {excerpt(collection_id)} not found")
         return JSONSchemaResponse(
             {
                 "$schema": "https://json-schema.org/draft/2019-09/schema",
@@ -287,7 +288,7 @@ class PixelQuerySortablesClient(BaseSortablesClient):
 
     def get_collection_sortables(self, collection_id: str, request: Request | None = None, **kwargs: Any) -> dict[str, Any]:
         if self.backend.records(collection_id) is None:
-            raise NotFoundError(f"collection {collection_id!r} not found")
+            raise NotFoundError(f"collection {excerpt(collection_id)} not found")
         return self._schema(request, f"Sortables of {collection_id}")
 
     def get_collections_sortables(self, request: Request | None = None, **kwargs: Any) -> dict[str, Any]:

@@ -258,7 +258,7 @@ class Evaluator:
         args = node.get("args")
         if not isinstance(args, list) or (count is not None and len(args) != count):
             want = f"{count} argument(s)" if count is not None else "an argument list"
-            raise FilterError(f"operator {node.get('op')!r} needs {want}")
+            raise FilterError(f"operator {excerpt(node.get('op'))} needs {want}")
         return args
 
     # -- boolean expressions ------------------------------------------------------------------------------
@@ -271,7 +271,7 @@ class Evaluator:
         if op in ("and", "or"):
             parts = [self._bool(a) for a in self._args(node)]
             if not parts:
-                raise FilterError(f"{op!r} needs arguments")
+                raise FilterError(f"{excerpt(op)} needs arguments")
             return self._and(parts) if op == "and" else self._or(parts)
         if op == "not":
             (inner,) = (self._bool(a) for a in self._args(node, 1))
@@ -307,7 +307,7 @@ class Evaluator:
         if op in _TEMPORAL:
             a, b = (self._operand(x) for x in self._args(node, 2))
             return self._temporal(op, a, b)
-        raise FilterError(f"unsupported CQL2 operator {node['op']!r}")
+        raise FilterError(f"unsupported CQL2 operator {excerpt(node['op'])}")
 
     @staticmethod
     def _and(parts: list[Tri]) -> Tri:
@@ -336,7 +336,7 @@ class Evaluator:
         if isinstance(node, list):
             return Literal("list", [self._operand(x) for x in node])
         if not isinstance(node, dict):
-            raise FilterError(f"unexpected CQL2 value {node!r}")
+            raise FilterError(f"unexpected CQL2 value {excerpt(node)}")
         if "property" in node:
             name = node["property"]
             if not isinstance(name, str):
@@ -373,7 +373,7 @@ class Evaluator:
                 raise FilterError("empty geometry literal")
             return Literal("geometry", geom)
         if "op" in node:
-            raise FilterError(f"unsupported CQL2 function/operator {node['op']!r} as a value")
+            raise FilterError(f"unsupported CQL2 function/operator {excerpt(node['op'])} as a value")
         raise FilterError(f"unexpected CQL2 value {json.dumps(node)[:120]}")
 
     # -- comparisons ----------------------------------------------------------------------------------------
@@ -400,18 +400,18 @@ class Evaluator:
             if lit.kind == "string":
                 lit = Literal("time", _time_range(lit.value))
             if lit.kind != "time":
-                raise FilterError(f"cannot compare a timestamp with {lit.kind} {lit.value!r}")
+                raise FilterError(f"cannot compare a timestamp with {lit.kind} {excerpt(lit.value)}")
             start, end = lit.value
             if start is None or end is None:
                 raise FilterError("comparisons need a time instant or date, not an open interval")
             return _range_compare(op, col.values, start, end)
         if col.kind == "string":
             if lit.kind != "string":
-                raise FilterError(f"cannot compare a string property with {lit.kind} {lit.value!r}")
+                raise FilterError(f"cannot compare a string property with {lit.kind} {excerpt(lit.value)}")
             return np.asarray(_COMPARE[op](col.values, lit.value), bool)
         if col.kind in ("number", "integer"):
             if lit.kind != "number":
-                raise FilterError(f"cannot compare a number property with {lit.kind} {lit.value!r}")
+                raise FilterError(f"cannot compare a number property with {lit.kind} {excerpt(lit.value)}")
             value = lit.value
             if isinstance(value, int) and not -(2**63) <= value < 2**63:
                 value = _to_float(value)
@@ -423,7 +423,7 @@ class Evaluator:
         if a.kind == "null" or b.kind == "null":
             return None
         if a.kind != b.kind or a.kind not in ("string", "number", "boolean"):
-            raise FilterError(f"cannot compare {a.kind} {a.value!r} with {b.kind} {b.value!r}")
+            raise FilterError(f"cannot compare {a.kind} {excerpt(a.value)} with {b.kind} {excerpt(b.value)}")
         return bool(_COMPARE[op](a.value, b.value))
 
     def _like(self, a: Column | Literal, pattern: Column | Literal) -> Tri:

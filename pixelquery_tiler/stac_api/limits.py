@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from stac_fastapi.types.errors import InvalidQueryParameter
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -109,10 +110,18 @@ def validation_error_handler(request: Request, exc: RequestValidationError) -> J
     return JSONResponse(jsonable_encoder({"detail": errors}), status_code=400)
 
 
+def bad_request_handler(request: Request, exc: Exception) -> JSONResponse:
+    """STAC's ``{"code", "description"}`` 400, logged at debug: stac-fastapi's handler logs every bad request at
+    ERROR with a traceback, so a client sending garbage could flood the logs."""
+    log.debug("%s %s -> 400: %s", request.method, request.url.path, exc)
+    return JSONResponse({"code": type(exc).__name__, "description": str(exc)}, status_code=400)
+
+
 def add_limits(app: FastAPI, prefix: str) -> None:
-    """Register the body limit for ``prefix`` and the brief validation-error handler (app-wide)."""
+    """Register the body limit for ``prefix`` and the brief validation-error handlers (app-wide)."""
     app.add_middleware(BodyLimitMiddleware, prefix=prefix)
     app.add_exception_handler(RequestValidationError, validation_error_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(InvalidQueryParameter, bad_request_handler)
 
 
 def vertex_count(geojson: Any) -> int:
