@@ -58,7 +58,7 @@ def test_footprint_contains_every_stored_chunk(diamond: tuple[StacBackend, str])
     xy = np.column_stack(to_wgs84.transform(xs.ravel(), ys.ravel()))
     shapely.prepare(footprint)
     outside = ~shapely.covers(footprint, shapely.points(xy))
-    assert not outside.any(), f"{outside.sum()} chunk-edge points outside the footprint, e.g. {xy[outside][:3].tolist()}"
+    assert not outside.any(), f"{outside.sum()} chunk-edge points outside the footprint: {xy[outside][:3].tolist()}"
     # outward, but not by much: the footprint is the chunk union grown by at most ~2 native pixels
     chunks = shapely.convex_hull(shapely.multipoints(xy))
     assert footprint.area < chunks.area * 1.05

@@ -23,15 +23,18 @@ def _landsat_dates(r: httpx.Response) -> list[str]:
 def test_date_only_intervals_are_whole_utc_days_on_search(stac_server: StacServer) -> None:
     raw = f"{stac_server.stac}/search?collections=landsat&datetime=2020-05-01/2020-06-03&limit=100"
     assert _landsat_dates(httpx.get(raw)) == ["2020-05-18T13:30:00Z", "2020-06-03T13:30:00Z"]  # 06-03 13:30 is in
-    day = httpx.get(f"{stac_server.stac}/search", params={"collections": "landsat", "datetime": "2020-06-03/2020-06-03"})
+    one_day = {"collections": "landsat", "datetime": "2020-06-03/2020-06-03"}
+    day = httpx.get(f"{stac_server.stac}/search", params=one_day)
     assert _landsat_dates(day) == ["2020-06-03T13:30:00Z"]
     items = httpx.get(f"{stac_server.stac}/collections/landsat/items?datetime=2020-07-21/..")
     assert _landsat_dates(items) == ["2020-07-21T13:30:00Z"]
     lone = httpx.get(f"{stac_server.stac}/search?datetime=2020-06-03")  # RFC 3339 only: STAC API conformance
     assert lone.status_code == 400 and "2020-06-03/2020-06-03" in lone.text
-    post = httpx.post(f"{stac_server.stac}/search", json={"collections": ["landsat"], "datetime": "2020-05-01/2020-06-03"})
+    body = {"collections": ["landsat"], "datetime": "2020-05-01/2020-06-03"}
+    post = httpx.post(f"{stac_server.stac}/search", json=body)
     assert _landsat_dates(post) == ["2020-05-18T13:30:00Z", "2020-06-03T13:30:00Z"]
-    cql2 = httpx.get(f"{stac_server.stac}/search", params={"collections": "landsat", "filter": "datetime = DATE('2020-06-03')"})
+    by_date = {"collections": "landsat", "filter": "datetime = DATE('2020-06-03')"}
+    cql2 = httpx.get(f"{stac_server.stac}/search", params=by_date)
     assert _landsat_dates(cql2) == ["2020-06-03T13:30:00Z"]
     bad = httpx.get(f"{stac_server.stac}/search?datetime=2020-02-30")
     assert bad.status_code == 400 and "2020-02-30" in bad.text
@@ -59,7 +62,6 @@ GETS = [
     {"collections": ",".join(["a"] * 1001)},
     {"sortby": ",".join(["id"] * 17)},
     {"fields": ",".join(["id"] * 101)},
-    {"intersects": json.dumps({"type": "LineString", "coordinates": [[0, i / 1e4] for i in range(10_001)]})},
     {"intersects": '{"type": "Point", "coordinates": [Infinity, 0]}'},
     {"datetime": "2020-01-01/" * 20},
 ]
@@ -67,8 +69,7 @@ GETS = [
 
 @pytest.mark.parametrize("params", GETS, ids=range(len(GETS)))
 def test_bad_get_inputs_are_4xx_with_a_short_body(stac_server: StacServer, params: dict[str, str]) -> None:
-    r = httpx.post(f"{stac_server.stac}/search", json=params) if "intersects" in params and len(params["intersects"]) > 6000 \
-        else httpx.get(f"{stac_server.stac}/search", params=params)
+    r = httpx.get(f"{stac_server.stac}/search", params=params)
     if r.status_code == 200:  # valid but matching nothing is fine for some (the far-future filter)
         assert r.json()["features"] == []
         return
@@ -87,6 +88,7 @@ POSTS = [
     b'{"filter": ' + b'{"op": "not", "args": [' * 300 + b"true" + b"]}" * 300 + b"}",
     b'{"intersects": {"type": "Point", "coordinates": [1e400, 0]}}',
     b'{"datetime": "2020-02-30"}',
+    json.dumps({"intersects": {"type": "LineString", "coordinates": [[0, i / 1e4] for i in range(10_001)]}}).encode(),
     b'{"ids": "' + b"x" * 10_000 + b'", "sortby": [{"field": "nope", "direction": "asc"}]}',
 ]
 
@@ -122,8 +124,10 @@ def test_partial_items_match_the_declared_response_schema(stac_server: StacServe
 
     api = httpx.get(f"{stac_server.url}/api").raise_for_status().json()
     for path, method, request in [
-        ("/stac/search", "get", lambda: httpx.get(f"{stac_server.stac}/search", params={"fields": "id,properties.gsd"})),
-        ("/stac/search", "post", lambda: httpx.post(f"{stac_server.stac}/search", json={"fields": {"include": ["id"]}})),
+        ("/stac/search", "get",
+         lambda: httpx.get(f"{stac_server.stac}/search", params={"fields": "id,properties.gsd"})),
+        ("/stac/search", "post",
+         lambda: httpx.post(f"{stac_server.stac}/search", json={"fields": {"include": ["id"]}})),
         ("/stac/collections/{collection_id}/items", "get",
          lambda: httpx.get(f"{stac_server.stac}/collections/landsat/items", params={"fields": "-geometry"})),
         ("/stac/search", "get", lambda: httpx.get(f"{stac_server.stac}/search")),  # whole items fit too

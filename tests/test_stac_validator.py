@@ -78,7 +78,8 @@ def test_stac_api_validator_passes(stac_server: StacServer, tmp_path: Path) -> N
     env = _shim_env()
     pytest.importorskip("stac_api_validator")
     w, s, e, n = stac_server.ingests["landsat"][0]["bbox"]
-    geometry = {"type": "Polygon", "coordinates": [[[w + 0.1, s + 0.1], [e - 0.1, s + 0.1], [e - 0.1, n - 0.1], [w + 0.1, n - 0.1], [w + 0.1, s + 0.1]]]}
+    ring = [[w + 0.1, s + 0.1], [e - 0.1, s + 0.1], [e - 0.1, n - 0.1], [w + 0.1, n - 0.1], [w + 0.1, s + 0.1]]
+    geometry = {"type": "Polygon", "coordinates": [ring]}
     conformance = ["core", "collections", "features", "item-search", "filter", "item-search#fields", "item-search#sort"]
     proc = subprocess.run(
         [

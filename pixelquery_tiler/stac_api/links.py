@@ -46,7 +46,8 @@ def web_map_links(base: str, query: str, layer: str, what: str) -> list[dict[str
     return [
         {"rel": "xyz", "type": "image/png", "title": f"XYZ tiles of {what}",
          "href": _with_query(f"{base}/tiles/{TMS}/{{z}}/{{x}}/{{y}}.png", query)},
-        {"rel": "wmts", "type": "image/png", "title": f"WMTS of {what}", "href": _with_query(f"{base}/WMTSCapabilities.xml", query),
+        {"rel": "wmts", "type": "image/png", "title": f"WMTS of {what}",
+         "href": _with_query(f"{base}/WMTSCapabilities.xml", query),
          "wmts:layer": layer, "wmts:encoding": "rest"},
         {"rel": "tilejson", "type": "application/json", "title": f"TileJSON of {what}",
          "href": _with_query(f"{base}/{TMS}/tilejson.json", query)},

@@ -103,17 +103,22 @@ def _finite_value(attr: str) -> Callable[[ItemRecords, int], float | None]:
 
 SNAPSHOT_ID = {"type": "integer", "minimum": 0, "maximum": 9223372036854775807}
 STRING = {"type": "string"}
+NULL = {"type": "null"}
+TIMESTAMP = {"type": "string", "format": "date-time"}
+PERCENT = {"type": "number", "minimum": 0, "maximum": 100}
+GEOMETRY = {"$ref": "https://geojson.org/schema/Geometry.json"}
 
 ITEM_PROPERTIES: tuple[ItemProperty, ...] = (
     ItemProperty("id", "Item id (one per Iceberg snapshot)", STRING, _plain("string", "ids")),
     ItemProperty("collection", "Collection id (Iceberg table)", STRING,
-                 lambda r: Column("string", np.full(len(r), r.collection, dtype=object), _none(len(r))), enumerated=True),
-    ItemProperty("geometry", "Footprint of the chunks the snapshot added", {"$ref": "https://geojson.org/schema/Geometry.json"},
-                 lambda r: Column("geometry", np.arange(len(r)), _none(len(r))),  # footprints: see ItemRecords.footprints
-                 sortable=False),
-    ItemProperty("datetime", "Acquisition time", {"type": "string", "format": "date-time"}, _plain("timestamp", "datetime"),
+                 lambda r: Column("string", np.full(len(r), r.collection, dtype=object), _none(len(r))),
+                 enumerated=True),
+    # rows, not shapes: footprints are resolved lazily (ItemRecords.footprints)
+    ItemProperty("geometry", "Footprint of the chunks the snapshot added", GEOMETRY,
+                 lambda r: Column("geometry", np.arange(len(r)), _none(len(r))), sortable=False),
+    ItemProperty("datetime", "Acquisition time", TIMESTAMP, _plain("timestamp", "datetime"),
                  value=lambda r, i: format_instant(r.items[i].datetime)),
-    ItemProperty("created", "Commit time of the snapshot", {"type": "string", "format": "date-time"},
+    ItemProperty("created", "Commit time of the snapshot", TIMESTAMP,
                  _plain("timestamp", "created"), value=lambda r, i: format_instant(r.items[i].snapshot.timestamp)),
     ItemProperty("platform", "Platform", STRING, _plain("string", "platform", "platform_null"),
                  value=_string_or_none("platform", "platform_null"), enumerated=True),
@@ -121,11 +126,11 @@ ITEM_PROPERTIES: tuple[ItemProperty, ...] = (
                  value=_positive("gsd")),
     ItemProperty("proj:code", "CRS code of the stored pixels", {"type": ["string", "null"]},
                  _plain("string", "proj_code", "proj_code_null")),  # written by documents, beside proj:wkt2
-    ItemProperty("eo:cloud_cover", "Cloud cover (%), where known", {"type": "number", "minimum": 0, "maximum": 100},
+    ItemProperty("eo:cloud_cover", "Cloud cover (%), where known", PERCENT,
                  _finite("cloud_cover"), value=_finite_value("cloud_cover")),
     ItemProperty("pixelquery:snapshot_id", "Iceberg snapshot id", SNAPSHOT_ID, _plain("integer", "snapshot_id"),
                  value=lambda r, i: int(r.snapshot_id[i])),
-    ItemProperty("pixelquery:parent_snapshot_id", "Parent Iceberg snapshot id", {"oneOf": [SNAPSHOT_ID, {"type": "null"}]},
+    ItemProperty("pixelquery:parent_snapshot_id", "Parent Iceberg snapshot id", {"oneOf": [SNAPSHOT_ID, NULL]},
                  _plain("integer", "parent_id", "parent_null"), value=lambda r, i: r.parent_snapshot_id(i),
                  sortable=False, keep_null=True),
     ItemProperty("pixelquery:product", "Product profile", STRING, _plain("string", "product"),
@@ -136,7 +141,8 @@ ITEM_PROPERTIES: tuple[ItemProperty, ...] = (
                  _plain("integer", "levels"), value=lambda r, i: int(r.levels[i])),
     ItemProperty("pixelquery:chunk_count", "Chunks the snapshot added", {"type": "integer", "minimum": 0},
                  _plain("integer", "chunk_count"), value=lambda r, i: int(r.chunk_count[i])),
-    ItemProperty("pixelquery:source", "File name of the ingested raster", STRING, _plain("string", "source", "source_null"),
+    ItemProperty("pixelquery:source", "File name of the ingested raster", STRING,
+                 _plain("string", "source", "source_null"),
                  value=_string_or_none("source", "source_null")),
 )
 
