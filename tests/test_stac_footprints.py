@@ -79,3 +79,13 @@ def test_a_corner_aoi_finds_the_scene(diamond: tuple[StacBackend, str]) -> None:
     found = backend.search(SearchQuery(collections=[collection], intersects=aoi))
     assert found.matched == 1
     assert doc_bbox[3] >= lat  # the item's bbox reaches the valid pixels
+
+
+def test_item_bbox_and_collection_extent_hold_the_footprint(diamond: tuple[StacBackend, str]) -> None:
+    backend, collection = diamond
+    records = backend.records(collection)
+    w, s, e, n = records.footprint(0).bounds
+    bw, bs, be, bn = records.bbox[0]  # what search prefilters on
+    assert bw <= w and bs <= s and be >= e and bn >= n
+    (cw, cs, ce, cn), = backend.collection_document(collection)["extent"]["spatial"]["bbox"]
+    assert cw <= w and cs <= s and ce >= e and cn >= n

@@ -158,10 +158,24 @@ class ItemRecords:
         self.source = strings([p.get("source") or "" for p in props])
         self.source_null = np.asarray([not p.get("source") for p in props], bool)
         self.cloud_cover = self._cloud_cover()
+        self.bbox = self._footprint_bounds(self.bbox, self.gsd)
         self._footprint_array = np.full(n, None, dtype=object)
 
     def __len__(self) -> int:
         return len(self.items)
+
+    @staticmethod
+    def _footprint_bounds(bbox: np.ndarray, gsd: np.ndarray) -> np.ndarray:
+        """Item bboxes grown by two native pixels, so they hold the footprints (which err outward by up to 1.5
+        pixels, see ``_compute_footprint``): search prefilters on them and collection extents contain items."""
+        if not len(bbox):
+            return bbox
+        lat = np.minimum(np.maximum(np.abs(bbox[:, 1]), np.abs(bbox[:, 3])), 89.0)
+        metres = np.where(np.isfinite(gsd), gsd, 0.0) * 2
+        dlat = metres / METRES_PER_DEGREE
+        dlon = dlat / np.cos(np.radians(lat))
+        grown = bbox + np.column_stack([-dlon, -dlat, dlon, dlat])
+        return np.clip(grown, [-180.0, -90.0, -180.0, -90.0], [180.0, 90.0, 180.0, 90.0])
 
     def parent_snapshot_id(self, i: int) -> int | None:
         return None if self.parent_null[i] else int(self.parent_id[i])
