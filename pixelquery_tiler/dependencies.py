@@ -120,7 +120,8 @@ class ViewResolver:
         """Route dependency: 304 when ``If-None-Match`` matches the response the view would give."""
         head_max_age = self.settings.head_max_age
 
-        def conditional_get(request: Request, view: View = Depends(path_dependency)) -> None:
+        async def conditional_get(request: Request, view: View = Depends(path_dependency)) -> None:
+            # async: a hash and a header compare, not worth a threadpool hop
             policy = cache_policy(view, request, head_max_age)
             if etag_matches(request.headers.get("if-none-match"), policy.etag):
                 raise NotModified(policy)
