@@ -31,7 +31,6 @@ from stac_fastapi.types.config import ApiSettings
 from stac_fastapi.types.errors import InvalidQueryParameter
 from stac_fastapi.types.search import APIRequest, BaseSearchGetRequest, BaseSearchPostRequest
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 
 from ..temporal import parse_interval
 from ..warehouse import Warehouse
@@ -185,8 +184,6 @@ def add_stac_api(app: FastAPI, warehouse: Warehouse) -> StacApi:
         ),
         # no compression middleware: it would re-compress PNG tiles of the same app for nothing
         middlewares=[
-            Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["OPTIONS", "POST", "GET"],
-                       allow_headers=["Content-Type"], max_age=600),
             Middleware(ProxyHeaderMiddleware),
         ],
     )
