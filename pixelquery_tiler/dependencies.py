@@ -15,9 +15,9 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import Depends, Path, Query
@@ -53,7 +53,10 @@ DatetimeParam = Annotated[
     Query(description="RFC 3339 instant, date (a whole UTC day) or interval `a/b`, `../b`, `a/..`: only "
                       "observations acquired inside it."),
 ]
-AlgorithmName = Literal[tuple(default_algorithms.list())]  # type: ignore[misc]
+if TYPE_CHECKING:
+    AlgorithmName = str
+else:  # the names titiler registers, known at run time: FastAPI publishes them as an enum and validates them
+    AlgorithmName = Literal[tuple(default_algorithms.list())]
 SnapshotParam = Annotated[int | None, Query(description="Read the collection as of this Iceberg snapshot (time travel).")]
 
 
@@ -62,7 +65,7 @@ class ViewParams(DefaultDependency):
     """Reader options beyond the view: how observations combine and which bands form the image."""
 
     pixel_selection: Annotated[
-        Literal[PIXEL_SELECTION] | None,  # type: ignore[valid-type]
+        Literal[PIXEL_SELECTION] | None,  # type: ignore[valid-type]  # a tuple constant: one list of methods
         Query(description="How overlapping observations combine; `first` = newest observation first (default)."),
     ] = None
     bands: Annotated[str | None, Query(description="Comma-separated band common names, e.g. `red,green,blue`.")] = None
@@ -123,7 +126,7 @@ class ViewResolver:
 
         return item_view
 
-    def conditional_get(self, path_dependency: Callable[..., View]) -> Callable[..., None]:
+    def conditional_get(self, path_dependency: Callable[..., View]) -> Callable[..., Awaitable[None]]:
         """Route dependency: 304 when ``If-None-Match`` matches the response the view would give."""
         head_max_age = self.settings.head_max_age
 
@@ -164,8 +167,8 @@ def default_rendering_dependency(path_dependency: Callable[..., View]) -> Callab
         query = urlencode([*request.query_params.multi_items(), *defaults.items()])
         # what the endpoint and the template read (Starlette parses them once per request); the scope keeps the
         # client's query, which the ETag describes (the defaults follow from it and the view)
-        request._query_params = QueryParams(query)  # type: ignore[attr-defined]
-        request._url = request.url.replace(query=query)  # type: ignore[attr-defined]
+        request._query_params = QueryParams(query)
+        request._url = request.url.replace(query=query)
 
     return with_default_rendering
 

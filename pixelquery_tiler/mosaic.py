@@ -58,7 +58,8 @@ class WindowRead:
 
     @classmethod
     def from_image(cls, image: ImageData) -> WindowRead:
-        meta = image.metadata
+        """The essentials of an ``ImageData`` that ``read_window`` built (its metadata names what was read)."""
+        meta = image.metadata or {}
         return cls(
             image.array, list(image.band_names), list(meta["items"]), dict(meta["levels"]),
             [dt.datetime.fromisoformat(d) for d in meta["datetimes"]],
@@ -187,9 +188,10 @@ def _mosaic(
             # that part (often nothing, e.g. around a scene smaller than the tile), so deep stacks of the
             # same scene cost little more than one observation
             inside = _footprint(index, pos, level, dst_transform, dst_crs, empty.shape, footprints)
-            region = _pixel_bounds(empty & inside, dst_transform)
-            if region is None:
+            still_empty = _pixel_bounds(empty & inside, dst_transform)
+            if still_empty is None:
                 continue
+            region = still_empty
         window = native if region is bounds else transform_bounds(dst_crs, item.crs, region)
         warped = _read_item(index, chunks, pos, level, window, band_names, dst_transform, dst_crs, width, height, dtype, resampling)
         if warped is None:
@@ -200,7 +202,7 @@ def _mosaic(
         if method.is_done:
             break
         if pixel_selection == "first":
-            empty = np.ma.getmaskarray(method.mosaic).any(axis=0)
+            empty = np.asarray(np.ma.getmaskarray(method.mosaic).any(axis=0))
     if not fed:
         return None
     data = method.data
@@ -366,6 +368,7 @@ def _warp(
         )
         data, mask = dst[:nb], np.broadcast_to(dst[nb] == 0, (nb, height, width))
     else:
+        assert nodata is not None  # chunks without a valid column take their validity from nodata
         dst = np.full((nb, height, width), fill, src.dtype)
         reproject(
             src, dst, src_transform=src_transform, src_crs=src_crs, src_nodata=nodata, dst_transform=dst_transform,
@@ -404,8 +407,7 @@ def _slice_aligned(
         data[:, r0 - row : r1 - row, c0 - col : c1 - col] = block
         if alpha is not None:
             valid[:, r0 - row : r1 - row, c0 - col : c1 - col] = alpha[r0:r1, c0:c1] > 0
-        elif np.isnan(nodata):
-            valid[:, r0 - row : r1 - row, c0 - col : c1 - col] = ~np.isnan(block)
         else:
-            valid[:, r0 - row : r1 - row, c0 - col : c1 - col] = block != nodata
+            assert nodata is not None  # chunks without a valid column take their validity from nodata
+            valid[:, r0 - row : r1 - row, c0 - col : c1 - col] = ~np.isnan(block) if np.isnan(nodata) else block != nodata
     return np.ma.MaskedArray(data.astype(dtype, copy=False), mask=~valid)

@@ -133,22 +133,22 @@ class PixelQueryReader(BaseReader):
     @cached_property
     def band_names(self) -> list[str]:
         """The reader's band list: ``bands`` if given, else the newest visible observation's bands."""
-        return self.view.resolve_bands(self.bands)  # type: ignore[arg-type]
+        return self.view.resolve_bands(self.bands)  # type: ignore[arg-type]  # a list since __attrs_post_init__
 
     @property
-    def crs(self) -> CRS:  # type: ignore[override]
+    def crs(self) -> CRS:
         return self.view.crs
 
     @property
-    def bounds(self) -> BBox:  # type: ignore[override]
+    def bounds(self) -> BBox:  # type: ignore[override]  # an attrs field in rio-tiler, the view's here
         return self.view.bounds
 
     @property
-    def minzoom(self) -> int:  # type: ignore[override]
+    def minzoom(self) -> int:
         return self.view.zoom_range(self.tms)[0]
 
     @property
-    def maxzoom(self) -> int:  # type: ignore[override]
+    def maxzoom(self) -> int:
         """TMS zoom whose resolution matches the finest visible observation."""
         return self.view.zoom_range(self.tms)[1]
 
@@ -215,7 +215,8 @@ class PixelQueryReader(BaseReader):
         """One tile of ``tms``; ``TileOutsideTMS`` for indices the TMS lacks, ``TileOutsideBounds`` without data."""
         self._check_tile(tile_x, tile_y, tile_z)
         matrix = self.tms.matrix(tile_z)
-        bbox = tuple(self.tms.xy_bounds(Tile(x=tile_x, y=tile_y, z=tile_z)))
+        xy = self.tms.xy_bounds(Tile(x=tile_x, y=tile_y, z=tile_z))
+        bbox = (xy.left, xy.bottom, xy.right, xy.top)
         width, height = tilesize or matrix.tileWidth, tilesize or matrix.tileHeight
         try:
             return self._read(bbox, self.tms.rasterio_crs, width, height, indexes, expression, buffer=buffer, **kwargs)
@@ -237,14 +238,15 @@ class PixelQueryReader(BaseReader):
     ) -> ImageData:
         """A bbox (in ``bounds_crs``) read into ``dst_crs``; size from width/height, else native, capped by max_size."""
         dst_crs = dst_crs or bounds_crs
-        if not all(map(math.isfinite, bbox)) or not (bbox[0] < bbox[2] and bbox[1] < bbox[3]):
-            raise InvalidParameter(f"invalid bbox {tuple(bbox)}: need minx < maxx and miny < maxy")
+        box: BBox = (bbox[0], bbox[1], bbox[2], bbox[3])  # a tuple whatever sequence the caller passed
+        if not all(map(math.isfinite, box)) or not (box[0] < box[2] and box[1] < box[3]):
+            raise InvalidParameter(f"invalid bbox {box}: need minx < maxx and miny < maxy")
         if bounds_crs != dst_crs:
-            bbox = transform_bounds(crs_id(bounds_crs), crs_id(dst_crs), tuple(bbox))
-        if not all(map(math.isfinite, bbox)) or not all(map(math.isfinite, (bbox[2] - bbox[0], bbox[3] - bbox[1]))):
-            raise InvalidParameter(f"bbox {tuple(bbox)} is not representable in the output CRS")
-        out_w, out_h = self._output_size(tuple(bbox), dst_crs, width, height, max_size)
-        return self._read(tuple(bbox), dst_crs, out_w, out_h, indexes, expression, buffer=buffer, **kwargs)
+            box = transform_bounds(crs_id(bounds_crs), crs_id(dst_crs), box)
+        if not all(map(math.isfinite, box)) or not all(map(math.isfinite, (box[2] - box[0], box[3] - box[1]))):
+            raise InvalidParameter(f"bbox {box} is not representable in the output CRS")
+        out_w, out_h = self._output_size(box, dst_crs, width, height, max_size)
+        return self._read(box, dst_crs, out_w, out_h, indexes, expression, buffer=buffer, **kwargs)
 
     def preview(
         self,
@@ -343,10 +345,10 @@ class PixelQueryReader(BaseReader):
         span_x, span_y = bbox[2] - bbox[0], bbox[3] - bbox[1]
         if width and height:
             return int(width), int(height)
-        if width or height:
-            if width:
-                return int(width), max(1, round(width * span_y / span_x))
-            return max(1, round(height * span_x / span_y)), int(height)  # type: ignore[operator]
+        if width:
+            return int(width), max(1, round(width * span_y / span_x))
+        if height:
+            return max(1, round(height * span_x / span_y)), int(height)
         res = self.view.resolution_in(dst_crs)
         cols, rows = span_x / res - 1e-6, span_y / res - 1e-6
         if not (math.isfinite(cols) and math.isfinite(rows)) or max(cols, rows) > 2**40:
@@ -402,27 +404,31 @@ class PixelQueryReader(BaseReader):
         bands, expression = self._resolve_bands(indexes, expression)
         img = read_window(
             self.view, bbox, crs, width, height, bands=bands, resampling=resampling,
-            pixel_selection=self.pixel_selection,  # type: ignore[arg-type]
+            pixel_selection=self.pixel_selection,  # type: ignore[arg-type]  # never None after __attrs_post_init__
         )
-        self.view.reads.append(img.metadata)
+        meta = img.metadata or {}  # read_window always fills it: items, levels, datetimes
+        self.view.reads.append(meta)
         if nodata is not None:
             data = img.array
             hit = np.isnan(data.data) if np.isnan(nodata) else data.data == nodata
             img.array = np.ma.MaskedArray(data.data, mask=np.ma.getmaskarray(data) | hit)
         if unscale:
-            img.array = self._unscale(img.array, img.metadata["items"][0])
+            img.array = self._unscale(img.array, meta["items"][0])
         return self._apply_expression(img, expression) if expression else img
 
     def _unscale(self, data: np.ma.MaskedArray, item_id: str) -> np.ma.MaskedArray:
         """Apply the newest contributing item's product scale/offset (profiles hold them per product)."""
+        item = self.view.index.item(item_id)
+        if item is None:
+            return data
         try:
-            profile = get_profile(self.view.index.item(item_id).product)  # type: ignore[union-attr]
-        except (ProfileError, AttributeError):
+            profile = get_profile(item.product)
+        except ProfileError:
             return data
         if profile.scale is None and profile.offset is None:
             return data
         out = data.astype("float32") * (profile.scale if profile.scale is not None else 1.0)
-        return out + (profile.offset or 0.0)
+        return np.ma.asarray(out + (profile.offset or 0.0))
 
     @staticmethod
     def _apply_expression(img: ImageData, expression: str) -> ImageData:

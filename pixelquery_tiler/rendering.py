@@ -81,8 +81,9 @@ def _stats_range(index: CollectionIndex, pos: int, band_idx: list[int]) -> tuple
     """(min, max) over the given bands of the item's native-level chunks, from the catalog's statistics."""
     start, stop = index.item_row_range(pos, index.items[pos].levels[0])
     rows = index.rows.slice(start, stop - start)
-    lows = [v[b] for v in rows.column("band_min").to_pylist() for b in band_idx]
-    highs = [v[b] for v in rows.column("band_max").to_pylist() for b in band_idx]
+    # every chunk row has per-band statistics (ingest writes them); a band's own value may be null
+    lows = [v[b] for v in rows.column("band_min").to_pylist() if v is not None for b in band_idx]
+    highs = [v[b] for v in rows.column("band_max").to_pylist() if v is not None for b in band_idx]
     lows = [v for v in lows if v is not None and math.isfinite(v)]
     highs = [v for v in highs if v is not None and math.isfinite(v)]
     if not lows or not highs or min(lows) >= max(highs):

@@ -38,7 +38,7 @@ class HeaderTimeoutProtocol(H11Protocol):
         self.timeout = self.header_timeout or _configured_timeout()
         self._header_timer: asyncio.TimerHandle | None = None
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn's own
         super().connection_made(transport)
         self._arm()
 

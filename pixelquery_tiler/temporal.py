@@ -82,7 +82,8 @@ def parse_bound(value: str, rfc3339: bool = False) -> tuple[dt.datetime, dt.date
     if _DATE.fullmatch(text):
         return day_bounds(parse_date(text))
     instant = parse_instant(text)
-    if rfc3339 and not _INSTANT.fullmatch(text).group("offset"):  # type: ignore[union-attr]  (parsed above)
+    match = _INSTANT.fullmatch(text)  # parse_instant accepted it, so it matches
+    if rfc3339 and (match is None or not match.group("offset")):
         raise ValueError(f"invalid datetime {_excerpt(value)}: RFC 3339 needs an offset (Z or +hh:mm)")
     return instant, instant
 

@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl, urlencode
 import morecantile
 import numpy as np
 from fastapi import APIRouter, Depends, FastAPI
+from fastapi.routing import APIRoute
 from rio_tiler.models import ImageData
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -32,6 +33,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 from titiler.core.factory import TilerFactory, TMSFactory
 from titiler.core.resources.enums import ImageType
+from titiler.core.routing import EndpointScope
 from titiler.core.utils import render_image
 
 from .caching import NO_STORE, view_route_class
@@ -165,7 +167,7 @@ def inline(dependency: Callable[..., Any]) -> Callable[..., Any]:
     async def call(**kwargs: Any) -> Any:
         return dependency(**kwargs)
 
-    call.__signature__ = signature  # type: ignore[attr-defined]
+    call.__signature__ = signature  # type: ignore[attr-defined]  # read by FastAPI via inspect.signature
     call.__name__ = getattr(dependency, "__name__", "dependency")
     call.__doc__ = dependency.__doc__
     return call
@@ -204,6 +206,7 @@ def add_tiles(app: FastAPI, warehouse: Warehouse, settings: Settings | None = No
     ):
         for route in _forward_routes(prefix):
             app.router.routes.append(route)
+        inlined: dict[str, Any] = {attr: inline(dep) for attr, dep in deps.items()}
         factory = TilerFactory(
             reader=PixelQueryReader,
             router=APIRouter(route_class=route_class),
@@ -213,9 +216,13 @@ def add_tiles(app: FastAPI, warehouse: Warehouse, settings: Settings | None = No
             supported_tms=TILE_MATRIX_SETS,
             render_func=partial(render_tile, png_zlevel=settings.png_zlevel),
             extensions=[wmts_extension(wmts_checks)],
-            **{attr: inline(dep) for attr, dep in deps.items()},
+            **inlined,
         )
-        every_route = [{"path": r.path, "method": sorted(r.methods)[0]} for r in factory.router.routes if getattr(r, "methods", None)]
+        every_route: list[EndpointScope] = [
+            {"path": r.path, "method": sorted(r.methods)[0]}
+            for r in factory.router.routes
+            if isinstance(r, APIRoute) and r.methods
+        ]
         factory.add_route_dependencies(scopes=every_route, dependencies=[Depends(resolver.conditional_get(path_dependency))])
         documents = [s for s in every_route if s["path"] in _DOCUMENT_ROUTES]
         factory.add_route_dependencies(scopes=documents, dependencies=[Depends(default_rendering_dependency(path_dependency))])

@@ -99,7 +99,7 @@ class View:
     def snapshot(self) -> int | None:
         """The snapshot this view answers from: the item's own, ``snapshot_id``, or the table head."""
         if self.item_id is not None:
-            snap = self.index.item(self.item_id).snapshot  # type: ignore[union-attr]
+            snap = self.index.item(self.item_id).snapshot  # type: ignore[union-attr]  # create() checked it exists
             return snap.snapshot_id if snap else None
         return self.snapshot_id if self.snapshot_id is not None else self.index.snapshot_id
 

@@ -181,7 +181,7 @@ def add_stac_api(app: FastAPI, warehouse: Warehouse) -> StacApi:
         search_post_request_model=create_post_request_model(search_extensions, base_model=SearchPostRequest),
         items_get_request_model=create_request_model(
             "ItemCollectionUri", base_model=ItemsGetRequest, extensions=items_extensions, request_type="GET"
-        ),
+        ),  # type: ignore[arg-type]  # request_type="GET" builds an APIRequest (typed as either kind)
         # no compression middleware: it would re-compress PNG tiles of the same app for nothing
         middlewares=[
             Middleware(ProxyHeaderMiddleware),

@@ -170,7 +170,7 @@ def parse_filter(value: str | dict | bool | None, lang: str | None = None) -> An
     return _restore_ints(tree, big) if big else tree
 
 
-def _restore_ints(node: Any, big: list[int]) -> Any:
+def _restore_ints(node: Any, big: list[int | float]) -> Any:
     if isinstance(node, str) and node.startswith(_BIG_INT_MARK):
         return big[int(node[len(_BIG_INT_MARK) :])]
     if isinstance(node, list):
@@ -381,7 +381,7 @@ class Evaluator:
         if isinstance(a, Literal) and isinstance(b, Column):
             a, b, op = b, a, _FLIP[op]
         if isinstance(a, Literal):
-            return self._const(self._compare_literals(op, a, b))  # type: ignore[arg-type]
+            return self._const(self._compare_literals(op, a, b))  # type: ignore[arg-type]  # b too: pairs flipped above
         if a.kind == UNKNOWN or (isinstance(b, Column) and b.kind == UNKNOWN) or (isinstance(b, Literal) and b.kind == "null"):
             return self._unknown()
         if isinstance(b, Column):

@@ -89,7 +89,7 @@ class _TooLarge(HTTPException):
 
 def _short_error(error: dict[str, Any]) -> dict[str, Any]:
     """One pydantic error with its ``input`` and ``ctx`` quoted briefly (never the whole input)."""
-    out = {k: error[k] for k in ("type", "loc", "msg") if k in error}
+    out: dict[str, Any] = {k: error[k] for k in ("type", "loc", "msg") if k in error}
     out["msg"] = excerpt(str(out.get("msg", "")), 200).strip("'\"")
     if "input" in error:
         value = error["input"]
@@ -120,7 +120,7 @@ def bad_request_handler(request: Request, exc: Exception) -> JSONResponse:
 def add_limits(app: FastAPI, prefix: str) -> None:
     """Register the body limit for ``prefix`` and the brief validation-error handlers (app-wide)."""
     app.add_middleware(BodyLimitMiddleware, prefix=prefix)
-    app.add_exception_handler(RequestValidationError, validation_error_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, validation_error_handler)  # type: ignore[arg-type]  # typed for its own exception
     app.add_exception_handler(InvalidQueryParameter, bad_request_handler)
 
 

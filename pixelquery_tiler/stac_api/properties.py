@@ -119,7 +119,7 @@ ITEM_PROPERTIES: tuple[ItemProperty, ...] = (
     ItemProperty("datetime", "Acquisition time", TIMESTAMP, _plain("timestamp", "datetime"),
                  value=lambda r, i: format_instant(r.items[i].datetime)),
     ItemProperty("created", "Commit time of the snapshot", TIMESTAMP,
-                 _plain("timestamp", "created"), value=lambda r, i: format_instant(r.items[i].snapshot.timestamp)),
+                 _plain("timestamp", "created"), value=lambda r, i: format_instant(r.snapshots[i].timestamp)),
     ItemProperty("platform", "Platform", STRING, _plain("string", "platform", "platform_null"),
                  value=_string_or_none("platform", "platform_null"), enumerated=True),
     ItemProperty("gsd", "Ground sample distance (m)", {"type": "number", "exclusiveMinimum": 0}, _finite("gsd"),

@@ -27,6 +27,7 @@ from rasterio.warp import transform_geom
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
+from ..catalog import SnapshotInfo
 from ..index import CollectionIndex, ItemView
 from ..profiles import ProductProfile, load_profiles
 from ..temporal import us
@@ -119,7 +120,7 @@ class ItemRecords:
     """
 
     def __init__(self, collection: str, index: CollectionIndex, footprints: LRUCache):
-        self.collection = collection
+        self.collection: str = collection
         self.index = index
         self._footprints = footprints
         served = [pos for pos, it in enumerate(index.items) if it.snapshot is not None]
@@ -129,7 +130,8 @@ class ItemRecords:
         self.items: list[ItemView] = [index.items[p] for p in served]
         n = len(self.items)
         self.pos_by_id = {it.item_id: i for i, it in enumerate(self.items)}
-        snaps = [it.snapshot for it in self.items]
+        snaps = [it.snapshot for it in self.items if it.snapshot is not None]  # all of them (served)
+        self.snapshots: list[SnapshotInfo] = snaps
         props = [s.properties if s else {} for s in snaps]
         strings = lambda values: np.asarray(values, dtype=object) if n else np.zeros(0, object)  # noqa: E731
 
@@ -138,13 +140,13 @@ class ItemRecords:
         self.created = np.asarray([us(s.timestamp) for s in snaps], np.int64)
         self.bbox = index.item_bbox[self.positions] if n else np.zeros((0, 4))
         self.sequence = index.item_snap_pos[self.positions] if n else np.zeros(0, np.int64)
-        self.snapshot_id = np.asarray([s.snapshot_id for s in snaps], np.int64)
+        self.snapshot_id: np.ndarray = np.asarray([s.snapshot_id for s in snaps], np.int64)
         # catalog.snapshots() already restores the parent Iceberg drops on the oldest live snapshot at expiry
         parents = [s.parent_id for s in snaps]
         self.parent_id = np.asarray([p or 0 for p in parents], np.int64)
         self.parent_null = np.asarray([p is None for p in parents], bool)
-        self.product = strings([it.product for it in self.items])
-        self.grid = strings([it.crs for it in self.items])
+        self.product: np.ndarray = strings([it.product for it in self.items])
+        self.grid: np.ndarray = strings([it.crs for it in self.items])
         codes = [crs_facts(it.crs).code for it in self.items]
         self.proj_code = strings([c or "" for c in codes])
         self.proj_code_null = np.asarray([c is None for c in codes], bool)
@@ -153,8 +155,10 @@ class ItemRecords:
         self.platform = strings([p or "" for p in platforms])
         self.platform_null = np.asarray([p is None for p in platforms], bool)
         self.gsd = np.asarray([self._gsd(it) for it in self.items], float)
-        self.levels = np.asarray([_int(p.get("levels"), len(it.levels)) for p, it in zip(props, self.items)], np.int64)
-        self.chunk_count = np.asarray([_int(p.get("chunk_count"), 0) for p in props], np.int64)
+        self.levels: np.ndarray = np.asarray(
+            [_int(p.get("levels"), len(it.levels)) for p, it in zip(props, self.items, strict=True)], np.int64
+        )
+        self.chunk_count: np.ndarray = np.asarray([_int(p.get("chunk_count"), 0) for p in props], np.int64)
         self.source = strings([p.get("source") or "" for p in props])
         self.source_null = np.asarray([not p.get("source") for p in props], bool)
         self.cloud_cover = self._cloud_cover()
@@ -220,7 +224,7 @@ class ItemRecords:
     def footprints(self, rows: np.ndarray) -> np.ndarray:
         """Footprints of items ``rows`` as a shapely geometry array (memoised on this view for vectorised tests)."""
         rows = np.asarray(rows, np.int64)
-        missing = rows[np.equal(self._footprint_array[rows], None)]
+        missing = rows[[g is None for g in self._footprint_array[rows]]]
         for i in missing:
             self._footprint_array[i] = self.footprint(int(i))
         return self._footprint_array[rows]
