@@ -93,7 +93,7 @@ def bench_cube(work: Path, repeat: int) -> None:
 
     src = DATA / CUBE_SOURCE
     wh = Warehouse(str(work / "cube-wh"))
-    dates = [dt.datetime(2002, 6, 1 + 7 * i, 18, 40, tzinfo=dt.timezone.utc) for i in range(5)]
+    dates = [dt.datetime(2002, 6, 1 + 7 * i, 18, 40, tzinfo=dt.UTC) for i in range(5)]
     items = []
     with rasterio.open(src) as ds:
         epsg, shape, transform = ds.crs.to_epsg(), ds.shape, ds.transform
@@ -151,7 +151,7 @@ def bench_point(work: Path, dates: int, repeat: int) -> None:
     src = DATA / POINT_SOURCE
     wh = Warehouse(str(work / "point-wh"))
     t = time.perf_counter()
-    base = dt.datetime(2000, 1, 1, 12, tzinfo=dt.timezone.utc)
+    base = dt.datetime(2000, 1, 1, 12, tzinfo=dt.UTC)
     for i in range(dates):
         wh.ingest(str(src), "series", datetime=base + dt.timedelta(days=16 * i))
     print(f"\n2. point series over {dates} dates (ingested in {time.perf_counter() - t:.1f} s)")

@@ -121,9 +121,7 @@ def archive(data: Path, work: Path) -> None:
     from synth_rasters import write_global_grid, write_scene
 
     bin_dir = Path(sys.executable).parent
-    files = sorted(data.glob("*.tif")) + [
-        write_global_grid(work / "global_5min.tif"), write_scene(work / "scene_10980x4.tif", compress=None)
-    ]
+    files = [*sorted(data.glob("*.tif")), write_global_grid(work / "global_5min.tif"), write_scene(work / "scene_10980x4.tif", compress=None)]
     products = {"global_5min.tif": "generic-single", "scene_10980x4.tif": "generic-rgbn"}
     print(f"{'file':34} {'src MB':>7} {'ingest s':>8} {'cog s':>6} {'ratio':>5} {'ingest RSS MB':>13} {'cog RSS MB':>10}"
           f" {'wh MB':>7} {'cog MB':>7} {'wh/cog':>6}")

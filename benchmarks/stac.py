@@ -46,7 +46,7 @@ from stac_fixtures import DATA_DIR, ServerThread  # noqa: E402
 CRS = "EPSG:32621"
 CHUNK = 7680.0  # metres per chunk side at level 0 (30 m x 256 px)
 RES = 30.0
-T0 = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
 SPAN_DAYS = 730
 REGION = (300_000.0, -3_000_000.0, 900_000.0, -2_400_000.0)  # 600 km x 600 km of UTM 21S
 
@@ -78,15 +78,15 @@ def synthetic_index(n_items: int, seed: int = 1) -> CollectionIndex:
             "collection": pa.array(["bench"] * len(item), pa.large_string()),
             "product": pa.array(["landsat-c2-l2"] * len(item), pa.large_string()),
             "datetime": pa.array([when[i] for i in item], pa.timestamp("us", tz="UTC")),
-            "tile_id": pa.array([f"{lv}/{int(a)}/{int(b)}" for lv, a, b in zip(level, minx, miny)], pa.large_string()),
+            "tile_id": pa.array([f"{lv}/{int(a)}/{int(b)}" for lv, a, b in zip(level, minx, miny, strict=True)], pa.large_string()),
             "level": pa.array(level, pa.int32()),
             "crs": pa.array([CRS] * len(item), pa.large_string()),
             "minx": minx, "miny": miny, "maxx": maxx, "maxy": maxy,
             "west": lon.min(axis=0), "south": lat.min(axis=0), "east": lon.max(axis=0), "north": lat.max(axis=0),
             "res_x": res, "res_y": res,
             "height": pa.array(pixels, pa.int32()), "width": pa.array(pixels, pa.int32()),
-            "transform": pa.array([[r, 0.0, a, 0.0, -r, b] for r, a, b in zip(res, minx, maxy)], pa.large_list(pa.float64())),
-            "chunk_file": pa.array([f"chunks/bench/{ids[i]}/L{lv}.arrow" for i, lv in zip(item, level)], pa.large_string()),
+            "transform": pa.array([[r, 0.0, a, 0.0, -r, b] for r, a, b in zip(res, minx, maxy, strict=True)], pa.large_list(pa.float64())),
+            "chunk_file": pa.array([f"chunks/bench/{ids[i]}/L{lv}.arrow" for i, lv in zip(item, level, strict=True)], pa.large_string()),
             "batch_index": pa.array(np.tile([0, 1, 2, 3, 0], n_items), pa.int32()),
             "bands": pa.array([["blue"]] * len(item), pa.large_list(pa.large_string())),
             "dtype": pa.array(["uint16"] * len(item), pa.large_string()),
@@ -99,7 +99,7 @@ def synthetic_index(n_items: int, seed: int = 1) -> CollectionIndex:
         }
     ).cast(ARROW_SCHEMA)
     snapshots, parent = [], None
-    for k, (iid, t) in enumerate(zip(ids, when)):
+    for k, (iid, t) in enumerate(zip(ids, when, strict=True)):
         snapshot_id = int(rng.integers(2**62, 2**63 - 1))
         props = {
             "item_id": iid, "datetime": t.isoformat(), "product": "landsat-c2-l2", "source": f"{iid}.tif",

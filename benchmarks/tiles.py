@@ -280,7 +280,7 @@ def bench_index(rows: int, seed: int) -> None:
     minx = ox + (k % side) * size
     maxy = oy - (k // side) * size
     lon0, lat0 = -57 + (minx - 300_000) / 111_000, -18 + maxy / 111_000
-    base = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
+    base = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
     n = items * per_item
     table = pa.table({
         "item_id": pa.array([f"item-{i:05d}" for i in item_idx]),

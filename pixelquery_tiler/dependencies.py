@@ -34,7 +34,7 @@ from titiler.core.dependencies import (
     StatisticsParams,
 )
 
-from .caching import VIEW_STATE, cache_policy, etag_matches, NotModified
+from .caching import VIEW_STATE, NotModified, cache_policy, etag_matches
 from .errors import InvalidParameter
 from .index import CollectionIndex
 from .reader import PIXEL_SELECTION

@@ -38,7 +38,7 @@ from .errors import BandError, NoData
 from .index import CollectionIndex, ItemView
 from .view import View
 
-__all__ = ["BandError", "NoData", "WindowRead", "read_window", "transform_bounds", "choose_level"]
+__all__ = ["BandError", "NoData", "WindowRead", "choose_level", "read_window", "transform_bounds"]
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class WindowRead:
 def choose_level(item: ItemView, target_res: float) -> int:
     """Coarsest level whose resolution is still at least as fine as ``target_res`` (GDAL's overview rule)."""
     chosen = item.levels[0]
-    for level, res in zip(item.levels, item.resolutions):
+    for level, res in zip(item.levels, item.resolutions, strict=True):
         if res <= target_res * (1 + 1e-6):
             chosen = level
     return chosen
@@ -239,7 +239,7 @@ def _footprint(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             inside = rasterize(
-                [{"type": "Polygon", "coordinates": [list(zip(px.tolist(), py.tolist()))]}],
+                [{"type": "Polygon", "coordinates": [list(zip(px.tolist(), py.tolist(), strict=True))]}],
                 out_shape=shape, transform=transform, all_touched=False, fill=0, default_value=1, dtype="uint8",
             ).astype(bool)
     cache[key] = inside
@@ -322,7 +322,7 @@ def _read_item(
     nb = len(band_names)
     src = np.full((nb, wr1 - wr0, wc1 - wc0), nodata if nodata is not None else 0, dtype=np.dtype(item.dtype))
     alpha = None if nodata is not None else np.zeros((wr1 - wr0, wc1 - wc0), np.uint8)
-    for r, c0, r0 in zip(rows, col_off, row_off):
+    for r, c0, r0 in zip(rows, col_off, row_off, strict=True):
         h, w = int(index.height[r]), int(index.width[r])
         # overlap of chunk [r0, r0+h) x [c0, c0+w) with window
         a0, a1 = max(r0, wr0), min(r0 + h, wr1)
@@ -390,7 +390,7 @@ def _aligned_offset(src: Affine, dst: Affine) -> tuple[int, int] | None:
     row = (dst.f - src.f) / src.e
     if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
         return None
-    return int(round(col)), int(round(row))
+    return round(col), round(row)
 
 
 def _slice_aligned(

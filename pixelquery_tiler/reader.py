@@ -470,7 +470,8 @@ def _check_size(tree: ast.AST) -> None:
         nodes += 1
         if nodes > MAX_EXPRESSION_NODES or depth > MAX_EXPRESSION_DEPTH:
             raise InvalidExpression(
-                f"expression too large: at most {MAX_EXPRESSION_NODES} terms and {MAX_EXPRESSION_DEPTH} levels of nesting"
+                f"expression too large: at most {MAX_EXPRESSION_NODES} terms "
+                f"and {MAX_EXPRESSION_DEPTH} levels of nesting"
             )
         stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")

@@ -27,7 +27,6 @@ import numpy as np
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute
 from rio_tiler.models import ImageData
-from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -46,7 +45,7 @@ from .urls import COLLECTION_PREFIX, ITEM_PREFIX, KVP_SEGMENT, SCALED_TILE_ROUTE
 from .warehouse import Warehouse
 from .wmts import kvp_to_rest, wmts_extension
 
-__all__ = ["add_tiles", "render_tile", "encode_png", "COLLECTION_PREFIX", "ITEM_PREFIX", "TILE_MATRIX_SETS"]
+__all__ = ["COLLECTION_PREFIX", "ITEM_PREFIX", "TILE_MATRIX_SETS", "add_tiles", "encode_png", "render_tile"]
 
 log = logging.getLogger(__name__)
 

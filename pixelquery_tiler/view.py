@@ -156,7 +156,7 @@ class View:
     def acquisition_dates(self) -> list[str]:
         """Distinct UTC acquisition dates (``YYYY-MM-DD``) of the visible items, oldest first."""
         items = self.index.items
-        return sorted({items[p].datetime.astimezone(dt.timezone.utc).strftime("%Y-%m-%d") for p in self.positions})
+        return sorted({items[p].datetime.astimezone(dt.UTC).strftime("%Y-%m-%d") for p in self.positions})
 
     # -- extent and resolution --------------------------------------------------------------------------------
     @cached_property

@@ -68,7 +68,10 @@ def add_viewer(app: FastAPI, warehouse: Warehouse) -> None:
 
 
 def swagger_ui_dir() -> Path | None:
-    """Folder with ``swagger-ui-bundle.js``/``swagger-ui.css`` from the ``swagger-ui-py`` wheel (located, not imported)."""
+    """Folder with ``swagger-ui-bundle.js``/``swagger-ui.css`` from the ``swagger-ui-py`` wheel.
+
+    Located, not imported: the wheel's Python side is not needed, only its static assets.
+    """
     spec = importlib.util.find_spec(SWAGGER_UI_PACKAGE)
     for location in (spec.submodule_search_locations or []) if spec else []:
         candidate = Path(location) / "static"

@@ -156,7 +156,8 @@ def kvp_to_rest(base: str, query: Sequence[tuple[str, str]]) -> tuple[str, list[
             raise InvalidParameter(f"{key.upper()} must be an integer")
     if "/" in ogc["tilematrixset"]:
         raise InvalidParameter("invalid TILEMATRIXSET")
-    path = f"{base}/tiles/{ogc['tilematrixset']}/{ogc['tilematrix']}/{ogc['tilecol']}/{ogc['tilerow']}.{_format_for(ogc.get('format'))}"
+    tile = f"{ogc['tilematrixset']}/{ogc['tilematrix']}/{ogc['tilecol']}/{ogc['tilerow']}"
+    path = f"{base}/tiles/{tile}.{_format_for(ogc.get('format'))}"
     if ogc.get("time"):
         rest = [(k, v) for k, v in rest if k.lower() != TIME_PARAM] + [(TIME_PARAM, ogc["time"])]
     return path, rest

@@ -4,8 +4,9 @@
 Usage:  python stac/validate_examples.py        (exit status 0 = all checks passed)
 
 What it checks:
-  1. the extension's schema (shipped in the package, pixelquery_tiler/stac_api/schemas/pixelquery/v1.0.0/schema.json,
-     and served by every server at /stac/extensions/pixelquery/v1.0.0/schema.json) is a valid draft-07 schema, and examples/item.json and
+  1. the extension's schema (shipped in the package,
+     pixelquery_tiler/stac_api/schemas/pixelquery/v1.0.0/schema.json, and served by every server at
+     /stac/extensions/pixelquery/v1.0.0/schema.json) is a valid draft-07 schema, and examples/item.json and
      examples/collection.json validate against it with the `jsonschema` package alone;
   2. the same examples pass pystac's `validate()` (STAC 1.1.0 core + every schema in `stac_extensions`:
      ours, projection v2.0.0, eo v2.0.0, web-map-links v1.2.0), all served offline;
@@ -48,8 +49,9 @@ import copy
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 SCHEMA_PATH = HERE.parent / "pixelquery_tiler" / "stac_api" / "schemas" / "pixelquery" / "v1.0.0" / "schema.json"

@@ -1,22 +1,21 @@
 """Shared pytest fixtures. Each block below belongs to one area; add yours in its own block."""
 
 # --- warehouse engine (ingest, CLI, concurrency, crash/gc): fixtures live in tests/warehouse_fixtures.py ---
-from warehouse_fixtures import ingested_warehouse, landsat_pair, shared_data  # noqa: F401
-# --- end warehouse engine ---
-
-# --- STAC API: fixtures live in tests/stac_fixtures.py ---
-from stac_fixtures import offline_stac_validation, stac_data_dir, stac_server, stac_warehouse  # noqa: F401,E402
 # --- end STAC API ---
-
 # --- tile serving (reader, tile HTTP, WMTS): fixtures below ---
-import os as _os  # noqa: E402
-import socket as _socket  # noqa: E402
-import threading as _threading  # noqa: E402
-import time as _time  # noqa: E402
-from dataclasses import dataclass as _dataclass  # noqa: E402
-from pathlib import Path as _Path  # noqa: E402
+import os as _os
+import socket as _socket
+import threading as _threading
+import time as _time
+from dataclasses import dataclass as _dataclass
+from pathlib import Path as _Path
 
-import pytest as _pytest  # noqa: E402
+import pytest as _pytest
+
+# --- end warehouse engine ---
+# --- STAC API: fixtures live in tests/stac_fixtures.py ---
+from stac_fixtures import offline_stac_validation, stac_data_dir, stac_server, stac_warehouse  # noqa: F401
+from warehouse_fixtures import ingested_warehouse, landsat_pair, shared_data  # noqa: F401
 
 TILE_DATA_DIR = _Path(_os.environ.get("PIXELQUERY_TEST_DATA", _Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 #: acquisition dates for the shared rasters (their names/tags carry none, except Landsat's)

@@ -165,7 +165,7 @@ def test_polygon_statistics_equal_numpy_over_pixel_centres_inside(tile_client, t
     assert r.status_code == 200, r.text
     series = r.json()["series"]
     assert [e["item_id"] for e in series] == [res.item_id for res in tile_warehouse.pair]
-    for entry, source in zip(series, (PAIR_30, PAIR_60)):
+    for entry, source in zip(series, (PAIR_30, PAIR_60), strict=True):
         got, want = entry["statistics"]["blue"], _expected_stats(source, geometry)
         assert got["count"] == want["count"] > 0  # exact: the same pixel centres
         assert got["min"] == want["min"] and got["max"] == want["max"]
@@ -310,7 +310,7 @@ def test_query_by_bounds_wgs84_expression_and_budget(tile_warehouse):
     result = collection.query_by_bounds(field, None, None, 0.0005, expression=NDVI)
     ndvi = result.to_numpy()[NDVI]
     assert ndvi.shape == (1, 40, 40) and np.isfinite(ndvi.compressed()).all() and ndvi.count() == 1600
-    assert -1 <= ndvi.min() and ndvi.max() <= 1
+    assert ndvi.min() >= -1 and ndvi.max() <= 1
     with pytest.raises(OutputTooLarge, match="16777216 pixels"):
         collection.query_by_bounds((-60, -30, -30, 0), None, None, 0.0001)
 
@@ -371,7 +371,7 @@ def test_multi_resolution_scene_point_and_polygon(s2_scene):
 
     from pixelquery_tiler import create_app
 
-    wh, files, item = s2_scene
+    wh, files, _item = s2_scene
     with rasterio.open(files["swir16"]) as ds:  # a point inside both grids, away from every pixel edge
         x, y = ds.xy(60, 70, offset="ul")
         lon, lat = _lonlat(ds.crs, x + 10.3, y - 20.1)
@@ -399,7 +399,7 @@ def test_multi_resolution_scene_point_and_polygon(s2_scene):
 
 
 def test_multi_resolution_scene_query_by_bounds(s2_scene):
-    wh, files, item = s2_scene
+    wh, files, _item = s2_scene
     with rasterio.open(files["red"]) as ds:
         left, top = ds.transform * (80, 100)
         res = ds.res[0]

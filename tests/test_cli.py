@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from warehouse_fixtures import cli_ok, ingest_json, run_cli, snapshot_ids, write_geotiff
 
 from pixelquery_tiler import Warehouse
+from warehouse_fixtures import cli_ok, ingest_json, run_cli, snapshot_ids, write_geotiff
 
 STARS = "stars_L7_ETMs_olinda_28m.tif"
 
@@ -30,7 +30,7 @@ def small_warehouse(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, lis
 def test_ingest_json_fields(small_warehouse: tuple[Path, list[dict]]) -> None:
     _, results = small_warehouse
     assert len(results) == 2
-    for r, day in zip(results, ("01", "02")):
+    for r, day in zip(results, ("01", "02"), strict=True):
         assert {"item_id", "snapshot_id", "collection", "datetime", "bbox"} <= r.keys()
         assert r["collection"] == "c" and r["datetime"] == f"2021-05-{day}T10:00:00Z"
         west, south, east, north = r["bbox"]

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from warehouse_fixtures import ingest_json, run_cli, write_geotiff
 
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from warehouse_fixtures import cli_ok, ingest_json, write_geotiff
 
 from pixelquery_tiler import Warehouse
 from pixelquery_tiler.grid import overview_count
 from pixelquery_tiler.ingest import PAUSE_BEFORE_COMMIT_ENV
+from warehouse_fixtures import cli_ok, ingest_json, write_geotiff
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
 
@@ -95,7 +95,7 @@ def test_gc_keeps_files_of_an_ingest_in_flight(tmp_path: Path) -> None:
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
         time.sleep(0.05)
     assert gc_listing(warehouse, "--older-than", "1h") == set()
-    out, err = proc.communicate(timeout=120)
+    _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert gc_listing(warehouse, "--dry-run", "--older-than", "0s") == set()  # now referenced
     assert len(Warehouse(str(warehouse)).collection("c").snapshots()) == 1

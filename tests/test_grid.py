@@ -64,7 +64,7 @@ def test_negative_northings_align_on_round_chunk_edges() -> None:
     """UTM south zones have negative northings: chunk edges still fall on multiples of the chunk size."""
     grid = grid_for(UTM21S)
     transform = Affine(30, 0, 694005, 0, -30, -2766615)
-    for tile_id, win in grid.partition(transform, 2006, 1515, 0):
+    for tile_id, _window in grid.partition(transform, 2006, 1515, 0):
         _, col, row = (int(v) for v in tile_id.split("/"))
         minx, miny, maxx, maxy = grid.tile_bounds(0, col, row)
         for edge in (minx, miny, maxx, maxy):

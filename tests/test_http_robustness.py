@@ -99,7 +99,7 @@ def test_feature_geometry_vertex_count_is_capped(tile_client: TestClient, tile_w
     assert len(json.dumps(body)) < 1_000_000
     r = tile_client.post(feature, json=body)
     assert r.status_code == 400 and "vertices" in r.json()["detail"], r.text[:200]
-    small = {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [ring[::1000] + [ring[0]]]}}
+    small = {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [[*ring[::1000], ring[0]]]}}
     assert tile_client.post(feature, json=small).status_code == 200
 
 

@@ -8,14 +8,14 @@ import numpy as np
 import pyarrow.ipc as ipc
 import pytest
 import rasterio
-from rasterio.enums import MaskFlags
 from rasterio.crs import CRS
+from rasterio.enums import MaskFlags
 from rasterio.warp import transform_bounds
-from warehouse_fixtures import collection_for, shared_rasters
 
 from pixelquery_tiler import Warehouse
 from pixelquery_tiler.ingest import chunk_wgs84_bounds, decimate
 from pixelquery_tiler.profiles import detect_product
+from warehouse_fixtures import collection_for, shared_rasters
 
 
 @pytest.mark.parametrize("raster", shared_rasters(), ids=lambda p: p.name)
@@ -67,7 +67,7 @@ def test_ingest_json_describes_each_file(ingested_warehouse: tuple[Path, dict], 
 
 
 def test_chunk_files_are_arrow_ipc_with_their_own_georeferencing(ingested_warehouse: tuple[Path, dict]) -> None:
-    warehouse, results = ingested_warehouse
+    warehouse, _results = ingested_warehouse
     rows = Warehouse(str(warehouse)).collection("gw_lc08_224077_20200518_b2_30m").index().rows.to_pylist()
     row = next(r for r in rows if r["level"] == 0)
     reader = ipc.open_file(str(warehouse / row["chunk_file"]))
@@ -113,7 +113,7 @@ def test_pair_read_picks_the_matching_resolution(landsat_pair: tuple[Path, list[
 
 
 def test_coarse_read_uses_overviews(landsat_pair: tuple[Path, list[dict]], shared_data: Path) -> None:
-    warehouse, results = landsat_pair
+    warehouse, _results = landsat_pair
     with rasterio.open(shared_data / "gw_LC08_224077_20200518_B2_30m.tif") as src:
         bounds, crs = tuple(src.bounds), src.crs.to_string()
     width, height = 240, 180  # ~251 m output pixels

@@ -273,7 +273,7 @@ def test_ndvi_expression_with_common_names(tile_warehouse: TileWarehouse):
     with pytest.raises(InvalidExpression):
         ours.tile(tile.x, tile.y, tile.z, expression="__import__('os')")
     with pytest.raises(InvalidParameter):
-        PixelQueryReader(rgbn, bands="red,swir22").band_names
+        _ = PixelQueryReader(rgbn, bands="red,swir22").band_names
     with pytest.raises(InvalidParameter):
         ours.tile(tile.x, tile.y, tile.z, indexes=[5])
 

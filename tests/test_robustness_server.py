@@ -26,7 +26,7 @@ import psutil
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "browser"))
-import harness  # noqa: E402
+import harness
 
 LANDSAT = "gw_LC08_224077_20200518_B2_30m.tif"
 OLINDA = "stars_L7_ETMs_olinda_28m.tif"

@@ -160,7 +160,7 @@ def test_items_are_snapshots(stac_server: StacServer) -> None:
     items = {i["id"]: i for i in all_items(stac_server, collections="landsat")}
     assert len(items) == len(history) == 5
     previous = None
-    for snap, ingest in zip(history, stac_server.ingests["landsat"]):
+    for snap, ingest in zip(history, stac_server.ingests["landsat"], strict=True):
         item = items[snap.item_id]
         props = item["properties"]
         assert snap.item_id == ingest["item_id"] and snap.snapshot_id == ingest["snapshot_id"]
@@ -415,7 +415,7 @@ def test_new_ingest_appears_without_restart(stac_server: StacServer, stac_data_d
     while True:
         now = {i["id"] for i in all_items(stac_server, collections="growing")}
         listed = {c["id"] for c in httpx.get(f"{stac_server.stac}/collections").json()["collections"]}
-        if added.item_id in now and "late" in listed or time.monotonic() > deadline:
+        if (added.item_id in now and "late" in listed) or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     assert now == before | {added.item_id}

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "browser"))
-import harness  # noqa: E402
+import harness
 
 pytestmark = pytest.mark.browser
 
@@ -106,7 +106,7 @@ def test_catalog_lists_every_collection(session: tuple[dict, str, str]) -> None:
 
 
 def test_item_page_shows_thumbnail_bands_and_web_map_layer(session: tuple[dict, str, str]) -> None:
-    result, api, item_id = session
+    result, _api, item_id = session
     assert f"/items/{item_id}" in result["itemUrl"]
     assert result["thumbnails"] and all(t["loaded"] for t in result["thumbnails"]), result["thumbnails"]
     page = result["steps"]["item"]
@@ -130,7 +130,7 @@ def test_search_by_bbox_and_datetime_lists_the_item(session: tuple[dict, str, st
 
 
 def test_no_failed_request_to_our_server(session: tuple[dict, str, str]) -> None:
-    result, api, _ = session
+    result, _api, _ = session
     assert result["requests"], "STAC Browser made no request to the API"
     assert [r for r in result["requests"] if r["status"] >= 400] == []
     assert [p for p in result["problems"] if p["kind"] == "pageerror"] == []

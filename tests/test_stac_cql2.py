@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 import numpy as np
+import pytest
 
 from pixelquery_tiler.stac_api.cql2_filter import Evaluator, FilterError, compile_like, parse_filter
 from pixelquery_tiler.stac_api.records import Column

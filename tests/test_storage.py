@@ -27,7 +27,6 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 from rio_tiler.io import Reader
-from synth_rasters import write_global_grid, write_scene
 
 from pixelquery_tiler import Warehouse
 from pixelquery_tiler import catalog as cat
@@ -44,6 +43,7 @@ from pixelquery_tiler.ingest import (
 )
 from pixelquery_tiler.profiles import BandSpec, get_profile
 from pixelquery_tiler.reader import PixelQueryReader
+from synth_rasters import write_global_grid, write_scene
 
 PER_BAND_NODATA = {"vrt_options": {"UNIFIED_SRC_NODATA": "NO"}}
 

@@ -8,7 +8,7 @@ import pytest
 
 from pixelquery_tiler.temporal import interval_us, parse_instant, parse_interval, us
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 DAY_END = dt.time(23, 59, 59, 999999)
 
 

@@ -12,11 +12,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "browser"))
-import harness  # noqa: E402
+import harness
 
 pytestmark = pytest.mark.browser
 
@@ -151,7 +150,7 @@ def test_share_links_for_other_clients(run, server):
     assert wmts.startswith(server + "collections/olinda/WMTSCapabilities.xml?") and "expression=" in wmts
     status, body, _ = harness.http_get(wmts)
     assert status == 200 and b"colormap_name=rdylgn" in body
-    status, _, headers = harness.http_get(xyz.replace("{z}/{x}/{y}", "0/0/0"))
+    status, _, _headers = harness.http_get(xyz.replace("{z}/{x}/{y}", "0/0/0"))
     assert status in (200, 204, 404)
 
 

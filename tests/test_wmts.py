@@ -82,10 +82,12 @@ def gdal_wmts_name(capabilities: str, layer: str = LAYER, tms: str = "WebMercato
 
 def test_gdal_wmts_driver_reads_an_image(capabilities: str):
     """rasterio's bundled GDAL opens the service (no system GDAL needed) and reads real pixels."""
-    with rasterio.Env(GDAL_HTTP_TIMEOUT="60"):
-        with rasterio.open(gdal_wmts_name(capabilities + "?rescale=0,16000")) as ds:
-            assert ds.crs.to_epsg() == 3857 and ds.count >= 1
-            out = ds.read(1, out_shape=(256, 256))
+    with (
+        rasterio.Env(GDAL_HTTP_TIMEOUT="60"),
+        rasterio.open(gdal_wmts_name(capabilities + "?rescale=0,16000")) as ds,
+    ):
+        assert ds.crs.to_epsg() == 3857 and ds.count >= 1
+        out = ds.read(1, out_shape=(256, 256))
     assert out.max() > 0 and (out > 0).mean() > 0.2
 
 
@@ -213,6 +215,6 @@ def test_snapshot_pinned_capabilities_list_that_snapshots_dates(live_server: str
     assert kvp_query(wmts)["snapshot_id"] == [str(first.snapshot_id)]
     tile = wmts.gettile(layer=LAYER, tilematrixset="WebMercatorQuad", tilematrix="10", row=586, column=356, format="image/png", Time=PAIR[0][1])
     assert tile.read().startswith(b"\x89PNG")
-    for ingest, date in zip((first, second), (PAIR[0][1], PAIR[1][1])):
+    for ingest, date in zip((first, second), (PAIR[0][1], PAIR[1][1]), strict=True):
         r = httpx.get(f"{base}/items/{ingest.item_id}/WMTSCapabilities.xml", timeout=60)
         assert all(values == [date, date] for values in time_values(r.content))

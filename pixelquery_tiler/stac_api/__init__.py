@@ -73,7 +73,10 @@ class FieldsGetRequest(APIRequest):
 
     fields: Annotated[
         str | None,
-        Query(description="Comma-separated fields to include (`+name` or `name`) or exclude (`-name`); empty = default fields."),
+        Query(
+            description="Comma-separated fields to include (`+name` or `name`) or exclude (`-name`); "
+            "empty = default fields."
+        ),
     ] = attr.ib(default=None)
 
 
@@ -164,7 +167,9 @@ def add_stac_api(app: FastAPI, warehouse: Warehouse) -> StacApi:
     ]
     settings = ApiSettings(
         stac_fastapi_title="pixelquery-tiler",
-        stac_fastapi_description="STAC API of a PixelQuery warehouse: one collection per Iceberg table, one item per snapshot.",
+        stac_fastapi_description=(
+            "STAC API of a PixelQuery warehouse: one collection per Iceberg table, one item per snapshot."
+        ),
         stac_fastapi_version=_version(),
         stac_fastapi_landing_id="pixelquery-tiler",
         openapi_url=app.openapi_url or "/api",

@@ -386,7 +386,7 @@ class Evaluator:
             return self._unknown()
         if isinstance(b, Column):
             kinds = {a.kind, b.kind}
-            if len(kinds) > 1 and kinds != {"number", "integer"} or "geometry" in kinds:
+            if (len(kinds) > 1 and kinds != {"number", "integer"}) or "geometry" in kinds:
                 raise FilterError(f"cannot compare {a.kind} with {b.kind} properties")
             result = np.asarray(_COMPARE[op](a.values, b.values), bool)
             null = a.null | b.null

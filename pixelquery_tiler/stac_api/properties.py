@@ -172,6 +172,6 @@ def queryables(records: ItemRecords | None = None) -> dict[str, Any]:
         enum = None
         if records is not None and prop.enumerated:
             column = prop.column(records)
-            enum = sorted({str(v) for v, null in zip(column.values, column.null) if not null})
+            enum = sorted({str(v) for v, null in zip(column.values, column.null, strict=True) if not null})
         out[prop.name] = prop.queryable_schema(enum)
     return out

@@ -198,7 +198,7 @@ class ItemRecords:
         if column is None or column.null_count == len(column):
             return out
         values = column.to_numpy(zero_copy_only=False).astype(float)
-        for i, pos in enumerate(self.positions):
+        for i in range(len(self.positions)):
             start, stop = self.level0_range(i)
             chunk = values[start:stop]
             if np.isfinite(chunk).any():

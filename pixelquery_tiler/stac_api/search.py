@@ -348,7 +348,7 @@ class StacBackend:
         total = len(rows)
         start = self._cursor_start(parts, part_of, rows, parse_token(query.token))
         stop = min(start + query.limit, total)
-        page = [(parts[int(p)][0], int(r)) for p, r in zip(part_of[start:stop], rows[start:stop])]
+        page = [(parts[int(p)][0], int(r)) for p, r in zip(part_of[start:stop], rows[start:stop], strict=True)]
         token = None
         if stop < total and page:
             last_records, last_row = page[-1]

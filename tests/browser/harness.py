@@ -87,7 +87,7 @@ def live_server(warehouse: Path | str, log_path: Path, startup_timeout: float = 
     cmd = command or serve_command(warehouse, port)
     if command:
         cmd = [c.replace("{port}", str(port)) for c in command]
-    log = open(log_path, "wb")
+    log = open(log_path, "wb")  # noqa: SIM115  (closed in the finally below, once the server has stopped)
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=str(log_path.parent))
     base = f"http://127.0.0.1:{port}/"
     try:

@@ -23,7 +23,7 @@ import urllib.parse
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from qgis.core import (  # noqa: E402  (the environment must be set before Qt loads)
+from qgis.core import (
     Qgis,
     QgsApplication,
     QgsCoordinateReferenceSystem,
@@ -31,8 +31,8 @@ from qgis.core import (  # noqa: E402  (the environment must be set before Qt lo
     QgsMapSettings,
     QgsRasterLayer,
 )
-from qgis.PyQt.QtCore import QSize  # noqa: E402
-from qgis.PyQt.QtGui import QColor, QImage  # noqa: E402
+from qgis.PyQt.QtCore import QSize
+from qgis.PyQt.QtGui import QColor, QImage
 
 
 def wmts_uri(capabilities: str, layer: str, matrix_set: str, fmt: str, crs: str, time: str | None) -> str:
