@@ -42,6 +42,7 @@ class CachePolicy:
 
     @property
     def headers(self) -> dict[str, str]:
+        """Response headers: ETag, Cache-Control and the snapshot answered from (for clients and tests)."""
         out = {"ETag": self.etag, "Cache-Control": self.cache_control}
         if self.snapshot is not None:
             out["X-PixelQuery-Snapshot"] = str(self.snapshot)
@@ -57,15 +58,18 @@ class NotModified(Exception):
 
 
 def not_modified_handler(request: Request, exc: Exception) -> Response:
+    """Answer ``NotModified`` with a 304 carrying the same validators as the 200 would."""
     assert isinstance(exc, NotModified)
     return Response(status_code=304, headers=exc.policy.headers)
 
 
 def etag(*parts: object) -> str:
+    """A strong ETag from everything the response depends on (hashed: the parts may be long)."""
     return '"' + hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:32] + '"'
 
 
 def etag_matches(header: str | None, value: str) -> bool:
+    """Whether ``If-None-Match`` names ``value`` (or ``*``); weak comparison, as RFC 9110 specifies for it."""
     if not header:
         return False
     candidates = {c.strip().removeprefix("W/") for c in header.split(",")}

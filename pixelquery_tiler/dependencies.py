@@ -80,6 +80,7 @@ class ViewResolver:
         self._forced: dict[str, float] = {}  # collection -> last forced index re-read (monotonic)
 
     def view(self, request: Request, cid: str, iid: str | None, snapshot_id: int | None, datetime: str | None) -> View:
+        """Build the request's ``View`` and leave it on ``request.state`` for the route class and templates."""
         collection = self.warehouse.collection(cid)
         view = View.create(
             collection, index=self._index_for(cid, iid, snapshot_id), snapshot_id=snapshot_id, datetime=datetime,
@@ -107,6 +108,7 @@ class ViewResolver:
         return collection.index()
 
     def collection_dependency(self) -> Callable[..., View]:
+        """titiler path dependency of collection routes: the view of a whole collection."""
         def collection_view(
             request: Request, cid: Annotated[str, Path(description="Collection id.")],
             datetime: DatetimeParam = None, snapshot_id: SnapshotParam = None,
@@ -116,6 +118,7 @@ class ViewResolver:
         return collection_view
 
     def item_dependency(self) -> Callable[..., View]:
+        """titiler path dependency of item routes: the view of one item."""
         def item_view(
             request: Request,
             cid: Annotated[str, Path(description="Collection id.")],

@@ -128,6 +128,7 @@ class PixelQueryReader(BaseReader):
 
     @property
     def available_bands(self) -> list[str]:
+        """Band names of the visible items (the view's; rio-tiler's ``info`` reports them)."""
         return self.view.available_bands
 
     @cached_property
@@ -137,14 +138,17 @@ class PixelQueryReader(BaseReader):
 
     @property
     def crs(self) -> CRS:
+        """CRS of the visible items (the view's): rio-tiler sizes and reprojects reads with it."""
         return self.view.crs
 
     @property
     def bounds(self) -> BBox:  # type: ignore[override]  # an attrs field in rio-tiler, the view's here
+        """Bounds of the visible items in ``crs`` (the view's), as rio-tiler's ``info`` and TileJSON report them."""
         return self.view.bounds
 
     @property
     def minzoom(self) -> int:
+        """Lowest zoom worth serving (rio-tiler's rule for COGs): the whole visible extent fits in about one tile."""
         return self.view.zoom_range(self.tms)[0]
 
     @property
@@ -154,6 +158,7 @@ class PixelQueryReader(BaseReader):
 
     @property
     def dtype(self) -> str:
+        """Common dtype of the visible items' bands (rio-tiler's ``info`` reports it)."""
         return self.view.dtype
 
     def _resolution_in(self, dst_crs: CRS) -> float:

@@ -39,21 +39,25 @@ class HeaderTimeoutProtocol(H11Protocol):
         self._header_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn's own
+        """Start the header timer: a new connection must send its request headers in time."""
         super().connection_made(transport)
         self._arm()
 
     def data_received(self, data: bytes) -> None:
+        """Stop the timer once a request's headers are complete (its body may take longer)."""
         cycle = self.cycle
         super().data_received(data)
         if self.cycle is not cycle:  # a request's headers are complete
             self._disarm()
 
     def on_response_complete(self) -> None:
+        """Re-arm for the next request on a kept-alive connection."""
         super().on_response_complete()
         if not self.transport.is_closing():
             self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """Cancel the timer so a closed connection leaves no callback behind."""
         self._disarm()
         super().connection_lost(exc)
 

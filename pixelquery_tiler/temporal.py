@@ -134,4 +134,5 @@ def interval_us(value: str | None, rfc3339: bool = False) -> tuple[int | None, i
 
 
 def format_instant(value: dt.datetime) -> str:
+    """An instant as RFC 3339 UTC with ``Z``, the form STAC documents use."""
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")

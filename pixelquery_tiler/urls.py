@@ -44,18 +44,22 @@ def tile_path(base: str, tms: str = DEFAULT_TMS, z: int | str = "{z}", x: int | 
 
 
 def tilejson_path(base: str, tms: str = DEFAULT_TMS) -> str:
+    """``{base}/{tms}/tilejson.json`` (the TileJSON route of titiler's factory)."""
     return f"{base}/{tms}/tilejson.json"
 
 
 def capabilities_path(base: str) -> str:
+    """``{base}/WMTSCapabilities.xml`` (the REST capabilities route)."""
     return f"{base}/{CAPABILITIES_SEGMENT}"
 
 
 def kvp_path(base: str) -> str:
+    """The WMTS KVP endpoint (``SERVICE=WMTS&REQUEST=...``) under ``base``."""
     return f"{base}/{KVP_SEGMENT}"
 
 
 def preview_path(base: str, fmt: str = "png") -> str:
+    """``{base}/preview.{fmt}``, titiler's whole-extent image."""
     return f"{base}/preview.{fmt}"
 
 

@@ -151,6 +151,7 @@ class View:
 
     @cached_property
     def dtype(self) -> str:
+        """One dtype that holds every visible item's bands (numpy's promotion), for mosaics of mixed items."""
         return str(np.result_type(*{np.dtype(self.index.items[p].dtype) for p in self.require_items()}))
 
     def acquisition_dates(self) -> list[str]:

@@ -190,6 +190,8 @@ class Tri:
 
 @dataclass(frozen=True)
 class Literal:
+    """A constant of a CQL2 expression with its kind, so comparisons can check kinds before values."""
+
     kind: str  # string | number | boolean | null | time | geometry | list
     value: Any
 
@@ -242,6 +244,7 @@ class Evaluator:
         self.n = len(records)
 
     def matches(self, tree: Any) -> np.ndarray:
+        """Rows (among the active ones) for which the filter is TRUE: UNKNOWN does not match, as CQL2 says."""
         result = self._bool(tree)
         return result.true & self.active
 

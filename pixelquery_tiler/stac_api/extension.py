@@ -29,6 +29,8 @@ def load_schema() -> dict[str, Any]:
 
 
 class SchemaResponse(JSONResponse):
+    """JSON served as ``application/schema+json``, the media type JSON Schema validators expect."""
+
     media_type = "application/schema+json"
 
 

@@ -20,10 +20,12 @@ CATALOG_TITLE = "pixelquery-tiler"
 
 # -- tile endpoints, relative to the app root ----------------------------------------------------------------
 def collection_path(cid: str) -> str:
+    """A collection's tile endpoints, relative to the app root (ids quoted: they are path segments)."""
     return f"collections/{quote(cid, safe='')}"
 
 
 def item_path(cid: str, iid: str) -> str:
+    """An item's tile endpoints, relative to the app root."""
     return f"{collection_path(cid)}/items/{quote(iid, safe='')}"
 
 
@@ -62,6 +64,7 @@ def time_travel_link(cid: str, snapshot_id: int, render: dict[str, str]) -> dict
 
 
 def absolute(app_base: str, href: str) -> str:
+    """``href`` under the request's app root, unless it is already absolute."""
     return href if href.startswith(("http://", "https://")) else app_base + href
 
 
@@ -72,10 +75,12 @@ def absolute_links(app_base: str, links: list[dict[str, Any]]) -> list[dict[str,
 
 # -- STAC navigation, absolute under the request's STAC root ---------------------------------------------------
 def collection_url(stac_base: str, cid: str) -> str:
+    """A collection's STAC URL under the request's STAC root (ids quoted: they are path segments)."""
     return f"{stac_base}collections/{quote(cid, safe='')}"
 
 
 def item_links(stac_base: str, cid: str, iid: str) -> list[dict[str, Any]]:
+    """Navigation links of an item document: self, parent and collection, root."""
     url = collection_url(stac_base, cid)
     return [
         {"rel": "self", "type": GEOJSON, "href": f"{url}/items/{quote(iid, safe='')}"},
@@ -86,6 +91,7 @@ def item_links(stac_base: str, cid: str, iid: str) -> list[dict[str, Any]]:
 
 
 def collection_links(stac_base: str, cid: str, title: str) -> list[dict[str, Any]]:
+    """Navigation links of a collection document: self, parent, root, items and queryables."""
     url = collection_url(stac_base, cid)
     return [
         {"rel": "self", "type": JSON, "title": title, "href": url},
@@ -97,6 +103,7 @@ def collection_links(stac_base: str, cid: str, title: str) -> list[dict[str, Any
 
 
 def collections_links(stac_base: str) -> list[dict[str, Any]]:
+    """Navigation links of ``/collections``."""
     return [
         {"rel": "self", "type": JSON, "href": f"{stac_base}collections"},
         {"rel": "root", "type": JSON, "href": stac_base},

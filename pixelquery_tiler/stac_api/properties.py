@@ -51,6 +51,7 @@ class ItemProperty:
     keep_null: bool = False
 
     def queryable_schema(self, enum: list[Any] | None = None) -> dict[str, Any]:
+        """The property's queryables entry, with the distinct values of enumerated properties."""
         spec: dict[str, Any] = {"description": self.description, **self.schema}
         if enum:
             spec["enum"] = enum

@@ -45,6 +45,7 @@ ALWAYS_FIELDS = ("type", "stac_version", "id", "collection")
 
 
 def bad_request(message: str) -> InvalidQueryParameter:
+    """A 400 answer (stac-fastapi maps InvalidQueryParameter to 400): bad search input is never a 500."""
     return InvalidQueryParameter(message)
 
 
@@ -93,6 +94,7 @@ class SearchQuery:
 
 
 def parse_bbox(values: Sequence[float] | None) -> tuple[float, float, float, float] | None:
+    """A 2D or 3D bbox as (west, south, east, north); heights are dropped, the index is 2D."""
     if values is None:
         return None
     values = list(values)
@@ -113,6 +115,7 @@ def parse_bbox(values: Sequence[float] | None) -> tuple[float, float, float, flo
 
 
 def parse_intersects(value: Any) -> BaseGeometry | None:
+    """A GeoJSON geometry (dict or JSON text) as shapely, or None; invalid input is a 400."""
     if value is None or value == "":
         return None
     try:
@@ -192,6 +195,7 @@ def parse_fields_get(value: str | None) -> FieldsSpec | None:
 
 
 def parse_token(token: str | None) -> tuple[str, str, int] | None:
+    """Decode a ``next`` token: (collection, item id, offset); anything else is a 400, never a 500."""
     if not token:
         return None
     try:
@@ -205,6 +209,7 @@ def parse_token(token: str | None) -> tuple[str, str, int] | None:
 
 
 def make_token(collection: str, item_id: str, offset: int) -> str:
+    """An opaque ``next`` token: the page resumes after the last item served, else (item gone) at ``offset``."""
     raw = json.dumps({"c": collection, "i": item_id, "n": offset}, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -273,6 +278,8 @@ def apply_fields(doc: dict[str, Any], spec: FieldsSpec | None) -> dict[str, Any]
 # -- the backend ----------------------------------------------------------------------------------------------
 @dataclass
 class SearchResult:
+    """One page of a search: (records, row) pairs in order, the total matched and the next page's token."""
+
     page: list[tuple[ItemRecords, int]]
     matched: int
     next_token: str | None
@@ -316,6 +323,7 @@ class StacBackend:
         return current
 
     def collection_document(self, collection: str) -> dict[str, Any] | None:
+        """The collection document, rebuilt only when the collection's records change."""
         records = self.records(collection)
         if records is None:
             return None
@@ -327,12 +335,14 @@ class StacBackend:
         return doc
 
     def item_document(self, records: ItemRecords, i: int) -> dict[str, Any]:
+        """An item document, cached by (collection, item, snapshot): a snapshot's item never changes."""
         item = records.items[i]
         key = (records.collection, item.item_id, item.snapshot.snapshot_id if item.snapshot else None)
         return self._documents.get(key, lambda: item_document(records, i))
 
     # -- search -----------------------------------------------------------------------------------------------
     def search(self, query: SearchQuery) -> SearchResult:
+        """Filter every requested collection's records, order them and cut one page (items, count, token)."""
         names = query.collections if query.collections is not None else self.collection_names()
         parts: list[tuple[ItemRecords, np.ndarray]] = []
         for name in dict.fromkeys(names):
