@@ -181,7 +181,8 @@ def main() -> None:
             print(f"warm-up pass over {len(queries)} searches: {time.perf_counter() - warm:.1f} s")
 
             samples, sizes = timed(client, [lambda c, q=q: c.get("/search", params=q) for q in queries])
-            print(f"GET  /search bbox+datetime limit=100   {percentiles(samples)}   items/page p50 {statistics.median(sizes):.0f}")
+            print(f"GET  /search bbox+datetime limit=100   {percentiles(samples)}   "
+                  f"items/page p50 {statistics.median(sizes):.0f}")
             samples, _ = timed(client, [
                 lambda c, q=q: c.post("/search", json={"bbox": [float(v) for v in q["bbox"].split(",")], "datetime": q["datetime"], "limit": 100})
                 for q in queries

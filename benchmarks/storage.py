@@ -138,7 +138,8 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="pq-bench-storage-"))
     try:
-        print(f"{'file':40} {'Mpx':>6} {'levels':>6} {'rows':>5} {'rows/Mpx':>8} {'files':>5} {'src MB':>7} {'chunks MB':>9} {'ratio':>6} {'catalog MB':>10}")
+        print(f"{'file':40} {'Mpx':>6} {'levels':>6} {'rows':>5} {'rows/Mpx':>8} {'files':>5}"
+              f" {'src MB':>7} {'chunks MB':>9} {'ratio':>6} {'catalog MB':>10}")
         codec_rows = []
         files = sorted(args.data.glob("*.tif"))
         if args.synthetic:
@@ -157,7 +158,8 @@ def main() -> None:
             src_bytes = path.stat().st_size
             print(
                 f"{path.name:40} {mpx:6.2f} {result.levels:6d} {result.chunks:5d} {result.chunks / mpx:8.1f} {files:5d}"
-                f" {src_bytes / 1e6:7.2f} {chunk_bytes / 1e6:9.2f} {chunk_bytes / src_bytes:6.2f} {catalog_bytes / 1e6:10.3f}",
+                f" {src_bytes / 1e6:7.2f} {chunk_bytes / 1e6:9.2f} {chunk_bytes / src_bytes:6.2f}"
+                f" {catalog_bytes / 1e6:10.3f}",
                 flush=True,
             )
             if path.parent == work:

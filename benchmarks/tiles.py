@@ -49,7 +49,7 @@ WEB = morecantile.tms.get("WebMercatorQuad")
 MOSAIC_SOURCE = "gw_LC08_224077_20200518_B2_30m.tif"
 
 
-# -- setup --------------------------------------------------------------------------------------------------------------
+# -- setup -------------------------------------------------------------------------------------------------------------
 def build(workdir: Path, quiet: bool = False) -> tuple[str, dict[str, str], dict[str, Path]]:
     """Warehouse (one collection per raster + a 10-observation mosaic) and the rasters as COGs."""
     from rio_cogeo.cogeo import cog_translate
@@ -115,7 +115,7 @@ def seeded_tiles(cogs: dict[str, Path], count: int, seed: int) -> list[tuple[str
     return picked
 
 
-# -- measurement helpers --------------------------------------------------------------------------------------------------
+# -- measurement helpers -----------------------------------------------------------------------------------------------
 def timed(fn: Callable[[], object], repeat: int = 1) -> float:
     start = time.perf_counter()
     for _ in range(repeat):
@@ -141,7 +141,7 @@ def rss_mb() -> float:
     return float("nan")
 
 
-# -- in-process ----------------------------------------------------------------------------------------------------------
+# -- in-process --------------------------------------------------------------------------------------------------------
 def ours_tile(uri: str) -> Callable[[str, morecantile.Tile], bytes]:
     from titiler.core.resources.enums import ImageType
 
@@ -200,7 +200,8 @@ def bench_in_process(uri: str, collections: dict[str, str], cogs: dict[str, Path
         gdal_png.append(timed(lambda: render(data, mask, img_format="PNG", zlevel=6)))
         our_png.append(timed(lambda: encode_png(data, mask)))
     print("PNG-encode floor (same tiles, 8-bit + alpha):")
-    print(f"  GDAL PNG zlevel 6 (TiTiler) p50 {percentiles(gdal_png)[0]:.2f} ms; ours p50 {percentiles(our_png)[0]:.2f} ms")
+    print(f"  GDAL PNG zlevel 6 (TiTiler) p50 {percentiles(gdal_png)[0]:.2f} ms; "
+          f"ours p50 {percentiles(our_png)[0]:.2f} ms")
     print(f"  ours: p50 tile {o50:.2f} ms of which encode floor {percentiles(our_png)[0]:.2f} ms")
 
     # 10-observation mosaic vs single observation: the same tiles of the Landsat scene
@@ -225,7 +226,8 @@ def bench_in_process(uri: str, collections: dict[str, str], cogs: dict[str, Path
     ours(collections[MOSAIC_SOURCE], whole)
     out_t = [timed(lambda: ours(collections[MOSAIC_SOURCE], whole)) for _ in range(20)]
     nat_t = [timed(lambda: ours(collections[MOSAIC_SOURCE], native)) for _ in range(20)]
-    print(f"zoomed-out (z{zoom_out}, whole collection) vs native (z{view.maxzoom}): p50 {percentiles(out_t)[0]:.2f} ms vs "
+    print(f"zoomed-out (z{zoom_out}, whole collection) vs native (z{view.maxzoom}): "
+          f"p50 {percentiles(out_t)[0]:.2f} ms vs "
           f"{percentiles(nat_t)[0]:.2f} ms, ratio {percentiles(out_t)[0] / percentiles(nat_t)[0]:.2f} (goal <= 2)")
 
 
@@ -260,7 +262,7 @@ def bench_asgi(uri: str, collections: dict[str, str], tiles: list, rounds: int) 
           f"CPU {caps_cpu:.2f} ms/request")
 
 
-# -- index lookup at 1M rows ----------------------------------------------------------------------------------------------
+# -- index lookup at 1M rows -------------------------------------------------------------------------------------------
 def bench_index(rows: int, seed: int) -> None:
     """Build a synthetic 1M-row catalog (1,000 items x 1,000 chunks) and time the per-tile lookups."""
     import pyarrow as pa
@@ -323,7 +325,7 @@ def bench_index(rows: int, seed: int) -> None:
           f"(goal < 1 ms); index build {built:.1f} s")
 
 
-# -- through uvicorn ----------------------------------------------------------------------------------------------------------
+# -- through uvicorn ---------------------------------------------------------------------------------------------------
 def titiler_app():
     """uvicorn factory for the TiTiler side: titiler.core's TilerFactory over local COGs (``?url=``)."""
     from fastapi import FastAPI
@@ -484,7 +486,8 @@ def bench_http(
     row("p50", o["p50"], t["p50"])
     row("p95", o["p95"], t["p95"])
     o_tps, t_tps = o["requests"] / o["elapsed"], t["requests"] / t["elapsed"]
-    print(f"  {'throughput':<38} ours {o_tps:9.1f} tile/s titiler {t_tps:9.1f} tile/s ratio {o_tps / t_tps:6.2f} (goal >= 2)")
+    print(f"  {'throughput':<38} ours {o_tps:9.1f} tile/s titiler {t_tps:9.1f} tile/s "
+          f"ratio {o_tps / t_tps:6.2f} (goal >= 2)")
     row("server CPU per request (all workers)", o["cpu_ms"], t["cpu_ms"])
     print(f"  CPU seconds per server process (busiest first): ours {o['split']}; titiler {t['split']}")
 

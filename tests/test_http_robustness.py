@@ -129,7 +129,7 @@ def test_former_500s_are_client_errors(tile_client: TestClient, tile_warehouse: 
     assert not problems, problems
 
 
-# -- item 18: snapshot_id never reaches a header unvalidated ------------------------------------------------------------
+# -- item 18: snapshot_id never reaches a header unvalidated -----------------------------------------------------------
 def test_snapshot_id_must_be_an_integer(tile_client: TestClient, live_server: str):
     for value in ("%E2%82%AC", "%0d%0a", "1%0d%0aX-Injected:%201"):
         r = tile_client.get(pair_tile() + f"?snapshot_id={value}")
@@ -142,14 +142,14 @@ def test_snapshot_id_must_be_an_integer(tile_client: TestClient, live_server: st
             assert r.status_code == 400, value
 
 
-# -- item 19: the OpenAPI document says statistics may be null ------------------------------------------------------------
+# -- item 19: the OpenAPI document says statistics may be null ---------------------------------------------------------
 def test_statistics_schema_allows_null(tile_client: TestClient):
     props = tile_client.get("/api").json()["components"]["schemas"]["BandStatistics"]["properties"]
     for name in ("min", "max", "mean", "std"):
         assert {"type": "null"} in props[name]["anyOf"], (name, props[name])
 
 
-# -- item 20: CORS and slow clients -----------------------------------------------------------------------------------------
+# -- item 20: CORS and slow clients ------------------------------------------------------------------------------------
 def test_cors_is_configurable_and_never_allows_credentials(tile_warehouse: TileWarehouse):
     from pixelquery_tiler import create_app
     from pixelquery_tiler.settings import Settings

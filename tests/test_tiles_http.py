@@ -257,7 +257,7 @@ def test_levels_header_reports_overviews(tile_client):
     assert len(levels) == 2 and all(int(v) >= 1 for v in levels.values())
 
 
-# -- end to end through uvicorn -----------------------------------------------------------------------------------------
+# -- end to end through uvicorn ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("tms", ["WebMercatorQuad", "WorldCRS84Quad"])
 def test_http_pixel_truth_every_raster(live_server: str, tile_warehouse: TileWarehouse, tms: str):
     matrix_set = morecantile.tms.get(tms)

@@ -1,4 +1,5 @@
-"""The viewer in a real browser (headless Debian chromium via playwright-core) against a live ``pixelquery-tiler serve``.
+"""The viewer in a real browser (headless Debian chromium via playwright-core) against a live
+``pixelquery-tiler serve``.
 
 One scripted session (tests/browser/viewer_check.mjs) opens the viewer, waits for tiles, moves the time slider,
 time-travels, searches the map extent and switches to NDVI; the tests below assert on what it recorded.

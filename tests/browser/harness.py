@@ -102,7 +102,8 @@ def live_server(warehouse: Path | str, log_path: Path, startup_timeout: float = 
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"server not answering /stac/ after {startup_timeout} s:\n{log_path.read_text(errors='replace')[-3000:]}")
+                log_tail = log_path.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"server not answering /stac/ after {startup_timeout} s:\n{log_tail}")
             time.sleep(0.25)
         yield base
     finally:
