@@ -71,7 +71,7 @@ def band_objects(item: ItemView, profile: ProductProfile | None) -> list[dict[st
     for name in item.bands:
         band: dict[str, Any] = {"name": name}
         spec = profile.band(name) if profile else None
-        if spec is not None and spec.name != name:
+        if spec is not None and profile is not None and spec.name != name:
             band["description"] = f"{spec.name} of {profile.title}"
         if name in EO_COMMON_NAMES:
             band["eo:common_name"] = name
@@ -189,6 +189,7 @@ def collection_document(records: ItemRecords) -> dict[str, Any]:
     index = records.index
     items = records.items
     profiles = {p.id: p for p in (profile_for(it.product) for it in items) if p is not None}
+    interval: list[str | None]
     if len(items):
         b = records.bbox
         bbox = [float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())]
