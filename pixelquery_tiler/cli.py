@@ -44,24 +44,21 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     wh = _warehouse(args)
     bands = [b.strip() for b in args.bands.split(",")] if args.bands else None
-    from .ingest import IngestResult, check_name, inspect_source
-
-    # header checks of every file first: bad input anywhere in the list commits nothing
-    check_name("collection", args.collection)
-    for path in args.files:
-        inspect_source(path, args.product, args.datetime, bands)
+    assets = [a.strip() for a in args.assets.split(",")] if args.assets else None
     show = sys.stderr.isatty() and not args.json
-    with tqdm(total=len(args.files), unit="file", disable=not show, desc="ingest") as bar:
+    with tqdm(total=len(args.files), unit="source", disable=not show, desc="ingest") as bar:
 
-        def done(result: IngestResult) -> None:
-            bar.set_postfix_str(result.source[:40])
-            bar.update(1)
+        def done(item) -> None:
+            r = item.result
+            bar.set_postfix_str(r.source[:40])
+            bar.update(len(item.sources))
             if not args.json:
-                print(f"{result.item_id}\tsnapshot {result.snapshot_id}\t{result.datetime.isoformat()}\t{result.chunks} chunks")
+                print(f"{r.item_id}\tsnapshot {r.snapshot_id}\t{r.datetime.isoformat()}\t{r.chunks} chunks")
 
-        results = wh.ingest_many(
-            args.files, args.collection, jobs=args.jobs, on_result=done,
-            product=args.product, datetime=args.datetime, bands=bands,
+        # every header is checked and duplicates refused before the first commit (see Warehouse.ingest_sources)
+        results = wh.ingest_sources(
+            args.files, args.collection, scene=args.scene, assets=assets, product=args.product,
+            datetime=args.datetime, bands=bands, allow_duplicate=args.allow_duplicate, jobs=args.jobs, on_result=done,
         )
     if args.json:
         print(json.dumps([r.to_json() for r in results], indent=2))
@@ -153,14 +150,17 @@ def build_parser() -> argparse.ArgumentParser:
     def catalog_opt(p: argparse.ArgumentParser) -> None:
         p.add_argument("--catalog-uri", help="SQLAlchemy URI (PostgreSQL) or Iceberg REST URL; default SQLite in the warehouse")
 
-    p = add("ingest", cmd_ingest, "ingest GeoTIFF/COG files, one snapshot (STAC item) each")
+    p = add("ingest", cmd_ingest, "ingest rasters, scenes or STAC Items, one snapshot (STAC item) per item")
     p.add_argument("warehouse")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("files", nargs="+", metavar="SOURCE", help="path, http(s):// URL, s3:// URI or STAC Item (.json)")
+    p.add_argument("--scene", action="store_true", help="all SOURCEs form one item (one band group per pixel grid)")
+    p.add_argument("--assets", help="comma-separated asset keys to take from STAC Item sources")
+    p.add_argument("--allow-duplicate", action="store_true", help="ingest sources that are already items")
     p.add_argument("--collection", required=True)
     p.add_argument("--product", help="product profile id (default: from file name or band count)")
     p.add_argument("--datetime", help="acquisition time, ISO 8601 (default: TIFF tags or file name)")
     p.add_argument("--bands", help="comma-separated common names for the file's bands, e.g. red,green,blue,nir")
-    p.add_argument("--json", action="store_true", help="print a JSON list, one object per file")
+    p.add_argument("--json", action="store_true", help="print a JSON list, one object per item")
     p.add_argument("--jobs", type=int, default=1, help="ingest files in N worker processes (pays for many or large files)")
     catalog_opt(p)
 
