@@ -137,9 +137,42 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(port=args.port, host=args.host, warehouse=args.warehouse)
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from .pipeline import write_template
+
+    print(write_template(args.dir))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .pipeline import run_pipeline
+
+    bar = tqdm(unit="item", disable=not (sys.stderr.isatty() and not args.json), desc="run")
+    try:
+        report = run_pipeline(args.pipeline, dry_run=args.dry_run, on_plans=bar.reset, on_item=lambda _: bar.update(1))
+    finally:
+        bar.close()
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        verb = "would ingest" if args.dry_run else "ingested"
+        for item in report.ingested:
+            print(f"{verb}\t{item}")
+        for source in report.skipped:
+            print(f"skipped\t{source}")
+    for line in report.errors:
+        print(f"pixelquery-tiler: error: {line}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pixelquery-tiler", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"pixelquery-tiler {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, func, help: str) -> argparse.ArgumentParser:
@@ -163,6 +196,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per item")
     p.add_argument("--jobs", type=int, default=1, help="ingest files in N worker processes (pays for many or large files)")
     catalog_opt(p)
+
+    p = add("init", cmd_init, "write a commented example pipeline.yaml")
+    p.add_argument("dir", nargs="?", default=".", metavar="DIR")
+
+    p = add("run", cmd_run, "run a pipeline.yaml (incremental: already-ingested sources are skipped)")
+    p.add_argument("pipeline", metavar="PIPELINE.yaml")
+    p.add_argument("--dry-run", action="store_true", help="list what would be ingested; change nothing")
+    p.add_argument("--json", action="store_true", help='print {"ingested", "skipped", "failed"}')
 
     p = add("serve", cmd_serve, "serve tiles and the STAC API")
     p.add_argument("warehouse")

@@ -32,7 +32,8 @@ from .ingest import (
 )
 from .profiles import BandSpec, ProductProfile, ProfileError, detect_product, get_profile, resolve_bands
 from .sources import (
-    Fingerprint, SourceError, StacItemSource, gdal_path, load_stac_item, looks_like_stac, probe, remote_env, resolve,
+    Fingerprint, SourceError, StacItemSource, gdal_path, load_stac_item, looks_like_stac, parse_stac_item, probe,
+    remote_env, resolve, stac_self_href,
 )
 from .temporal import parse_instant
 
@@ -79,7 +80,7 @@ def read_header(location: str) -> FileHeader:
     """Probe a source (reachability: one line on failure) and read its raster header."""
     fingerprint = probe(location)
     try:
-        with remote_env(), rasterio.open(gdal_path(location)) as src:
+        with remote_env(), rasterio.open(gdal_path(location, fingerprint.ranges)) as src:
             if src.crs is None:
                 raise SourceError(f"{location}: not georeferenced (no CRS)")
             count = sum(1 for ci in src.colorinterp if ci != ColorInterp.alpha)
@@ -160,7 +161,8 @@ def _groups(label: str, files: list[tuple[FileHeader, tuple[BandSpec, ...]]]) ->
     by_grid: dict[tuple, list[BandFile]] = {}
     gsd: dict[tuple, float] = {}
     for header, specs in files:
-        by_grid.setdefault(header.grid_key, []).append(BandFile(gdal_path(header.location), specs))
+        path = gdal_path(header.location, header.fingerprint.ranges)
+        by_grid.setdefault(header.grid_key, []).append(BandFile(path, specs))
         gsd[header.grid_key] = abs(header.transform.a)
     if len(by_grid) == 1:
         return [BandGroup(tuple(next(iter(by_grid.values()))))]
@@ -269,12 +271,17 @@ def plan_items(
     product: str | None = None,
     datetime: str | dt.datetime | None = None,
     bands: list[str] | None = None,
+    stac_docs: list[dict[str, Any]] | None = None,
 ) -> list[ItemPlan]:
     """Group ``sources`` into items and check every header; raises ``IngestError`` (one line) on bad input.
 
     STAC Items are one item each; files named by the Landsat C2 / Sentinel-2 L2A conventions are grouped by
-    scene; ``scene=True`` makes all files one item; any other file is an item of its own.
+    scene; ``scene=True`` makes all files one item; any other file is an item of its own. ``stac_docs`` are STAC
+    Items already in hand (a search result), located by their ``self`` link.
     """
+    docs = [parse_stac_item(d, stac_self_href(d) or f"stac:{d.get('id')}", assets) for d in stac_docs or []]
+    if not sources and docs:
+        return [_stac_plan(item, product, datetime, bands) for item in docs]
     if not sources:
         raise IngestError("no sources given")
     locations = [resolve(s) for s in sources]
@@ -285,9 +292,10 @@ def plan_items(
         raise IngestError(f"{dup}: given twice")
     if scene and stac:
         raise IngestError("--scene groups raster files; a STAC Item is already one item")
-    if assets and not stac:
+    if assets and not stac and not docs:
         raise IngestError("--assets picks assets of STAC Item sources; none given")
-    plans = [_stac_plan(load_stac_item(loc, assets), product, datetime, bands) for loc in stac]
+    items = [*docs, *(load_stac_item(loc, assets) for loc in stac)]
+    plans = [_stac_plan(item, product, datetime, bands) for item in items]
     if scene:
         if rasters:
             scene_id = None

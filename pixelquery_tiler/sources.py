@@ -60,10 +60,14 @@ def resolve(source: str, base: str | None = None) -> str:
     return str(Path(source).expanduser().absolute())
 
 
-def gdal_path(location: str) -> str:
-    """What GDAL opens for a resolved location (``/vsicurl/`` for URLs, ``/vsis3/`` for S3)."""
+def gdal_path(location: str, ranges: bool = True) -> str:
+    """What GDAL opens for a resolved location (``/vsicurl/`` for URLs, ``/vsis3/`` for S3).
+
+    ``/vsicurl/`` reads by range request and refuses servers without ranges (dynamic endpoints such as a tile
+    server's ``preview.tif``); those are read once, front to back, through ``/vsicurl_streaming/``.
+    """
     if is_url(location):
-        return f"/vsicurl/{location}"
+        return f"/vsicurl/{location}" if ranges else f"/vsicurl_streaming/{location}"
     if location.startswith("s3://"):
         return f"/vsis3/{location[len('s3://'):]}"
     return location
@@ -104,9 +108,10 @@ class Fingerprint:
     size: int | None = None
     mtime: str | None = None
     etag: str | None = None
+    ranges: bool = field(default=True, compare=False)  # the server answers range requests (URLs only)
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+        return {k: v for k, v in self.__dict__.items() if v is not None and k != "ranges"}
 
 
 def probe(location: str) -> Fingerprint:
@@ -140,7 +145,8 @@ def _probe_url(url: str) -> Fingerprint:
                 size = int(rng.rsplit("/", 1)[1])
             elif headers.get("Content-Length", "").isdigit() and resp.status == 200:
                 size = int(headers["Content-Length"])
-            return Fingerprint(url, size, mtime=headers.get("Last-Modified"), etag=headers.get("ETag"))
+            return Fingerprint(url, size, mtime=headers.get("Last-Modified"), etag=headers.get("ETag"),
+                               ranges=resp.status == 206)
     except urllib.error.HTTPError as exc:
         raise SourceError(f"{url}: HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError) as exc:
