@@ -231,3 +231,34 @@ def test_bad_scene_inputs_commit_nothing(
         fails(capsys, "no such file", "ingest", wh, item, "--collection", "c")
     assert Warehouse(str(wh)).collections() == []
     assert not (wh / "chunks").exists() or not any((wh / "chunks").rglob("*.arrow"))
+
+
+def test_mixed_resolution_reads(tmp_path: Path, capsys: pytest.CaptureFixture, shared_data: Path) -> None:
+    """Each band is served from its own group's chunks at its own resolution; band math mixes them."""
+    from fastapi.testclient import TestClient
+
+    from pixelquery_tiler import create_app
+
+    files = sentinel2_scene(tmp_path / "s2", shared_data)
+    [item] = ingest(capsys, tmp_path / "wh", *files.values(), "--collection", "s2")
+    with Reader(str(files["red"])) as src:
+        z = src.maxzoom + 1
+    t = centre_tile(files["red"], z)
+    base = f"/collections/s2/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.npy"
+    with TestClient(create_app(str(tmp_path / "wh"), refresh_interval=0.0)) as client:
+        for urlbase in (base, base.replace("/tiles/", f"/items/{item['item_id']}/tiles/")):
+            ours = npy_tile(client, f"{urlbase}?bands=red,nir,swir16&resampling=nearest")
+            for i, band in enumerate(("red", "nir", "swir16")):
+                with Reader(str(files[band])) as src:
+                    ref = src.tile(t.x, t.y, t.z, resampling_method="nearest").array[0]
+                valid = ~np.ma.getmaskarray(ours[i]) & ~np.ma.getmaskarray(ref)
+                assert valid.mean() > 0.5, band
+                # >= 99%: nearest on both sides picks the same native pixel of that band's own file (20 m band:
+                # its 57 m grid, not a resampled copy); the rest are pixel centres on output pixel edges
+                assert (ours[i].data[valid] == ref.data[valid]).mean() >= 0.99, band
+            expr = npy_tile(client, f"{urlbase}?expression=(nir-swir16)/(nir%2Bswir16)&resampling=nearest")
+            both = ~np.ma.getmaskarray(ours[1]) & ~np.ma.getmaskarray(ours[2]) & ((ours[1].data + ours[2].data) > 0)
+            assert np.isfinite(expr.data[0][both]).all() and both.mean() > 0.5
+        stac = client.get(f"/stac/collections/s2/items/{item['item_id']}").json()
+        assert [b["name"] for b in stac["properties"]["bands"]] == ["red", "nir", "swir16"]
+        assert len(client.get("/stac/collections/s2/items").json()["features"]) == 1

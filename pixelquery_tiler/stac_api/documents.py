@@ -88,7 +88,7 @@ def _nodata(value: float) -> float | str:
 def band_objects(item: ItemView, profile: ProductProfile | None) -> list[dict[str, Any]]:
     """STAC 1.1 ``bands``: the stored bands by common name, with eo fields where the name is an eo common name."""
     out = []
-    for name in item.bands:
+    for name in item.scene_bands or item.bands:  # every band of the scene, over all its band groups
         band: dict[str, Any] = {"name": name}
         spec = profile.band(name) if profile else None
         if spec is not None and spec.name != name:
