@@ -29,6 +29,12 @@ def _us(value: dt.datetime) -> int:
     return int(value.timestamp() * 1_000_000)
 
 
+def _band_key(rows: pa.Table) -> pa.ChunkedArray:
+    """One string per row naming its band list: rows of one band group share it."""
+    column = rows.column("bands").cast(pa.list_(pa.string()))  # binary_join has no large_list kernel
+    return pc.binary_join(column, "\x1f")
+
+
 @dataclass(frozen=True)
 class ItemView:
     """Per-item facts derived from its rows."""
@@ -62,7 +68,7 @@ class CollectionIndex:
 
         if rows.num_rows:
             # an item's band groups (rows sharing a band list, one pixel grid each) are contiguous entries
-            key = pc.binary_join(rows.column("bands"), "\x1f")
+            key = _band_key(rows)
             order = [("item_id", "ascending"), ("_group", "ascending"), ("level", "ascending"), ("batch_index", "ascending")]
             rows = rows.append_column("_group", key).sort_by(order).drop_columns(["_group"])
         self.rows = rows
@@ -79,7 +85,7 @@ class CollectionIndex:
         )
 
         item_ids = rows.column("item_id").to_numpy(zero_copy_only=False) if n else np.array([], object)
-        groups = pc.binary_join(rows.column("bands"), "\x1f").to_numpy(zero_copy_only=False) if n else item_ids
+        groups = _band_key(rows).to_numpy(zero_copy_only=False) if n else item_ids
         new_entry = (item_ids[1:] != item_ids[:-1]) | (groups[1:] != groups[:-1])
         starts = np.flatnonzero(np.r_[True, new_entry]) if n else np.array([], np.int64)
         ends = np.r_[starts[1:], n].astype(np.int64) if n else np.array([], np.int64)
