@@ -117,6 +117,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ["PIXELQUERY_WAREHOUSE"] = uri
     if args.catalog_uri:
         os.environ["PIXELQUERY_CATALOG_URI"] = args.catalog_uri
+    if args.cors_origins is not None:
+        os.environ["PIXELQUERY_CORS_ORIGINS"] = args.cors_origins
     uvicorn.run(
         "pixelquery_tiler.app:app_from_env",
         factory=True,
@@ -127,6 +129,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # uvicorn restarts a worker that misses a 5 s health ping; app start-up (imports, first index) and
         # CPU-bound tiles on a small machine can exceed that, so allow more before declaring it dead
         timeout_worker_healthcheck=args.worker_healthcheck_timeout,
+        http="pixelquery_tiler.server:HeaderTimeoutProtocol",  # closes connections that send headers too slowly
     )
     return 0
 
@@ -212,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--log-level", default="info")
     p.add_argument("--worker-healthcheck-timeout", type=int, default=60, help="seconds before a silent worker is restarted")
+    p.add_argument("--cors-origins", help="comma-separated origins allowed by CORS (default '*': any, never with credentials)")
     catalog_opt(p)
 
     p = add("demo", cmd_demo, "build a demo warehouse from bundled real data and serve it")
