@@ -262,3 +262,33 @@ def test_mixed_resolution_reads(tmp_path: Path, capsys: pytest.CaptureFixture, s
         stac = client.get(f"/stac/collections/s2/items/{item['item_id']}").json()
         assert [b["name"] for b in stac["properties"]["bands"]] == ["red", "nir", "swir16"]
         assert len(client.get("/stac/collections/s2/items").json()["features"]) == 1
+
+
+def test_readme_ingest_real_imagery_commands_run(tmp_path: Path, shared_data: Path) -> None:
+    """Every command of the README's "Ingest real imagery" bash block runs as written (a shell, the console script)."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Ingest real imagery", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    commands = [line for line in block.splitlines() if line.startswith("pixelquery-tiler ")]
+    assert len(commands) >= 8
+    landsat = landsat_scene(tmp_path, shared_data)
+    landsat_scene(tmp_path / "data" / "scene", shared_data)  # what the init template's files glob finds
+    sentinel2_scene(tmp_path, shared_data)
+    for name, path in zip(("b", "g", "r"), landsat):
+        shutil.copy(path, tmp_path / f"{name}.tif")
+    _stac_item(tmp_path, landsat)
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    for command in commands:
+        proc = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=600)
+        assert proc.returncode == 0, f"{command}: {proc.stderr}"
+    wh = Warehouse(str(tmp_path / "wh"))
+    assert sorted(wh.collections()) == ["landsat", "rgb", "sentinel2", "stac"]
+    assert {s.item_id for s in wh.collection("sentinel2").snapshots()} == {S2_SCENE}
+    assert len(wh.collection("stac").snapshots()) == 2
+    assert len(wh.collection("landsat").snapshots()) == 2  # the command line's scene and the pipeline's copy
