@@ -260,7 +260,8 @@ def test_mixed_resolution_reads(tmp_path: Path, capsys: pytest.CaptureFixture, s
             both = ~np.ma.getmaskarray(ours[1]) & ~np.ma.getmaskarray(ours[2]) & ((ours[1].data + ours[2].data) > 0)
             assert np.isfinite(expr.data[0][both]).all() and both.mean() > 0.5
         stac = client.get(f"/stac/collections/s2/items/{item['item_id']}").json()
-        assert [b["name"] for b in stac["properties"]["bands"]] == ["red", "nir", "swir16"]
+        assert [(b["name"], round(b["gsd"])) for b in stac["properties"]["bands"]] == [
+            ("red", 28), ("nir", 28), ("swir16", 57)]
         assert len(client.get("/stac/collections/s2/items").json()["features"]) == 1
 
 
