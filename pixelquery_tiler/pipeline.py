@@ -214,7 +214,9 @@ def run_pipeline(
     from .warehouse import Warehouse
 
     pipeline, base = load_pipeline(path)
-    warehouse = pipeline.warehouse if "://" in pipeline.warehouse else str(base / os.path.expanduser(pipeline.warehouse))
+    warehouse = pipeline.warehouse
+    if "://" not in warehouse:
+        warehouse = str(base / os.path.expanduser(warehouse))
     catalog_uri = pipeline.catalog_uri
     if catalog_uri and "://" not in catalog_uri and not os.path.isabs(catalog_uri):
         catalog_uri = str(base / catalog_uri)

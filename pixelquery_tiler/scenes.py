@@ -11,6 +11,7 @@ append. Bands are never resampled at ingest: each group keeps its native grid.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import re
 import uuid
@@ -245,7 +246,8 @@ def _stac_plan(item: StacItemSource, product: str | None, datetime: Any, bands: 
         elif asset.bands:
             if len(asset.bands) != header.count:
                 raise IngestError(
-                    f"{asset.location}: asset {asset.key!r} lists {len(asset.bands)} band(s) but the file has {header.count}"
+                    f"{asset.location}: asset {asset.key!r} lists {len(asset.bands)} band(s) "
+                    f"but the file has {header.count}"
                 )
             specs = tuple(_band_spec(profile, n) for n in asset.bands)
         else:
@@ -298,8 +300,7 @@ def plan_items(
     plans = [_stac_plan(item, product, datetime, bands) for item in items]
     if scene:
         if rasters:
-            scene_id = None
-            plans.append(_raster_plan(rasters, {}, scene_id, product, datetime, bands))
+            plans.append(_raster_plan(rasters, {}, None, product, datetime, bands))
         return plans
     keyed = {loc: k for loc in rasters if (k := scene_key(loc)) is not None}
     scenes: dict[str, list[str]] = {}
@@ -330,8 +331,6 @@ def ingested_sources(snapshots: list[cat.SnapshotInfo]) -> dict[str, str]:
                 del out[loc]
             continue
         try:
-            import json
-
             recorded = json.loads(snap.properties.get("sources", "[]"))
         except ValueError:
             recorded = []

@@ -266,7 +266,8 @@ def parse_stac_item(doc: Any, location: str, assets: list[str] | None = None) ->
         unknown = [k for k in assets if k not in all_assets]
         if unknown:
             raise SourceError(
-                f"{location}: STAC Item {item_id} has no asset {unknown[0]!r}; it has {', '.join(sorted(all_assets)) or 'none'}"
+                f"{location}: STAC Item {item_id} has no asset {unknown[0]!r}; "
+                f"it has {', '.join(sorted(all_assets)) or 'none'}"
             )
         keys = list(assets)
     else:

@@ -157,7 +157,9 @@ def _stac_item(folder: Path, files: list[Path], **assets_extra) -> Path:
     return path
 
 
-def test_stac_item_with_relative_hrefs(tmp_path: Path, capsys: pytest.CaptureFixture, landsat_files: list[Path]) -> None:
+def test_stac_item_with_relative_hrefs(
+    tmp_path: Path, capsys: pytest.CaptureFixture, landsat_files: list[Path]
+) -> None:
     item_path = _stac_item(landsat_files[0].parent, landsat_files)
     [item] = ingest(capsys, tmp_path / "wh", item_path, "--collection", "stac")
     assert item["item_id"] == "my-scene-1" and item["datetime"] == "2020-05-18T13:10:00Z"
@@ -220,9 +222,9 @@ def test_bad_scene_inputs_commit_nothing(
     fails(capsys, "two files for band 'red'", "ingest", wh, landsat_files[2], twin / landsat_files[2].name,
           "--collection", "c")
     no_raster = tmp_path / "meta.json"
-    no_raster.write_text(json.dumps({"type": "Feature", "stac_version": "1.0.0", "id": "x", "properties":
-                                     {"datetime": "2020-01-01T00:00:00Z"}, "assets": {
-                                         "meta": {"href": "./x.xml", "type": "application/xml", "roles": ["metadata"]}}}))
+    meta = {"href": "./x.xml", "type": "application/xml", "roles": ["metadata"]}
+    no_raster.write_text(json.dumps({"type": "Feature", "stac_version": "1.0.0", "id": "x",
+                                     "properties": {"datetime": "2020-01-01T00:00:00Z"}, "assets": {"meta": meta}}))
     fails(capsys, "no raster assets", "ingest", wh, no_raster, "--collection", "c")
     fails(capsys, "unreachable", "ingest", wh, f"http://127.0.0.1:{closed_port()}/x.tif", "--collection", "c")
     with serve_folder(landsat_files[0].parent) as base:
