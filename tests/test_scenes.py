@@ -170,6 +170,14 @@ def test_stac_item_with_relative_hrefs(
     # --assets picks keys
     [one] = ingest(capsys, tmp_path / "wh", item_path, "--collection", "red", "--assets", "B4")
     assert one["bands"] == ["red"]
+    # our STAC item shows the source item's properties
+    from fastapi.testclient import TestClient
+
+    from pixelquery_tiler import create_app
+
+    with TestClient(create_app(str(tmp_path / "wh"), refresh_interval=0.0)) as client:
+        props = client.get("/stac/collections/stac/items/my-scene-1").json()["properties"]
+    assert props["eo:cloud_cover"] == 12.5 and props["platform"] == "landsat-8"
 
 
 def test_http_source_equals_disk(tmp_path: Path, capsys: pytest.CaptureFixture, landsat_files: list[Path]) -> None:

@@ -7,6 +7,7 @@ client used, including proxies), which is a cheap shallow copy.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from typing import Any
@@ -119,6 +120,15 @@ def _band_gsd(records: ItemRecords, item: ItemView) -> dict[str, float] | None:
     return {b: records._gsd(e) for e in entries for b in e.bands}
 
 
+def _source_properties(summary: dict[str, str]) -> dict[str, Any]:
+    """Properties of the STAC Item an item was ingested from (``pixelquery.properties``: eo:cloud_cover, platform...)."""
+    try:
+        value = json.loads(summary.get("properties") or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def _projection(records: ItemRecords, i: int) -> dict[str, Any]:
     """Projection fields of the stored native-level grid (what the chunks hold, not the source file)."""
     item = records.items[i]
@@ -178,6 +188,8 @@ def item_document(records: ItemRecords, i: int) -> dict[str, Any]:
     )
     if source:
         properties["pixelquery:source"] = source
+    for key, value in _source_properties(snap.properties).items():  # a STAC Item source's own properties
+        properties.setdefault(key, value)
 
     render = item_rendering(records.index, int(records.positions[i]))
     base = item_path(cid, iid)
