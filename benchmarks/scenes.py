@@ -1,6 +1,6 @@
 """Scenes: ingest of a multi-file Landsat-sized scene vs rio-cogeo, and an RGB tile of a 3-file scene vs TiTiler.
 
-    python benchmarks/scenes.py [--width 7800 --height 7900] [--tiles 30] [--skip-ingest]
+    python benchmarks/scenes.py [--width 7800 --height 7900] [--tiles 30] [--skip-ingest] [--skip-tiles]
 
 1. Ingest: seven single-band uint16 files (smooth synthetic surface-reflectance-like content, deflate GeoTIFF,
    named as one Landsat C2 scene) -> ``Warehouse.ingest_sources`` (one item, one band group, one commit) vs
@@ -133,6 +133,7 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=7900)
     parser.add_argument("--tiles", type=int, default=30)
     parser.add_argument("--skip-ingest", action="store_true")
+    parser.add_argument("--skip-tiles", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -141,7 +142,8 @@ def main() -> None:
         print(f"synthesised {len(files)} x {args.height} x {args.width} uint16 in {time.perf_counter() - t:.1f} s")
         if not args.skip_ingest:
             bench_ingest(folder, files)
-        bench_tiles(folder, files, args.tiles)
+        if not args.skip_tiles:
+            bench_tiles(folder, files, args.tiles)
 
 
 if __name__ == "__main__":
