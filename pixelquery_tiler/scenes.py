@@ -28,8 +28,8 @@ from rasterio.warp import transform_bounds
 from . import catalog as cat
 from .grid import GridError, grid_for
 from .ingest import (
-    BandFile, BandGroup, IngestError, IngestResult, check_name, commit_item, detect_datetime, new_item_id,
-    write_band_group,
+    BandFile, BandGroup, IngestError, IngestResult, check_name, collection_compression, commit_item, detect_datetime,
+    new_item_id, write_band_group,
 )
 from .profiles import BandSpec, ProductProfile, ProfileError, detect_product, get_profile, resolve_bands
 from .sources import (
@@ -362,9 +362,10 @@ def ingest_plan(
 ) -> ItemResult:
     """Write every band group of ``plan`` and commit them as ONE snapshot (nothing visible on failure)."""
     check_name("collection", collection)
+    codec = collection_compression(catalog, collection)
     with remote_env():
         written = [
-            write_band_group(fs, collection, plan.item_id, plan.when, group, plan.profile, progress)
+            write_band_group(fs, collection, plan.item_id, plan.when, group, plan.profile, progress, codec)
             for group in plan.groups
         ]
     extra = {"sources": [s.to_json() for s in plan.sources]}
