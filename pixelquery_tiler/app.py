@@ -76,6 +76,7 @@ def create_app(
     """Serve ``warehouse`` (a URI or an open ``Warehouse``)."""
     from .stac_api import add_stac_api
     from .tiles import add_tiles, nullable_statistics_schema
+    from .timeseries import add_timeseries
     from .viewer import add_api_docs, add_viewer
 
     settings = settings or Settings()
@@ -88,6 +89,7 @@ def create_app(
     app.state.settings = settings
     add_tiles(app, wh, settings)
     add_stac_api(app, wh)
+    add_timeseries(app, wh, settings)
     add_viewer(app, wh)
     add_api_docs(app)
     add_middleware(app, settings)

@@ -11,6 +11,7 @@ The other dependencies are titiler's with caps, so no single request can ask for
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -25,7 +26,13 @@ from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from titiler.core.algorithm import algorithms as default_algorithms
 from titiler.core.algorithm.base import BaseAlgorithm
-from titiler.core.dependencies import BidxExprParams, DefaultDependency, HistogramParams, StatisticsParams
+from titiler.core.dependencies import (
+    BidxExprParams,
+    ColorMapParams,
+    DefaultDependency,
+    HistogramParams,
+    StatisticsParams,
+)
 
 from .caching import VIEW_STATE, cache_policy, etag_matches, NotModified
 from .errors import InvalidParameter
@@ -120,7 +127,8 @@ class ViewResolver:
         """Route dependency: 304 when ``If-None-Match`` matches the response the view would give."""
         head_max_age = self.settings.head_max_age
 
-        def conditional_get(request: Request, view: View = Depends(path_dependency)) -> None:
+        async def conditional_get(request: Request, view: View = Depends(path_dependency)) -> None:
+            # async: a hash and a header compare, not worth a threadpool hop
             policy = cache_policy(view, request, head_max_age)
             if etag_matches(request.headers.get("if-none-match"), policy.etag):
                 raise NotModified(policy)
@@ -197,7 +205,25 @@ def limited_dependencies(settings: Settings) -> dict[str, Any]:
         "stats_dependency": LimitedStatisticsParams,
         "histogram_dependency": LimitedHistogramParams,
         "process_dependency": checked_algorithms(),
+        "colormap_dependency": checked_colormap(),
     }
+
+
+def checked_colormap() -> Callable[..., Any]:
+    """titiler's ``colormap_name``/``colormap`` dependency, answering a malformed ``colormap`` with 400.
+
+    titiler maps only JSON syntax errors to 400; a well-formed JSON whose keys are not pixel values (``{"a": 1}``),
+    whose colours do not parse, or whose intervals are not pairs raised a ``ValueError``/``TypeError`` and a 500.
+    """
+
+    @functools.wraps(ColorMapParams)
+    def colormap(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return ColorMapParams(*args, **kwargs)
+        except (ValueError, TypeError, IndexError, KeyError, RecursionError) as exc:
+            raise InvalidParameter(f"invalid colormap: {str(exc)[:200]}") from None
+
+    return colormap
 
 
 def checked_algorithms() -> Callable[..., Callable[[ImageData], ImageData] | None]:

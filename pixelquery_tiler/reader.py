@@ -61,6 +61,12 @@ RESAMPLING = (
 )
 
 _POSITIONAL_BAND = re.compile(r"^b(\d+)$")
+#: band-math size limits: rewriting and evaluating an expression recurse over its syntax tree, so a long chain
+#: (``b1+b1+...``) or deep nesting must be refused before it exhausts the stack (real indices have < 50 nodes)
+MAX_EXPRESSION_NODES = 512
+MAX_EXPRESSION_DEPTH = 48
+#: most ``;``-separated expressions (output bands) in one request
+MAX_EXPRESSION_BANDS = 64
 _GEOMETRY_TYPES = {"Polygon", "MultiPolygon", "Point", "MultiPoint", "LineString", "MultiLineString"}
 
 
@@ -450,6 +456,19 @@ def _vertex_count(coordinates: Any) -> int:
     return count
 
 
+def _check_size(tree: ast.AST) -> None:
+    """``InvalidExpression`` for a syntax tree over the size limits (walked without recursion)."""
+    nodes, stack = 0, [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_EXPRESSION_NODES or depth > MAX_EXPRESSION_DEPTH:
+            raise InvalidExpression(
+                f"expression too large: at most {MAX_EXPRESSION_NODES} terms and {MAX_EXPRESSION_DEPTH} levels of nesting"
+            )
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+
+
 def _expression_bands(expression: str, band_names: Sequence[str], available: Sequence[str]) -> tuple[list[str], str]:
     """Bands an expression uses, and the expression with positional ``bN`` replaced by names.
 
@@ -470,11 +489,14 @@ def _expression_bands(expression: str, band_names: Sequence[str], available: Seq
         raise InvalidExpression(f"unknown band {name!r} in expression; available: {list(available)}")
 
     blocks = []
-    for block in get_expression_blocks(expression):
+    if len(parts := get_expression_blocks(expression)) > MAX_EXPRESSION_BANDS:
+        raise InvalidExpression(f"at most {MAX_EXPRESSION_BANDS} expressions (output bands) in one request")
+    for block in parts:
         try:
             tree = ast.parse(block, mode="eval")
         except (SyntaxError, RecursionError, MemoryError, ValueError):
             raise InvalidExpression(f"invalid expression block {block[:80]!r}") from None
+        _check_size(tree)
         calls = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
         for node in ast.walk(tree):
             if isinstance(node, ast.Name) and node.id not in calls:

@@ -37,7 +37,7 @@ from titiler.core.utils import render_image
 from .caching import NO_STORE, view_route_class
 from .dependencies import ViewParams, ViewResolver, default_rendering_dependency, limited_dependencies
 from .encoders import PNG_ZLEVEL, encode_png
-from .errors import InvalidParameter
+from .errors import InvalidParameter, OutputTooLarge
 from .reader import PixelQueryReader
 from .settings import Settings
 from .urls import COLLECTION_PREFIX, ITEM_PREFIX, KVP_SEGMENT, SCALED_TILE_ROUTES
@@ -82,10 +82,18 @@ def render_tile(
                 alpha = image.mask if image.array.dtype == np.uint8 else (image.mask > 0).astype(np.uint16) * 65535
             return encode_png(image.data, alpha, png_zlevel), output_format.mediatype
         rescale = color_formula = None  # already applied
-    return render_image(
-        image, output_format=output_format, colormap=colormap, add_mask=add_mask, rescale=rescale,
-        color_formula=color_formula, **kwargs,
-    )
+    try:
+        return render_image(
+            image, output_format=output_format, colormap=colormap, add_mask=add_mask, rescale=rescale,
+            color_formula=color_formula, **kwargs,
+        )
+    except IndexError:
+        # titiler rescales non-8/16-bit data band by band with the 2-D mask indexed per band: an image with more
+        # bands than rows cannot be encoded (e.g. many expressions on a small tile); that is the request's shape
+        raise OutputTooLarge(
+            f"cannot encode {image.count} bands of {image.array.dtype} at {image.width}x{image.height} pixels; "
+            "ask for fewer bands or a larger size"
+        ) from None
 
 
 # -- routes that forward to the REST routes ------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from .index import CollectionIndex
 from .ingest import IngestResult, check_name, ingest_file
 
 if TYPE_CHECKING:  # mosaic pulls in rio-tiler (~0.2 s of imports) that ingest and the CLI do not need
+    from .analysis import QueryResult
     from .mosaic import WindowRead
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,23 @@ class Collection:
 
     def ingest(self, path: str, **kwargs) -> IngestResult:
         return self.warehouse.ingest(path, self.name, **kwargs)
+
+    # -- analysis -------------------------------------------------------------------------------------------
+    def query_by_bounds(
+        self,
+        bounds: tuple[float, float, float, float],
+        date_range: tuple[str | dt.datetime | None, str | dt.datetime | None] | None,
+        bands: str | list[str] | None,
+        target_resolution: float,
+        as_of_snapshot_id: int | None = None,
+        crs: str = "EPSG:4326",
+        **kwargs: Any,
+    ) -> QueryResult:
+        """A datacube of every observation over ``bounds`` (see ``analysis.query_by_bounds``; ``expression=``,
+        ``groupby="day"`` and ``resampling=`` go there)."""
+        from .analysis import query_by_bounds
+
+        return query_by_bounds(self, bounds, date_range, bands, target_resolution, as_of_snapshot_id, crs, **kwargs)
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,11 @@ def test_former_500s_are_client_errors(tile_client: TestClient, tile_warehouse: 
         "/collections/pair/statistics?p=101",
         "/collections/pair/statistics?p=-1",
         pair_tile() + "?expression=" + "+".join(["blue"] * 4000),
+        pair_tile() + "?expression=" + "%2B".join(["blue"] * 399),  # under the length cap, too deep to rewrite
+        pair_tile() + "?expression=" + ";".join(["blue"] * 300),  # 300 output bands
+        pair_tile() + "?tilesize=2&expression=blue*1.5;blue*2;blue*3",  # more float bands than rows to encode
+        pair_tile() + '?colormap={"file":"/etc/passwd"}',  # JSON, but not pixel value -> colour
+        pair_tile() + "?colormap=[[1,2]]",  # intervals that are not (range, colour) pairs
     ]
     problems = []
     for url in cases:
