@@ -44,24 +44,21 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     wh = _warehouse(args)
     bands = [b.strip() for b in args.bands.split(",")] if args.bands else None
-    from .ingest import IngestResult, check_name, inspect_source
-
-    # header checks of every file first: bad input anywhere in the list commits nothing
-    check_name("collection", args.collection)
-    for path in args.files:
-        inspect_source(path, args.product, args.datetime, bands)
+    assets = [a.strip() for a in args.assets.split(",")] if args.assets else None
     show = sys.stderr.isatty() and not args.json
-    with tqdm(total=len(args.files), unit="file", disable=not show, desc="ingest") as bar:
+    with tqdm(total=len(args.files), unit="source", disable=not show, desc="ingest") as bar:
 
-        def done(result: IngestResult) -> None:
-            bar.set_postfix_str(result.source[:40])
-            bar.update(1)
+        def done(item) -> None:
+            r = item.result
+            bar.set_postfix_str(r.source[:40])
+            bar.update(len(item.sources))
             if not args.json:
-                print(f"{result.item_id}\tsnapshot {result.snapshot_id}\t{result.datetime.isoformat()}\t{result.chunks} chunks")
+                print(f"{r.item_id}\tsnapshot {r.snapshot_id}\t{r.datetime.isoformat()}\t{r.chunks} chunks")
 
-        results = wh.ingest_many(
-            args.files, args.collection, jobs=args.jobs, on_result=done,
-            product=args.product, datetime=args.datetime, bands=bands,
+        # every header is checked and duplicates refused before the first commit (see Warehouse.ingest_sources)
+        results = wh.ingest_sources(
+            args.files, args.collection, scene=args.scene, assets=assets, product=args.product,
+            datetime=args.datetime, bands=bands, allow_duplicate=args.allow_duplicate, jobs=args.jobs, on_result=done,
         )
     if args.json:
         print(json.dumps([r.to_json() for r in results], indent=2))
@@ -163,9 +160,42 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(port=args.port, host=args.host, warehouse=args.warehouse)
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from .pipeline import write_template
+
+    print(write_template(args.dir))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .pipeline import run_pipeline
+
+    bar = tqdm(unit="item", disable=not (sys.stderr.isatty() and not args.json), desc="run")
+    try:
+        report = run_pipeline(args.pipeline, dry_run=args.dry_run, on_plans=bar.reset, on_item=lambda _: bar.update(1))
+    finally:
+        bar.close()
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        verb = "would ingest" if args.dry_run else "ingested"
+        for item in report.ingested:
+            print(f"{verb}\t{item}")
+        for source in report.skipped:
+            print(f"skipped\t{source}")
+    for line in report.errors:
+        print(f"pixelquery-tiler: error: {line}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pixelquery-tiler", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details and print the traceback of unexpected errors")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"pixelquery-tiler {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, func, help: str) -> argparse.ArgumentParser:
@@ -176,16 +206,27 @@ def build_parser() -> argparse.ArgumentParser:
     def catalog_opt(p: argparse.ArgumentParser) -> None:
         p.add_argument("--catalog-uri", help="SQLAlchemy URI (PostgreSQL) or Iceberg REST URL; default SQLite in the warehouse")
 
-    p = add("ingest", cmd_ingest, "ingest GeoTIFF/COG files, one snapshot (STAC item) each")
+    p = add("ingest", cmd_ingest, "ingest rasters, scenes or STAC Items, one snapshot (STAC item) per item")
     p.add_argument("warehouse")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("files", nargs="+", metavar="SOURCE", help="path, http(s):// URL, s3:// URI or STAC Item (.json)")
+    p.add_argument("--scene", action="store_true", help="all SOURCEs form one item (one band group per pixel grid)")
+    p.add_argument("--assets", help="comma-separated asset keys to take from STAC Item sources")
+    p.add_argument("--allow-duplicate", action="store_true", help="ingest sources that are already items")
     p.add_argument("--collection", required=True)
     p.add_argument("--product", help="product profile id (default: from file name or band count)")
     p.add_argument("--datetime", help="acquisition time, ISO 8601 (default: TIFF tags or file name)")
     p.add_argument("--bands", help="comma-separated common names for the file's bands, e.g. red,green,blue,nir")
-    p.add_argument("--json", action="store_true", help="print a JSON list, one object per file")
+    p.add_argument("--json", action="store_true", help="print a JSON list, one object per item")
     p.add_argument("--jobs", type=int, default=1, help="ingest files in N worker processes (pays for many or large files)")
     catalog_opt(p)
+
+    p = add("init", cmd_init, "write a commented example pipeline.yaml")
+    p.add_argument("dir", nargs="?", default=".", metavar="DIR")
+
+    p = add("run", cmd_run, "run a pipeline.yaml (incremental: already-ingested sources are skipped)")
+    p.add_argument("pipeline", metavar="PIPELINE.yaml")
+    p.add_argument("--dry-run", action="store_true", help="list what would be ingested; change nothing")
+    p.add_argument("--json", action="store_true", help='print {"ingested", "skipped", "failed"}')
 
     p = add("serve", cmd_serve, "serve tiles and the STAC API")
     p.add_argument("warehouse")

@@ -11,7 +11,7 @@ swaps it in, so concurrent requests always see a consistent view.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
@@ -30,6 +30,12 @@ def _us(value: dt.datetime) -> int:
     return int(value.timestamp() * 1_000_000)
 
 
+def _band_key(rows: pa.Table) -> pa.ChunkedArray:
+    """One string per row naming its band list: rows of one band group share it."""
+    column = rows.column("bands").cast(pa.list_(pa.string()))  # binary_join has no large_list kernel
+    return pc.binary_join(column, "\x1f")
+
+
 @dataclass(frozen=True)
 class ItemView:
     """Per-item facts derived from its rows."""
@@ -45,6 +51,10 @@ class ItemView:
     nodata: float | None
     levels: tuple[int, ...]
     resolutions: tuple[float, ...]  # res_x per level
+    #: band group of a multi-resolution item (0 = finest); each group is its own entry of ``items``
+    group: int = 0
+    #: every band of the item over all its groups, finest group first (what describes the item as a whole)
+    scene_bands: tuple[str, ...] = ()
 
 
 class CollectionIndex:
@@ -57,7 +67,11 @@ class CollectionIndex:
         self._pos_by_id = {s.snapshot_id: i for i, s in enumerate(snapshots)}
         snap_by_item = {s.item_id: s for s in snapshots if s.item_id}
 
-        rows = rows.sort_by([("item_id", "ascending"), ("level", "ascending"), ("batch_index", "ascending")]) if rows.num_rows else rows
+        if rows.num_rows:
+            # an item's band groups (rows sharing a band list, one pixel grid each) are contiguous entries
+            key = _band_key(rows)
+            order = [("item_id", "ascending"), ("_group", "ascending"), ("level", "ascending"), ("batch_index", "ascending")]
+            rows = rows.append_column("_group", key).sort_by(order).drop_columns(["_group"])
         self.rows = rows
         n = rows.num_rows
         col = lambda name: rows.column(name).to_numpy()  # noqa: E731
@@ -72,7 +86,9 @@ class CollectionIndex:
         )
 
         item_ids = rows.column("item_id").to_numpy(zero_copy_only=False) if n else np.array([], object)
-        starts = np.flatnonzero(np.r_[True, item_ids[1:] != item_ids[:-1]]) if n else np.array([], np.int64)
+        groups = _band_key(rows).to_numpy(zero_copy_only=False) if n else item_ids
+        new_entry = (item_ids[1:] != item_ids[:-1]) | (groups[1:] != groups[:-1])
+        starts = np.flatnonzero(np.r_[True, new_entry]) if n else np.array([], np.int64)
         ends = np.r_[starts[1:], n].astype(np.int64) if n else np.array([], np.int64)
         self.items: list[ItemView] = []
         self._item_rows: list[dict[int, tuple[int, int]]] = []  # level -> (start, stop)
@@ -102,13 +118,30 @@ class CollectionIndex:
                 )
             )
             self._item_rows.append(ranges)
-        self._item_pos = {it.item_id: i for i, it in enumerate(self.items)}
+        self._group_entries()
+        self._item_pos = {it.item_id: i for i, it in enumerate(self.items) if it.group == 0}
         self.item_bbox = np.array([it.bbox for it in self.items], float).reshape(-1, 4)
         self.item_time = np.array([_us(it.datetime) for it in self.items], np.int64)
         # position of the adding snapshot in history; items whose snapshot was expired count as oldest
         self.item_snap_pos = np.array(
             [self._pos_by_id.get(it.snapshot.snapshot_id, -1) if it.snapshot else -1 for it in self.items], np.int64
         )
+
+    def _group_entries(self) -> None:
+        """Number each item's band-group entries finest first and give every entry the item's full band list."""
+        by_item: dict[str, list[int]] = {}
+        for pos, it in enumerate(self.items):
+            by_item.setdefault(it.item_id, []).append(pos)
+        self._entries = by_item
+        for item_id, positions in by_item.items():
+            positions.sort(key=lambda p: (self.items[p].resolutions[0], p))
+            scene = tuple(b for p in positions for b in self.items[p].bands)
+            for g, p in enumerate(positions):
+                self.items[p] = replace(self.items[p], group=g, scene_bands=scene)
+
+    def item_entries(self, item_id: str) -> list[int]:
+        """Positions of all band-group entries of an item, finest group first (empty if unknown)."""
+        return list(self._entries.get(item_id, ()))
 
     @classmethod
     def empty(cls) -> "CollectionIndex":
@@ -149,10 +182,8 @@ class CollectionIndex:
         if snapshot_id is not None:
             keep &= self.item_snap_pos <= self._pos_by_id[self.snapshot(snapshot_id).snapshot_id]
         if item_id is not None:
-            pos = self._item_pos.get(item_id)
             only = np.zeros_like(keep)
-            if pos is not None:
-                only[pos] = True
+            only[self._entries.get(item_id, [])] = True
             keep &= only
         if bbox is not None and len(self.items):
             w, s, e, n = bbox

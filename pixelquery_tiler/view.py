@@ -141,8 +141,9 @@ class View:
     def resolve_bands(self, names: list[str] | None) -> list[str]:
         """Requested band names as stored (case-insensitive), default: the newest visible item's bands."""
         positions = self.require_items()
-        if not names:
-            return list(self.index.items[positions[0]].bands)
+        if not names:  # every band of the newest item, over all its band groups
+            newest = self.index.items[positions[0]]
+            return list(newest.scene_bands or newest.bands)
         lower = {b.lower(): b for b in self.available_bands}
         missing = [b for b in names if b.lower() not in lower]
         if missing:

@@ -217,7 +217,7 @@ class Warehouse:
 
     def ingest(
         self,
-        path: str,
+        path: str | Any,
         collection: str,
         product: str | None = None,
         datetime: str | dt.datetime | None = None,
@@ -229,9 +229,42 @@ class Warehouse:
         Reads through this ``Warehouse`` see the new item right away (read-your-writes), not only after
         the index refresh interval.
         """
+        if not isinstance(path, str):  # a planned scene/STAC item (``scenes.plan_items``): one snapshot
+            from .scenes import ingest_plan
+
+            item = ingest_plan(self.fs, self.catalog, collection, path, progress)
+            self._invalidate(collection)
+            return item
         result = ingest_file(self.fs, self.catalog, collection, path, product, datetime, bands, progress)
         self._invalidate(collection)
         return result
+
+    def ingest_sources(
+        self,
+        sources: list[str],
+        collection: str,
+        *,
+        scene: bool = False,
+        assets: list[str] | None = None,
+        product: str | None = None,
+        datetime: str | dt.datetime | None = None,
+        bands: list[str] | None = None,
+        allow_duplicate: bool = False,
+        jobs: int = 1,
+        on_result: Callable[[Any], None] | None = None,
+    ) -> list[Any]:
+        """Ingest sources (paths, URLs, ``s3://`` URIs, STAC Items) grouped into items (``scenes.plan_items``).
+
+        Every header is checked and duplicates refused before the first commit, so bad input anywhere commits
+        nothing. Returns one ``scenes.ItemResult`` per item.
+        """
+        from .scenes import check_duplicates, plan_items
+
+        check_name("collection", collection)
+        plans = plan_items(sources, scene=scene, assets=assets, product=product, datetime=datetime, bands=bands)
+        table = cat.load_table(self.catalog, collection)
+        check_duplicates(plans, cat.snapshots(table) if table is not None else [], allow_duplicate)
+        return self.ingest_many(plans, collection, jobs=jobs, on_result=on_result)
 
     def ingest_many(
         self,
