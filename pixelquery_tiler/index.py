@@ -6,6 +6,11 @@ item-level's row range. Cost grows with the number of items touched, not with th
 
 An index is immutable; a refresh builds a new one (reading only the data files new snapshots added) and
 swaps it in, so concurrent requests always see a consistent view.
+
+Time travel: an item is visible at snapshot S when it was added at or before S and not deleted at or before S.
+The head rows hold every item not deleted; rows of deleted items are kept aside with the history position of
+their delete, and :meth:`CollectionIndex.as_of` returns an index that also holds the deleted items still
+visible at S (the head index itself when none are).
 """
 
 from __future__ import annotations
@@ -14,9 +19,12 @@ import datetime as dt
 from dataclasses import dataclass
 from functools import cached_property
 
+import threading
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from cachetools import LRUCache
 
 from .catalog import ARROW_SCHEMA, SnapshotInfo
 
@@ -49,7 +57,11 @@ class ItemView:
 class CollectionIndex:
     """All rows of a collection at ``snapshot_id`` (the table head when built)."""
 
-    def __init__(self, rows: pa.Table, snapshots: list[SnapshotInfo]):
+    def __init__(self, rows: pa.Table, snapshots: list[SnapshotInfo], deleted: list[tuple[int, pa.Table]] | None = None):
+        #: ``(history position of the delete, rows it removed)`` of deleted items, for :meth:`as_of`
+        self.deleted = deleted or []
+        self._as_of_cache: LRUCache[tuple[int, ...], CollectionIndex] = LRUCache(maxsize=4)
+        self._as_of_lock = threading.Lock()
         self.snapshots = snapshots
         self.snapshot_id = snapshots[-1].snapshot_id if snapshots else None
         self._snap_by_id = {s.snapshot_id: s for s in snapshots}
@@ -121,6 +133,25 @@ class CollectionIndex:
             return self._snap_by_id[snapshot_id]
         except KeyError:
             raise SnapshotNotFound(f"snapshot {snapshot_id} not found") from None
+
+    def as_of(self, snapshot_id: int) -> "CollectionIndex":
+        """An index holding every item visible at ``snapshot_id``, including items deleted after it.
+
+        Filter it with ``select_items(snapshot_id=...)`` as usual (it also holds items added later). Raises
+        ``SnapshotNotFound`` for an unknown id.
+        """
+        pos = self._pos_by_id[self.snapshot(snapshot_id).snapshot_id]
+        later = tuple(i for i, (deleted_at, _) in enumerate(self.deleted) if deleted_at > pos)
+        if not later:
+            return self
+        with self._as_of_lock:
+            if (hit := self._as_of_cache.get(later)) is not None:
+                return hit
+        rows = pa.concat_tables([self.rows, *(self.deleted[i][1].cast(self.rows.schema) for i in later)])
+        index = CollectionIndex(rows, self.snapshots)
+        with self._as_of_lock:
+            self._as_of_cache[later] = index
+        return index
 
     def item(self, item_id: str) -> ItemView | None:
         pos = self._item_pos.get(item_id)
