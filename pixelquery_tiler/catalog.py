@@ -4,8 +4,9 @@ The catalog is pyiceberg's: ``SqlCatalog`` on a SQLite file inside the warehouse
 SQLAlchemy URI (PostgreSQL) or an Iceberg REST endpoint when scaled out. Spark, Trino and DuckDB can read
 the same tables as they are.
 
-Every ingest is exactly one ``append`` whose snapshot summary carries the item's metadata, so one snapshot
-is one STAC item, and the item id is also stored on every row.
+Every ingest is exactly one ``append`` whose snapshot summary carries the item's metadata, so one append
+snapshot is one STAC item, and the item id is also stored on every row. All table writes and history reads
+go through :class:`CollectionTable`.
 
 Commit cost and snapshot expiry
 -------------------------------
@@ -16,20 +17,29 @@ thousands of items, an ingest that finds more than ``retain + batch`` live snaps
 newest ``retain`` of them (table properties ``pixelquery.retain-snapshots``, default 4, and
 ``pixelquery.expire-batch``, default 8; ``retain <= 0`` disables expiry). Few live snapshots keep every
 commit near pyiceberg's fixed cost (4..12 live: ~75 ms; 16..32 live: ~110 ms); the expiry commit itself
-is amortised over ``batch`` ingests. Expiry only drops snapshot
-*metadata*: appends never remove rows, so the head snapshot still references every chunk and data file.
+is amortised over ``batch`` ingests. Expiry only drops snapshot *metadata*; the files of expired snapshots
+are removed later by ``Warehouse.gc``.
 
 Items must survive that, so before expiring, the expired snapshots' id, parent, sequence number, timestamp
 and ``pixelquery.*`` summary properties are written to an immutable Parquet *item log* file in the table
-location (``pixelquery-items/``), and the expiring commit itself sets the table property
-``pixelquery.item-log`` to the list of log files. Log and expiry land in the same atomic metadata commit, so
-a reader sees either the live snapshots or their log entries, never neither. :func:`snapshots` merges log
-and live chain, so time travel (``snapshot_id=`` of an expired snapshot) and item lookup keep working:
-readers resolve "as of snapshot S" as "rows of items committed at or before S" from that history, which is
-exact because every commit is an append. Only *Iceberg-native* time travel of other engines (Spark/Trino
-``VERSION AS OF``) is limited to the retained snapshots. Consumers must therefore list items with
+location (``pixelquery-items/``), and the expiring transaction (pyiceberg's ``ExpireSnapshots`` plus a
+property update) sets the table property ``pixelquery.item-log`` to the list of log files. Log and expiry land
+in the same atomic metadata commit, so a reader sees either the live snapshots or their log entries, never
+neither. :meth:`CollectionTable.history` merges log and live chain, so time travel (``snapshot_id=`` of an
+expired snapshot) and item lookup keep working. Only *Iceberg-native* time travel of other engines
+(Spark/Trino ``VERSION AS OF``) is limited to the retained snapshots. Consumers must therefore list items with
 :func:`snapshots` (or ``Collection.snapshots()`` / ``CollectionIndex.snapshots``), never with
 ``table.metadata.snapshots``.
+
+Deletes and compaction
+----------------------
+Readers resolve "as of snapshot S" as "items added at or before S and not deleted at or before S". An item
+delete is an Iceberg copy-on-write delete by ``item_id`` whose summary names the item and an immutable Parquet
+copy of its rows in ``pixelquery-items/deleted-*.parquet``: once the pre-delete snapshots expire and ``gc``
+removes their data files, time travel still reads the item from that copy (and its chunk files stay
+referenced). Compaction rewrites small data files into one sorted file per partition in one ``overwrite``
+snapshot that adds and removes no item; it runs inside an ingest once ``pixelquery.compact-min-files`` data
+files were added since the last one (default 32), keeping the server's index build to a few files.
 """
 
 from __future__ import annotations
