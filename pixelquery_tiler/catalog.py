@@ -54,7 +54,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypedDict
 
 import pyarrow as pa
 from cachetools import LRUCache, cached
@@ -171,6 +171,41 @@ ITEM_LOG_SCHEMA = pa.schema(
         pa.field("properties", pa.string(), nullable=False),  # JSON of the pixelquery.* summary properties
     ]
 )
+
+
+class ChunkRow(TypedDict):
+    """One catalog row (one stored chunk) as ingest builds it; ``CollectionTable.build_rows`` makes the table."""
+
+    item_id: str
+    collection: str
+    product: str
+    datetime: dt.datetime
+    tile_id: str
+    level: int
+    crs: str
+    minx: float
+    miny: float
+    maxx: float
+    maxy: float
+    west: float
+    south: float
+    east: float
+    north: float
+    res_x: float
+    res_y: float
+    height: int
+    width: int
+    transform: list[float]
+    chunk_file: str
+    batch_index: int
+    bands: list[str]
+    dtype: str
+    nodata: float | None
+    band_min: list[float]
+    band_max: list[float]
+    band_mean: list[float]
+    valid_percent: float
+    cloud_cover: float | None
 
 
 class CatalogError(RuntimeError):
@@ -338,8 +373,8 @@ class CollectionTable:
 
     # -- rows -------------------------------------------------------------------------------------------------
     @staticmethod
-    def build_rows(rows: list[dict[str, Any]]) -> pa.Table:
-        """Chunk rows (dicts keyed like ``ChunkRow``) as an Arrow table of the catalog schema.
+    def build_rows(rows: list[ChunkRow]) -> pa.Table:
+        """Chunk rows as an Arrow table of the catalog schema.
 
         Raises ``ValueError`` naming the missing columns instead of Arrow's null-in-required-field error.
         """

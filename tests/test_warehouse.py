@@ -146,3 +146,10 @@ def test_long_lived_index_follows_appends_across_expiry(tmp_path: Path) -> None:
     assert sorted(it.item_id for it in index.items) == sorted(r.item_id for r in results)
     assert [s.snapshot_id for s in index.snapshots] == [r.snapshot_id for r in results]
     assert read_all(server, snapshot_id=results[3].snapshot_id).items == [results[3].item_id]
+
+
+def test_chunk_row_type_matches_the_catalog_schema() -> None:
+    """The typed row builder and the Iceberg schema name the same columns; a missing one is a clear error."""
+    assert list(cat.ChunkRow.__annotations__) == cat.ARROW_SCHEMA.names
+    with pytest.raises(ValueError, match="item_id"):
+        cat.CollectionTable.build_rows([{"collection": "c"}])  # type: ignore[typeddict-item]
