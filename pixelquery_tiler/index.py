@@ -83,36 +83,47 @@ class CollectionIndex:
         )
 
         item_ids = rows.column("item_id").to_numpy(zero_copy_only=False) if n else np.array([], object)
-        starts = np.flatnonzero(np.r_[True, item_ids[1:] != item_ids[:-1]]) if n else np.array([], np.int64)
-        ends = np.r_[starts[1:], n].astype(np.int64) if n else np.array([], np.int64)
-        self.items: list[ItemView] = []
-        self._item_rows: list[dict[int, tuple[int, int]]] = []  # level -> (start, stop)
-        for s, e in zip(starts, ends):
-            first = rows.slice(int(s), 1).to_pylist()[0]
-            lv = self.level[s:e]
-            lv_starts = np.flatnonzero(np.r_[True, lv[1:] != lv[:-1]])
-            lv_ends = np.r_[lv_starts[1:], e - s]
-            ranges = {int(lv[a]): (int(s + a), int(s + b)) for a, b in zip(lv_starts, lv_ends)}
-            l0 = ranges[min(ranges)]
-            self.items.append(
-                ItemView(
-                    item_id=first["item_id"],
-                    snapshot=snap_by_item.get(first["item_id"]),
-                    product=first["product"],
-                    datetime=first["datetime"],
-                    crs=first["crs"],
-                    bbox=(
-                        float(self.west[l0[0] : l0[1]].min()), float(self.south[l0[0] : l0[1]].min()),
-                        float(self.east[l0[0] : l0[1]].max()), float(self.north[l0[0] : l0[1]].max()),
-                    ),
-                    bands=tuple(first["bands"]),
-                    dtype=first["dtype"],
-                    nodata=first["nodata"],
-                    levels=tuple(sorted(ranges)),
-                    resolutions=tuple(float(col_res) for col_res in (rows.column("res_x")[ranges[k][0]].as_py() for k in sorted(ranges))),
-                )
+        # one pass over (item, level) segments in numpy; Python only loops over segments, never over rows
+        new_item = np.r_[True, item_ids[1:] != item_ids[:-1]] if n else np.zeros(0, bool)
+        seg_starts = np.flatnonzero(new_item | np.r_[True, self.level[1:] != self.level[:-1]]) if n else np.zeros(0, np.int64)
+        seg_ends = np.r_[seg_starts[1:], n].astype(np.int64)
+        starts = np.flatnonzero(new_item)
+        first_seg = np.searchsorted(seg_starts, starts)  # rows are sorted by level: an item's first segment is L0
+        l0_bounds = np.stack(
+            [
+                np.minimum.reduceat(self.west, seg_starts)[first_seg], np.minimum.reduceat(self.south, seg_starts)[first_seg],
+                np.maximum.reduceat(self.east, seg_starts)[first_seg], np.maximum.reduceat(self.north, seg_starts)[first_seg],
+            ],
+            axis=1,
+        ) if n else np.zeros((0, 4))
+        seg_item = (np.cumsum(new_item)[seg_starts] - 1).tolist()
+        seg_level = self.level[seg_starts].tolist()
+        seg_res = rows.column("res_x").to_numpy()[seg_starts].tolist() if n else []
+        firsts = (
+            rows.take(pa.array(starts)).select(["item_id", "product", "datetime", "crs", "bands", "dtype", "nodata"]).to_pylist()
+            if n else []
+        )
+        self._item_rows: list[dict[int, tuple[int, int]]] = [{} for _ in firsts]  # level -> (start, stop)
+        resolutions: list[list[float]] = [[] for _ in firsts]
+        for item, level, a, b, res in zip(seg_item, seg_level, seg_starts.tolist(), seg_ends.tolist(), seg_res):
+            self._item_rows[item][level] = (a, b)
+            resolutions[item].append(float(res))
+        self.items: list[ItemView] = [
+            ItemView(
+                item_id=first["item_id"],
+                snapshot=snap_by_item.get(first["item_id"]),
+                product=first["product"],
+                datetime=first["datetime"],
+                crs=first["crs"],
+                bbox=tuple(float(v) for v in bbox),  # type: ignore[arg-type]
+                bands=tuple(first["bands"]),
+                dtype=first["dtype"],
+                nodata=first["nodata"],
+                levels=tuple(self._item_rows[i]),
+                resolutions=tuple(resolutions[i]),
             )
-            self._item_rows.append(ranges)
+            for i, (first, bbox) in enumerate(zip(firsts, l0_bounds))
+        ]
         self._item_pos = {it.item_id: i for i, it in enumerate(self.items)}
         self.item_bbox = np.array([it.bbox for it in self.items], float).reshape(-1, 4)
         self.item_time = np.array([_us(it.datetime) for it in self.items], np.int64)
