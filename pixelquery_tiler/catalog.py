@@ -436,7 +436,7 @@ class CollectionTable:
             log.warning("snapshot expiry on %s failed; will retry on a later ingest", table.name(), exc_info=True)
         try:
             if self.compaction_due(table):
-                self.compact()
+                self.compact(attempts=3)  # under concurrent ingest a later ingest tries again
         except Exception:
             log.warning("automatic compaction of %s failed; will retry later", table.name(), exc_info=True)
 
