@@ -803,13 +803,21 @@ class SnapshotInfo:
     properties: dict[str, str] = field(default_factory=dict)
     operation: str | None = None
 
+    @property
+    def kind(self) -> str:
+        """``item`` (an ingest), ``delete`` (an item delete) or ``compact`` (a compaction)."""
+        if self.properties.get("deleted_item"):
+            return "delete"
+        return "compact" if self.properties.get("operation") == "compact" else "item"
+
     def to_json(self) -> dict[str, Any]:
         return {
             "snapshot_id": self.snapshot_id,
             "parent_snapshot_id": self.parent_id,
             "timestamp": self.timestamp.isoformat(),
-            "item_id": self.item_id,
+            "item_id": self.item_id or self.properties.get("deleted_item"),
             "datetime": self.datetime.isoformat() if self.datetime else None,
+            "kind": self.kind,
         }
 
 

@@ -110,9 +110,9 @@ class Collection:
             return None
         rows = previous.rows
         for info in (s for s in snaps if s.snapshot_id not in known):
-            if info.properties.get("deleted_item"):
+            if info.kind == "delete":
                 rows = rows.filter(pc.field("item_id") != info.properties["deleted_item"])
-            elif info.properties.get("operation") == "compact":
+            elif info.kind == "compact":
                 continue
             elif info.operation == "append" and table.snapshot_by_id(info.snapshot_id) is not None:
                 rows = pa.concat_tables([rows, store.added_rows(table, info.snapshot_id)])

@@ -167,6 +167,10 @@ def test_delete_hides_the_item_at_the_head_only(tmp_path: Path) -> None:
     history = coll.snapshots()
     assert [s.item_id for s in history] == [first.item_id, second.item_id, third.item_id, None]
     assert history[-1].properties["deleted_item"] == third.item_id
+    listed = json.loads(cli_ok("snapshots", tmp_path / "wh", "--collection", "c", "--json").stdout)
+    assert [(s["kind"], s["item_id"]) for s in listed] == [
+        ("item", first.item_id), ("item", second.item_id), ("item", third.item_id), ("delete", third.item_id),
+    ]
     # its chunk files are still referenced (time travel reads them)
     assert not [f for f in fresh.gc(older_than=dt.timedelta(0), dry_run=True).orphans if f.path.startswith("chunks/")]
 
