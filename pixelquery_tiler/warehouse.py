@@ -1,6 +1,6 @@
 """The warehouse: a URI holding an Iceberg catalog and immutable chunk files.
 
-``Warehouse`` is the Python entry point (ingest, collections, gc); ``Collection`` is one Iceberg table with
+``Warehouse`` is the Python entry point (ingest, collections, delete, compact, gc); ``Collection`` is one Iceberg table with
 its in-memory index and window reads. Both are cheap to construct and hold no global state; a server keeps
 one ``Warehouse`` and asks it for collections per request.
 """
@@ -273,6 +273,14 @@ class Warehouse:
             pool.shutdown(wait=True, cancel_futures=True)
             self._invalidate(collection)
         return results
+
+    def delete(self, collection: str, item_id: str) -> cat.SnapshotInfo:
+        """Remove one item from the head of ``collection`` (see ``Collection.delete``)."""
+        return self.collection(collection).delete(item_id)
+
+    def compact(self, collection: str) -> cat.CompactReport:
+        """Compact ``collection``'s catalog data files (see ``Collection.compact``)."""
+        return self.collection(collection).compact()
 
     def _invalidate(self, collection: str) -> None:
         """Read-your-writes: an open handle re-checks the table head on its next read."""

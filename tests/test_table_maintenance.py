@@ -182,10 +182,10 @@ def test_deleted_item_survives_expiry_and_compaction(tmp_path: Path) -> None:
     set_props(wh, **{cat.COMPACT_MIN_FILES_PROPERTY: "0", cat.RETAIN_PROPERTY: "1", cat.EXPIRE_BATCH_PROPERTY: "0"})
     server = Warehouse(str(tmp_path / "wh"), refresh_interval=0)
     assert len(server.collection("c").index().items) == 2
-    wh.collection("c").delete(results[0].item_id)
+    wh.delete("c", results[0].item_id)
     assert [it.item_id for it in server.collection("c").index().items] == [results[1].item_id]  # incremental refresh
     results += series(wh, tmp_path, ["2021-03-03", "2021-03-04"])  # expires the delete and what it deleted
-    wh.collection("c").compact()
+    wh.compact("c")
     wh.gc(older_than=dt.timedelta(0))  # removes the expired snapshots' Iceberg files
     table = wh.collection("c").table()
     assert table.snapshot_by_id(results[0].snapshot_id) is None
