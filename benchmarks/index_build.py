@@ -7,7 +7,8 @@ Goal (issue 10): < 1 s index build and <= 100 ms per commit at 10,000 items.
 
 - each synthetic item is its own Parquet data file (what one ingest writes: ``--rows`` catalog rows copied
   from a real tiny ingest, with its own ``item_id``, ``chunk_file`` and a datetime 6 hours after the previous
-  one), written with pyarrow and added with pyiceberg's ``add_files`` in one Iceberg commit; and its snapshot entry is in the item log (what expiry leaves), so
+  one), written with pyarrow and added with pyiceberg's ``add_files`` in one Iceberg commit; and its snapshot
+  entry is in the item log (what expiry leaves), so
   the history has one entry per item, as after N real ingests with expiry;
 - then measured for real: the index build of a fresh ``Warehouse`` (a server's start-up: history + item log +
   manifests + data files + ``CollectionIndex``; the item-log cache cleared), and ``--commits`` real ingests of

@@ -744,7 +744,7 @@ def _read_data_files(table: Table, paths: list[str], columns: list[str] | None =
     import pyarrow.fs as pafs
 
     if not paths:
-        return pa.schema([ARROW_SCHEMA.field(n) for n in columns]).empty_table() if columns else ARROW_SCHEMA.empty_table()
+        return (pa.schema([ARROW_SCHEMA.field(n) for n in columns]) if columns else ARROW_SCHEMA).empty_table()
     fs, _ = pafs.FileSystem.from_uri(paths[0])
     local = [pafs.FileSystem.from_uri(p)[1] for p in paths]
     return ds.dataset(local, format="parquet", filesystem=fs).to_table(columns=columns)

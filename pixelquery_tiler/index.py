@@ -57,7 +57,9 @@ class ItemView:
 class CollectionIndex:
     """All rows of a collection at ``snapshot_id`` (the table head when built)."""
 
-    def __init__(self, rows: pa.Table, snapshots: list[SnapshotInfo], deleted: list[tuple[int, pa.Table]] | None = None):
+    def __init__(
+        self, rows: pa.Table, snapshots: list[SnapshotInfo], deleted: list[tuple[int, pa.Table]] | None = None
+    ):
         #: ``(history position of the delete, rows it removed)`` of deleted items, for :meth:`as_of`
         self.deleted = deleted or []
         self._as_of_cache: LRUCache[tuple[int, ...], CollectionIndex] = LRUCache(maxsize=4)
@@ -85,24 +87,25 @@ class CollectionIndex:
         item_ids = rows.column("item_id").to_numpy(zero_copy_only=False) if n else np.array([], object)
         # one pass over (item, level) segments in numpy; Python only loops over segments, never over rows
         new_item = np.r_[True, item_ids[1:] != item_ids[:-1]] if n else np.zeros(0, bool)
-        seg_starts = np.flatnonzero(new_item | np.r_[True, self.level[1:] != self.level[:-1]]) if n else np.zeros(0, np.int64)
+        new_level = np.r_[True, self.level[1:] != self.level[:-1]] if n else np.zeros(0, bool)
+        seg_starts = np.flatnonzero(new_item | new_level)
         seg_ends = np.r_[seg_starts[1:], n].astype(np.int64)
         starts = np.flatnonzero(new_item)
         first_seg = np.searchsorted(seg_starts, starts)  # rows are sorted by level: an item's first segment is L0
         l0_bounds = np.stack(
             [
-                np.minimum.reduceat(self.west, seg_starts)[first_seg], np.minimum.reduceat(self.south, seg_starts)[first_seg],
-                np.maximum.reduceat(self.east, seg_starts)[first_seg], np.maximum.reduceat(self.north, seg_starts)[first_seg],
+                np.minimum.reduceat(self.west, seg_starts)[first_seg],
+                np.minimum.reduceat(self.south, seg_starts)[first_seg],
+                np.maximum.reduceat(self.east, seg_starts)[first_seg],
+                np.maximum.reduceat(self.north, seg_starts)[first_seg],
             ],
             axis=1,
         ) if n else np.zeros((0, 4))
         seg_item = (np.cumsum(new_item)[seg_starts] - 1).tolist()
         seg_level = self.level[seg_starts].tolist()
         seg_res = rows.column("res_x").to_numpy()[seg_starts].tolist() if n else []
-        firsts = (
-            rows.take(pa.array(starts)).select(["item_id", "product", "datetime", "crs", "bands", "dtype", "nodata"]).to_pylist()
-            if n else []
-        )
+        first_columns = ["item_id", "product", "datetime", "crs", "bands", "dtype", "nodata"]
+        firsts = rows.take(pa.array(starts)).select(first_columns).to_pylist() if n else []
         self._item_rows: list[dict[int, tuple[int, int]]] = [{} for _ in firsts]  # level -> (start, stop)
         resolutions: list[list[float]] = [[] for _ in firsts]
         for item, level, a, b, res in zip(seg_item, seg_level, seg_starts.tolist(), seg_ends.tolist(), seg_res):

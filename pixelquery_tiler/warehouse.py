@@ -141,8 +141,9 @@ class Collection:
 
         start, end = parse_interval(datetime) if datetime else (None, None)
         index = self.index()
+        index = index.as_of(snapshot_id) if snapshot_id is not None else index  # + items deleted since
         return read_window(
-            index.as_of(snapshot_id) if snapshot_id is not None else index, self.warehouse.chunk_reader, bounds, crs, width, height,
+            index, self.warehouse.chunk_reader, bounds, crs, width, height,
             bands=bands, start=start, end=end, snapshot_id=snapshot_id, item_id=item_id, product=product,
             resampling=resampling, pixel_selection=pixel_selection,
         )

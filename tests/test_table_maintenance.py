@@ -34,7 +34,8 @@ def series(wh: Warehouse, tmp_path: Path, days: list[str], collection: str = "c"
     """One small observation of the same place per ``YYYY-MM-DD`` day, distinct pixels each."""
     out = []
     for i, day in enumerate(days):
-        path = write_geotiff(tmp_path / f"obs{collection}{i}.tif", seed=i, datetime_tag=day.replace("-", ":") + " 10:00:00")
+        tag = day.replace("-", ":") + " 10:00:00"
+        path = write_geotiff(tmp_path / f"obs{collection}{i}.tif", seed=i, datetime_tag=tag)
         out.append(wh.ingest(str(path), collection))
     return out
 
