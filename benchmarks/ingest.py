@@ -8,6 +8,11 @@ one Iceberg commit; COG = rio-cogeo's ``cog_translate`` with the ``rio cogeo cre
 profile, internal overviews). ``--cli`` also times both command lines as subprocesses (start-up included).
 
     python benchmarks/ingest.py [--repeat 3] [--cli] [--data ../shared/data]
+    python benchmarks/ingest.py --archive [--data ../shared/data]
+
+``--archive`` runs both command lines once per file as subprocesses sampled with psutil (wall time incl.
+start-up, peak RSS) on the shared rasters plus a synthetic global 5' int16 grid and a 10980 x 10980 x 4
+uint16 scene (``tests/synth_rasters.py``), and compares warehouse bytes (chunks + catalog) with the COG.
 """
 
 from __future__ import annotations
@@ -69,7 +74,8 @@ def ingest_runner(path: Path, work: Path) -> Callable[[int], object]:
 
     def run(i: int) -> object:
         # one collection, as a user appends observations to it (the warm-up run creates it)
-        return warehouse.ingest(str(path), "c", datetime=DATETIMES.get(path.name))
+        product = "generic-single" if path.name == "global_5min.tif" else None
+        return warehouse.ingest(str(path), "c", datetime=DATETIMES.get(path.name), product=product)
 
     return run
 
@@ -91,14 +97,78 @@ def cli_time(args: list[str], repeat: int) -> float:
     return median_time(run, repeat)
 
 
+def sampled_run(args: list[str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS (bytes, sampled every 50 ms with psutil) of one subprocess."""
+    import psutil
+
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+    ps, peak = psutil.Process(proc.pid), 0
+    while proc.poll() is None:
+        try:
+            peak = max(peak, ps.memory_info().rss)
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.05)
+    if proc.returncode:
+        raise SystemExit(f"{args[:3]} failed with {proc.returncode}")
+    return time.perf_counter() - t0, peak
+
+
+def archive(data: Path, work: Path) -> None:
+    """One subprocess run per file and tool: time ratio, peak RSS, storage ratio vs the COG."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from synth_rasters import write_global_grid, write_scene
+
+    bin_dir = Path(sys.executable).parent
+    files = sorted(data.glob("*.tif")) + [
+        write_global_grid(work / "global_5min.tif"), write_scene(work / "scene_10980x4.tif", compress=None)
+    ]
+    products = {"global_5min.tif": "generic-single", "scene_10980x4.tif": "generic-rgbn"}
+    print(f"{'file':34} {'src MB':>7} {'ingest s':>8} {'cog s':>6} {'ratio':>5} {'ingest RSS MB':>13} {'cog RSS MB':>10}"
+          f" {'wh MB':>7} {'cog MB':>7} {'wh/cog':>6}")
+    for path in files:
+        wh = work / f"wh-{path.stem}"
+        extra = ["--datetime", DATETIMES[path.name]] if path.name in DATETIMES else []
+        extra += ["--product", products[path.name]] if path.name in products else []
+        t_ing, rss_ing = sampled_run(
+            [str(bin_dir / "pixelquery-tiler"), "ingest", str(wh), str(path), "--collection", "c", *extra]
+        )
+        cog = work / f"{path.stem}.cog.tif"
+        t_cog, rss_cog = sampled_run([str(bin_dir / "rio"), "cogeo", "create", "-q", str(path), str(cog)])
+        wh_bytes = sum(p.stat().st_size for p in wh.rglob("*") if p.is_file())
+        print(
+            f"{path.name:34} {path.stat().st_size / 1e6:7.1f} {t_ing:8.2f} {t_cog:6.2f} {t_ing / t_cog:5.2f}"
+            f" {rss_ing / 1e6:13.0f} {rss_cog / 1e6:10.0f} {wh_bytes / 1e6:7.1f} {cog.stat().st_size / 1e6:7.1f}"
+            f" {wh_bytes / cog.stat().st_size:6.2f}",
+            flush=True,
+        )
+        shutil.rmtree(wh, ignore_errors=True)
+        cog.unlink()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--cli", action="store_true", help="also time the command lines as subprocesses")
+    parser.add_argument("--synthetic", action="store_true", help="also the synthetic global 5' grid (warm mode)")
+    parser.add_argument("--archive", action="store_true", help="archive sizes: time, peak RSS and bytes vs the COG")
     args = parser.parse_args()
+    if args.archive:
+        work = Path(tempfile.mkdtemp(prefix="pq-bench-archive-"))
+        try:
+            archive(args.data, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     files = sorted(args.data.glob("*.tif"))
     work = Path(tempfile.mkdtemp(prefix="pq-bench-ingest-"))
+    if args.synthetic:
+        sys.path.insert(0, str(REPO / "tests"))
+        from synth_rasters import write_global_grid
+
+        files.append(write_global_grid(work / "global_5min.tif"))
     bin_dir = Path(sys.executable).parent
     print(
         f"{'file':40} {'Mpx':>6} {'ingest s':>9} {'commit s':>9} {'cog s':>7} {'ratio':>6} {'ratio w/o commit':>17}"

@@ -89,13 +89,31 @@ def cmd_snapshots(args: argparse.Namespace) -> int:
     try:
         snaps = wh.collection(args.collection).snapshots()
     except CollectionNotFound as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(f"{exc}; {_known_collections(wh)}") from None
     if args.json:
         print(json.dumps([s.to_json() for s in snaps], indent=2))
     else:
         for s in snaps:
             print(f"{s.snapshot_id}\t{s.timestamp.isoformat()}\t{s.item_id}\t{s.datetime.isoformat() if s.datetime else ''}")
     return 0
+
+
+def _known_collections(wh) -> str:
+    """The end of a "collection not found" line: what the user could have meant."""
+    names = wh.collections()
+    return f"collections: {', '.join(names)}" if names else "the warehouse has no collections yet"
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Fail with one line before printing URLs or starting uvicorn when ``host:port`` is taken."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise CliError(f"cannot listen on {host}:{port} ({exc.strerror}); pick another with --port") from None
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
@@ -148,10 +166,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     uri = normalize_uri(args.warehouse)
     if "://" not in uri and not os.path.isdir(uri):
         raise CliError(f"warehouse {args.warehouse!r} does not exist")
+    ensure_port_free(args.host, args.port)
     # workers re-create the app from the environment (uvicorn factory), so settings travel through it
     os.environ["PIXELQUERY_WAREHOUSE"] = uri
     if args.catalog_uri:
         os.environ["PIXELQUERY_CATALOG_URI"] = args.catalog_uri
+    if args.cors_origins is not None:
+        os.environ["PIXELQUERY_CORS_ORIGINS"] = args.cors_origins
     uvicorn.run(
         "pixelquery_tiler.app:app_from_env",
         factory=True,
@@ -162,6 +183,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # uvicorn restarts a worker that misses a 5 s health ping; app start-up (imports, first index) and
         # CPU-bound tiles on a small machine can exceed that, so allow more before declaring it dead
         timeout_worker_healthcheck=args.worker_healthcheck_timeout,
+        http="pixelquery_tiler.server:HeaderTimeoutProtocol",  # closes connections that send headers too slowly
     )
     return 0
 
@@ -169,12 +191,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
+    ensure_port_free(args.host, args.port)
     return run_demo(port=args.port, host=args.host, warehouse=args.warehouse)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pixelquery-tiler", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details and print the traceback of unexpected errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, func, help: str) -> argparse.ArgumentParser:
@@ -203,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--log-level", default="info")
     p.add_argument("--worker-healthcheck-timeout", type=int, default=60, help="seconds before a silent worker is restarted")
+    p.add_argument("--cors-origins", help="comma-separated origins allowed by CORS (default '*': any, never with credentials)")
     catalog_opt(p)
 
     p = add("demo", cmd_demo, "build a demo warehouse from bundled real data and serve it")
@@ -265,8 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pixelquery-tiler: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # unexpected: still one line, details with -v
-        log.debug("unexpected error", exc_info=True)
+    except Exception as exc:  # unexpected: still one line, the traceback with -v
+        log.info("unexpected error", exc_info=True)
         print(f"pixelquery-tiler: error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", file=sys.stderr)
         return 1
 

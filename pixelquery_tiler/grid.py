@@ -5,10 +5,21 @@ the grid tile that contains its *centre*. Every pixel therefore lands in exactly
 edges, no duplicated rows), and each chunk keeps its own affine transform, which is simply the source
 transform shifted by the chunk's pixel offset.
 
-Ground size per chunk is fixed per level and per CRS, so a 10 m, a 30 m and a 3 m observation of the same
-place share tile ids at level 0 (the *multi-resolution chunk*). Overview level ``k`` stores pixels
-decimated by ``2**k`` in tiles of ``2**k`` times the ground size, so a chunk holds about the same number of
-pixels at every level.
+Resolution-adaptive level 0 (see ``docs/storage.md``). Each CRS has one quadtree (a morecantile TMS centred
+on the CRS origin); zoom ``z`` tiles are ``extent / 2**z`` wide. A band group's level 0 sits on the zoom
+:func:`level0_zoom` picks from its pixel size:
+
+- the *anchor* zoom :data:`BASE_ZOOM` (7680 m, or 0.125 degree, tiles) whenever a chunk there holds
+  :data:`MIN_CHUNK_PX` to :data:`MAX_CHUNK_PX` pixels a side, i.e. ~3 m to 120 m data. The common sensors
+  (PlanetScope 3 m, Sentinel-2 10/20/60 m, Landsat 30 m) therefore share level-0 tile ids: the
+  *multi-resolution chunk*;
+- otherwise the zoom where a chunk is closest to :data:`TARGET_CHUNK_PX` a side (362-724 px), so a 0.1 m
+  aerial mosaic and a 10 km global grid get chunks of a few hundred pixels, not 76,800 or 1.
+
+Chunk sides thus stay within 64-2,560 px at every resolution and catalog rows per megapixel are bounded
+(< ~250 plus edge chunks). Zooms nest, so chunks of groups on different zooms still meet in the index by
+bounds. Overview level ``k`` stores pixels decimated by ``2**k`` on zoom ``z0 - k`` (tiles twice as wide
+per level), so a chunk holds about the same number of pixels at every level.
 """
 
 from __future__ import annotations
@@ -29,8 +40,23 @@ from rasterio.windows import Window
 PROJECTED_CHUNK_SIZE = 7680.0
 #: Ground size of a level-0 chunk for geographic CRS (degrees).
 GEOGRAPHIC_CHUNK_SIZE = 0.125
-#: Zoom of the grid TileMatrixSet that level 0 maps to; level k maps to zoom ``BASE_ZOOM - k``.
+#: Anchor zoom: the zoom whose tiles are ``PROJECTED_CHUNK_SIZE`` / ``GEOGRAPHIC_CHUNK_SIZE`` wide.
 BASE_ZOOM = 13
+#: Deepest zoom of a grid (7680 m / 2**17 = 0.06 m tiles): bounds the quadtree, far below any real pixel.
+MAX_ZOOM = 30
+#: Level 0 stays on the anchor zoom while a chunk there holds this many pixels a side (3 m .. 120 m)...
+MIN_CHUNK_PX = 64
+MAX_CHUNK_PX = 2560
+#: ...otherwise it moves to the zoom whose chunk side is closest to this (in ``[TARGET/sqrt2, TARGET*sqrt2]``).
+TARGET_CHUNK_PX = 512
+
+
+def level0_zoom(chunk_size: float, res: float) -> int:
+    """The zoom of level 0 for pixels of size ``res`` on a grid whose anchor tile is ``chunk_size`` wide."""
+    px = chunk_size / res
+    if MIN_CHUNK_PX <= px <= MAX_CHUNK_PX:
+        return BASE_ZOOM
+    return int(min(MAX_ZOOM, max(0, BASE_ZOOM + round(math.log2(px / TARGET_CHUNK_PX)))))
 
 
 class GridError(ValueError):
@@ -52,7 +78,8 @@ class StorageGrid:
     """
 
     crs: CRS
-    chunk_size: float
+    chunk_size: float  # ground size of an anchor-zoom (BASE_ZOOM) tile
+    base_zoom: int = BASE_ZOOM  # zoom of level 0
 
     @property
     def id(self) -> str:
@@ -66,12 +93,17 @@ class StorageGrid:
     def tms(self) -> morecantile.TileMatrixSet:
         return _grid_tms(self.crs.to_wkt(), self.chunk_size)
 
+    @property
+    def max_levels(self) -> int:
+        """Levels 0..base_zoom exist (zoom 0 is one tile over the whole extent)."""
+        return self.base_zoom + 1
+
     def tile_size(self, level: int) -> float:
         """Ground size of one chunk tile at an overview level."""
-        return self.chunk_size * 2**level
+        return self.extent / 2 ** self.zoom(level)
 
     def zoom(self, level: int) -> int:
-        return BASE_ZOOM - level
+        return self.base_zoom - level
 
     def tile_id(self, level: int, col: int, row: int) -> str:
         return f"{self.zoom(level)}/{col}/{row}"
@@ -90,21 +122,31 @@ class StorageGrid:
 
         Returns ``(tile_id, window)`` pairs covering every pixel exactly once.
         """
-        if transform.b != 0 or transform.d != 0:
-            raise GridError("rotated or sheared geotransforms are not supported")
-        if transform.a <= 0 or transform.e >= 0:
-            raise GridError("only north-up rasters (positive x and negative y pixel size) are supported")
-        size = self.tile_size(level)
-        half = self.extent / 2
-        centres_x = transform.c + (np.arange(width) + 0.5) * transform.a
+        cols = self.col_runs(transform, width, level)
+        return [
+            (self.tile_id(level, col, row), Window(c0, r0, c1 - c0, r1 - r0))
+            for row, (r0, r1) in self.row_runs(transform, height, level)
+            for col, (c0, c1) in cols
+        ]
+
+    def row_runs(self, transform: Affine, height: int, level: int) -> list[tuple[int, tuple[int, int]]]:
+        """``[(tile_row, (first_pixel_row, stop)), ...]``: the chunk rows a level raster splits into."""
+        _check_north_up(transform)
         centres_y = transform.f + (np.arange(height) + 0.5) * transform.e
-        cols = np.floor((centres_x + half) / size).astype(np.int64)
-        rows = np.floor((half - centres_y) / size).astype(np.int64)
-        chunks = []
-        for row, (r0, r1) in _runs(rows):
-            for col, (c0, c1) in _runs(cols):
-                chunks.append((self.tile_id(level, int(col), int(row)), Window(c0, r0, c1 - c0, r1 - r0)))
-        return chunks
+        return _runs(np.floor((self.extent / 2 - centres_y) / self.tile_size(level)).astype(np.int64))
+
+    def col_runs(self, transform: Affine, width: int, level: int) -> list[tuple[int, tuple[int, int]]]:
+        """``[(tile_col, (first_pixel_col, stop)), ...]``: the chunk columns a level raster splits into."""
+        _check_north_up(transform)
+        centres_x = transform.c + (np.arange(width) + 0.5) * transform.a
+        return _runs(np.floor((centres_x + self.extent / 2) / self.tile_size(level)).astype(np.int64))
+
+
+def _check_north_up(transform: Affine) -> None:
+    if transform.b != 0 or transform.d != 0:
+        raise GridError("rotated or sheared geotransforms are not supported")
+    if transform.a <= 0 or transform.e >= 0:
+        raise GridError("only north-up rasters (positive x and negative y pixel size) are supported")
 
 
 def _runs(indices: np.ndarray) -> list[tuple[int, tuple[int, int]]]:
@@ -125,19 +167,23 @@ def _grid_tms(crs_wkt: str, chunk_size: float) -> morecantile.TileMatrixSet:
         [-half, -half, half, half],
         crs,
         minzoom=0,
-        maxzoom=BASE_ZOOM,
+        maxzoom=MAX_ZOOM,
         id=f"pixelquery-{crs_id(CRS.from_wkt(crs_wkt)).replace(':', '')}",
         title="PixelQuery storage grid",
     )
 
 
-def grid_for(crs: CRS) -> StorageGrid:
-    """The storage grid of a CRS: one metric grid per projected CRS (e.g. per UTM zone)."""
+def grid_for(crs: CRS, res: float | None = None) -> StorageGrid:
+    """The storage grid of a CRS (one per projected CRS, e.g. per UTM zone), level 0 fitted to ``res``.
+
+    ``res`` is the pixel size in CRS units (``None``: the anchor zoom, whatever the resolution).
+    """
     size = GEOGRAPHIC_CHUNK_SIZE if crs.is_geographic else PROJECTED_CHUNK_SIZE
     if not crs.is_geographic:
         factor = crs.linear_units_factor[1] if crs.linear_units_factor else 1.0
         size = PROJECTED_CHUNK_SIZE / factor
-    return StorageGrid(crs=crs, chunk_size=size)
+    zoom = BASE_ZOOM if res is None or not res > 0 else level0_zoom(size, res)
+    return StorageGrid(crs=crs, chunk_size=size, base_zoom=zoom)
 
 
 def overview_count(width: int, height: int, target: int = 256) -> int:

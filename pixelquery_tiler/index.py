@@ -27,9 +27,10 @@ import pyarrow.compute as pc
 from cachetools import LRUCache
 
 from .catalog import ARROW_SCHEMA, SnapshotInfo
+from .errors import NotFound
 
 
-class SnapshotNotFound(LookupError):
+class SnapshotNotFound(NotFound):
     """The snapshot id is not in the collection's history."""
 
 

@@ -1,4 +1,10 @@
-"""Ingest: one GeoTIFF/COG becomes one Iceberg snapshot (one STAC item).
+"""Ingest: band groups become chunk files; one item (one or more groups) becomes one Iceberg snapshot.
+
+API (stable, used by multi-file scenes):
+- :class:`BandGroup` = files on one pixel grid; :func:`write_band_group` writes its chunk files (all levels)
+  and returns its catalog rows (:class:`GroupWrite`), committing nothing;
+- :func:`commit_item` appends the rows of all an item's groups plus its properties in ONE Iceberg commit;
+- :func:`ingest_file` = one file = one group = one item, built on the two.
 
 Protocol (DESIGN 2.3): write every chunk file under a unique name, then one Iceberg ``append`` of their rows.
 Nothing is visible before the commit, and a crash before it leaves only unreferenced files for ``gc``.
@@ -7,6 +13,7 @@ Pixels are never resampled at level 0; overview levels are 2x decimations (avera
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import math
@@ -27,18 +34,30 @@ from pyproj import Transformer
 from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import RasterioError
 from rasterio.warp import transform_bounds
+from rasterio.windows import Window
 
 from . import catalog as cat
-from .chunks import Chunk, write_chunk_file
+from .chunks import Chunk, ChunkFileWriter, check_codec
 from .fileio import WarehouseFS
-from .grid import GridError, crs_id, grid_for, overview_count
-from .profiles import BandSpec, ProductProfile, ProfileError, detect_product, get_profile, resolve_bands
+from .grid import GridError, StorageGrid, crs_id, grid_for, overview_count
+from .profiles import (
+    BandSpec,
+    ProductProfile,
+    ProfileError,
+    detect_product,
+    get_profile,
+    resolve_bands,
+)
 from .temporal import parse_instant
 
 log = logging.getLogger(__name__)
 
 #: test hook: seconds to sleep after all chunk files are written and before the commit (crash tests)
 PAUSE_BEFORE_COMMIT_ENV = "PIXELQUERY_PAUSE_BEFORE_COMMIT"
+#: Chunk buffer codec when the collection does not set one (chosen by benchmarks/storage.py, see docs/storage.md)
+DEFAULT_COMPRESSION: str | None = "zstd"
+#: Iceberg table property that overrides the codec per collection (``none``, ``lz4`` or ``zstd``)
+COMPRESSION_PROPERTY = "pixelquery.chunk-compression"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 
 
@@ -89,7 +108,7 @@ def detect_datetime(path: str, tags: dict[str, str]) -> dt.datetime | None:
         value = tags.get(key)
         if value:
             try:
-                return dt.datetime.strptime(value.strip(), "%Y:%m:%d %H:%M:%S").replace(tzinfo=dt.timezone.utc)
+                return dt.datetime.strptime(value.strip(), "%Y:%m:%d %H:%M:%S").replace(tzinfo=dt.UTC)
             except ValueError:
                 try:
                     return parse_instant(value.strip())
@@ -97,23 +116,10 @@ def detect_datetime(path: str, tags: dict[str, str]) -> dt.datetime | None:
                     log.warning("ignoring unparsable %s tag %r", key, value)
     name = PurePath(path).name
     if m := _SENTINEL_DATE.search(name):
-        return dt.datetime.strptime(m.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=dt.timezone.utc)
+        return dt.datetime.strptime(m.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=dt.UTC)
     if m := _LANDSAT_DATE.search(name):
-        return dt.datetime.strptime(m.group(1), "%Y%m%d").replace(tzinfo=dt.timezone.utc)
+        return dt.datetime.strptime(m.group(1), "%Y%m%d").replace(tzinfo=dt.UTC)
     return None
-
-
-@dataclass
-class SourceRaster:
-    """A source file read into memory: pixels, per-band validity and georeferencing."""
-
-    data: np.ndarray  # (bands, h, w)
-    valid: np.ndarray  # (bands, h, w) bool
-    transform: Affine
-    crs: rasterio.crs.CRS
-    nodata: float | None
-    has_mask: bool  # validity that a nodata value cannot express (internal mask / alpha)
-    tags: dict[str, str]
 
 
 def _check_georeferenced(src: rasterio.DatasetReader, path: str) -> None:
@@ -122,38 +128,6 @@ def _check_georeferenced(src: rasterio.DatasetReader, path: str) -> None:
         raise IngestError(f"{path}: not georeferenced (no CRS)")
     if src.transform == Affine.identity() and not src.gcps[0]:
         raise IngestError(f"{path}: not georeferenced (no geotransform)")
-
-
-def read_source(path: str) -> SourceRaster:
-    """Read and validate a raster; every problem becomes an ``IngestError`` with one clear line."""
-    try:
-        with rasterio.open(path) as src:
-            _check_georeferenced(src, path)
-            alpha = [i for i, ci in enumerate(src.colorinterp, 1) if ci == ColorInterp.alpha]
-            indexes = [i for i in range(1, src.count + 1) if i not in alpha]
-            data = src.read(indexes)
-            nodata = src.nodata
-            if nodata is not None:
-                valid = ~np.isnan(data) if np.isnan(nodata) else data != nodata
-                has_mask = False
-            else:
-                flags = src.mask_flag_enums[0]
-                if alpha or MaskFlags.all_valid not in flags:
-                    mask = src.dataset_mask() > 0
-                    valid = np.broadcast_to(mask, data.shape).copy()
-                    has_mask = not mask.all()
-                else:
-                    valid = np.ones(data.shape, bool)
-                    has_mask = False
-            tags = src.tags()
-            transform, crs = src.transform, src.crs
-    except IngestError:
-        raise
-    except (RasterioError, OSError) as exc:
-        raise IngestError(f"{path}: cannot read raster, truncated or corrupt? ({_root_cause(exc)})") from None
-    if data.size == 0:
-        raise IngestError(f"{path}: raster is empty")
-    return SourceRaster(data, valid, transform, crs, nodata, has_mask, tags)
 
 
 def _root_cause(exc: BaseException) -> str:
@@ -271,7 +245,7 @@ class SourcePlan:
 
 def _ingest_datetime(path: str, datetime: str | dt.datetime | None, tags: dict[str, str]) -> dt.datetime:
     if isinstance(datetime, dt.datetime):
-        return datetime if datetime.tzinfo else datetime.replace(tzinfo=dt.timezone.utc)
+        return datetime if datetime.tzinfo else datetime.replace(tzinfo=dt.UTC)
     if datetime:
         try:
             return parse_instant(datetime)
@@ -315,91 +289,374 @@ def inspect_source(
     return SourcePlan(path, profile, band_specs, when)
 
 
-def ingest_file(
-    fs: WarehouseFS,
-    catalog: Any,
-    collection: str,
-    path: str,
-    product: str | None = None,
-    datetime: str | dt.datetime | None = None,
-    bands: list[str] | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> IngestResult:
-    """Ingest one file as one snapshot. Raises ``IngestError`` (nothing committed) on bad input."""
-    check_name("collection", collection)
-    plan = inspect_source(path, product, datetime, bands)
-    src = read_source(path)
-    profile, band_specs, when = plan.profile, plan.bands, plan.when
-    grid = grid_for(src.crs)
+@dataclass(frozen=True)
+class BandFile:
+    """One source file's contribution to a band group.
 
+    ``path`` is a local path or any GDAL path/URL (``/vsicurl/https://...``, ``/vsis3/bucket/key``).
+    ``bands`` names the bands read from it, in order; ``indexes`` are their 1-based band indexes in the file
+    (``None``: every non-alpha band, which must then be ``len(bands)`` of them).
+    """
+
+    path: str
+    bands: tuple[BandSpec, ...]
+    indexes: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class BandGroup:
+    """Bands that share one pixel grid (same CRS, transform and shape), from one or more files.
+
+    A Landsat scene is one group of seven single-band files; a Sentinel-2 scene is a 10 m group and a 20 m
+    group. ``name`` keeps the group's chunk files apart inside the item's folder (unique within an item;
+    ``""`` for a single-group item). ``nodata`` overrides the files' own nodata and the product's.
+    """
+
+    files: tuple[BandFile, ...]
+    name: str = ""
+    nodata: float | None = None
+
+
+@dataclass
+class GroupWrite:
+    """What :func:`write_band_group` wrote: the group's catalog rows plus what the item properties need."""
+
+    rows: list[dict[str, Any]]
+    bands: list[str]
+    crs: str
+    gsd: float
+    shape: tuple[int, int]  # (height, width) at level 0
+    levels: int
+    bbox: tuple[float, float, float, float]  # WGS84 of the level-0 chunks
+    sources: list[str]
+
+
+def new_item_id(path: str, when: dt.datetime) -> str:
+    """A unique item id from a source name and acquisition date (``<stem>-<yyyymmdd>-<8 hex>``)."""
     stem = re.sub(r"[^A-Za-z0-9_-]", "-", PurePath(path).stem)[:80].strip("-_") or "item"
-    item_id = f"{stem}-{when:%Y%m%d}-{uuid.uuid4().hex[:8]}"
-    band_names = [b.common_name for b in band_specs]
-    crs = crs_id(src.crs)
-    fill = src.nodata if src.nodata is not None else 0
-    n_levels = 1 + overview_count(src.data.shape[2], src.data.shape[1])
-    rows: list[dict[str, Any]] = []
-    data, valid, transform = src.data, src.valid, src.transform
-    for level in range(n_levels):
-        if level:
-            data, valid = decimate(data, valid, profile.overview_resampling, fill)
-            transform = transform @ Affine.scale(2)
+    return f"{stem}-{when:%Y%m%d}-{uuid.uuid4().hex[:8]}"
+
+
+#: GDAL block cache while ingesting (MB). Windows are read once each, so a cache only has to hold the blocks
+#: of one strip; GDAL's default (5% of RAM) would otherwise grow with the file and defeat O(strip) memory.
+INGEST_GDAL_CACHE_MB = 64
+#: Rows decimated at a time (even, so 2x2 blocks never straddle two slabs)
+DECIMATE_SLAB_ROWS = 128
+
+
+@dataclass
+class _OpenGroup:
+    """The open datasets of one band group, checked to share one pixel grid, and how validity is known.
+
+    Validity per file: the file's nodata, else its internal mask / alpha band, else the product profile's
+    nodata (e.g. Landsat C2 zeros), else every pixel is valid.
+    """
+
+    datasets: list[tuple[rasterio.DatasetReader, tuple[int, ...], float | None, bool]]  # ds, indexes, nodata, mask
+    transform: Affine
+    crs: rasterio.crs.CRS
+    width: int
+    height: int
+    dtype: np.dtype
+    nodata: float | None  # the group's stored nodata (None when files disagree or only masks apply)
+    has_mask: bool  # chunks carry a validity column (masks, or nodata that differs between files)
+
+    def read(self, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows ``[r0, r1)`` of every band: ``(data, valid)``, each ``(bands, r1 - r0, width)``."""
+        window = Window(0, r0, self.width, r1 - r0)
+        parts, valids = [], []
+        for ds, indexes, nodata, masked in self.datasets:
+            try:
+                data = ds.read(list(indexes), window=window)
+                if masked:
+                    valid = np.broadcast_to(ds.dataset_mask(window=window) > 0, data.shape)
+                elif nodata is None:
+                    valid = np.ones(data.shape, bool)
+                else:
+                    valid = ~np.isnan(data) if np.isnan(nodata) else data != nodata
+            except (RasterioError, OSError) as exc:
+                reason = _root_cause(exc)
+                raise IngestError(f"{ds.name}: cannot read raster, truncated or corrupt? ({reason})") from None
+            parts.append(data.astype(self.dtype, copy=False))
+            valids.append(valid)
+        if len(parts) == 1:
+            return parts[0], valids[0]
+        return np.concatenate(parts), np.concatenate(valids)
+
+
+def _open_group(group: BandGroup, profile: ProductProfile, stack: contextlib.ExitStack) -> _OpenGroup:
+    datasets = []
+    first = None
+    for bf in group.files:
+        if not os.path.exists(bf.path) and "://" not in bf.path and not bf.path.startswith("/vsi"):
+            raise IngestError(f"{bf.path}: no such file")
+        try:
+            ds = stack.enter_context(rasterio.open(bf.path))
+        except (RasterioError, OSError) as exc:
+            raise IngestError(f"{bf.path}: cannot read raster ({_root_cause(exc)})") from None
+        _check_georeferenced(ds, bf.path)
+        alpha = [i for i, ci in enumerate(ds.colorinterp, 1) if ci == ColorInterp.alpha]
+        indexes = bf.indexes or tuple(i for i in range(1, ds.count + 1) if i not in alpha)
+        if not all(1 <= i <= ds.count for i in indexes):
+            raise IngestError(f"{bf.path}: band index out of range 1..{ds.count}: {list(indexes)}")
+        if len(indexes) != len(bf.bands):
+            raise IngestError(f"{bf.path}: has {len(indexes)} band(s) but {len(bf.bands)} are named")
+        if first is None:
+            first = ds
+        elif (ds.crs, ds.transform, ds.width, ds.height) != (first.crs, first.transform, first.width, first.height):
+            raise IngestError(f"{bf.path}: not on the same pixel grid as {group.files[0].path}")
+        masked = False
+        nodata = group.nodata if group.nodata is not None else ds.nodata
+        if nodata is None and (alpha or MaskFlags.all_valid not in ds.mask_flag_enums[indexes[0] - 1]):
+            masked = True
+        elif nodata is None:
+            nodata = profile.nodata
+        datasets.append((ds, tuple(indexes), nodata, masked))
+    if first is None:
+        raise IngestError("a band group needs at least one file")
+    if first.width == 0 or first.height == 0:
+        raise IngestError(f"{group.files[0].path}: raster is empty")
+    dtype = np.result_type(*{np.dtype(d.dtypes[i - 1]) for d, idx, _, _ in datasets for i in idx})
+    nodatas = {None if m else nd for _, _, nd, m in datasets}
+    nodata = nodatas.pop() if len(nodatas) == 1 else None
+    has_mask = any(m for *_, m in datasets) or (nodata is None and any(nd is not None for _, _, nd, _ in datasets))
+    return _OpenGroup(datasets, first.transform, first.crs, first.width, first.height, dtype, nodata, has_mask)
+
+
+@dataclass
+class _GroupJob:
+    """State shared by the level streams of one :func:`write_band_group` call."""
+
+    fs: WarehouseFS
+    stack: contextlib.ExitStack
+    src: _OpenGroup
+    grid: StorageGrid
+    prefix: str
+    band_names: list[str]
+    crs: str
+    levels: int
+    resampling: str
+    fill: float
+    compression: str | None
+    base: dict[str, Any]  # row fields common to every chunk of the group
+    rows: list[dict[str, Any]]
+
+    def row(self, chunk: Chunk, level: int, relpath: str, batch: int, native: np.ndarray, lonlat: np.ndarray,
+            bstats: list[tuple[float, float, float]], valid_pct: float) -> dict[str, Any]:
+        minx, miny, maxx, maxy = (float(v) for v in native)
+        west, south, east, north = (float(v) for v in lonlat)
+        return dict(
+            self.base, tile_id=chunk.tile_id, level=level,
+            minx=minx, miny=miny, maxx=maxx, maxy=maxy, west=west, south=south, east=east, north=north,
+            res_x=chunk.transform.a, res_y=-chunk.transform.e, height=chunk.height, width=chunk.width,
+            transform=list(chunk.transform)[:6], chunk_file=relpath, batch_index=batch,
+            band_min=[s[0] for s in bstats], band_max=[s[1] for s in bstats], band_mean=[s[2] for s in bstats],
+            valid_percent=valid_pct,
+        )
+
+
+class _LevelStream:
+    """One level of a band group: buffers rows until a chunk row is complete, writes it, feeds the next level.
+
+    Rows arrive top to bottom. A chunk row (the pixel rows whose centres fall in one tile row) is written as
+    soon as it is complete; rows are handed to the next level in pairs (its 2x decimation), so the buffer
+    never holds more than one chunk row plus one row. Overview files always carry the validity column when
+    the group has a nodata value: an averaged pixel that happens to equal nodata is still valid.
+    """
+
+    def __init__(self, job: _GroupJob, level: int, width: int, height: int, transform: Affine):
+        self.job, self.level, self.width, self.height, self.transform = job, level, width, height, transform
+        self.row_runs = job.grid.row_runs(transform, height, level)
+        self.col_runs = job.grid.col_runs(transform, width, level)
+        self.next_run = 0
+        self.start = 0  # level row index of buffer row 0
+        self.decimated = 0  # rows already handed to the next level
+        self.data: np.ndarray | None = None
+        self.valid: np.ndarray | None = None
+        self.writer: ChunkFileWriter | None = None
+        self.relpath = f"{job.prefix}L{level}.arrow"
+        self.with_valid = job.src.has_mask or (level > 0 and job.src.nodata is not None)
+
+    @property
+    def end(self) -> int:
+        return self.start + (0 if self.data is None else self.data.shape[1])
+
+    def push(self, data: np.ndarray, valid: np.ndarray, final: bool) -> tuple[np.ndarray, np.ndarray] | None:
+        """Append rows; write complete chunk rows; return the decimated rows for the next level (if any)."""
+        if self.data is None or self.data.shape[1] == 0:
+            self.data, self.valid = data, valid
+        elif data.shape[1]:
+            self.data = np.concatenate([self.data, data], axis=1)
+            self.valid = np.concatenate([self.valid, valid], axis=1)
+        while self.next_run < len(self.row_runs) and self.row_runs[self.next_run][1][1] <= self.end:
+            self._write_row(*self.row_runs[self.next_run])
+            self.next_run += 1
+        out = None
+        if self.job.levels > self.level + 1:
+            stop = self.end if final else self.decimated + (self.end - self.decimated) // 2 * 2
+            if stop > self.decimated:
+                # in slabs of rows: decimation's temporaries (sums, counts, means) stay a fraction of a strip
+                a, b = self.decimated - self.start, stop - self.start
+                slabs = [slice(i, min(i + DECIMATE_SLAB_ROWS, b)) for i in range(a, b, DECIMATE_SLAB_ROWS)]
+                parts = [
+                    decimate(self.data[:, rows], self.valid[:, rows], self.job.resampling, self.job.fill)
+                    for rows in slabs
+                ]
+                out = parts[0] if len(parts) == 1 else (
+                    np.concatenate([d for d, _ in parts], axis=1), np.concatenate([v for _, v in parts], axis=1)
+                )
+                self.decimated = stop
+        else:
+            self.decimated = self.end
+        pending = self.row_runs[self.next_run][1][0] if self.next_run < len(self.row_runs) else self.end
+        keep = min(self.decimated, pending)
+        if keep > self.start:
+            cut = keep - self.start
+            self.data, self.valid = self.data[:, cut:].copy(), self.valid[:, cut:].copy()
+            self.start = keep
+        return out
+
+    def _write_row(self, tile_row: int, span: tuple[int, int]) -> None:
+        r0, r1 = span
+        a, b = r0 - self.start, r1 - self.start
+        job = self.job
         chunks, stats = [], []
-        for tile_id, win in grid.partition(transform, data.shape[2], data.shape[1], level):
-            sl = (slice(None), slice(win.row_off, win.row_off + win.height), slice(win.col_off, win.col_off + win.width))
-            cvalid = valid[sl]
+        for tile_col, (c0, c1) in self.col_runs:
+            cvalid = self.valid[:, a:b, c0:c1]
             if not cvalid.any():
                 continue  # all-nodata chunks are not stored
             any_valid = cvalid.any(axis=0)
-            chunks.append(
-                Chunk(tile_id, transform @ Affine.translation(win.col_off, win.row_off), data[sl], any_valid if src.has_mask else None)
-            )
-            stats.append(([_band_stats(b, v) for b, v in zip(data[sl], cvalid)], 100.0 * any_valid.mean()))
+            cdata = self.data[:, a:b, c0:c1]
+            tile_id = job.grid.tile_id(self.level, tile_col, tile_row)
+            transform = self.transform @ Affine.translation(c0, r0)
+            chunks.append(Chunk(tile_id, transform, cdata, any_valid if self.with_valid else None))
+            stats.append(([_band_stats(x, v) for x, v in zip(cdata, cvalid)], 100.0 * any_valid.mean()))
         if not chunks:
-            continue
-        relpath = f"chunks/{collection}/{when:%Y/%m}/{item_id}/L{level}.arrow"
-        write_chunk_file(fs, relpath, chunks, band_names, crs, src.nodata)
-        native = np.array(
-            [
-                (c.transform.c, c.transform.f + c.height * c.transform.e, c.transform.c + c.width * c.transform.a, c.transform.f)
-                for c in chunks
-            ],
-            float,
-        )
-        lonlat = chunk_wgs84_bounds(src.crs, native)
-        for batch, (chunk, (bstats, valid_pct)) in enumerate(zip(chunks, stats)):
-            minx, miny, maxx, maxy = (float(v) for v in native[batch])
-            west, south, east, north = (float(v) for v in lonlat[batch])
-            rows.append(
-                dict(
-                    item_id=item_id, collection=collection, product=profile.id, datetime=when,
-                    tile_id=chunk.tile_id, level=level, crs=crs,
-                    minx=minx, miny=miny, maxx=maxx, maxy=maxy, west=west, south=south, east=east, north=north,
-                    res_x=chunk.transform.a, res_y=-chunk.transform.e, height=chunk.height, width=chunk.width,
-                    transform=list(chunk.transform)[:6], chunk_file=relpath, batch_index=batch,
-                    bands=band_names, dtype=str(chunk.data.dtype), nodata=src.nodata,
-                    band_min=[s[0] for s in bstats], band_max=[s[1] for s in bstats], band_mean=[s[2] for s in bstats],
-                    valid_percent=valid_pct, cloud_cover=None,
-                )
+            return
+        if self.writer is None:
+            self.writer = job.stack.enter_context(
+                ChunkFileWriter(job.fs, self.relpath, job.band_names, job.src.dtype, job.crs, job.src.nodata,
+                                self.with_valid, job.compression)
             )
-        if progress:
-            progress(f"level {level}: {len(chunks)} chunks")
-    if not rows:
-        raise IngestError(f"{path}: raster has no valid pixels")
+        native = np.array([
+            (c.transform.c, c.transform.f + c.height * c.transform.e, c.transform.c + c.width * c.transform.a,
+             c.transform.f)
+            for c in chunks
+        ], float)
+        lonlat = chunk_wgs84_bounds(job.src.crs, native)
+        for chunk, (bstats, valid_pct), nat, ll in zip(chunks, stats, native, lonlat):
+            batch = self.writer.write(chunk)
+            job.rows.append(job.row(chunk, self.level, self.relpath, batch, nat, ll, bstats, valid_pct))
 
-    level0 = [r for r in rows if r["level"] == 0]
+
+def write_band_group(
+    fs: WarehouseFS,
+    collection: str,
+    item_id: str,
+    when: dt.datetime,
+    group: BandGroup,
+    profile: ProductProfile,
+    progress: Callable[[str], None] | None = None,
+    compression: str | None = DEFAULT_COMPRESSION,
+) -> GroupWrite:
+    """Write one band group's chunk files (level 0 and every overview) and return its catalog rows.
+
+    Streams: the source is read one level-0 chunk row at a time (a window over the full width, so local,
+    ``/vsicurl/`` and ``/vsis3/`` sources are read by range, never downloaded whole), each level writes its
+    chunk rows as they complete into one Arrow IPC file per level, and overviews are decimated from the
+    rows of the level below. Peak memory is about two level-0 chunk rows, whatever the file size.
+
+    Nothing is visible until :func:`commit_item` appends the rows; a failure here leaves only
+    unreferenced chunk files for ``gc``. Raises ``IngestError`` when the group has no valid pixel.
+    """
+    try:
+        compression = check_codec(compression)
+    except ValueError as exc:
+        raise IngestError(str(exc)) from None
+    band_names = [b.common_name for bf in group.files for b in bf.bands]
+    sources = [PurePath(bf.path).name for bf in group.files]
+    with rasterio.Env(GDAL_CACHEMAX=INGEST_GDAL_CACHE_MB), contextlib.ExitStack() as stack:
+        src = _open_group(group, profile, stack)
+        try:
+            grid = grid_for(src.crs, src.transform.a)
+            grid.partition(src.transform, 1, 1, 0)  # validates the transform before any write
+        except GridError as exc:
+            raise IngestError(f"{group.files[0].path}: {exc}") from None
+        levels = min(1 + overview_count(src.width, src.height), grid.max_levels)
+        crs = crs_id(src.crs)
+        base = {
+            "item_id": item_id, "collection": collection, "product": profile.id, "datetime": when, "crs": crs,
+            "bands": band_names, "dtype": src.dtype.name, "nodata": src.nodata, "cloud_cover": None,
+        }
+        prefix = f"chunks/{collection}/{when:%Y/%m}/{item_id}/" + (f"{group.name}-" if group.name else "")
+        fill = src.nodata if src.nodata is not None else 0
+        job = _GroupJob(fs, stack, src, grid, prefix, band_names, crs, levels, profile.overview_resampling, fill,
+                        compression, base, [])
+        streams, width, height, transform = [], src.width, src.height, src.transform
+        for level in range(levels):
+            streams.append(_LevelStream(job, level, width, height, transform))
+            width, height, transform = math.ceil(width / 2), math.ceil(height / 2), transform @ Affine.scale(2)
+        strips = streams[0].row_runs
+        for k, (_, (r0, r1)) in enumerate(strips):
+            rows: tuple[np.ndarray, np.ndarray] | None = src.read(r0, r1)
+            for stream in streams:
+                if rows is None:
+                    break
+                rows = stream.push(*rows, final=k == len(strips) - 1)
+            if progress:
+                progress(f"rows {r1}/{src.height}: {len(job.rows)} chunks")
+    out = job.rows
+    if not out:
+        raise IngestError(f"{', '.join(sources)}: raster has no valid pixels")
+    level0 = [r for r in out if r["level"] == 0]
     bbox = (
         min(r["west"] for r in level0), min(r["south"] for r in level0),
         max(r["east"] for r in level0), max(r["north"] for r in level0),
     )
-    properties = cat.item_properties(
-        {
-            "item_id": item_id, "datetime": when.isoformat(), "product": profile.id,
-            "source": PurePath(path).name, "crs": crs, "gsd": src.transform.a,
-            "bbox": list(bbox), "bands": band_names, "levels": n_levels, "chunk_count": len(rows),
-            "shape": [int(src.data.shape[1]), int(src.data.shape[2])],
-        }
+    out.sort(key=lambda r: (r["level"], r["batch_index"]))
+    log.debug("band group %s of %s: %d chunks, level 0 on zoom %d", group.name or "-", item_id, len(out),
+              grid.base_zoom)
+    return GroupWrite(out, band_names, crs, float(src.transform.a), (src.height, src.width), levels, bbox, sources)
+
+
+def commit_item(
+    fs: WarehouseFS,
+    catalog: Any,
+    collection: str,
+    item_id: str,
+    when: dt.datetime,
+    profile: ProductProfile,
+    groups: list[GroupWrite],
+    source: str,
+    extra_properties: dict[str, Any] | None = None,
+) -> IngestResult:
+    """Make one item visible: the rows of all its band groups and its properties in ONE Iceberg append.
+
+    Item-level ``crs``/``gsd``/``shape`` describe the finest group (the STAC ``proj:`` fields); ``bands``
+    lists every group's bands in order; ``band_groups`` keeps each group's own grid. The collection's table
+    is created on first use. Concurrent commits are serialised by :func:`catalog.commit_append`.
+    """
+    if not groups:
+        raise IngestError(f"item {item_id}: no band groups to commit")
+    finest = min(groups, key=lambda g: g.gsd)
+    rows = [r for g in groups for r in g.rows]
+    bbox = (
+        min(g.bbox[0] for g in groups), min(g.bbox[1] for g in groups),
+        max(g.bbox[2] for g in groups), max(g.bbox[3] for g in groups),
     )
+    props: dict[str, Any] = {
+        "item_id": item_id, "datetime": when.isoformat(), "product": profile.id,
+        "source": source, "crs": finest.crs, "gsd": finest.gsd,
+        "bbox": list(bbox), "bands": [b for g in groups for b in g.bands],
+        "levels": max(g.levels for g in groups), "chunk_count": len(rows), "shape": list(finest.shape),
+    }
+    if len(groups) > 1:
+        props["band_groups"] = [
+            {"bands": g.bands, "crs": g.crs, "gsd": g.gsd, "shape": list(g.shape), "sources": g.sources}
+            for g in groups
+        ]
+    props.update(extra_properties or {})
+    properties = cat.item_properties(props)
     table = pa.Table.from_pylist(rows, schema=cat.ARROW_SCHEMA)
     if pause := float(os.environ.get(PAUSE_BEFORE_COMMIT_ENV, "0") or 0):
         import time
@@ -412,5 +669,46 @@ def ingest_file(
         return existing if existing is not None else cat.create_table(catalog, fs, collection)
 
     snap = cat.commit_append(load_or_create, table, properties, item_id)
-    log.info("ingested %s as %s (snapshot %s, %d chunks)", path, item_id, snap.snapshot_id, len(rows))
-    return IngestResult(item_id, snap.snapshot_id, collection, when, bbox, profile.id, n_levels, len(rows), PurePath(path).name)
+    log.info("committed %s as %s (snapshot %s, %d chunks)", source, item_id, snap.snapshot_id, len(rows))
+    return IngestResult(
+        item_id, snap.snapshot_id, collection, when, bbox, profile.id, props["levels"], len(rows), source
+    )
+
+
+def collection_compression(catalog: Any, collection: str) -> str | None:
+    """The chunk codec of a collection: its table property :data:`COMPRESSION_PROPERTY`, else the default.
+
+    Set it with pyiceberg (``table.transaction().set_properties({COMPRESSION_PROPERTY: "zstd"})``); it
+    applies to items ingested afterwards, and readers handle every codec, so a collection may mix them.
+    """
+    table = cat.load_table(catalog, collection)
+    value = table.properties.get(COMPRESSION_PROPERTY) if table is not None else None
+    if value is None:
+        return DEFAULT_COMPRESSION
+    try:
+        return check_codec(value)
+    except ValueError as exc:
+        raise IngestError(f"collection {collection!r}: table property {COMPRESSION_PROPERTY}: {exc}") from None
+
+
+def ingest_file(
+    fs: WarehouseFS,
+    catalog: Any,
+    collection: str,
+    path: str,
+    product: str | None = None,
+    datetime: str | dt.datetime | None = None,
+    bands: list[str] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> IngestResult:
+    """Ingest one file as one snapshot (one file = one band group = one item).
+
+    Raises ``IngestError`` (nothing committed) on bad input.
+    """
+    check_name("collection", collection)
+    plan = inspect_source(path, product, datetime, bands)
+    item_id = new_item_id(path, plan.when)
+    group = BandGroup((BandFile(path, tuple(plan.bands)),))
+    codec = collection_compression(catalog, collection)
+    written = write_band_group(fs, collection, item_id, plan.when, group, plan.profile, progress, codec)
+    return commit_item(fs, catalog, collection, item_id, plan.when, plan.profile, [written], PurePath(path).name)

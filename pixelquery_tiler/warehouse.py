@@ -24,18 +24,19 @@ from pyiceberg.table import Table
 
 from . import catalog as cat
 from .chunks import ChunkReader
+from .errors import NotFound
 from .fileio import FileEntry, WarehouseFS
 from .index import CollectionIndex
 from .ingest import IngestResult, check_name, ingest_file
-from .temporal import parse_interval
 
 if TYPE_CHECKING:  # mosaic pulls in rio-tiler (~0.2 s of imports) that ingest and the CLI do not need
+    from .analysis import QueryResult
     from .mosaic import WindowRead
 
 log = logging.getLogger(__name__)
 
 
-class CollectionNotFound(LookupError):
+class CollectionNotFound(NotFound):
     """No such collection in the warehouse."""
 
 
@@ -137,16 +138,14 @@ class Collection:
         pixel_selection: str = "first",
     ) -> WindowRead:
         """Read a window (bounds in ``crs``, output ``width`` x ``height``) as a masked array."""
-        from .mosaic import read_window
+        from .mosaic import WindowRead, read_window
+        from .view import View
 
-        start, end = parse_interval(datetime) if datetime else (None, None)
-        index = self.index()
-        index = index.as_of(snapshot_id) if snapshot_id is not None else index  # + items deleted since
-        return read_window(
-            index, self.warehouse.chunk_reader, bounds, crs, width, height,
-            bands=bands, start=start, end=end, snapshot_id=snapshot_id, item_id=item_id, product=product,
-            resampling=resampling, pixel_selection=pixel_selection,
+        view = View.create(self, snapshot_id=snapshot_id, datetime=datetime, item_id=item_id, product=product)
+        image = read_window(
+            view, bounds, crs, width, height, bands=bands, resampling=resampling, pixel_selection=pixel_selection
         )
+        return WindowRead.from_image(image)
 
     def ingest(self, path: str, **kwargs) -> IngestResult:
         return self.warehouse.ingest(path, self.name, **kwargs)
@@ -166,6 +165,23 @@ class Collection:
         report = cat.CollectionTable(self.table).compact()
         self.invalidate()
         return report
+
+    # -- analysis -------------------------------------------------------------------------------------------
+    def query_by_bounds(
+        self,
+        bounds: tuple[float, float, float, float],
+        date_range: tuple[str | dt.datetime | None, str | dt.datetime | None] | None,
+        bands: str | list[str] | None,
+        target_resolution: float,
+        as_of_snapshot_id: int | None = None,
+        crs: str = "EPSG:4326",
+        **kwargs: Any,
+    ) -> QueryResult:
+        """A datacube of every observation over ``bounds`` (see ``analysis.query_by_bounds``; ``expression=``,
+        ``groupby="day"`` and ``resampling=`` go there)."""
+        from .analysis import query_by_bounds
+
+        return query_by_bounds(self, bounds, date_range, bands, target_resolution, as_of_snapshot_id, crs, **kwargs)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@
 Usage:  python stac/validate_examples.py        (exit status 0 = all checks passed)
 
 What it checks:
-  1. stac/extension/json-schema/schema.json is a valid draft-07 schema, and examples/item.json and
+  1. the extension's schema (shipped in the package, pixelquery_tiler/stac_api/schemas/pixelquery/v1.0.0/schema.json,
+     and served by every server at /stac/extensions/pixelquery/v1.0.0/schema.json) is a valid draft-07 schema, and examples/item.json and
      examples/collection.json validate against it with the `jsonschema` package alone;
   2. the same examples pass pystac's `validate()` (STAC 1.1.0 core + every schema in `stac_extensions`:
      ours, projection v2.0.0, eo v2.0.0, web-map-links v1.2.0), all served offline;
@@ -21,8 +22,8 @@ HOW OFFLINE VALIDATION OF OUR SCHEMA WORKS (do the same in any test that calls `
      Set STAC_SCHEMA_STRICT=1 (done below with setdefault): otherwise an extension schema the shim has
      no copy of silently becomes a permissive {} and validation "passes" without checking anything.
      Do NOT point STAC_SCHEMA_DIR at our folder: the shim reads a single folder (at import time), so that
-     would hide the official extension schemas; and our $id host (pixelquery.github.io) is not one the
-     shim handles at all: without step b the shim lets that GET go to the network (which fails here).
+     would hide the official extension schemas; and our $id host (the server) is not one the shim handles:
+     it lets that GET go to the server. For these examples no server runs, hence step b.
   b. Register our schema in pystac's validator cache under its $id:
          import pystac.validation
          v = pystac.validation.RegisteredValidator.get_validator()   # a JsonSchemaSTACValidator
@@ -51,8 +52,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 HERE = Path(__file__).resolve().parent
-SCHEMA_PATH = HERE / "extension" / "json-schema" / "schema.json"
-SCHEMA_ID = "https://pixelquery.github.io/pixelquery-tiler/stac/extension/v1.0.0/schema.json"
+SCHEMA_PATH = HERE.parent / "pixelquery_tiler" / "stac_api" / "schemas" / "pixelquery" / "v1.0.0" / "schema.json"
+#: the examples show what `pixelquery-tiler serve` on its default address publishes; a running server names
+#: (and serves) the schema under its own root, so validating a live server needs no registration at all
+SCHEMA_ID = "http://127.0.0.1:8000/stac/extensions/pixelquery/v1.0.0/schema.json"
 EXAMPLES = {"item": HERE / "examples" / "item.json", "collection": HERE / "examples" / "collection.json"}
 # shared/ lives beside the repository (locally /work/shared, in CI beside the fresh clone).
 DEFAULT_SHIM_DIR = HERE.parent.parent / "shared" / "tools" / "offline-stac-schemas"

@@ -18,6 +18,10 @@ if [ ${#apt_missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/de
 fi
 # system packages and npm packages for the browser/OpenLayers tests (skipped if already present)
 if [ -f tests/browser/setup.sh ]; then bash tests/browser/setup.sh; fi
+# STAC Browser built from its npm package (lockfile) for the STAC Browser client test; skipped when already built
+bash tests/stac_browser/setup.sh
+# the viewer's chart library as pinned by vendor/package-lock.json (tests/test_viewer_vendor.py compares the shipped copy)
+if [ -f vendor/package-lock.json ] && command -v npm >/dev/null; then (cd vendor && npm ci --no-audit --no-fund --silent); fi
 # QGIS as a WMTS client: a ~2 minute Debian install, inside the CI budget, so every run checks the WMTS
 # output with QGIS (PIXELQUERY_QGIS=0 skips it locally)
 if [ "${PIXELQUERY_QGIS:-1}" = 1 ] && [ "$(id -u)" = 0 ]; then

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("PIXELQUERY_SHARED_DIR", REPO.parent / "shared"))
 DATA_DIR = Path(os.environ.get("PIXELQUERY_TEST_DATA", SHARED / "data"))
 SHIM_DIR = Path(os.environ.get("PIXELQUERY_STAC_SHIM_DIR", SHARED / "tools" / "offline-stac-schemas"))
-EXTENSION_SCHEMA = REPO / "stac" / "extension" / "json-schema" / "schema.json"
+EXTENSION_SCHEMA = REPO / "pixelquery_tiler" / "stac_api" / "schemas" / "pixelquery" / "v1.0.0" / "schema.json"
 L8_30 = "gw_LC08_224077_20200518_B2_30m.tif"
 L8_60 = "gw_LC08_224077_20200518_B2_60m.tif"
 

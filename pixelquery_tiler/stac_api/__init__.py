@@ -15,7 +15,7 @@ from . import _quiet_defaults  # noqa: F401  (first: stac-fastapi warns at impor
 
 import attr
 from fastapi import APIRouter, FastAPI, Query
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from stac_fastapi.api.app import StacApi
 from stac_fastapi.api.middleware import ProxyHeaderMiddleware
 from stac_fastapi.api.models import ItemCollectionUri, create_get_request_model, create_post_request_model, create_request_model
@@ -28,13 +28,17 @@ from stac_fastapi.extensions.pagination import TokenPaginationExtension
 from stac_fastapi.extensions.sort import ItemCollectionSortExtension, SearchSortExtension
 from stac_fastapi.extensions.sort.sort import SortConformanceClasses
 from stac_fastapi.types.config import ApiSettings
-from stac_fastapi.types.search import APIRequest, BaseSearchPostRequest
+from stac_fastapi.types.errors import InvalidQueryParameter
+from stac_fastapi.types.search import APIRequest, BaseSearchGetRequest, BaseSearchPostRequest
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 
+from ..temporal import parse_interval
 from ..warehouse import Warehouse
 from .client import PixelQueryCoreClient, PixelQueryFiltersClient, PixelQuerySortablesClient
 from .documents import STAC_VERSION
+from .extension import add_extension_schema
+from .limits import add_limits
+from .openapi import declare_item_collection_responses
 from .search import StacBackend
 
 __all__ = ["add_stac_api", "StacBackend"]
@@ -79,13 +83,58 @@ class FieldsPostRequest(BaseModel):
     fields: PostFieldsExtension = Field(default_factory=PostFieldsExtension, description="Fields to include or exclude.")
 
 
+DATETIME_DESCRIPTION = (
+    "Only items whose `datetime` is in this instant or interval: an RFC 3339 instant (with `Z` or an offset), or "
+    "`start/end` of instants or dates `YYYY-MM-DD` (a date bound includes that whole UTC day) with `..` (or "
+    "nothing) for an open end, e.g. `2020-05-01/2020-12-31`; one day is `2020-05-18/2020-05-18`."
+)
+DateTimeParam = Annotated[str | None, Query(description=DATETIME_DESCRIPTION, examples=["2020-05-01/2020-12-31"])]
+
+
+def _check_datetime(instance: Any, attribute: Any, value: str | None) -> None:
+    """GET ``datetime`` in the server's one date grammar (``temporal``), instead of stac-fastapi's RFC 3339 only."""
+    if value is not None:
+        try:
+            parse_interval(value, rfc3339=True)
+        except ValueError as exc:
+            raise InvalidQueryParameter(str(exc)) from None
+
+
+@attr.s
+class SearchGetRequest(BaseSearchGetRequest):
+    # the type object itself, not a string annotation: FastAPI resolves attrs' __init__ outside this module
+    datetime = attr.ib(default=None, validator=_check_datetime, type=DateTimeParam)
+
+
+@attr.s
+class ItemsGetRequest(ItemCollectionUri):
+    # the type object itself, not a string annotation: FastAPI resolves attrs' __init__ outside this module
+    datetime = attr.ib(default=None, validator=_check_datetime, type=DateTimeParam)
+
+
 class SearchPostRequest(BaseSearchPostRequest):
     """POST search body; ``collections``/``ids`` also accepted as a comma-separated string, as in GET."""
+
+    datetime: str | None = Field(None, description=DATETIME_DESCRIPTION, examples=["2020-05-01/2020-12-31"])
+
+    @model_validator(mode="before")
+    @classmethod
+    def _object_only(cls, values: Any) -> Any:
+        if not isinstance(values, dict):
+            raise ValueError("the search body must be a JSON object")
+        return values
 
     @field_validator("collections", "ids", mode="before")
     @classmethod
     def _split_string(cls, value: Any) -> Any:
         return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
+    @field_validator("datetime")
+    @classmethod
+    def _datetime(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_interval(value, rfc3339=True)  # ValueError -> 400 naming the reason
+        return value
 
 
 @attr.s
@@ -128,18 +177,19 @@ def add_stac_api(app: FastAPI, warehouse: Warehouse) -> StacApi:
         client=PixelQueryCoreClient(backend=backend, landing_page_id="pixelquery-tiler"),
         stac_version=STAC_VERSION,
         extensions=[*search_extensions, *items_extensions],
-        search_get_request_model=create_get_request_model(search_extensions),
+        search_get_request_model=create_get_request_model(search_extensions, base_model=SearchGetRequest),
         search_post_request_model=create_post_request_model(search_extensions, base_model=SearchPostRequest),
         items_get_request_model=create_request_model(
-            "ItemCollectionUri", base_model=ItemCollectionUri, extensions=items_extensions, request_type="GET"
+            "ItemCollectionUri", base_model=ItemsGetRequest, extensions=items_extensions, request_type="GET"
         ),
         # no compression middleware: it would re-compress PNG tiles of the same app for nothing
         middlewares=[
-            Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["OPTIONS", "POST", "GET"],
-                       allow_headers=["Content-Type"], max_age=600),
             Middleware(ProxyHeaderMiddleware),
         ],
     )
+    add_limits(app, PREFIX)
+    add_extension_schema(app, PREFIX)
+    declare_item_collection_responses(app, {f"{PREFIX}/search", f"{PREFIX}/collections/{{collection_id}}/items"})
     app.state.stac_backend = backend
     log.info("STAC API under %s for %s", PREFIX, warehouse.uri)
     return api

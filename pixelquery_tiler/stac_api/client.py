@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import quote
 
 import attr
 import orjson
@@ -23,8 +22,10 @@ from stac_fastapi.types.requests import get_base_url
 
 from .cql2_filter import FilterError, parse_filter
 from .documents import resolve_collection, resolve_item
+from .limits import excerpt
+from .links import collections_links, item_collection_links, search_links
+from .properties import SORTABLES, queryables
 from .search import (
-    SORTABLES,
     FieldsSpec,
     SearchQuery,
     SearchResult,
@@ -65,7 +66,7 @@ def _bases(request: Request) -> tuple[str, str]:
 
 def _filter(expr: Any, lang: str | None, crs: str | None) -> Any:
     if crs and crs not in CRS84:
-        raise bad_request(f"filter-crs {crs!r} is not supported; use {CRS84[0]}")
+        raise bad_request(f"filter-crs {excerpt(crs)} is not supported; use {CRS84[0]}")
     try:
         return parse_filter(expr, lang)
     except FilterError as exc:
@@ -113,11 +114,7 @@ class PixelQueryCoreClient(BaseCoreClient):
         return JSONResponse(
             {
                 "collections": collections,
-                "links": [
-                    {"rel": "self", "type": "application/json", "href": f"{stac_base}collections"},
-                    {"rel": "root", "type": "application/json", "href": stac_base},
-                    {"rel": "parent", "type": "application/json", "href": stac_base},
-                ],
+                "links": collections_links(stac_base),
                 "numberMatched": len(collections),
                 "numberReturned": len(collections),
             }
@@ -126,17 +123,17 @@ class PixelQueryCoreClient(BaseCoreClient):
     def get_collection(self, collection_id: str, request: Request, **kwargs: Any) -> JSONResponse:
         doc = self.backend.collection_document(collection_id)
         if doc is None:
-            raise NotFoundError(f"collection {collection_id!r} not found")
+            raise NotFoundError(f"collection {excerpt(collection_id)} not found")
         return JSONResponse(resolve_collection(doc, *_bases(request)))
 
     # -- items ----------------------------------------------------------------------------------------------
     def get_item(self, item_id: str, collection_id: str, request: Request, **kwargs: Any) -> GeoJSONResponse:
         records = self.backend.records(collection_id)
         if records is None:
-            raise NotFoundError(f"collection {collection_id!r} not found")
+            raise NotFoundError(f"collection {excerpt(collection_id)} not found")
         i = records.pos_by_id.get(item_id)
         if i is None:
-            raise NotFoundError(f"item {item_id!r} not found in collection {collection_id!r}")
+            raise NotFoundError(f"item {excerpt(item_id)} not found in collection {excerpt(collection_id)}")
         return GeoJSONResponse(resolve_item(self.backend.item_document(records, i), *_bases(request)))
 
     def item_collection(
@@ -155,16 +152,11 @@ class PixelQueryCoreClient(BaseCoreClient):
         **kwargs: Any,
     ) -> GeoJSONResponse:
         if self.backend.records(collection_id) is None:
-            raise NotFoundError(f"collection {collection_id!r} not found")
+            raise NotFoundError(f"collection {excerpt(collection_id)} not found")
         query = _get_query(
             [collection_id], None, bbox, None, datetime, limit, token, filter_expr, filter_lang, filter_crs, sortby, fields
         )
-        stac_base, _ = _bases(request)
-        collection_url = f"{stac_base}collections/{quote(collection_id, safe='')}"
-        links = [
-            {"rel": "collection", "type": "application/json", "href": collection_url},
-            {"rel": "parent", "type": "application/json", "href": collection_url},
-        ]
+        links = item_collection_links(_bases(request)[0], collection_id)
         return self._respond(request, query, self.backend.search(query), links)
 
     # -- search ---------------------------------------------------------------------------------------------
@@ -228,19 +220,13 @@ class PixelQueryCoreClient(BaseCoreClient):
             apply_fields(resolve_item(self.backend.item_document(records, i), stac_base, app_base), query.fields)
             for records, i in result.page
         ]
-        self_href = str(request.url)
-        links: list[dict[str, Any]] = [
-            {"rel": "self", "type": "application/geo+json", "href": self_href},
-            {"rel": "root", "type": "application/json", "href": stac_base},
-            *(extra_links or []),
-        ]
+        next_get = next_post = None
         if result.next_token:
             if request.method == "POST":
-                links.append({"rel": "next", "type": "application/geo+json", "href": self_href, "method": "POST",
-                              "body": post_body, "merge": False})
+                next_post = post_body
             else:
-                links.append({"rel": "next", "type": "application/geo+json", "method": "GET",
-                              "href": str(request.url.include_query_params(token=result.next_token))})
+                next_get = str(request.url.include_query_params(token=result.next_token))
+        links = search_links(stac_base, str(request.url), extra_links, next_get, next_post)
         return GeoJSONResponse(
             {
                 "type": "FeatureCollection",
@@ -253,36 +239,6 @@ class PixelQueryCoreClient(BaseCoreClient):
 
 
 # -- queryables and sortables -----------------------------------------------------------------------------------
-def _queryable_properties(enums: dict[str, list[str]] | None = None) -> dict[str, Any]:
-    enums = enums or {}
-    snapshot_id = {"type": "integer", "minimum": 0, "maximum": 9223372036854775807}
-
-    def text(description: str, key: str | None = None) -> dict[str, Any]:
-        spec: dict[str, Any] = {"description": description, "type": "string"}
-        if key and enums.get(key):
-            spec["enum"] = enums[key]
-        return spec
-
-    return {
-        "id": text("Item id (one per Iceberg snapshot)"),
-        "collection": text("Collection id (Iceberg table)", "collection"),
-        "geometry": {"description": "Footprint of the chunks the snapshot added", "$ref": "https://geojson.org/schema/Geometry.json"},
-        "datetime": {"description": "Acquisition time", "type": "string", "format": "date-time"},
-        "created": {"description": "Commit time of the snapshot", "type": "string", "format": "date-time"},
-        "gsd": {"description": "Ground sample distance (m)", "type": "number", "exclusiveMinimum": 0},
-        "platform": text("Platform", "platform"),
-        "proj:code": {"description": "CRS code of the stored pixels", "type": ["string", "null"]},
-        "eo:cloud_cover": {"description": "Cloud cover (%), where known", "type": "number", "minimum": 0, "maximum": 100},
-        "pixelquery:snapshot_id": {"description": "Iceberg snapshot id", **snapshot_id},
-        "pixelquery:parent_snapshot_id": {"description": "Parent Iceberg snapshot id", "oneOf": [snapshot_id, {"type": "null"}]},
-        "pixelquery:product": text("Product profile", "pixelquery:product"),
-        "pixelquery:grid": text("Storage grid / CRS of the chunks", "pixelquery:grid"),
-        "pixelquery:levels": {"description": "Resolution levels stored", "type": "integer", "minimum": 1},
-        "pixelquery:chunk_count": {"description": "Chunks the snapshot added", "type": "integer", "minimum": 0},
-        "pixelquery:source": text("File name of the ingested raster"),
-    }
-
-
 @attr.s
 class PixelQueryFiltersClient(BaseFiltersClient):
     """Queryables of the whole catalog and of each collection (JSON Schema, ``$id`` = the URL served)."""
@@ -291,17 +247,11 @@ class PixelQueryFiltersClient(BaseFiltersClient):
 
     def get_queryables(self, collection_id: str | None = None, request: Request | None = None, **kwargs: Any) -> JSONSchemaResponse:
         assert request is not None
-        enums: dict[str, list[str]] = {}
+        records = None
         if collection_id is not None:
             records = self.backend.records(collection_id)
             if records is None:
-                raise NotFoundError(f"collection {collection_id!r} not found")
-            enums = {
-                "collection": [collection_id],
-                "platform": sorted({p for p, null in zip(records.platform, records.platform_null) if not null}),
-                "pixelquery:product": sorted(set(records.product)),
-                "pixelquery:grid": sorted(set(records.grid)),
-            }
+                raise NotFoundError(f"collection {excerpt(collection_id)} not found")
         return JSONSchemaResponse(
             {
                 "$schema": "https://json-schema.org/draft/2019-09/schema",
@@ -310,7 +260,7 @@ class PixelQueryFiltersClient(BaseFiltersClient):
                 "title": f"Queryables of {collection_id}" if collection_id else "Queryables of pixelquery-tiler",
                 "description": "Properties usable in CQL2 filters (cql2-text and cql2-json); "
                                "other names are accepted and evaluate as missing (null).",
-                "properties": _queryable_properties(enums),
+                "properties": queryables(records),
                 "additionalProperties": True,
             }
         )
@@ -338,7 +288,7 @@ class PixelQuerySortablesClient(BaseSortablesClient):
 
     def get_collection_sortables(self, collection_id: str, request: Request | None = None, **kwargs: Any) -> dict[str, Any]:
         if self.backend.records(collection_id) is None:
-            raise NotFoundError(f"collection {collection_id!r} not found")
+            raise NotFoundError(f"collection {excerpt(collection_id)} not found")
         return self._schema(request, f"Sortables of {collection_id}")
 
     def get_collections_sortables(self, request: Request | None = None, **kwargs: Any) -> dict[str, Any]:

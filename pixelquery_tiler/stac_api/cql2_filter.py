@@ -9,8 +9,8 @@ with a missing property is *unknown*, and unknown never selects an item, even un
 
 from __future__ import annotations
 
-import datetime as dt
 import json
+import math
 import operator
 import re
 from collections.abc import Callable
@@ -22,8 +22,10 @@ import numpy as np
 import shapely
 from shapely.geometry import shape
 
-from ..temporal import parse_instant
-from .records import Column, ItemRecords, us
+from ..temporal import day_bounds, parse_bound, parse_date, us
+from .limits import MAX_VERTICES, excerpt, vertex_count
+from .properties import Column
+from .records import ItemRecords
 
 
 class FilterError(ValueError):
@@ -34,45 +36,137 @@ class FilterError(ValueError):
 _BIG_INT = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|(?<![\w.:])(-?\d{16,})(?![\w.])""")
 _BIG_INT_MARK = "\x00pixelquery-int:"
 
+#: longest filter accepted (characters of CQL2 text or JSON): filters are expressions, not data
+MAX_FILTER_LENGTH = 20_000
+#: deepest nesting accepted: parentheses and prefix operators (NOT, unary minus) in text, arrays and
+#: objects in JSON, levels of the parsed tree. The ``cql2`` parser recurses per level and overflows the
+#: C stack (SIGSEGV, killing the worker) at ~1,500 parentheses, so the text is measured before parsing.
+MAX_FILTER_DEPTH = 64
+#: most nodes (operators, operands, list entries) in one filter tree
+MAX_FILTER_NODES = 10_000
+#: longest LIKE pattern
+MAX_LIKE_PATTERN = 256
+
+_TEXT_TOKENS = re.compile(r"""'(?:[^']|'')*'?|"(?:[^"]|"")*"?|[A-Za-z_][\w:.]*|\s+|.""", re.DOTALL)
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]|[^"\[\]{}]+', re.DOTALL)
+
+
+_excerpt = excerpt
+
 
 def _first_line(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return " ".join(lines[:6]) or type(exc).__name__
+    return excerpt(" ".join(lines[:6]) or type(exc).__name__, 300)
+
+
+def _too_deep() -> FilterError:
+    return FilterError(f"filter is nested more than {MAX_FILTER_DEPTH} levels deep")
+
+
+def check_text_nesting(text: str) -> None:
+    """Reject CQL2 text nested deeper than ``MAX_FILTER_DEPTH`` without parsing it (one linear scan).
+
+    A level is an open parenthesis plus the prefix operators (``NOT``, unary ``-``/``+``) in front of it;
+    a run of prefix operators nests as deep as it is long.
+    """
+    levels: list[int] = []
+    depth = pending = 0  # depth: levels of the open parentheses; pending: prefix operators since the last operand
+    for match in _TEXT_TOKENS.finditer(text):
+        token = match.group()
+        if token.isspace():
+            continue
+        if token.upper() == "NOT" or token in "-+":
+            pending += 1
+        elif token == "(":
+            levels.append(1 + pending)
+            depth += 1 + pending
+            pending = 0
+        elif token == ")":
+            depth -= levels.pop() if levels else 0
+            pending = 0
+        else:
+            pending = 0
+        if depth + pending > MAX_FILTER_DEPTH:
+            raise _too_deep()
+
+
+def check_json_nesting(text: str) -> None:
+    """Reject JSON nested deeper than ``MAX_FILTER_DEPTH`` before ``json.loads`` (which recurses per level)."""
+    depth = 0
+    for match in _JSON_TOKENS.finditer(text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            if depth > MAX_FILTER_DEPTH:
+                raise _too_deep()
+        elif token in "]}":
+            depth -= 1
+
+
+def check_tree(tree: Any) -> None:
+    """Bound a parsed filter tree's depth and size (iteratively: a deep tree must not exhaust the stack)."""
+    stack = [(tree, 1)]
+    nodes = 0
+    while stack:
+        node, depth = stack.pop()
+        nodes += 1
+        if depth > MAX_FILTER_DEPTH:
+            raise _too_deep()
+        if nodes > MAX_FILTER_NODES:
+            raise FilterError(f"filter has more than {MAX_FILTER_NODES} terms")
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in node.values())
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node)
+
+
+def _big_number(digits: str) -> int | float:
+    """An integer literal: exact up to 64 bits and a little beyond, a double (or infinity) when longer."""
+    return int(digits) if len(digits) <= 40 else float(digits)
 
 
 def parse_filter(value: str | dict | bool | None, lang: str | None = None) -> Any:
-    """A CQL2 filter as its JSON tree. Raises ``FilterError``.
+    """A CQL2 filter as its JSON tree, bounded in size and depth. Raises ``FilterError``.
 
     CQL2-text goes through the ``cql2`` parser, which reads every number as a double; integer literals
     too long for a double are swapped for placeholders before parsing and put back afterwards.
     """
-    if value is None or isinstance(value, (dict, bool)):
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, dict):
+        check_tree(value)
         return value
     if not isinstance(value, str):
         raise FilterError("filter must be a CQL2 expression")
+    if len(value) > MAX_FILTER_LENGTH:
+        raise FilterError(f"filter is longer than {MAX_FILTER_LENGTH} characters")
     lang = lang or "cql2-text"
     if lang == "cql2-json":
+        check_json_nesting(value)
         try:
             tree = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise FilterError(f"filter is not valid CQL2-JSON: {exc}") from None
+        except (ValueError, RecursionError) as exc:
+            raise FilterError(f"filter is not valid CQL2-JSON: {excerpt(str(exc), 200)}") from None
         if not isinstance(tree, (dict, bool)):
             raise FilterError("CQL2-JSON filter must be an object")
+        check_tree(tree)
         return tree
     if lang != "cql2-text":
-        raise FilterError(f"unsupported filter-lang {lang!r}; use cql2-text or cql2-json")
-    big: list[int] = []
+        raise FilterError(f"unsupported filter-lang {excerpt(lang)}; use cql2-text or cql2-json")
+    check_text_nesting(value)
+    big: list[int | float] = []
 
     def protect(match: re.Match[str]) -> str:
         if match.group(1) is None:
             return match.group(0)
-        big.append(int(match.group(1)))
+        big.append(_big_number(match.group(1)))
         return f"'{_BIG_INT_MARK}{len(big) - 1}'"
 
     try:
         tree = cql2.parse_text(_BIG_INT.sub(protect, value)).to_json()
     except Exception as exc:  # cql2 raises plain Exception (ParseError) with a multi-line caret diagram
         raise FilterError(f"filter is not valid CQL2-text: {_first_line(exc)}") from None
+    check_tree(tree)
     return _restore_ints(tree, big) if big else tree
 
 
@@ -115,33 +209,28 @@ _TEMPORAL_SWAP = {"t_before": "t_after", "t_after": "t_before", "t_during": "t_c
 _GEOJSON = {"Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon", "GeometryCollection"}
 
 
-def _is_day(text: str) -> bool:
-    return len(text) == 10 and text[4] == "-" and text[7] == "-"
-
-
 def _time_range(value: Any) -> tuple[int | None, int | None]:
-    """A time literal as inclusive microsecond bounds: an instant is one point, a date its whole UTC day."""
+    """A time literal as inclusive microsecond bounds (``temporal``'s grammar: a date is its whole UTC day)."""
     if isinstance(value, dict):
         if "timestamp" in value:
             value = value["timestamp"]
         elif "date" in value:
-            value = value["date"]
-            if not (isinstance(value, str) and _is_day(value)):
-                raise FilterError(f"invalid DATE literal {value!r}")
+            try:
+                first, last = day_bounds(parse_date(value["date"] if isinstance(value["date"], str) else ""))
+            except ValueError:
+                raise FilterError(f"invalid DATE literal {_excerpt(value['date'])}") from None
+            return us(first), us(last)
         else:
-            raise FilterError(f"not a time literal: {json.dumps(value)[:100]}")
+            raise FilterError(f"not a time literal: {_excerpt(value)}")
     if not isinstance(value, str):
-        raise FilterError(f"not a time literal: {value!r}")
+        raise FilterError(f"not a time literal: {_excerpt(value)}")
     if value == "..":
         return None, None
     try:
-        if _is_day(value):
-            day = dt.datetime.fromisoformat(value).replace(tzinfo=dt.timezone.utc)
-            return us(day), us(day + dt.timedelta(days=1)) - 1
-        t = us(parse_instant(value))
+        first, last = parse_bound(value)
     except ValueError as exc:
-        raise FilterError(f"invalid time literal {value!r}: {exc}") from None
-    return t, t
+        raise FilterError(str(exc)) from None
+    return us(first), us(last)
 
 
 class Evaluator:
@@ -169,7 +258,7 @@ class Evaluator:
         args = node.get("args")
         if not isinstance(args, list) or (count is not None and len(args) != count):
             want = f"{count} argument(s)" if count is not None else "an argument list"
-            raise FilterError(f"operator {node.get('op')!r} needs {want}")
+            raise FilterError(f"operator {excerpt(node.get('op'))} needs {want}")
         return args
 
     # -- boolean expressions ------------------------------------------------------------------------------
@@ -182,7 +271,7 @@ class Evaluator:
         if op in ("and", "or"):
             parts = [self._bool(a) for a in self._args(node)]
             if not parts:
-                raise FilterError(f"{op!r} needs arguments")
+                raise FilterError(f"{excerpt(op)} needs arguments")
             return self._and(parts) if op == "and" else self._or(parts)
         if op == "not":
             (inner,) = (self._bool(a) for a in self._args(node, 1))
@@ -218,7 +307,7 @@ class Evaluator:
         if op in _TEMPORAL:
             a, b = (self._operand(x) for x in self._args(node, 2))
             return self._temporal(op, a, b)
-        raise FilterError(f"unsupported CQL2 operator {node['op']!r}")
+        raise FilterError(f"unsupported CQL2 operator {excerpt(node['op'])}")
 
     @staticmethod
     def _and(parts: list[Tri]) -> Tri:
@@ -237,6 +326,8 @@ class Evaluator:
         if isinstance(node, bool):
             return Literal("boolean", node)
         if isinstance(node, (int, float)):
+            if isinstance(node, float) and math.isnan(node):
+                raise FilterError("NaN is not a CQL2 number")
             return Literal("number", node)
         if isinstance(node, str):
             return Literal("string", node)
@@ -245,7 +336,7 @@ class Evaluator:
         if isinstance(node, list):
             return Literal("list", [self._operand(x) for x in node])
         if not isinstance(node, dict):
-            raise FilterError(f"unexpected CQL2 value {node!r}")
+            raise FilterError(f"unexpected CQL2 value {excerpt(node)}")
         if "property" in node:
             name = node["property"]
             if not isinstance(name, str):
@@ -265,11 +356,15 @@ class Evaluator:
             return Literal("time", _time_range(node))
         if "bbox" in node:
             box = node["bbox"]
-            if not isinstance(box, list) or len(box) not in (4, 6) or not all(isinstance(v, (int, float)) for v in box):
-                raise FilterError("BBOX needs 4 or 6 numbers")
+            if not isinstance(box, list) or len(box) not in (4, 6) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(_to_float(v)) for v in box
+            ):
+                raise FilterError("BBOX needs 4 or 6 finite numbers")
             w, s, e, n = (box[0], box[1], box[2], box[3]) if len(box) == 4 else (box[0], box[1], box[3], box[4])
             return Literal("geometry", shapely.box(w, s, e, n))
         if node.get("type") in _GEOJSON:
+            if vertex_count(node) > MAX_VERTICES:
+                raise FilterError(f"geometry literal has more than {MAX_VERTICES} vertices")
             try:
                 geom = shape(node)
             except Exception as exc:
@@ -278,7 +373,7 @@ class Evaluator:
                 raise FilterError("empty geometry literal")
             return Literal("geometry", geom)
         if "op" in node:
-            raise FilterError(f"unsupported CQL2 function/operator {node['op']!r} as a value")
+            raise FilterError(f"unsupported CQL2 function/operator {excerpt(node['op'])} as a value")
         raise FilterError(f"unexpected CQL2 value {json.dumps(node)[:120]}")
 
     # -- comparisons ----------------------------------------------------------------------------------------
@@ -305,21 +400,21 @@ class Evaluator:
             if lit.kind == "string":
                 lit = Literal("time", _time_range(lit.value))
             if lit.kind != "time":
-                raise FilterError(f"cannot compare a timestamp with {lit.kind} {lit.value!r}")
+                raise FilterError(f"cannot compare a timestamp with {lit.kind} {excerpt(lit.value)}")
             start, end = lit.value
             if start is None or end is None:
                 raise FilterError("comparisons need a time instant or date, not an open interval")
             return _range_compare(op, col.values, start, end)
         if col.kind == "string":
             if lit.kind != "string":
-                raise FilterError(f"cannot compare a string property with {lit.kind} {lit.value!r}")
+                raise FilterError(f"cannot compare a string property with {lit.kind} {excerpt(lit.value)}")
             return np.asarray(_COMPARE[op](col.values, lit.value), bool)
         if col.kind in ("number", "integer"):
             if lit.kind != "number":
-                raise FilterError(f"cannot compare a number property with {lit.kind} {lit.value!r}")
+                raise FilterError(f"cannot compare a number property with {lit.kind} {excerpt(lit.value)}")
             value = lit.value
             if isinstance(value, int) and not -(2**63) <= value < 2**63:
-                value = float(value)
+                value = _to_float(value)
             return np.asarray(_COMPARE[op](col.values, value), bool)
         raise FilterError(f"{col.kind} properties cannot be compared with {op}")
 
@@ -328,24 +423,24 @@ class Evaluator:
         if a.kind == "null" or b.kind == "null":
             return None
         if a.kind != b.kind or a.kind not in ("string", "number", "boolean"):
-            raise FilterError(f"cannot compare {a.kind} {a.value!r} with {b.kind} {b.value!r}")
+            raise FilterError(f"cannot compare {a.kind} {excerpt(a.value)} with {b.kind} {excerpt(b.value)}")
         return bool(_COMPARE[op](a.value, b.value))
 
     def _like(self, a: Column | Literal, pattern: Column | Literal) -> Tri:
         if not (isinstance(pattern, Literal) and pattern.kind == "string"):
             raise FilterError("LIKE needs a string pattern")
-        regex = _like_regex(pattern.value)
+        like = compile_like(pattern.value)
         if isinstance(a, Literal):
             if a.kind == "null":
                 return self._unknown()
             if a.kind != "string":
                 raise FilterError("LIKE applies to strings")
-            return self._const(regex.fullmatch(a.value) is not None)
+            return self._const(like(a.value))
         if a.kind == UNKNOWN:
             return self._unknown()
         if a.kind != "string":
             raise FilterError(f"LIKE applies to string properties, not {a.kind}")
-        hits = np.fromiter((regex.fullmatch(v) is not None for v in a.values), bool, count=self.n)
+        hits = np.fromiter((like(v) for v in a.values), bool, count=self.n)
         return Tri(hits & ~a.null, a.null)
 
     # -- spatial and temporal -------------------------------------------------------------------------------
@@ -400,6 +495,14 @@ class Evaluator:
         return Tri(np.asarray(hits, bool) & ~a.null, a.null)
 
 
+def _to_float(value: int | float) -> float:
+    """A number as a double; integers beyond a double's range become infinities (no OverflowError)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def _range_compare(op: str, values: np.ndarray, start: int, end: int) -> np.ndarray:
     """Compare instants with a closed range (an instant has start == end, a date spans its day)."""
     if op == "=":
@@ -415,19 +518,51 @@ def _range_compare(op: str, values: np.ndarray, start: int, end: int) -> np.ndar
     return values >= start
 
 
-def _like_regex(pattern: str) -> re.Pattern[str]:
-    """CQL2 LIKE: ``%`` any run, ``_`` one character, ``\\`` escapes the next character."""
-    out, escaped = [], False
+_ANY_ONE, _ANY_RUN = object(), object()
+
+
+def compile_like(pattern: str) -> Callable[[str], bool]:
+    """CQL2 LIKE as a matcher: ``%`` any run, ``_`` one character, ``\\`` escapes the next character.
+
+    Not a regular expression: ``%_%_%_...!`` becomes ``.*..*..*.`` whose backtracking is exponential in the
+    number of runs (a worker froze for a minute on one request). This is the classic wildcard matcher
+    that only ever backtracks to the last ``%``: O(len(value) * len(pattern)) at worst. Runs of ``%`` are
+    collapsed first (``%%`` = ``%``).
+    """
+    if len(pattern) > MAX_LIKE_PATTERN:
+        raise FilterError(f"LIKE pattern is longer than {MAX_LIKE_PATTERN} characters")
+    tokens: list[Any] = []
+    escaped = False
     for ch in pattern:
         if escaped:
-            out.append(re.escape(ch))
+            tokens.append(ch)
             escaped = False
         elif ch == "\\":
             escaped = True
         elif ch == "%":
-            out.append(".*")
-        elif ch == "_":
-            out.append(".")
+            if not tokens or tokens[-1] is not _ANY_RUN:
+                tokens.append(_ANY_RUN)
         else:
-            out.append(re.escape(ch))
-    return re.compile("".join(out), re.DOTALL)
+            tokens.append(_ANY_ONE if ch == "_" else ch)
+    if escaped:
+        tokens.append("\\")  # a trailing backslash stands for itself
+
+    def matches(value: str) -> bool:
+        i = j = 0
+        star, mark = -1, 0
+        n, m = len(value), len(tokens)
+        while i < n:
+            if j < m and tokens[j] is not _ANY_RUN and (tokens[j] is _ANY_ONE or tokens[j] == value[i]):
+                i, j = i + 1, j + 1
+            elif j < m and tokens[j] is _ANY_RUN:
+                star, mark, j = j, i, j + 1
+            elif star >= 0:
+                mark += 1
+                i, j = mark, star + 1
+            else:
+                return False
+        while j < m and tokens[j] is _ANY_RUN:
+            j += 1
+        return j == m
+
+    return matches

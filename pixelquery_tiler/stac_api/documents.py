@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from shapely.geometry import mapping
 
@@ -19,15 +19,30 @@ from ..index import ItemView
 from ..profiles import ProductProfile
 from ..rendering import default_rendering, item_rendering
 from ..temporal import format_instant
+from .links import (
+    absolute,
+    absolute_links,
+    collection_links,
+    collection_path,
+    item_links,
+    item_path,
+    time_travel_link,
+    web_map_links,
+    wmts_layer,
+)
+from .properties import document_properties
 from .records import ItemRecords, crs_facts, profile_for
 
 STAC_VERSION = "1.1.0"
-PIXELQUERY_EXTENSION = "https://pixelquery.github.io/pixelquery-tiler/stac/extension/v1.0.0/schema.json"
+#: where the server itself serves the pixelquery extension's JSON Schema, relative to the STAC root ``/stac/``:
+#: documents name ``{stac root}extensions/pixelquery/v1.0.0/schema.json``, a URL that resolves for any client
+#: that reaches the server (validators need nothing else besides the standard STAC schema hosts)
+PIXELQUERY_EXTENSION_PATH = "extensions/pixelquery/v1.0.0/schema.json"
+#: how cached documents hold that identifier until ``resolve_*`` knows the request's STAC root
+_PIXELQUERY_EXTENSION_REF = "pixelquery-extension:"
 PROJECTION_EXTENSION = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
 EO_EXTENSION = "https://stac-extensions.github.io/eo/v2.0.0/schema.json"
 WEB_MAP_LINKS_EXTENSION = "https://stac-extensions.github.io/web-map-links/v1.2.0/schema.json"
-QUERYABLES_REL = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
-TMS = "WebMercatorQuad"
 THUMBNAIL_SIZE = 256
 GEOTIFF = "image/tiff; application=geotiff"
 
@@ -39,41 +54,6 @@ EO_COMMON_NAMES = frozenset(
 STAC_DATA_TYPES = frozenset(
     "int8 int16 int32 int64 uint8 uint16 uint32 uint64 float16 float32 float64 cint16 cint32 cfloat32 cfloat64".split()
 )
-
-
-# -- tile endpoint paths (CONTRACT.md), relative to the app root -----------------------------------------------
-def collection_path(cid: str) -> str:
-    return f"collections/{quote(cid, safe='')}"
-
-
-def item_path(cid: str, iid: str) -> str:
-    return f"{collection_path(cid)}/items/{quote(iid, safe='')}"
-
-
-def wmts_layer(cid: str, iid: str | None = None) -> str:
-    """Identifier of the WebMercatorQuad layer in the collection's (or item's) WMTS capabilities.
-
-    titiler's WMTS extension names layers ``{source}_{tms}_{render}``; the tiler's source name is the
-    collection id or ``{collection}_{item}``, and the layer built from query parameters is ``default``.
-    """
-    source = cid if iid is None else f"{cid}_{iid}"
-    return f"{source}_{TMS}_default"
-
-
-def _with_query(path: str, query: str) -> str:
-    return f"{path}?{query}" if query else path
-
-
-def web_map_links(base: str, query: str, layer: str, what: str) -> list[dict[str, Any]]:
-    """``xyz``/``wmts``/``tilejson`` links (STAC web-map-links extension) of one tile endpoint family."""
-    return [
-        {"rel": "xyz", "type": "image/png", "title": f"XYZ tiles of {what}",
-         "href": _with_query(f"{base}/tiles/{TMS}/{{z}}/{{x}}/{{y}}.png", query)},
-        {"rel": "wmts", "type": "image/png", "title": f"WMTS of {what}", "href": _with_query(f"{base}/WMTSCapabilities.xml", query),
-         "wmts:layer": layer, "wmts:encoding": "rest"},
-        {"rel": "tilejson", "type": "application/json", "title": f"TileJSON of {what}",
-         "href": _with_query(f"{base}/{TMS}/tilejson.json", query)},
-    ]
 
 
 # -- items ----------------------------------------------------------------------------------------------------
@@ -136,44 +116,19 @@ def item_document(records: ItemRecords, i: int) -> dict[str, Any]:
         "title": f"{source or iid} ({item.product})",
         "description": f"Snapshot {snap.snapshot_id} of the Iceberg table {NAMESPACE}.{cid}: ingest of "
                        f"{source or 'a raster'} as {item.product}, {len(item.bands)} band(s), {len(item.levels)} level(s).",
-        "datetime": format_instant(item.datetime),
-        "created": format_instant(snap.timestamp),
+        **document_properties(records, i),
     }
-    if profile is not None and profile.platform:
-        properties["platform"] = profile.platform
     if profile is not None and profile.instruments:
         properties["instruments"] = list(profile.instruments)
-    gsd = float(records.gsd[i])
-    if math.isfinite(gsd) and gsd > 0:
-        properties["gsd"] = gsd
     properties.update(_projection(records, i))
     properties["bands"] = bands
-    cloud = float(records.cloud_cover[i])
-    if math.isfinite(cloud):
-        properties["eo:cloud_cover"] = cloud
-    properties.update(
-        {
-            "pixelquery:snapshot_id": snap.snapshot_id,
-            "pixelquery:parent_snapshot_id": records.parent_snapshot_id(i),
-            "pixelquery:product": item.product,
-            "pixelquery:grid": item.crs,
-            "pixelquery:levels": int(records.levels[i]),
-            "pixelquery:chunk_count": int(records.chunk_count[i]),
-        }
-    )
-    if source:
-        properties["pixelquery:source"] = source
 
     render = item_rendering(records.index, int(records.positions[i]))
     base = item_path(cid, iid)
-    links = web_map_links(base, urlencode(render, safe=","), wmts_layer(cid, iid), "this snapshot")
-    time_travel = urlencode([("snapshot_id", str(snap.snapshot_id)), *render.items()], safe=",")
-    links.append(
-        {"rel": "xyz", "type": "image/png", "title": "XYZ tiles of the collection as of this snapshot (time travel)",
-         "href": f"{collection_path(cid)}/tiles/{TMS}/{{z}}/{{x}}/{{y}}.png?{time_travel}"}
-    )
+    links = [*web_map_links(base, urlencode(render, safe=","), wmts_layer(cid, iid), "this snapshot"),
+             time_travel_link(cid, snap.snapshot_id, render)]
     thumb_query = urlencode([*render.items(), ("max_size", str(THUMBNAIL_SIZE))], safe=",")
-    extensions = [PIXELQUERY_EXTENSION, PROJECTION_EXTENSION, WEB_MAP_LINKS_EXTENSION]
+    extensions = [_PIXELQUERY_EXTENSION_REF, PROJECTION_EXTENSION, WEB_MAP_LINKS_EXTENSION]
     if any(k.startswith("eo:") for b in bands for k in b) or "eo:cloud_cover" in properties:
         extensions.insert(2, EO_EXTENSION)
     minx, miny, maxx, maxy = footprint.bounds
@@ -207,23 +162,20 @@ def item_document(records: ItemRecords, i: int) -> dict[str, Any]:
     }
 
 
-def _absolute(app_base: str, href: str) -> str:
-    return href if href.startswith(("http://", "https://")) else app_base + href
+def pixelquery_extension(stac_base: str) -> str:
+    """The pixelquery extension's identifier for a STAC root URL (``.../stac/``): the schema served there."""
+    return stac_base + PIXELQUERY_EXTENSION_PATH
+
+
+def _extensions(doc: dict[str, Any], stac_base: str) -> list[str]:
+    return [pixelquery_extension(stac_base) if e == _PIXELQUERY_EXTENSION_REF else e for e in doc["stac_extensions"]]
 
 
 def resolve_item(doc: dict[str, Any], stac_base: str, app_base: str) -> dict[str, Any]:
     """A response copy of a cached item document for one request's base URLs (``.../stac/`` and ``.../``)."""
-    cid = quote(doc["collection"], safe="")
-    collection_url = f"{stac_base}collections/{cid}"
-    links = [
-        {"rel": "self", "type": "application/geo+json", "href": f"{collection_url}/items/{quote(doc['id'], safe='')}"},
-        {"rel": "parent", "type": "application/json", "href": collection_url},
-        {"rel": "collection", "type": "application/json", "href": collection_url},
-        {"rel": "root", "type": "application/json", "href": stac_base},
-    ]
-    links.extend({**link, "href": _absolute(app_base, link["href"])} for link in doc["links"])
-    assets = {k: {**a, "href": _absolute(app_base, a["href"])} for k, a in doc["assets"].items()}
-    return {**doc, "links": links, "assets": assets}
+    links = [*item_links(stac_base, doc["collection"], doc["id"]), *absolute_links(app_base, doc["links"])]
+    assets = {k: {**a, "href": absolute(app_base, a["href"])} for k, a in doc["assets"].items()}
+    return {**doc, "stac_extensions": _extensions(doc, stac_base), "links": links, "assets": assets}
 
 
 # -- collections ----------------------------------------------------------------------------------------------
@@ -263,7 +215,7 @@ def collection_document(records: ItemRecords) -> dict[str, Any]:
     providers = [{"name": p.provider, "roles": ["producer", "licensor"]} for p in profiles.values() if p.provider]
     providers = list({p["name"]: p for p in providers}.values())
     providers.append({"name": "pixelquery-tiler", "roles": ["processor", "host"]})
-    extensions = [PIXELQUERY_EXTENSION, WEB_MAP_LINKS_EXTENSION]
+    extensions = [_PIXELQUERY_EXTENSION_REF, WEB_MAP_LINKS_EXTENSION]
     if any(k.startswith("eo:") for band in bands.values() for k in band):
         extensions.append(EO_EXTENSION)
     return {
@@ -294,13 +246,5 @@ def collection_document(records: ItemRecords) -> dict[str, Any]:
 
 def resolve_collection(doc: dict[str, Any], stac_base: str, app_base: str) -> dict[str, Any]:
     """A response copy of a cached collection document for one request's base URLs."""
-    url = f"{stac_base}collections/{quote(doc['id'], safe='')}"
-    links = [
-        {"rel": "self", "type": "application/json", "title": doc["title"], "href": url},
-        {"rel": "parent", "type": "application/json", "title": "pixelquery-tiler", "href": stac_base},
-        {"rel": "root", "type": "application/json", "title": "pixelquery-tiler", "href": stac_base},
-        {"rel": "items", "type": "application/geo+json", "title": "Items (one per snapshot)", "href": f"{url}/items"},
-        {"rel": QUERYABLES_REL, "type": "application/schema+json", "title": "Queryables", "href": f"{url}/queryables"},
-    ]
-    links.extend({**link, "href": _absolute(app_base, link["href"])} for link in doc["links"])
-    return {**doc, "links": links}
+    links = [*collection_links(stac_base, doc["id"], doc["title"]), *absolute_links(app_base, doc["links"])]
+    return {**doc, "stac_extensions": _extensions(doc, stac_base), "links": links}

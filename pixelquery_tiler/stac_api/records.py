@@ -9,7 +9,6 @@ which never change once committed.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import math
 import threading
@@ -30,12 +29,14 @@ from shapely.geometry.base import BaseGeometry
 
 from ..index import CollectionIndex, ItemView
 from ..profiles import ProductProfile, load_profiles
+from ..temporal import us
+from .properties import BY_NAME, Column
 
 log = logging.getLogger(__name__)
 
 #: metres per degree along a meridian: turns a geographic pixel size into a ground sample distance
 METRES_PER_DEGREE = 111_320.0
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+WORLD = shapely.box(-180.0, -90.0, 180.0, 90.0)
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -103,22 +104,6 @@ def profile_for(product: str) -> ProductProfile | None:
     return load_profiles().get(product)
 
 
-def us(value: dt.datetime) -> int:
-    """Microseconds since the epoch: the one integer time scale used by every column and filter."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return (value - EPOCH) // dt.timedelta(microseconds=1)
-
-
-@dataclass(frozen=True)
-class Column:
-    """One queryable/sortable property over all items of a view; ``null`` marks missing values."""
-
-    kind: str  # "string" | "number" | "integer" | "timestamp" | "geometry"
-    values: np.ndarray
-    null: np.ndarray
-
-
 def _int(value: Any, default: int) -> int:
     try:
         return int(value)
@@ -173,10 +158,24 @@ class ItemRecords:
         self.source = strings([p.get("source") or "" for p in props])
         self.source_null = np.asarray([not p.get("source") for p in props], bool)
         self.cloud_cover = self._cloud_cover()
+        self.bbox = self._footprint_bounds(self.bbox, self.gsd)
         self._footprint_array = np.full(n, None, dtype=object)
 
     def __len__(self) -> int:
         return len(self.items)
+
+    @staticmethod
+    def _footprint_bounds(bbox: np.ndarray, gsd: np.ndarray) -> np.ndarray:
+        """Item bboxes grown by two native pixels, so they hold the footprints (which err outward by up to 1.5
+        pixels, see ``_compute_footprint``): search prefilters on them and collection extents contain items."""
+        if not len(bbox):
+            return bbox
+        lat = np.minimum(np.maximum(np.abs(bbox[:, 1]), np.abs(bbox[:, 3])), 89.0)
+        metres = np.where(np.isfinite(gsd), gsd, 0.0) * 2
+        dlat = metres / METRES_PER_DEGREE
+        dlon = dlat / np.cos(np.radians(lat))
+        grown = bbox + np.column_stack([-dlon, -dlat, dlon, dlat])
+        return np.clip(grown, [-180.0, -90.0, -180.0, -90.0], [180.0, 90.0, 180.0, 90.0])
 
     def parent_snapshot_id(self, i: int) -> int | None:
         return None if self.parent_null[i] else int(self.parent_id[i])
@@ -208,32 +207,9 @@ class ItemRecords:
 
     # -- columns --------------------------------------------------------------------------------------------
     def column(self, name: str) -> Column | None:
-        """A property as a column; ``None`` for properties this catalog does not have."""
-        n = len(self.items)
-        no_nulls = np.zeros(n, bool)
-        simple: dict[str, tuple[str, np.ndarray, np.ndarray]] = {
-            "id": ("string", self.ids, no_nulls),
-            "collection": ("string", np.full(n, self.collection, dtype=object), no_nulls),
-            "datetime": ("timestamp", self.datetime, no_nulls),
-            "created": ("timestamp", self.created, no_nulls),
-            "gsd": ("number", self.gsd, ~np.isfinite(self.gsd)),
-            "platform": ("string", self.platform, self.platform_null),
-            "proj:code": ("string", self.proj_code, self.proj_code_null),
-            "eo:cloud_cover": ("number", self.cloud_cover, ~np.isfinite(self.cloud_cover)),
-            "pixelquery:snapshot_id": ("integer", self.snapshot_id, no_nulls),
-            "pixelquery:parent_snapshot_id": ("integer", self.parent_id, self.parent_null),
-            "pixelquery:product": ("string", self.product, no_nulls),
-            "pixelquery:grid": ("string", self.grid, no_nulls),
-            "pixelquery:levels": ("integer", self.levels, no_nulls),
-            "pixelquery:chunk_count": ("integer", self.chunk_count, no_nulls),
-            "pixelquery:source": ("string", self.source, self.source_null),
-        }
-        if name in simple:
-            kind, values, null = simple[name]
-            return Column(kind, values, null)
-        if name == "geometry":
-            return Column("geometry", np.arange(n), no_nulls)  # footprints are resolved lazily, see footprints()
-        return None
+        """A property of the registry (``properties.ITEM_PROPERTIES``) as a column; ``None`` for unknown names."""
+        prop = BY_NAME.get(name)
+        return prop.column(self) if prop is not None else None
 
     # -- geometry -------------------------------------------------------------------------------------------
     def footprint(self, i: int) -> BaseGeometry:
@@ -250,37 +226,51 @@ class ItemRecords:
         return self._footprint_array[rows]
 
     def _compute_footprint(self, i: int) -> BaseGeometry:
-        """Union of the native-level chunk boxes the snapshot added, in WGS84.
+        """Union of the native-level chunk boxes the snapshot added, in WGS84, never smaller than the data.
 
         The union is taken in the chunk CRS, where the boxes of one level partition the grid (no overlaps), so
         after snapping edges to a thousandth of a pixel (float noise) a coverage union is exact and ~30x faster
         than a general overlay; then densified and reprojected. The outline follows the data: all-nodata chunks
         are not stored, so the footprint has their holes.
+
+        Every approximation after that errs *outward*: a search for an AOI in a scene's corner must find it,
+        and a footprint that cuts valid pixels (straight lon/lat chords across curved projected edges, vertex
+        simplification) loses such searches. So the reprojected outline is densified to a few pixels per
+        vertex, grown by one native pixel (in degrees), and only then simplified by half of that: the result
+        contains every stored pixel and exceeds the chunks by at most ~1.5 pixels.
         """
         item = self.items[i]
         start, stop = self.level0_range(i)
         ix = self.index
         try:
-            quantum = (abs(float(ix.transform[start, 0])) or 1e-9) / 1000
+            pixel = abs(float(ix.transform[start, 0])) or 1e-9
+            quantum = pixel / 1000
             snap = lambda v: np.round(v[start:stop] / quantum) * quantum  # noqa: E731
             boxes = shapely.box(snap(ix.minx), snap(ix.miny), snap(ix.maxx), snap(ix.maxy))
             native = shapely.coverage_union_all(boxes)
             expected = float(shapely.area(boxes).sum())
             if not native.is_valid or abs(native.area - expected) > 1e-6 * expected:
                 native = shapely.union_all(boxes)  # overlapping boxes (not a partition): general overlay
-            native = shapely.simplify(native, quantum)
+            native = shapely.simplify(native, quantum)  # drops only collinear vertices (a thousandth of a pixel)
             facts = crs_facts(item.crs)
+            minx, miny, maxx, maxy = native.bounds
             if facts.code == "EPSG:4326":
                 geom = native
+                degree_pixel = pixel
             else:
-                minx, miny, maxx, maxy = native.bounds
-                dense = shapely.segmentize(native, max(maxx - minx, maxy - miny) / 32 or 1.0)
+                # vertices every 16 pixels (at most 512 per edge of the outline): chords stay well inside a pixel
+                dense = shapely.segmentize(native, max(16 * pixel, max(maxx - minx, maxy - miny) / 512))
                 to_wgs84 = wgs84_transformer(item.crs)
                 geom = shapely.transform(dense, lambda xy: np.column_stack(to_wgs84.transform(xy[:, 0], xy[:, 1])))
                 if geom.bounds[2] - geom.bounds[0] > 180:  # crosses the antimeridian: let GDAL cut it
                     geom = shape(transform_geom(item.crs, "EPSG:4326", shapely.geometry.mapping(dense), antimeridian_cutting=True))
-            # densified edges that stayed (nearly) straight in lon/lat add only bytes: drop vertices within ~0.1 m
-            geom = shapely.simplify(geom, 1e-6, preserve_topology=True)
+                gw, gs, ge, gn = geom.bounds
+                degree_pixel = pixel * max((ge - gw) / max(maxx - minx, 1e-12), (gn - gs) / max(maxy - miny, 1e-12))
+            # outward only: grow by a pixel, then simplify by half of it (Douglas-Peucker moves edges by at most
+            # the tolerance), then round coordinates outward-safe (1e-7 degree ~ 1 cm, far below the growth)
+            geom = shapely.buffer(geom, degree_pixel, join_style="mitre", mitre_limit=2.0)
+            geom = shapely.simplify(geom, degree_pixel / 2, preserve_topology=True)
+            geom = shapely.intersection(geom, WORLD)  # the growth must not leave lon/lat's domain
             geom = shapely.set_precision(geom, 1e-7, mode="pointwise")
             geom = shapely.orient_polygons(geom)
             if geom.is_empty or geom.geom_type not in ("Polygon", "MultiPolygon"):

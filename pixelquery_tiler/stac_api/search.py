@@ -27,32 +27,17 @@ import shapely
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 from stac_fastapi.types.errors import InvalidQueryParameter
-from stac_fastapi.types.rfc3339 import str_to_interval
 
+from ..temporal import interval_us
 from ..warehouse import CollectionNotFound, Warehouse
 from .cql2_filter import Evaluator, FilterError
 from .documents import collection_document, item_document
-from .records import ItemRecords, LRUCache, us
+from .limits import MAX_FIELDS, MAX_LIST_ITEMS, MAX_SORT_KEYS, MAX_VERTICES, excerpt, vertex_count
+from .properties import SORTABLES
+from .records import ItemRecords, LRUCache
 
 log = logging.getLogger(__name__)
 
-#: sortable properties (column names of ``ItemRecords.column``); ``properties.`` prefixes are accepted too
-SORTABLES: dict[str, str] = {
-    "id": "Item id",
-    "collection": "Collection id",
-    "datetime": "Acquisition time",
-    "created": "Commit time of the snapshot",
-    "gsd": "Ground sample distance (m)",
-    "platform": "Platform",
-    "proj:code": "CRS code of the stored pixels",
-    "eo:cloud_cover": "Cloud cover (%)",
-    "pixelquery:snapshot_id": "Iceberg snapshot id",
-    "pixelquery:product": "Product profile",
-    "pixelquery:grid": "Storage grid / CRS",
-    "pixelquery:levels": "Resolution levels",
-    "pixelquery:chunk_count": "Chunks added",
-    "pixelquery:source": "Source file name",
-}
 #: fields kept when the fields extension is asked for nothing in particular
 DEFAULT_FIELDS = ("type", "stac_version", "id", "collection", "geometry", "bbox", "links", "assets", "properties.datetime")
 #: fields every item keeps whatever ``include`` says, so a partial item still says what it is
@@ -88,6 +73,12 @@ class SearchQuery:
     sortby: list[tuple[str, bool]] = field(default_factory=list)  # (property, descending)
     fields: FieldsSpec | None = None
 
+    def __post_init__(self) -> None:
+        check_list("collections", self.collections)
+        check_list("ids", self.ids)
+        if self.fields is not None:
+            check_list("fields", [*(self.fields.include or ()), *self.fields.exclude], MAX_FIELDS)
+
     @property
     def geometry(self) -> BaseGeometry | None:
         """The spatial constraint as a geometry (a bbox crossing the antimeridian becomes two boxes)."""
@@ -109,15 +100,15 @@ def parse_bbox(values: Sequence[float] | None) -> tuple[float, float, float, flo
         raise bad_request(f"bbox must have 4 or 6 numbers, not {len(values)}")
     try:
         numbers = [float(v) for v in values]
-    except (TypeError, ValueError):
-        raise bad_request(f"bbox must be numbers: {values}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise bad_request(f"bbox must be numbers: {excerpt(values)}") from None
     if not all(math.isfinite(v) for v in numbers):
         raise bad_request("bbox values must be finite numbers")
     w, s, e, n = numbers if len(numbers) == 4 else (numbers[0], numbers[1], numbers[3], numbers[4])
     if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s <= 90 and -90 <= n <= 90):
-        raise bad_request(f"bbox {values} is outside (-180, -90, 180, 90)")
+        raise bad_request(f"bbox {excerpt(values)} is outside (-180, -90, 180, 90)")
     if s > n:
-        raise bad_request(f"bbox {values}: the southern edge is north of the northern edge")
+        raise bad_request(f"bbox {excerpt(values)}: the southern edge is north of the northern edge")
     return w, s, e, n
 
 
@@ -128,33 +119,46 @@ def parse_intersects(value: Any) -> BaseGeometry | None:
         if isinstance(value, str):
             value = json.loads(value)
         elif hasattr(value, "model_dump"):
-            value = value.model_dump(mode="json", exclude_none=True)
+            value = value.model_dump(mode="python", exclude_none=True)
+    except (ValueError, RecursionError) as exc:
+        raise bad_request(f"intersects is not JSON: {excerpt(str(exc), 120)}") from None
+    if vertex_count(value) > MAX_VERTICES:
+        raise bad_request(f"intersects has more than {MAX_VERTICES} vertices")
+    try:
         if isinstance(value, dict) and value.get("type") == "Feature":
             value = value.get("geometry")
         geom = shape(value)
-    except Exception as exc:  # json, shapely and GeoJSON-structure errors alike
-        raise bad_request(f"intersects is not a GeoJSON geometry: {exc}") from None
+        finite = bool(np.isfinite(shapely.get_coordinates(geom)).all())
+    except Exception as exc:  # shapely and GeoJSON-structure errors alike
+        raise bad_request(f"intersects is not a GeoJSON geometry: {excerpt(str(exc), 120)}") from None
     if geom.is_empty:
         raise bad_request("intersects is an empty geometry")
+    if not finite:
+        raise bad_request("intersects coordinates must be finite numbers")
     return geom
 
 
+def check_list(name: str, values: Sequence[Any] | None, limit: int = MAX_LIST_ITEMS) -> None:
+    """Bound a list parameter (the error names the limit, not the values)."""
+    if values is not None and len(values) > limit:
+        raise bad_request(f"{name} has {len(values)} entries; at most {limit} are accepted")
+
+
 def parse_datetime(value: str | None) -> tuple[int | None, int | None]:
-    """STAC ``datetime``: an RFC 3339 instant or an interval with optional open ends (``..`` or empty)."""
-    if value is None:
-        return None, None
-    parsed = str_to_interval(value)  # raises HTTPException(400) with a reason
-    if isinstance(parsed, tuple):
-        start, end = parsed
-        return (us(start) if start else None), (us(end) if end else None)
-    assert parsed is not None
-    return us(parsed), us(parsed)
+    """STAC ``datetime`` in the server's one date grammar (``temporal``, RFC 3339 profile): date bounds of an
+    interval are whole UTC days; a lone value must be an instant with an offset (STAC API conformance)."""
+    try:
+        return interval_us(value, rfc3339=True)
+    except ValueError as exc:
+        raise bad_request(str(exc)) from None
 
 
 def parse_sortby(values: Iterable[Any] | None) -> list[tuple[str, bool]]:
     """``sortby`` from GET (``-datetime,+id``) or POST (``[{"field", "direction"}]``)."""
+    values = list(values or [])
+    check_list("sortby", values, MAX_SORT_KEYS)
     out: list[tuple[str, bool]] = []
-    for value in values or []:
+    for value in values:
         if isinstance(value, str):
             text = value.strip()
             descending = text.startswith("-")
@@ -167,7 +171,7 @@ def parse_sortby(values: Iterable[Any] | None) -> list[tuple[str, bool]]:
         if not name:
             continue
         if name not in SORTABLES:
-            raise bad_request(f"cannot sort by {name!r}; sortable: {', '.join(SORTABLES)}")
+            raise bad_request(f"cannot sort by {excerpt(name)}; sortable: {', '.join(SORTABLES)}")
         out.append((name, descending))
     return out
 
@@ -177,7 +181,9 @@ def parse_fields_get(value: str | None) -> FieldsSpec | None:
     if value is None:
         return None
     include, exclude = set(), set()
-    for part in (p.strip() for p in value.split(",")):
+    parts = value.split(",")
+    check_list("fields", parts, MAX_FIELDS)
+    for part in (p.strip() for p in parts):
         if part.startswith("-"):
             exclude.add(part[1:])
         elif part:
@@ -190,9 +196,12 @@ def parse_token(token: str | None) -> tuple[str, str, int] | None:
         return None
     try:
         data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        return str(data["c"]), str(data["i"]), int(data["n"])
-    except (binascii.Error, ValueError, KeyError, TypeError):
+        collection, item_id, offset = data["c"], data["i"], data["n"]
+    except (binascii.Error, ValueError, KeyError, TypeError, RecursionError):
         raise bad_request("invalid pagination token") from None
+    if not (isinstance(collection, str) and isinstance(item_id, str) and type(offset) is int and offset >= 0):
+        raise bad_request("invalid pagination token")
+    return collection, item_id, offset
 
 
 def make_token(collection: str, item_id: str, offset: int) -> str:

@@ -585,6 +585,15 @@
     loadCollection: function (cid) { $('collection').value = cid; return loadCollection(cid); },
     search: search,
     tileUrl: function () { return state.tileUrl; },
+    // what chart.js needs to ask for the series of the current rendering
+    chartView: function () {
+      return {
+        collection: state.collection && state.collection.id,
+        render: renderParams(),
+        snapshotId: $('snapshot').value,
+        selectedDate: $('all-dates').checked ? null : state.dates[+$('time-slider').value] || null,
+      };
+    },
   };
 
   getJSON(rel('stac/collections')).then(function (res) {

