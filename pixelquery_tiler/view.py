@@ -74,8 +74,8 @@ class View:
         ``SnapshotNotFound``/``ItemNotFound`` for unknown ids, ``InvalidParameter`` for a bad datetime.
         """
         index = collection.index() if index is None else index
-        if snapshot_id is not None:
-            index.snapshot(snapshot_id)
+        if snapshot_id is not None:  # SnapshotNotFound; the index then also holds items deleted after it
+            index = index.as_of(snapshot_id)
         if item_id is not None and index.item(item_id) is None:
             raise ItemNotFound(f"item {item_id!r} not found in collection {collection.name!r}")
         try:
