@@ -15,8 +15,10 @@ from .warehouse import Warehouse
 WAREHOUSE_ENV = "PIXELQUERY_WAREHOUSE"
 
 
-def create_app(warehouse: str | Warehouse, *, catalog_uri: str | None = None, refresh_interval: float = 1.0) -> FastAPI:
-    """Serve ``warehouse`` (a URI or an open ``Warehouse``)."""
+def create_app(
+    warehouse: str | Warehouse, *, catalog_uri: str | None = None, refresh_interval: float = 1.0, service_settings=None
+) -> FastAPI:
+    """Serve ``warehouse`` (a URI or an open ``Warehouse``); ``service_settings``: jobs/auth/ops (default: env)."""
     from .stac_api import add_stac_api
     from .tiles import add_tiles
     from .viewer import add_viewer
@@ -27,6 +29,9 @@ def create_app(warehouse: str | Warehouse, *, catalog_uri: str | None = None, re
     add_tiles(app, wh)
     add_stac_api(app, wh)
     add_viewer(app, wh)
+    from .service import add_jobs_api
+
+    add_jobs_api(app, wh, service_settings)
     return app
 
 

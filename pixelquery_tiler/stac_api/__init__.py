@@ -141,6 +141,7 @@ def add_stac_api(app: FastAPI, warehouse: Warehouse) -> StacApi:
         ],
     )
     app.state.stac_backend = backend
+    app.state.stac_api = api  # stac_api.transactions adds its conformance class to api.client
     log.info("STAC API under %s for %s", PREFIX, warehouse.uri)
     return api
 
