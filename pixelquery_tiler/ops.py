@@ -28,6 +28,7 @@ from limits.strategies import MovingWindowRateLimiter
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from starlette.requests import Request
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .auth import TOKEN_PARAM, KeyRing, bearer
@@ -83,20 +84,50 @@ class Metrics:
         registry.register(JobsCollector())
 
 
-def _route_of(scope: Scope) -> str:
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    if path:
-        return path
-    return "/static" if scope.get("path", "").startswith("/static/") else "(unmatched)"
+class RouteLabels:
+    """Route template of a request, for metric labels.
+
+    Normally the router has put the matched route in the scope. Requests answered before routing (429, 401,
+    the tile cache's 304s) or routed on a copy of the scope (the tile middleware) are matched here against the
+    app's public route templates (its OpenAPI paths plus its top-level routes), built once on first need.
+    """
+
+    def __init__(self, app: FastAPI):
+        self.app = app
+        self._patterns: list[tuple[re.Pattern, str]] | None = None
+
+    def _build(self) -> list[tuple[re.Pattern, str]]:
+        templates = [getattr(r, "path", None) for r in self.app.router.routes]
+        try:
+            templates += list(self.app.openapi().get("paths", {}))
+        except Exception:  # a broken schema must not break metrics
+            log.warning("metrics: no OpenAPI paths for route labels", exc_info=True)
+        patterns = []
+        for template in dict.fromkeys(t for t in templates if t):
+            regex = compile_path(template)[0]
+            patterns.append((regex, template))
+        return patterns
+
+    def __call__(self, scope: Scope) -> str:
+        path = getattr(scope.get("route"), "path", None)
+        if path:
+            return path
+        if self._patterns is None:
+            self._patterns = self._build()
+        request_path = scope.get("path", "")
+        for regex, template in self._patterns:
+            if regex.match(request_path):
+                return template
+        return "/static" if request_path.startswith("/static/") else "(unmatched)"
 
 
 class MetricsMiddleware:
     """Counts and times every request by route template; also the optional JSON access log."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, json_log: bool = False):
+    def __init__(self, app: ASGIApp, metrics: Metrics, labels: RouteLabels, json_log: bool = False):
         self.app = app
         self.metrics = metrics
+        self.labels = labels
         self.json_log = json_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -116,7 +147,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_status)
         finally:
             elapsed = time.perf_counter() - start
-            route, method = _route_of(scope), scope["method"]
+            route, method = self.labels(scope), scope["method"]
             m = self.metrics
             m.requests.labels(method, route, str(status)).inc()
             m.latency.labels(method, route).observe(elapsed)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from .auth import KeyRing, ReadAuthMiddleware, install_log_redaction, write_guard
 from .ingest import check_name
 from .jobs import STATUSES, JobStore, SourceError, WorkerOptions, WorkerPool, check_source
-from .ops import Metrics, MetricsMiddleware, RateLimitMiddleware, add_operations, parse_rate
+from .ops import Metrics, MetricsMiddleware, RateLimitMiddleware, RouteLabels, add_operations, parse_rate
 from .profiles import ProfileError, get_profile
 from .temporal import parse_instant
 from .uploads import receive_upload
@@ -190,7 +190,7 @@ def add_jobs_api(app: FastAPI, warehouse: Warehouse, settings: ServiceSettings |
     app.add_middleware(ReadAuthMiddleware, keys=keys, read_auth=settings.read_auth)
     if settings.rate_limit:
         app.add_middleware(RateLimitMiddleware, limit=parse_rate(settings.rate_limit), keys=keys, metrics=metrics)
-    app.add_middleware(MetricsMiddleware, metrics=metrics, json_log=settings.access_log_json)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, labels=RouteLabels(app), json_log=settings.access_log_json)
     install_log_redaction()
     if settings.access_log_json:
         _json_access_log()
