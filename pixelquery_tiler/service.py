@@ -164,8 +164,8 @@ def add_jobs_api(app: FastAPI, warehouse: Warehouse, settings: ServiceSettings |
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         status: Annotated[str | None, Query(pattern="^(" + "|".join(STATUSES) + ")$")] = None,
     ) -> dict:
-        """Jobs, newest first."""
-        return {"jobs": [j.to_json() for j in store.list(limit, status)]}
+        """Jobs, newest first; ``writes`` tells clients (the viewer's "Add imagery" panel) whether keys exist."""
+        return {"jobs": [j.to_json() for j in store.list(limit, status)], "writes": bool(keys)}
 
     @app.get("/jobs/{job_id}", tags=["Jobs"])
     def get_job(job_id: str) -> dict:
