@@ -452,8 +452,18 @@ class JobWorker:
         done = threading.Event()
         renewer = threading.Thread(target=self._renew, args=(job, done), daemon=True, name=f"lease-{job.id[:8]}")
         renewer.start()
+        last = {"at": 0.0, "items": len(job.items)}
+
+        def report(fraction: float, items: list[str]) -> None:
+            # every commit is recorded at once (a retry must skip it); mere progress at most every 0.5 s,
+            # since each report is a write transaction on the catalog's database
+            now = time.monotonic()
+            if len(items) != last["items"] or now - last["at"] >= 0.5:
+                self.store.report(job, fraction, self.options.lease, items)
+                last.update(at=now, items=len(items))
+
         try:
-            items = run_ingest(self.warehouse, job, lambda p, items: self.store.report(job, p, self.options.lease, items))
+            items = run_ingest(self.warehouse, job, report)
         except LeaseLost:
             log.warning("job %s: lease lost, another worker has it", job.id)
             return True

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -84,7 +85,7 @@ class Server:
     def wait_job(self, job_id: str, timeout: float = 120) -> dict:
         deadline = time.monotonic() + timeout
         while True:
-            job = requests.get(f"{self.url}/jobs/{job_id}", timeout=10).json()
+            job = requests.get(f"{self.url}/jobs/{job_id}", timeout=60).json()
             if job["status"] in ("succeeded", "failed") or time.monotonic() > deadline:
                 return job
             time.sleep(0.2)
@@ -127,7 +128,7 @@ def _routes_with_status(metrics: dict, status: str) -> set[str]:
 
 
 def _metrics(url: str) -> dict[tuple[str, tuple], float]:
-    text = requests.get(url + "/metrics", timeout=10).text
+    text = requests.get(url + "/metrics", timeout=60).text
     out = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -140,8 +141,9 @@ def test_auth_matrix(tmp_path: Path, serve, imports: Path) -> None:
     open_server = serve(tmp_path / "wh1", "--import-root", str(imports), "--job-workers", "0")
     assert open_server.post_job(body, headers={}).status_code == 403  # writes disabled: no keys configured
     assert open_server.post_job(body).status_code == 403
-    assert requests.post(open_server.url + "/uploads", files={"file": b"x"}, timeout=10).status_code == 403
+    assert requests.post(open_server.url + "/uploads", files={"file": b"x"}, timeout=60).status_code == 403
 
+    Warehouse(str(tmp_path / "wh2")).ingest(str(imports / L8_60), "l8", datetime="2020-05-18T13:30:00Z")
     keyed = serve(tmp_path / "wh2", "--api-key", KEY, "--api-key", "other-key", "--import-root", str(imports),
                   "--read-auth", "--job-workers", "0")
     no_key = keyed.post_job(body, headers={})
@@ -149,24 +151,32 @@ def test_auth_matrix(tmp_path: Path, serve, imports: Path) -> None:
     assert keyed.post_job(body, headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert keyed.post_job(body, headers={"Authorization": f"Bearer {KEY}x"}).status_code == 401
     # a read key in the query string is not a write credential
-    assert requests.post(keyed.url + f"/jobs?token={KEY}", json=body, timeout=10).status_code == 401
+    assert requests.post(keyed.url + f"/jobs?token={KEY}", json=body, timeout=60).status_code == 401
     accepted = keyed.post_job(body)
     assert accepted.status_code == 202
     assert accepted.headers["Location"] == f"/jobs/{accepted.json()['id']}"
     assert keyed.post_job(body, headers={"Authorization": "Bearer other-key"}).status_code == 202
 
     # read-auth: reads need the key as bearer or ?token=; probes and the viewer shell stay open
-    assert requests.get(keyed.url + "/stac/collections", timeout=10).status_code == 401
-    assert requests.get(keyed.url + "/stac/collections?token=nope", timeout=10).status_code == 401
-    assert requests.get(keyed.url + "/stac/collections", headers=AUTH, timeout=10).status_code == 200
-    assert requests.get(keyed.url + f"/stac/collections?token={KEY}", timeout=10).status_code == 200
-    assert requests.get(keyed.url + "/jobs", timeout=10).status_code == 401
+    assert requests.get(keyed.url + "/stac/collections", timeout=60).status_code == 401
+    assert requests.get(keyed.url + "/stac/collections?token=nope", timeout=60).status_code == 401
+    assert requests.get(keyed.url + "/stac/collections", headers=AUTH, timeout=60).status_code == 200
+    assert requests.get(keyed.url + f"/stac/collections?token={KEY}", timeout=60).status_code == 200
+    assert requests.get(keyed.url + "/jobs", timeout=60).status_code == 401
     for open_path in ("/healthz", "/readyz", "/"):
-        assert requests.get(keyed.url + open_path, timeout=10).status_code == 200
+        assert requests.get(keyed.url + open_path, timeout=60).status_code == 200
     # links in documents fetched with ?token= carry it (browsers cannot send headers on tile requests)
-    landing = requests.get(keyed.url + f"/stac/?token={KEY}", timeout=10).json()
+    landing = requests.get(keyed.url + f"/stac/?token={KEY}", timeout=60).json()
     self_links = [link["href"] for link in landing["links"] if link["href"].startswith(keyed.url)]
     assert self_links and all(f"token={KEY}" in href for href in self_links)
+    tilejson = requests.get(keyed.url + f"/collections/l8/WebMercatorQuad/tilejson.json?token={KEY}", timeout=60).json()
+    assert f"token={KEY}" in tilejson["tiles"][0]
+    tile = requests.get(_center_tile_url(tilejson, 1), timeout=30)  # the link works as handed out, no header
+    assert tile.status_code == 200 and tile.headers["content-type"] == "image/png"
+    wmts = requests.get(keyed.url + f"/collections/l8/WMTSCapabilities.xml?token={KEY}", timeout=60)
+    assert wmts.status_code == 200
+    templates = re.findall(r'template="([^"]+)"', wmts.text)
+    assert templates and all(f"token={KEY}" in t for t in templates if t.startswith(keyed.url))
     # keys never reach the server's log
     keyed.stop()
     assert KEY not in Path(keyed.log.name).read_text()
@@ -183,9 +193,9 @@ def test_job_from_local_source_serves_tiles(tmp_path: Path, serve, imports: Path
     item_id = job["items"][0]
 
     # the item is in STAC at once (the in-process worker writes through the server's warehouse)
-    item = requests.get(f"{server.url}/stac/collections/l8/items/{item_id}", timeout=10)
+    item = requests.get(f"{server.url}/stac/collections/l8/items/{item_id}", timeout=60)
     assert item.status_code == 200 and item.json()["properties"]["datetime"].startswith("2020-05-18T13:30:00")
-    listed = requests.get(server.url + "/jobs", timeout=10).json()["jobs"]
+    listed = requests.get(server.url + "/jobs", timeout=60).json()["jobs"]
     assert [j["id"] for j in listed] == [job["id"]]
 
     # its pixels serve: a native-resolution window equals the source (same grid, no resampling: exact)
@@ -195,7 +205,7 @@ def test_job_from_local_source_serves_tiles(tmp_path: Path, serve, imports: Path
     read = Warehouse(str(tmp_path / "wh")).collection("l8").read(
         tuple(bounds), crs.to_string(), expected.shape[1], expected.shape[0], item_id=item_id)
     np.testing.assert_array_equal(np.asarray(read.data[0]), expected)
-    tilejson = requests.get(f"{server.url}/collections/l8/WebMercatorQuad/tilejson.json", timeout=10).json()
+    tilejson = requests.get(f"{server.url}/collections/l8/WebMercatorQuad/tilejson.json", timeout=60).json()
     tile = requests.get(_center_tile_url(tilejson, 2), timeout=30)
     assert tile.status_code == 200 and tile.headers["content-type"].startswith("image/")
 
@@ -208,12 +218,12 @@ def test_bad_source_fails_cleanly_and_bad_bodies_are_refused(tmp_path: Path, ser
     job = server.wait_job(server.post_job({"collection": "bad", "sources": [up.json()["source"]]}).json()["id"])
     assert job["status"] == "failed" and job["attempts"] == 1 and job["items"] == []
     assert "cannot read raster" in job["error"] and "\n" not in job["error"]
-    assert requests.get(server.url + "/stac/collections/bad", timeout=10).status_code == 404
+    assert requests.get(server.url + "/stac/collections/bad", timeout=60).status_code == 404
     # one good and one bad file in one job: checked up front, so the good one is not committed either
     job = server.wait_job(server.post_job(
         {"collection": "mixed", "sources": [str(imports / L8_60), up.json()["source"]]}).json()["id"])
     assert job["status"] == "failed" and job["items"] == []
-    assert requests.get(server.url + "/stac/collections/mixed", timeout=10).status_code == 404
+    assert requests.get(server.url + "/stac/collections/mixed", timeout=60).status_code == 404
 
     good = str(imports / L8_60)
     bad_bodies = {
@@ -237,13 +247,13 @@ def test_bad_source_fails_cleanly_and_bad_bodies_are_refused(tmp_path: Path, ser
             r = server.post_job(body)
             assert r.status_code in ((400, 422) if status == 422 else (400,)), (body, r.status_code, r.text)
     not_json = requests.post(server.url + "/jobs", data=b"{nope", headers={**AUTH, "Content-Type": "application/json"},
-                             timeout=10)
+                             timeout=60)
     assert not_json.status_code in (400, 422)
-    assert requests.post(server.url + "/uploads", headers=AUTH, data=b"x", timeout=10).status_code == 415
-    assert requests.post(server.url + "/uploads", headers=AUTH, files={"other": b"x"}, timeout=10).status_code == 400
-    assert requests.get(server.url + "/jobs/nope", timeout=10).status_code == 404
+    assert requests.post(server.url + "/uploads", headers=AUTH, data=b"x", timeout=60).status_code == 415
+    assert requests.post(server.url + "/uploads", headers=AUTH, files={"other": b"x"}, timeout=60).status_code == 400
+    assert requests.get(server.url + "/jobs/nope", timeout=60).status_code == 404
     # none of that created a job
-    assert len(requests.get(server.url + "/jobs", timeout=10).json()["jobs"]) == 2
+    assert len(requests.get(server.url + "/jobs", timeout=60).json()["jobs"]) == 2
 
 
 def test_durable_queue_survives_sigkill(tmp_path: Path, serve, imports: Path) -> None:
@@ -255,14 +265,14 @@ def test_durable_queue_survives_sigkill(tmp_path: Path, serve, imports: Path) ->
     ids = [first.post_job({"collection": "l8", "sources": [str(imports / L8_60)],
                            "datetime": f"2020-05-{18 + i}T13:30:00Z"}).json()["id"] for i in range(3)]
     deadline = time.monotonic() + 60
-    while requests.get(f"{first.url}/jobs/{ids[0]}", timeout=10).json()["status"] != "running":
+    while requests.get(f"{first.url}/jobs/{ids[0]}", timeout=60).json()["status"] != "running":
         assert time.monotonic() < deadline
         time.sleep(0.2)
     first.stop(signal.SIGKILL)
 
     # restart: a server that runs no jobs itself plus a separate worker process
     second = serve(wh, "--api-key", KEY, "--job-workers", "0")
-    before = {j["id"]: j for j in requests.get(second.url + "/jobs", timeout=10).json()["jobs"]}
+    before = {j["id"]: j for j in requests.get(second.url + "/jobs", timeout=60).json()["jobs"]}
     assert before[ids[0]]["status"] == "running" and before[ids[0]]["attempts"] == 1
     assert before[ids[1]]["status"] == before[ids[2]]["status"] == "queued"
     worker = subprocess.Popen([sys.executable, "-m", "pixelquery_tiler", "worker", str(wh), "--job-lease", "3"],
@@ -294,8 +304,8 @@ def test_two_servers_share_one_postgres_queue(tmp_path: Path, serve, imports: Pa
     snaps = Warehouse(str(wh), catalog_uri=postgres_uri).collection("l8").snapshots()
     assert len(snaps) == 10 and sorted(s.item_id for s in snaps) == sorted(j["items"][0] for j in jobs)
     # both replicas see the same queue
-    assert {j["id"] for j in requests.get(servers[0].url + "/jobs", timeout=10).json()["jobs"]} == set(ids)
-    assert {j["id"] for j in requests.get(servers[1].url + "/jobs", timeout=10).json()["jobs"]} == set(ids)
+    assert {j["id"] for j in requests.get(servers[0].url + "/jobs", timeout=60).json()["jobs"]} == set(ids)
+    assert {j["id"] for j in requests.get(servers[1].url + "/jobs", timeout=60).json()["jobs"]} == set(ids)
 
 
 def _multipart_stream(path: Path, boundary: str, chunk: int = 1 << 20) -> Iterator[bytes]:
@@ -344,7 +354,7 @@ def test_stac_transactions(tmp_path: Path, serve, imports: Path) -> None:
     wh = tmp_path / "wh"
     Warehouse(str(wh)).ingest(str(imports / OLINDA), "landsat", datetime="1999-08-03T12:00:00Z")
     server = serve(wh, "--api-key", KEY, "--import-root", str(imports))
-    conformance = requests.get(server.url + "/stac/conformance", timeout=10).json()["conformsTo"]
+    conformance = requests.get(server.url + "/stac/conformance", timeout=60).json()["conformsTo"]
     assert "https://api.stacspec.org/v1.0.0/ogcapi-features/extensions/transaction" in conformance
     assert "https://api.stacspec.org/v1.0.0/collections/extensions/transaction" not in conformance
 
@@ -355,30 +365,30 @@ def test_stac_transactions(tmp_path: Path, serve, imports: Path) -> None:
                    "thumb": {"href": str(imports / "thumb.png"), "type": "image/png", "roles": ["thumbnail"]}},
     }
     url = server.url + "/stac/collections/landsat/items"
-    assert requests.post(url, json=item, timeout=10).status_code == 401
-    assert requests.post(server.url + "/stac/collections/nope/items", json=item, headers=AUTH, timeout=10).status_code == 404
-    assert requests.post(url, json={"type": "Feature"}, headers=AUTH, timeout=10).status_code == 400
+    assert requests.post(url, json=item, timeout=60).status_code == 401
+    assert requests.post(server.url + "/stac/collections/nope/items", json=item, headers=AUTH, timeout=60).status_code == 404
+    assert requests.post(url, json={"type": "Feature"}, headers=AUTH, timeout=60).status_code == 400
     outside = {**item, "assets": {"B2": {**item["assets"]["B2"], "href": "/etc/hostname"}}}
-    assert requests.post(url, json=outside, headers=AUTH, timeout=10).status_code == 400
-    r = requests.post(url, json=item, headers=AUTH, timeout=10)
+    assert requests.post(url, json=outside, headers=AUTH, timeout=60).status_code == 400
+    r = requests.post(url, json=item, headers=AUTH, timeout=60)
     assert r.status_code == 202 and r.headers["Location"].startswith("/jobs/")
     job = server.wait_job(r.json()["id"])
     assert job["status"] == "succeeded", job
     new_id = job["items"][0]
-    got = requests.get(f"{url}/{new_id}", timeout=10).json()
+    got = requests.get(f"{url}/{new_id}", timeout=60).json()
     assert got["properties"]["datetime"].startswith("2020-05-18T13:30:00")
 
     from pixelquery_tiler.warehouse import Collection
 
     if not hasattr(Collection, "delete"):
         pytest.skip("item deletion (Collection.delete) is not in this build")
-    assert requests.delete(f"{url}/{new_id}", timeout=10).status_code == 401
-    assert requests.delete(f"{url}/no-such-item", headers=AUTH, timeout=10).status_code == 404
-    deleted = requests.delete(f"{url}/{new_id}", headers=AUTH, timeout=10)
+    assert requests.delete(f"{url}/{new_id}", timeout=60).status_code == 401
+    assert requests.delete(f"{url}/no-such-item", headers=AUTH, timeout=60).status_code == 404
+    deleted = requests.delete(f"{url}/{new_id}", headers=AUTH, timeout=60)
     assert deleted.status_code in (200, 204)
     time.sleep(1.2)  # the STAC index re-checks the table head at most once a second
-    assert requests.get(f"{url}/{new_id}", timeout=10).status_code == 404
-    assert len(requests.get(url, timeout=10).json()["features"]) == 1
+    assert requests.get(f"{url}/{new_id}", timeout=60).status_code == 404
+    assert len(requests.get(url, timeout=60).json()["features"]) == 1
 
 
 def test_rate_limit_and_metrics(tmp_path: Path, serve, imports: Path) -> None:
@@ -388,19 +398,19 @@ def test_rate_limit_and_metrics(tmp_path: Path, serve, imports: Path) -> None:
     before = _metrics(server.url)
     codes = []
     for _ in range(20):
-        r = requests.get(server.url + "/stac/collections", timeout=10)
+        r = requests.get(server.url + "/stac/collections", timeout=60)
         codes.append(r.status_code)
         if r.status_code == 429:
             retry_after = r.headers["Retry-After"]
     assert codes[:5] == [200] * 5 and 429 in codes
     assert retry_after.isdigit() and 1 <= int(retry_after) <= 1
     # a key has its own bucket, independent of the address's
-    assert requests.get(server.url + "/stac/collections", headers=AUTH, timeout=10).status_code == 200
+    assert requests.get(server.url + "/stac/collections", headers=AUTH, timeout=60).status_code == 200
     # probes are never limited
-    assert all(requests.get(server.url + "/healthz", timeout=10).status_code == 200 for _ in range(10))
+    assert all(requests.get(server.url + "/healthz", timeout=60).status_code == 200 for _ in range(10))
     time.sleep(1.1)
 
-    tilejson = requests.get(f"{server.url}/collections/l8/WebMercatorQuad/tilejson.json", timeout=10).json()
+    tilejson = requests.get(f"{server.url}/collections/l8/WebMercatorQuad/tilejson.json", timeout=60).json()
     tile_url = _center_tile_url(tilejson, 1)
     first = requests.get(tile_url, timeout=30)
     assert first.status_code == 200
@@ -434,9 +444,9 @@ def test_rate_limit_and_metrics(tmp_path: Path, serve, imports: Path) -> None:
 
 def test_readyz_reports_an_unreachable_catalog(tmp_path: Path, serve) -> None:
     ok = serve(tmp_path / "wh", "--job-workers", "0")
-    assert requests.get(ok.url + "/readyz", timeout=10).json() == {"status": "ready"}
+    assert requests.get(ok.url + "/readyz", timeout=60).json() == {"status": "ready"}
     # an Iceberg REST catalog on a loopback port nobody listens on: the process lives, the catalog does not
     down = serve(tmp_path / "wh2", "--job-workers", "0", "--catalog-uri", f"http://127.0.0.1:{_free_port()}")
     r = requests.get(down.url + "/readyz", timeout=30)
     assert r.status_code == 503 and r.json()["status"] == "unavailable"
-    assert requests.get(down.url + "/healthz", timeout=10).status_code == 200
+    assert requests.get(down.url + "/healthz", timeout=60).status_code == 200
