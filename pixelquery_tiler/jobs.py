@@ -406,8 +406,17 @@ def run_ingest(warehouse: Warehouse, job: Job, progress: Callable[[float, list[s
     return items
 
 
+#: read errors of remote sources that another attempt may not meet (GDAL/curl wording); ingest reports every
+#: unreadable source as an ``IngestError``, so these are told apart by their message
+_TRANSIENT_READ = re.compile(
+    r"CURL error|could not connect|connection (reset|refused|timed out)|timed out|temporar|"
+    r"HTTP response code: (429|5\d\d)|could not resolve", re.IGNORECASE)
+
+
 def is_permanent(exc: BaseException) -> bool:
     """Bad input (fails at once) vs. transient trouble (I/O, network, catalog conflicts: retried)."""
+    if isinstance(exc, IngestError) and _TRANSIENT_READ.search(str(exc)):
+        return False
     return isinstance(exc, (PermanentJobError, IngestError, SourceError))
 
 
