@@ -394,7 +394,7 @@ def test_stac_transactions(tmp_path: Path, serve, imports: Path) -> None:
 def test_rate_limit_and_metrics(tmp_path: Path, serve, imports: Path) -> None:
     wh = tmp_path / "wh"
     Warehouse(str(wh)).ingest(str(imports / L8_60), "l8", datetime="2020-05-18T13:30:00Z")
-    server = serve(wh, "--api-key", KEY, "--rate-limit", "5/s", "--job-workers", "0")
+    server = serve(wh, "--api-key", KEY, "--rate-limit", "5/s", "--job-workers", "0", "--access-log-json")
     before = _metrics(server.url)
     codes = []
     for _ in range(20):
@@ -440,6 +440,26 @@ def test_rate_limit_and_metrics(tmp_path: Path, serve, imports: Path) -> None:
     assert value(_metrics(server.url), "pixelquery_jobs", status="queued") == 1
     # /healthz, /readyz and /metrics are not traffic
     assert not any(lab and dict(lab).get("route") in ("/healthz", "/metrics") for (_, lab) in after)
+    # JSON access log: one object per request, paths without query strings (they may hold ?token=)
+    requests.get(server.url + f"/stac/collections?token={KEY}", timeout=60)
+    server.stop()
+    lines = [json.loads(ln) for ln in Path(server.log.name).read_text().splitlines() if ln.startswith("{")]
+    assert any(e["route"] == route and e["status"] == 429 for e in lines)
+    assert {"method", "path", "route", "status", "ms", "client"} <= set(lines[0])
+    assert KEY not in Path(server.log.name).read_text()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--read-auth"], "--read-auth needs at least one --api-key"),
+    (["--api-key", "k", "--rate-limit", "lots"], "invalid rate limit"),
+    (["--import-root", "/no/such/dir"], "is not a directory"),
+    (["--job-workers", "-1"], "--job-workers >= 0"),
+])
+def test_serve_rejects_bad_service_options(tmp_path: Path, args: list[str], message: str) -> None:
+    (tmp_path / "wh").mkdir()
+    r = subprocess.run([sys.executable, "-m", "pixelquery_tiler", "serve", str(tmp_path / "wh"), *args],
+                       capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
 def test_readyz_reports_an_unreachable_catalog(tmp_path: Path, serve) -> None:
