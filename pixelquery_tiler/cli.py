@@ -108,6 +108,38 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return 0
 
 
+def _collection(args: argparse.Namespace):
+    """The named collection of an existing warehouse, or a one-line error (creating nothing)."""
+    from .fileio import normalize_uri
+    from .warehouse import CollectionNotFound
+
+    uri = normalize_uri(args.warehouse)
+    if "://" not in uri and not os.path.isdir(uri):
+        raise CliError(f"warehouse {args.warehouse!r} does not exist")
+    try:
+        return _warehouse(args).collection(args.collection)
+    except CollectionNotFound as exc:
+        raise CliError(str(exc)) from None
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    info = _collection(args).delete(args.item)  # ItemNotInCollection is a CatalogError: one line
+    if args.json:
+        print(json.dumps({"item_id": args.item, "snapshot_id": info.snapshot_id}, indent=2))
+    else:
+        print(f"deleted {args.item}\tsnapshot {info.snapshot_id}")
+    return 0
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    report = _collection(args).compact()
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(f"{report.files_before} -> {report.files_after} data files\tsnapshot {report.snapshot_id}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -253,7 +285,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     catalog_opt(p)
 
-    p = add("gc", cmd_gc, "delete chunk files no snapshot references")
+    p = add("delete", cmd_delete, "remove an item from the head in a new snapshot (time travel still shows it)")
+    p.add_argument("warehouse")
+    p.add_argument("--collection", required=True)
+    p.add_argument("--item", required=True, help="item id")
+    p.add_argument("--json", action="store_true")
+    catalog_opt(p)
+
+    p = add("compact", cmd_compact, "rewrite a collection's small catalog data files into few sorted ones")
+    p.add_argument("warehouse")
+    p.add_argument("--collection", required=True)
+    p.add_argument("--json", action="store_true")
+    catalog_opt(p)
+
+    p = add("gc", cmd_gc, "delete chunk and Iceberg files no snapshot references")
     p.add_argument("warehouse")
     p.add_argument("--older-than", default="1h", help="grace period for in-flight ingests (default 1h)")
     p.add_argument("--dry-run", action="store_true", help="list what would be deleted")

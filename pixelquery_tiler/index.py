@@ -6,6 +6,11 @@ item-level's row range. Cost grows with the number of items touched, not with th
 
 An index is immutable; a refresh builds a new one (reading only the data files new snapshots added) and
 swaps it in, so concurrent requests always see a consistent view.
+
+Time travel: an item is visible at snapshot S when it was added at or before S and not deleted at or before S.
+The head rows hold every item not deleted; rows of deleted items are kept aside with the history position of
+their delete, and :meth:`CollectionIndex.as_of` returns an index that also holds the deleted items still
+visible at S (the head index itself when none are).
 """
 
 from __future__ import annotations
@@ -14,9 +19,12 @@ import datetime as dt
 from dataclasses import dataclass
 from functools import cached_property
 
+import threading
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from cachetools import LRUCache
 
 from .catalog import ARROW_SCHEMA, SnapshotInfo
 
@@ -49,7 +57,11 @@ class ItemView:
 class CollectionIndex:
     """All rows of a collection at ``snapshot_id`` (the table head when built)."""
 
-    def __init__(self, rows: pa.Table, snapshots: list[SnapshotInfo]):
+    def __init__(self, rows: pa.Table, snapshots: list[SnapshotInfo], deleted: list[tuple[int, pa.Table]] | None = None):
+        #: ``(history position of the delete, rows it removed)`` of deleted items, for :meth:`as_of`
+        self.deleted = deleted or []
+        self._as_of_cache: LRUCache[tuple[int, ...], CollectionIndex] = LRUCache(maxsize=4)
+        self._as_of_lock = threading.Lock()
         self.snapshots = snapshots
         self.snapshot_id = snapshots[-1].snapshot_id if snapshots else None
         self._snap_by_id = {s.snapshot_id: s for s in snapshots}
@@ -71,36 +83,47 @@ class CollectionIndex:
         )
 
         item_ids = rows.column("item_id").to_numpy(zero_copy_only=False) if n else np.array([], object)
-        starts = np.flatnonzero(np.r_[True, item_ids[1:] != item_ids[:-1]]) if n else np.array([], np.int64)
-        ends = np.r_[starts[1:], n].astype(np.int64) if n else np.array([], np.int64)
-        self.items: list[ItemView] = []
-        self._item_rows: list[dict[int, tuple[int, int]]] = []  # level -> (start, stop)
-        for s, e in zip(starts, ends):
-            first = rows.slice(int(s), 1).to_pylist()[0]
-            lv = self.level[s:e]
-            lv_starts = np.flatnonzero(np.r_[True, lv[1:] != lv[:-1]])
-            lv_ends = np.r_[lv_starts[1:], e - s]
-            ranges = {int(lv[a]): (int(s + a), int(s + b)) for a, b in zip(lv_starts, lv_ends)}
-            l0 = ranges[min(ranges)]
-            self.items.append(
-                ItemView(
-                    item_id=first["item_id"],
-                    snapshot=snap_by_item.get(first["item_id"]),
-                    product=first["product"],
-                    datetime=first["datetime"],
-                    crs=first["crs"],
-                    bbox=(
-                        float(self.west[l0[0] : l0[1]].min()), float(self.south[l0[0] : l0[1]].min()),
-                        float(self.east[l0[0] : l0[1]].max()), float(self.north[l0[0] : l0[1]].max()),
-                    ),
-                    bands=tuple(first["bands"]),
-                    dtype=first["dtype"],
-                    nodata=first["nodata"],
-                    levels=tuple(sorted(ranges)),
-                    resolutions=tuple(float(col_res) for col_res in (rows.column("res_x")[ranges[k][0]].as_py() for k in sorted(ranges))),
-                )
+        # one pass over (item, level) segments in numpy; Python only loops over segments, never over rows
+        new_item = np.r_[True, item_ids[1:] != item_ids[:-1]] if n else np.zeros(0, bool)
+        seg_starts = np.flatnonzero(new_item | np.r_[True, self.level[1:] != self.level[:-1]]) if n else np.zeros(0, np.int64)
+        seg_ends = np.r_[seg_starts[1:], n].astype(np.int64)
+        starts = np.flatnonzero(new_item)
+        first_seg = np.searchsorted(seg_starts, starts)  # rows are sorted by level: an item's first segment is L0
+        l0_bounds = np.stack(
+            [
+                np.minimum.reduceat(self.west, seg_starts)[first_seg], np.minimum.reduceat(self.south, seg_starts)[first_seg],
+                np.maximum.reduceat(self.east, seg_starts)[first_seg], np.maximum.reduceat(self.north, seg_starts)[first_seg],
+            ],
+            axis=1,
+        ) if n else np.zeros((0, 4))
+        seg_item = (np.cumsum(new_item)[seg_starts] - 1).tolist()
+        seg_level = self.level[seg_starts].tolist()
+        seg_res = rows.column("res_x").to_numpy()[seg_starts].tolist() if n else []
+        firsts = (
+            rows.take(pa.array(starts)).select(["item_id", "product", "datetime", "crs", "bands", "dtype", "nodata"]).to_pylist()
+            if n else []
+        )
+        self._item_rows: list[dict[int, tuple[int, int]]] = [{} for _ in firsts]  # level -> (start, stop)
+        resolutions: list[list[float]] = [[] for _ in firsts]
+        for item, level, a, b, res in zip(seg_item, seg_level, seg_starts.tolist(), seg_ends.tolist(), seg_res):
+            self._item_rows[item][level] = (a, b)
+            resolutions[item].append(float(res))
+        self.items: list[ItemView] = [
+            ItemView(
+                item_id=first["item_id"],
+                snapshot=snap_by_item.get(first["item_id"]),
+                product=first["product"],
+                datetime=first["datetime"],
+                crs=first["crs"],
+                bbox=tuple(float(v) for v in bbox),  # type: ignore[arg-type]
+                bands=tuple(first["bands"]),
+                dtype=first["dtype"],
+                nodata=first["nodata"],
+                levels=tuple(self._item_rows[i]),
+                resolutions=tuple(resolutions[i]),
             )
-            self._item_rows.append(ranges)
+            for i, (first, bbox) in enumerate(zip(firsts, l0_bounds))
+        ]
         self._item_pos = {it.item_id: i for i, it in enumerate(self.items)}
         self.item_bbox = np.array([it.bbox for it in self.items], float).reshape(-1, 4)
         self.item_time = np.array([_us(it.datetime) for it in self.items], np.int64)
@@ -121,6 +144,25 @@ class CollectionIndex:
             return self._snap_by_id[snapshot_id]
         except KeyError:
             raise SnapshotNotFound(f"snapshot {snapshot_id} not found") from None
+
+    def as_of(self, snapshot_id: int) -> "CollectionIndex":
+        """An index holding every item visible at ``snapshot_id``, including items deleted after it.
+
+        Filter it with ``select_items(snapshot_id=...)`` as usual (it also holds items added later). Raises
+        ``SnapshotNotFound`` for an unknown id.
+        """
+        pos = self._pos_by_id[self.snapshot(snapshot_id).snapshot_id]
+        later = tuple(i for i, (deleted_at, _) in enumerate(self.deleted) if deleted_at > pos)
+        if not later:
+            return self
+        with self._as_of_lock:
+            if (hit := self._as_of_cache.get(later)) is not None:
+                return hit
+        rows = pa.concat_tables([self.rows, *(self.deleted[i][1].cast(self.rows.schema) for i in later)])
+        index = CollectionIndex(rows, self.snapshots)
+        with self._as_of_lock:
+            self._as_of_cache[later] = index
+        return index
 
     def item(self, item_id: str) -> ItemView | None:
         pos = self._item_pos.get(item_id)

@@ -153,8 +153,8 @@ class PixelQueryReader(BaseReader):
         # one index for the whole request: a refresh mid-request must not mix snapshots
         if self.index is None:
             self.index = self.collection.index()
-        if self.snapshot_id is not None:
-            self.index.snapshot(self.snapshot_id)  # SnapshotNotFound -> 404
+        if self.snapshot_id is not None:  # SnapshotNotFound -> 404; includes items deleted after the snapshot
+            self.index = self.index.as_of(self.snapshot_id)
         if self.item_id is not None and self.index.item(self.item_id) is None:
             raise ItemNotFound(f"item {self.item_id!r} not found in collection {self.collection.name!r}")
         try:

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
-from pyiceberg.manifest import ManifestEntryStatus
+import pyarrow.compute as pc
 from pyiceberg.table import Table
 
 from . import catalog as cat
@@ -87,42 +86,42 @@ class Collection:
             return self._index
 
     def _build(self, table: Table, previous: CollectionIndex | None) -> CollectionIndex:
-        snaps = cat.snapshots(table)
-        known = {s.snapshot_id for s in previous.snapshots} if previous else set()
-        new = [s for s in snaps if s.snapshot_id not in known]
-        # incremental refresh only when every new snapshot is a live append (one expired between two
-        # refreshes has no manifest left to read its rows from: rescan)
-        appends_only = previous is not None and all(
-            (live := table.snapshot_by_id(s.snapshot_id)) is not None
-            and live.summary is not None
-            and live.summary.operation.value == "append"
-            for s in new
-        ) and known <= {s.snapshot_id for s in snaps}
-        if appends_only and previous is not None:
-            added = [self._added_rows(table, s.snapshot_id) for s in new]
-            rows = pa.concat_tables([previous.rows, *added]) if added else previous.rows
-        else:
-            rows = cat.scan_rows(table) if snaps else cat.ARROW_SCHEMA.empty_table()
+        store = cat.CollectionTable.of(table)
+        snaps = store.history(table)
+        deleted = store.deleted_rows(table, snaps)
+        rows = self._refreshed_rows(table, store, snaps, previous)
+        if rows is None:
+            rows = store.rows(table) if snaps else cat.ARROW_SCHEMA.empty_table()
         rows = rows.cast(cat.ARROW_SCHEMA) if rows.schema != cat.ARROW_SCHEMA else rows
-        log.info("indexed %s: %d rows, %d snapshots", self.name, rows.num_rows, len(snaps))
-        return CollectionIndex(rows, snaps)
+        log.info("indexed %s: %d rows, %d snapshots, %d deletes", self.name, rows.num_rows, len(snaps), len(deleted))
+        return CollectionIndex(rows, snaps, deleted)
 
     @staticmethod
-    def _added_rows(table: Table, snapshot_id: int) -> pa.Table:
-        """Rows that one append snapshot added, read from its new data files only."""
-        snap = table.snapshot_by_id(snapshot_id)
-        io = table.io
-        tables = []
-        for manifest in snap.manifests(io):
-            if manifest.added_snapshot_id != snapshot_id:
+    def _refreshed_rows(
+        table: Table, store: cat.CollectionTable, snaps: list[cat.SnapshotInfo], previous: CollectionIndex | None
+    ) -> pa.Table | None:
+        """The head rows derived from ``previous`` and the snapshots since, or ``None`` when a rescan is needed.
+
+        Appends add their new data files, item deletes drop that item's rows, compactions change no rows. A new
+        snapshot of another kind, or one already expired between two refreshes (no manifest left to read its
+        rows from), forces a rescan.
+        """
+        if previous is None:
+            return None
+        known = {s.snapshot_id for s in previous.snapshots}
+        if not known <= {s.snapshot_id for s in snaps}:
+            return None
+        rows = previous.rows
+        for info in (s for s in snaps if s.snapshot_id not in known):
+            if info.kind == "delete":
+                rows = rows.filter(pc.field("item_id") != info.properties["deleted_item"])
+            elif info.kind == "compact":
                 continue
-            for entry in manifest.fetch_manifest_entry(io, discard_deleted=True):
-                if entry.status == ManifestEntryStatus.ADDED and entry.snapshot_id == snapshot_id:
-                    with io.new_input(entry.data_file.file_path).open() as f:
-                        tables.append(pq.read_table(f))
-        if not tables:
-            return cat.ARROW_SCHEMA.empty_table()
-        return pa.concat_tables([t.cast(cat.ARROW_SCHEMA) for t in tables])
+            elif info.operation == "append" and table.snapshot_by_id(info.snapshot_id) is not None:
+                rows = pa.concat_tables([rows, store.added_rows(table, info.snapshot_id)])
+            else:
+                return None
+        return rows
 
     # -- reads ----------------------------------------------------------------------------------------------
     def read(
@@ -144,14 +143,31 @@ class Collection:
         from .mosaic import read_window
 
         start, end = parse_interval(datetime) if datetime else (None, None)
+        index = self.index()
         return read_window(
-            self.index(), self.warehouse.chunk_reader, bounds, crs, width, height,
+            index.as_of(snapshot_id) if snapshot_id is not None else index, self.warehouse.chunk_reader, bounds, crs, width, height,
             bands=bands, start=start, end=end, snapshot_id=snapshot_id, item_id=item_id, product=product,
             resampling=resampling, pixel_selection=pixel_selection,
         )
 
     def ingest(self, path: str, **kwargs) -> IngestResult:
         return self.warehouse.ingest(path, self.name, **kwargs)
+
+    # -- table maintenance ----------------------------------------------------------------------------------
+    def delete(self, item_id: str) -> cat.SnapshotInfo:
+        """Remove one item from the head in a new snapshot; earlier snapshots still show it (time travel).
+
+        Raises ``cat.ItemNotInCollection`` (nothing committed) when the head has no such item.
+        """
+        info = cat.CollectionTable(self.table).delete_item(item_id)
+        self.invalidate()
+        return info
+
+    def compact(self) -> cat.CompactReport:
+        """Rewrite the collection's small catalog data files into few sorted ones, in one snapshot."""
+        report = cat.CollectionTable(self.table).compact()
+        self.invalidate()
+        return report
 
 
 @dataclass(frozen=True)
@@ -270,29 +286,51 @@ class Warehouse:
         if handle is not None:
             handle.invalidate()
 
-    def referenced_files(self) -> set[str]:
-        """Chunk files referenced by any retained snapshot of any collection."""
+    def referenced_files(self, live_since: dt.datetime | None = None) -> set[str]:
+        """Files (warehouse-relative) any collection still references: chunk files and Iceberg files.
+
+        Chunk files: the head rows plus the rows of deleted items, which time travel still reads (older
+        snapshots hold a subset of these). Iceberg files: see ``CollectionTable.referenced_files``; metadata
+        versions committed after ``live_since`` count as live (default: all logged versions).
+        """
+        since = live_since or dt.datetime.min.replace(tzinfo=dt.timezone.utc)
         refs: set[str] = set()
         for name in self.collections():
             table = cat.load_table(self.catalog, name)
-            if table is None or table.current_snapshot() is None:
+            if table is None:
                 continue
-            # appends only ever add rows, so the head holds every reference of every older snapshot
-            for value in cat.scan_rows(table, ["chunk_file"]).column("chunk_file").unique().to_pylist():
-                refs.add(value)
+            store = cat.CollectionTable.of(table)
+            refs.update(self._relative(uri) for uri in store.referenced_files(table, since))
+            if table.current_snapshot() is None:
+                continue
+            refs.update(store.rows(table, ["chunk_file"]).column("chunk_file").unique().to_pylist())
+            for _, rows in store.deleted_rows(table, store.history(table)):
+                refs.update(rows.column("chunk_file").unique().to_pylist())
         return refs
 
-    def gc(self, older_than: dt.timedelta = dt.timedelta(hours=1), dry_run: bool = False) -> GcReport:
-        """Delete chunk files no snapshot references, if older than the grace period.
+    def _relative(self, uri: str) -> str:
+        """A warehouse-relative path for an Iceberg file URI (pyiceberg stores absolute ones)."""
+        for prefix in (self.uri, f"file://{self.fs.root}", self.fs.root):
+            if uri.startswith(prefix + "/"):
+                return uri[len(prefix) + 1 :]
+        return uri
 
-        The grace period protects files of ingests still in flight (written, not yet committed).
+    def gc(self, older_than: dt.timedelta = dt.timedelta(hours=1), dry_run: bool = False) -> GcReport:
+        """Delete files no collection references, if older than the grace period.
+
+        Looks at chunk files and at each collection's Iceberg folder: metadata files, manifest lists and
+        manifests no live snapshot references (left by expiry) and data files of failed commits or of expired
+        snapshots' removed rows, item-log files an item-log compaction replaced. The grace period protects
+        writes still in flight (written, not yet committed) and readers holding recent table metadata.
         """
-        refs = self.referenced_files()
         cutoff = dt.datetime.now(dt.timezone.utc) - older_than
-        orphans = [
-            f for f in self.fs.list_files("chunks")
-            if f.path not in refs and (f.mtime is None or f.mtime <= cutoff)
-        ]
+        refs = self.referenced_files(live_since=cutoff)
+        candidates = self.fs.list_files("chunks")
+        for name in self.collections():
+            table = cat.load_table(self.catalog, name)
+            if table is not None:
+                candidates += self.fs.list_files(self._relative(table.location().rstrip("/")))
+        orphans = [f for f in candidates if f.path not in refs and (f.mtime is None or f.mtime <= cutoff)]
         if not dry_run:
             for f in orphans:
                 self.fs.delete(f.path)
