@@ -16,6 +16,7 @@ from fastapi import Body, FastAPI, HTTPException, Response
 from fastapi.params import Depends
 from stac_fastapi.extensions.transaction.transaction import TransactionConformanceClasses
 
+from ..catalog import ItemNotInCollection
 from ..jobs import SourceError
 from ..warehouse import CollectionNotFound
 from . import PREFIX
@@ -70,12 +71,9 @@ def add_transactions(app: FastAPI, service: "JobsService", require_write: Depend
             handle = warehouse.collection(collection_id)
         except CollectionNotFound as exc:
             raise HTTPException(404, str(exc)) from None
-        delete = getattr(handle, "delete", None)
-        if delete is None:
-            raise HTTPException(501, "item deletion is not supported by this server version")
         try:
-            snap = delete(item_id)
-        except LookupError:
+            snap = handle.delete(item_id)
+        except ItemNotInCollection:
             raise HTTPException(404, f"item {item_id!r} not found in collection {collection_id!r}") from None
         log.info("deleted item %s from %s in snapshot %s", item_id, collection_id, snap.snapshot_id)
         return {"deleted": item_id, "collection": collection_id, "snapshot_id": snap.snapshot_id}
