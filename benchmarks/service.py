@@ -12,7 +12,9 @@ Prints numbers and ratios and asserts nothing:
    ``--read-auth`` (every request carries a bearer key, checked), metrics and ``--rate-limit`` (set high so
    it counts but never refuses). Rounds alternate off/on so machine-load drift hits both alike. Reported:
    p50 latency at concurrency 1 and throughput at concurrency 4 (requests in this process via httpx);
-2. job latency: ``POST /jobs`` for a small file until its item answers in STAC (polled every 20 ms), vs the
+2. the same three middlewares in-process on a cheap request (a 404 job lookup), best of 3, in CPU time: their
+   own cost per request, free of the HTTP, tile-rendering and machine-load noise;
+3. job latency: ``POST /jobs`` for a small file until its item answers in STAC (polled every 20 ms), vs the
    bare in-process ``Warehouse.ingest`` of the same file (warm; median of the repeats).
 """
 
@@ -31,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO))
 
-from tiles import DATA, WEB, free_port, load  # noqa: E402  (the tile benchmark's loader and helpers)
+from tiles import DATA, WEB, free_port, load
 
 KEY = "bench-key"
 SOURCE = "gw_LC08_224077_20200518_B2_60m.tif"
@@ -181,6 +183,43 @@ def bench_jobs(warehouse: str, imports: str, repeats: int) -> None:
           f"POST /jobs -> item in STAC {j * 1000:.0f} ms, over bare {(j - b) * 1000:+.0f} ms")
 
 
+def bench_middleware(warehouse: str, imports: str, n: int) -> None:
+    """Per-request cost of the three middlewares, in-process on a cheap request (a 404 job lookup)."""
+    import httpx
+
+    from pixelquery_tiler.app import create_app
+    from pixelquery_tiler.auth import ReadAuthMiddleware
+    from pixelquery_tiler.ops import MetricsMiddleware, RateLimitMiddleware
+    from pixelquery_tiler.service import ServiceSettings
+
+    apps = {}
+    for mode in ("off", "on"):
+        settings = ServiceSettings(api_keys=[KEY], read_auth=mode == "on", job_workers=0,
+                                   rate_limit="100000/s" if mode == "on" else None)
+        apps[mode] = create_app(warehouse, service_settings=settings)
+        if mode == "off":
+            stripped = (MetricsMiddleware, RateLimitMiddleware, ReadAuthMiddleware)
+            apps[mode].user_middleware = [m for m in apps[mode].user_middleware if m.cls not in stripped]
+
+    async def run(mode: str) -> float:
+        transport = httpx.ASGITransport(app=apps[mode])
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench",
+                                     headers={"Authorization": f"Bearer {KEY}"}) as client:
+            await client.get("/jobs/none")
+            t0 = time.process_time()  # CPU time: on a shared machine wall time is mostly other processes' load
+            for _ in range(n):
+                await client.get("/jobs/none")
+            return (time.process_time() - t0) / n
+
+    times: dict[str, list[float]] = {"off": [], "on": []}
+    for _ in range(3):
+        for mode in ("off", "on"):
+            times[mode].append(asyncio.run(run(mode)))
+    off, on = (min(times[m]) * 1e6 for m in ("off", "on"))
+    print(f"middleware cost in-process ({n} requests x 3, best, CPU): off {off:.0f} us, on {on:.0f} us per request, "
+          f"+{on - off:.0f} us")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -195,6 +234,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         warehouse = str(Path(tmp) / "warehouse")
         Warehouse(warehouse).ingest(str(DATA / "gw_LC08_224077_20200518_B2_30m.tif"), "l8", datetime="2020-05-18")
+        bench_middleware(warehouse, str(DATA), 200 if args.quick else 1000)
         bench_tiles(warehouse, str(DATA), 2 if args.quick else 5, 40 if args.quick else 120)
         bench_jobs(warehouse, str(DATA), 2 if args.quick else 5)
 

@@ -99,9 +99,7 @@ class ReadAuthMiddleware:
             return
         request = Request(scope)
         if self.read_auth and request.method != "OPTIONS" and not _is_public(scope["path"]):
-            key = bearer(request.headers.get("authorization"))
-            if key is None and request.method in ("GET", "HEAD"):
-                key = request.query_params.get(TOKEN_PARAM)
+            key = bearer(request.headers.get("authorization")) or request.query_params.get(TOKEN_PARAM)
             if not self.keys.check(key):
                 await _unauthorized(send, bool(key))
                 return

@@ -90,7 +90,7 @@ class LeaseLost(RuntimeError):
 def _iso(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -111,7 +111,7 @@ class Job:
     started: float | None = None
 
     @classmethod
-    def from_row(cls, row: Any) -> "Job":
+    def from_row(cls, row: Any) -> Job:
         m = row._mapping
         return cls(
             id=m["id"], status=m["status"], request=json.loads(m["request"]), progress=m["progress"],
@@ -164,7 +164,7 @@ class JobStore:
                 time.sleep(0.05 + random.random() * 0.1)
 
     @classmethod
-    def for_warehouse(cls, warehouse: Warehouse) -> "JobStore":
+    def for_warehouse(cls, warehouse: Warehouse) -> JobStore:
         return cls(database_uri(warehouse))
 
     # -- submit and read -------------------------------------------------------------------------------
@@ -305,7 +305,7 @@ def check_source(warehouse: Warehouse, source: Any, import_roots: list[str]) -> 
         return
     if _REMOTE.match(source):
         return
-    path = source[len("file://"):] if source.startswith("file://") else source
+    path = source.removeprefix("file://")
     if "://" in path:
         raise SourceError(f"unsupported source scheme in {source!r}")
     real = os.path.realpath(path)

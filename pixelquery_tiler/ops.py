@@ -6,8 +6,12 @@ never by raw path, so label cardinality stays bounded. With several uvicorn work
 exposes its own counters (Prometheus sums them per instance label only if scraped per process); run one
 process per container when exact totals matter.
 
-Rate limiting uses ``limits`` (moving window, in-memory per process) keyed by the API key (hashed) or the
-client address; over the limit answers 429 with ``Retry-After`` seconds until the window frees a slot.
+Rate limiting uses ``limits`` (sliding window counter, in-memory per process) keyed by the API key (hashed) or
+the client address; over the limit answers 429 with ``Retry-After`` seconds until the window frees a slot. The
+asyncio flavour of ``limits`` is used: its threaded memory storage starts a ``threading.Timer`` thread for
+expiry whenever the previous one has finished, i.e. on most requests of a lightly loaded server (milliseconds
+each, measured in benchmarks/README.md "Service"); the sliding counter is O(1) per request, where the exact
+moving window keeps one timestamp per request in the window.
 """
 
 from __future__ import annotations
@@ -23,9 +27,15 @@ from collections.abc import Callable
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from limits import RateLimitItem, parse
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from starlette.requests import Request
 from starlette.routing import compile_path
@@ -165,13 +175,13 @@ class MetricsMiddleware:
 
 
 class RateLimitMiddleware:
-    """``limit`` requests per client key (or address) in a moving window; 429 + ``Retry-After`` beyond."""
+    """``limit`` requests per client key (or address) in a sliding window; 429 + ``Retry-After`` beyond."""
 
     def __init__(self, app: ASGIApp, limit: RateLimitItem, keys: KeyRing, metrics: Metrics | None = None):
         self.app = app
         self.limit = limit
         self.keys = keys
-        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+        self.limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
         self.metrics = metrics
 
     def client_id(self, scope: Scope) -> str:
@@ -187,10 +197,10 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         who = self.client_id(scope)
-        if self.limiter.hit(self.limit, who):
+        if await self.limiter.hit(self.limit, who):
             await self.app(scope, receive, send)
             return
-        reset = self.limiter.get_window_stats(self.limit, who).reset_time
+        reset = (await self.limiter.get_window_stats(self.limit, who)).reset_time
         retry = max(1, math.ceil(reset - time.time()))
         if self.metrics:
             self.metrics.rate_limited.inc()

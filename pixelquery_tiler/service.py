@@ -18,9 +18,24 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .auth import KeyRing, ReadAuthMiddleware, install_log_redaction, write_guard
+from .catalog import CatalogError
 from .ingest import check_name
-from .jobs import STATUSES, JobStore, SourceError, WorkerOptions, WorkerPool, check_source
-from .ops import Metrics, MetricsMiddleware, RateLimitMiddleware, RouteLabels, add_operations, parse_rate
+from .jobs import (
+    STATUSES,
+    JobStore,
+    SourceError,
+    WorkerOptions,
+    WorkerPool,
+    check_source,
+)
+from .ops import (
+    Metrics,
+    MetricsMiddleware,
+    RateLimitMiddleware,
+    RouteLabels,
+    add_operations,
+    parse_rate,
+)
 from .profiles import ProfileError, get_profile
 from .temporal import parse_instant
 from .uploads import receive_upload
@@ -56,7 +71,7 @@ class ServiceSettings:
     access_log_json: bool = False
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> "ServiceSettings":
+    def from_env(cls, environ: dict[str, str] | None = None) -> ServiceSettings:
         env = os.environ if environ is None else environ
         keys = [k.strip() for k in env.get(API_KEYS_ENV, "").split(",") if k.strip()]
         roots = [r for r in env.get(ENV["import_roots"], "").split(os.pathsep) if r]
@@ -128,7 +143,7 @@ class JobsService:
 
     warehouse: Warehouse
     settings: ServiceSettings
-    store: JobStore
+    store: JobStore | None
     metrics: Metrics
     pool: WorkerPool | None = None
 
@@ -146,12 +161,28 @@ def add_jobs_api(app: FastAPI, warehouse: Warehouse, settings: ServiceSettings |
     settings = settings or ServiceSettings.from_env()
     keys = KeyRing(settings.api_keys)
     metrics = Metrics()
-    store = JobStore.for_warehouse(warehouse)
-    metrics.add_jobs_gauge(store.counts)
+    try:
+        store: JobStore | None = JobStore.for_warehouse(warehouse)
+    except CatalogError as exc:  # a remote warehouse on a REST catalog: no SQL database for a job table
+        log.warning("jobs disabled: %s", exc)
+        store = None
+    if store is not None:
+        metrics.add_jobs_gauge(store.counts)
     warehouse.on_index_refresh = lambda _name, _seconds: metrics.index_refreshes.inc()
     service = JobsService(warehouse, settings, store, metrics)
     app.state.jobs = service
-    require_write = Depends(write_guard(keys))
+    guard = write_guard(keys)
+
+    def require_jobs(request: Request) -> JobStore:
+        if store is None:
+            raise HTTPException(503, "jobs need a SQL catalog database (serve --catalog-uri postgresql+psycopg2://...)")
+        return store
+
+    def require_write_jobs(request: Request) -> None:
+        guard(request)
+        require_jobs(request)
+
+    require_write = Depends(require_write_jobs)
     max_bytes = settings.max_upload_mb << 20
 
     @app.post("/jobs", status_code=202, dependencies=[require_write], tags=["Jobs"])
@@ -161,15 +192,17 @@ def add_jobs_api(app: FastAPI, warehouse: Warehouse, settings: ServiceSettings |
 
     @app.get("/jobs", tags=["Jobs"])
     def list_jobs(
+        request: Request,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         status: Annotated[str | None, Query(pattern="^(" + "|".join(STATUSES) + ")$")] = None,
     ) -> dict:
         """Jobs, newest first; ``writes`` tells clients (the viewer's "Add imagery" panel) whether keys exist."""
-        return {"jobs": [j.to_json() for j in store.list(limit, status)], "writes": bool(keys)}
+        jobs = require_jobs(request)
+        return {"jobs": [j.to_json() for j in jobs.list(limit, status)], "writes": bool(keys)}
 
     @app.get("/jobs/{job_id}", tags=["Jobs"])
-    def get_job(job_id: str) -> dict:
-        job = store.get(job_id)
+    def get_job(job_id: str, request: Request) -> dict:
+        job = require_jobs(request).get(job_id)
         if job is None:
             raise HTTPException(404, f"job {job_id!r} not found")
         return job.to_json()
@@ -183,7 +216,8 @@ def add_jobs_api(app: FastAPI, warehouse: Warehouse, settings: ServiceSettings |
 
     def ready() -> None:
         warehouse.collections()
-        store.ping()
+        if store is not None:
+            store.ping()
 
     add_operations(app, metrics, ready)
     # outermost first: metrics see every answer (429s and 401s too), then the limiter, then auth
@@ -218,7 +252,7 @@ def _with_workers(inner, service: JobsService):
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         async with inner(app) as state:
-            count = service.settings.job_workers
+            count = service.settings.job_workers if service.store is not None else 0
             if count > 0:
                 service.pool = WorkerPool(service.warehouse, service.store, count,
                                           WorkerOptions(lease=service.settings.job_lease))

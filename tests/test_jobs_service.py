@@ -24,9 +24,9 @@ import pytest
 import rasterio
 import requests
 from prometheus_client.parser import text_string_to_metric_families
+from test_postgres_catalog import postgres_uri  # noqa: F401  (the throwaway PostgreSQL server fixture)
 
 from pixelquery_tiler import Warehouse
-from test_postgres_catalog import postgres_uri  # noqa: F401  (the throwaway PostgreSQL server fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -243,7 +243,7 @@ def test_bad_source_fails_cleanly_and_bad_bodies_are_refused(tmp_path: Path, ser
     # schema errors: the app's request-validation handler (stac-fastapi's, app-wide) answers 400 rather than
     # FastAPI's 422; the contract allows either
     for status, bodies in bad_bodies.items():
-        for body in bad_bodies[status]:
+        for body in bodies:
             r = server.post_job(body)
             assert r.status_code in ((400, 422) if status == 422 else (400,)), (body, r.status_code, r.text)
     not_json = requests.post(server.url + "/jobs", data=b"{nope", headers={**AUTH, "Content-Type": "application/json"},
@@ -288,7 +288,7 @@ def test_durable_queue_survives_sigkill(tmp_path: Path, serve, imports: Path) ->
     assert sorted(s.item_id for s in snaps) == sorted(j["items"][0] for j in jobs)  # one item each, no duplicate
 
 
-def test_two_servers_share_one_postgres_queue(tmp_path: Path, serve, imports: Path, postgres_uri: str) -> None:
+def test_two_servers_share_one_postgres_queue(tmp_path: Path, serve, imports: Path, postgres_uri: str) -> None:  # noqa: F811
     wh = tmp_path / "wh"
     common = ("--api-key", KEY, "--import-root", str(imports), "--catalog-uri", postgres_uri, "--job-workers", "2")
     servers = [serve(wh, *common), serve(wh, *common)]
@@ -322,8 +322,7 @@ def test_upload_streams_with_bounded_memory_and_size_cap(tmp_path: Path, serve) 
     size = 200 << 20
     with open(big, "wb") as f:  # incompressible content: nothing along the way can shortcut it
         rng = np.random.default_rng(0)
-        for _ in range(size >> 22):
-            f.write(rng.bytes(4 << 20))
+        f.writelines(rng.bytes(4 << 20) for _ in range(size >> 22))
     server = serve(tmp_path / "wh", "--api-key", KEY, "--max-upload-mb", "300", "--job-workers", "0")
     proc = psutil.Process(server.proc.pid)
     rss_before = proc.memory_info().rss

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "browser"))
-import harness  # noqa: E402
+import harness
 
 pytestmark = pytest.mark.browser
 KEY = "viewer-upload-key"

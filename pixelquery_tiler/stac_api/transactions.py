@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import Body, FastAPI, HTTPException, Response
 from fastapi.params import Depends
-from stac_fastapi.extensions.transaction.transaction import TransactionConformanceClasses
+from stac_fastapi.extensions.transaction.transaction import (
+    TransactionConformanceClasses,
+)
 
 from ..catalog import ItemNotInCollection
 from ..jobs import SourceError
@@ -35,7 +37,7 @@ class _Advertised:
     conformance_classes = CONFORMANCE
 
 
-def add_transactions(app: FastAPI, service: "JobsService", require_write: Depends) -> None:
+def add_transactions(app: FastAPI, service: JobsService, require_write: Depends) -> None:
     """Register the item transaction routes (same auth as ``/jobs``) and advertise their conformance class."""
     warehouse = service.warehouse
 
