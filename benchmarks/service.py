@@ -12,8 +12,8 @@ Prints numbers and ratios and asserts nothing:
    ``--read-auth`` (every request carries a bearer key, checked), metrics and ``--rate-limit`` (set high so
    it counts but never refuses). Rounds alternate off/on so machine-load drift hits both alike. Reported:
    p50 latency at concurrency 1 and throughput at concurrency 4 (requests in this process via httpx);
-2. the same three middlewares in-process on a cheap request (a 404 job lookup), best of 3, in CPU time: their
-   own cost per request, free of the HTTP, tile-rendering and machine-load noise;
+2. the same off/on apps in-process (httpx ASGI transport), in CPU time of this process, on a cheap request (a
+   404 job lookup) and on tiles: the middlewares' own cost, free of HTTP and machine-load noise;
 3. job latency: ``POST /jobs`` for a small file until its item answers in STAC (polled every 20 ms), vs the
    bare in-process ``Warehouse.ingest`` of the same file (warm; median of the repeats).
 """
@@ -187,6 +187,7 @@ def bench_middleware(warehouse: str, imports: str, n: int) -> None:
     """Per-request cost of the three middlewares, in-process on a cheap request (a 404 job lookup)."""
     import httpx
 
+    from pixelquery_tiler import Warehouse
     from pixelquery_tiler.app import create_app
     from pixelquery_tiler.auth import ReadAuthMiddleware
     from pixelquery_tiler.ops import MetricsMiddleware, RateLimitMiddleware
@@ -201,23 +202,29 @@ def bench_middleware(warehouse: str, imports: str, n: int) -> None:
             stripped = (MetricsMiddleware, RateLimitMiddleware, ReadAuthMiddleware)
             apps[mode].user_middleware = [m for m in apps[mode].user_middleware if m.cls not in stripped]
 
-    async def run(mode: str) -> float:
+    coll_rows = Warehouse(warehouse).collection("l8").index().rows
+    bounds = (min(coll_rows.column("west").to_pylist()), min(coll_rows.column("south").to_pylist()),
+              max(coll_rows.column("east").to_pylist()), max(coll_rows.column("north").to_pylist()))
+    requests_by_kind = {"404 job lookup": ["/jobs/none"] * n, "tile": tile_paths("l8", bounds, 40)}
+
+    async def run(mode: str, paths: list[str]) -> float:
         transport = httpx.ASGITransport(app=apps[mode])
         async with httpx.AsyncClient(transport=transport, base_url="http://bench",
                                      headers={"Authorization": f"Bearer {KEY}"}) as client:
-            await client.get("/jobs/none")
+            await client.get(paths[0])
             t0 = time.process_time()  # CPU time: on a shared machine wall time is mostly other processes' load
-            for _ in range(n):
-                await client.get("/jobs/none")
-            return (time.process_time() - t0) / n
+            for path in paths:
+                await client.get(path)
+            return (time.process_time() - t0) / len(paths)
 
-    times: dict[str, list[float]] = {"off": [], "on": []}
-    for _ in range(3):
-        for mode in ("off", "on"):
-            times[mode].append(asyncio.run(run(mode)))
-    off, on = (min(times[m]) * 1e6 for m in ("off", "on"))
-    print(f"middleware cost in-process ({n} requests x 3, best, CPU): off {off:.0f} us, on {on:.0f} us per request, "
-          f"+{on - off:.0f} us")
+    for kind, paths in requests_by_kind.items():
+        times: dict[str, list[float]] = {"off": [], "on": []}
+        for _ in range(4):
+            for mode in ("off", "on"):
+                times[mode].append(asyncio.run(run(mode, paths)))
+        off, on = (statistics.median(times[m]) * 1e6 for m in ("off", "on"))
+        print(f"in-process CPU per request, {kind} ({len(paths)} x 4, median): off {off:.0f} us, on {on:.0f} us, "
+              f"{on - off:+.0f} us ({100 * (on / off - 1):+.1f}%)")
 
 
 def main() -> None:
