@@ -170,6 +170,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ["PIXELQUERY_CATALOG_URI"] = args.catalog_uri
     if args.cors_origins is not None:
         os.environ["PIXELQUERY_CORS_ORIGINS"] = args.cors_origins
+    os.environ.update(_service_settings(args).to_env())
     uvicorn.run(
         "pixelquery_tiler.app:app_from_env",
         factory=True,
@@ -182,6 +183,53 @@ def cmd_serve(args: argparse.Namespace) -> int:
         timeout_worker_healthcheck=args.worker_healthcheck_timeout,
         http="pixelquery_tiler.server:HeaderTimeoutProtocol",  # closes connections that send headers too slowly
     )
+    return 0
+
+
+def _service_settings(args: argparse.Namespace):
+    """``serve`` options for jobs, keys, rate limits and operations (exported to the uvicorn workers)."""
+    from .ops import parse_rate
+    from .service import ServiceSettings
+
+    settings = ServiceSettings.from_env()  # PIXELQUERY_API_KEYS and friends; options add to / override them
+    settings.api_keys = [*settings.api_keys, *(args.api_key or [])]
+    settings.import_roots = [*settings.import_roots, *(args.import_root or [])]
+    for root in settings.import_roots:
+        if not os.path.isdir(root):
+            raise CliError(f"import root {root!r} is not a directory")
+    if args.rate_limit:
+        try:
+            parse_rate(args.rate_limit)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+    if args.max_upload_mb < 1 or args.job_workers < 0 or args.job_lease <= 0 or args.job_attempts < 1:
+        raise CliError("--max-upload-mb, --job-lease and --job-attempts must be positive, --job-workers >= 0")
+    settings.read_auth = settings.read_auth or args.read_auth
+    if settings.read_auth and not settings.api_keys:
+        raise CliError("--read-auth needs at least one --api-key")
+    settings.rate_limit = args.rate_limit or settings.rate_limit
+    settings.max_upload_mb, settings.job_workers = args.max_upload_mb, args.job_workers
+    settings.job_lease, settings.job_attempts = args.job_lease, args.job_attempts
+    settings.access_log_json = settings.access_log_json or args.access_log_json
+    return settings
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run ingest jobs from the warehouse's job table until interrupted (any number of these may run)."""
+    import threading
+
+    from .jobs import JobStore, WorkerOptions, WorkerPool
+
+    if args.concurrency < 1 or args.job_lease <= 0:
+        raise CliError("--concurrency must be >= 1 and --job-lease positive")
+    wh = _warehouse(args)
+    pool = WorkerPool(wh, JobStore.for_warehouse(wh), args.concurrency, WorkerOptions(lease=args.job_lease))
+    pool.start()
+    print(f"pixelquery-tiler worker: {args.concurrency} worker(s) on {wh.uri}", file=sys.stderr)
+    try:
+        threading.Event().wait()
+    finally:
+        pool.stop()
     return 0
 
 
@@ -268,6 +316,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="info")
     p.add_argument("--worker-healthcheck-timeout", type=int, default=60, help="seconds before a silent worker is restarted")
     p.add_argument("--cors-origins", help="comma-separated origins allowed by CORS (default '*': any, never with credentials)")
+    catalog_opt(p)
+    jobs = p.add_argument_group("jobs, writes and operations")
+    jobs.add_argument("--api-key", action="append", metavar="KEY", help="enable writes with this key (repeatable)")
+    jobs.add_argument("--read-auth", action="store_true", help="reads need a key too (Bearer or ?token=)")
+    jobs.add_argument("--import-root", action="append", metavar="DIR", help="local folder job sources may come from")
+    jobs.add_argument("--max-upload-mb", type=int, default=2048, help="upload size cap (default 2048)")
+    jobs.add_argument("--rate-limit", metavar="N/s", help="requests per second per key or client address")
+    jobs.add_argument("--job-workers", type=int, default=1, help="ingest job threads per server process (0 = none)")
+    jobs.add_argument("--job-lease", type=float, default=60.0, help="seconds before a dead worker's job is retried")
+    jobs.add_argument("--job-attempts", type=int, default=3, help="attempts per job for transient failures")
+    jobs.add_argument("--access-log-json", action="store_true", help="one JSON line per request (no query strings)")
+
+    p = add("worker", cmd_worker, "run queued ingest jobs (next to or instead of the servers' own workers)")
+    p.add_argument("warehouse")
+    p.add_argument("--concurrency", type=int, default=1, help="jobs run at once by this process")
+    p.add_argument("--job-lease", type=float, default=60.0, help="seconds before a dead worker's job is retried")
     catalog_opt(p)
 
     p = add("demo", cmd_demo, "build a demo warehouse from bundled real data and serve it")

@@ -79,7 +79,10 @@ class Collection:
             head = table.current_snapshot()
             head_id = head.snapshot_id if head else None
             if self._index is None or self._index.snapshot_id != head_id:
+                started = time.perf_counter()
                 self._index = self._build(table, self._index)
+                if self.warehouse.on_index_refresh is not None:
+                    self.warehouse.on_index_refresh(self.name, time.perf_counter() - started)
             self._checked = time.monotonic()
             return self._index
 
@@ -206,6 +209,8 @@ class Warehouse:
         self.chunk_reader = ChunkReader(self.fs)
         self._collections: dict[str, Collection] = {}
         self._lock = threading.Lock()
+        #: called with (collection, seconds) after each index rebuild (the server's metrics count them)
+        self.on_index_refresh: Callable[[str, float], None] | None = None
 
     @property
     def catalog(self):
