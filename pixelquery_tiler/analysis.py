@@ -135,7 +135,7 @@ def _observations(
     """Visible items intersecting the bbox, oldest acquisition first (ties: the earlier snapshot first)."""
     index = collection.index()
     if snapshot_id is not None:
-        index.snapshot(snapshot_id)  # SnapshotNotFound -> 404
+        index = index.as_of(snapshot_id)  # SnapshotNotFound -> 404; also holds items deleted after it
     positions = index.select_items(wgs84_bbox, start, end, snapshot_id)[::-1]
     # an index may list a multi-resolution item once per band group (same item id): one observation each
     entries: dict[str, list[ItemView]] = {}

@@ -71,9 +71,9 @@ ERROR_EXCERPT = 80
 
 def create_app(
     warehouse: str | Warehouse, *, catalog_uri: str | None = None, refresh_interval: float = 1.0,
-    settings: Settings | None = None,
+    settings: Settings | None = None, service_settings: Any = None,
 ) -> FastAPI:
-    """Serve ``warehouse`` (a URI or an open ``Warehouse``)."""
+    """Serve ``warehouse`` (a URI or an open ``Warehouse``); ``service_settings``: jobs/auth/ops (default: env)."""
     from .stac_api import add_stac_api
     from .tiles import add_tiles, nullable_statistics_schema
     from .timeseries import add_timeseries
@@ -91,6 +91,9 @@ def create_app(
     add_stac_api(app, wh)
     add_timeseries(app, wh, settings)
     add_viewer(app, wh)
+    from .service import add_jobs_api
+
+    add_jobs_api(app, wh, service_settings)  # auth, rate limits, metrics: inside the app-wide middleware below
     add_api_docs(app)
     add_middleware(app, settings)
     add_exception_handlers(app, STATUS_CODES)
@@ -107,7 +110,9 @@ def add_middleware(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         CORSMiddleware, allow_origins=settings.cors_origin_list, allow_credentials=False,
-        allow_methods=["OPTIONS", "POST", "GET"], allow_headers=["Content-Type"], max_age=600,
+        # writes (jobs, uploads, STAC Transactions) send a bearer key and may DELETE
+        allow_methods=["OPTIONS", "POST", "GET", "DELETE"], allow_headers=["Content-Type", "Authorization"],
+        max_age=600,
     )
 
 

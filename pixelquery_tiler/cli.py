@@ -44,24 +44,21 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     wh = _warehouse(args)
     bands = [b.strip() for b in args.bands.split(",")] if args.bands else None
-    from .ingest import IngestResult, check_name, inspect_source
-
-    # header checks of every file first: bad input anywhere in the list commits nothing
-    check_name("collection", args.collection)
-    for path in args.files:
-        inspect_source(path, args.product, args.datetime, bands)
+    assets = [a.strip() for a in args.assets.split(",")] if args.assets else None
     show = sys.stderr.isatty() and not args.json
-    with tqdm(total=len(args.files), unit="file", disable=not show, desc="ingest") as bar:
+    with tqdm(total=len(args.files), unit="source", disable=not show, desc="ingest") as bar:
 
-        def done(result: IngestResult) -> None:
-            bar.set_postfix_str(result.source[:40])
-            bar.update(1)
+        def done(item) -> None:
+            r = item.result
+            bar.set_postfix_str(r.source[:40])
+            bar.update(len(item.sources))
             if not args.json:
-                print(f"{result.item_id}\tsnapshot {result.snapshot_id}\t{result.datetime.isoformat()}\t{result.chunks} chunks")
+                print(f"{r.item_id}\tsnapshot {r.snapshot_id}\t{r.datetime.isoformat()}\t{r.chunks} chunks")
 
-        results = wh.ingest_many(
-            args.files, args.collection, jobs=args.jobs, on_result=done,
-            product=args.product, datetime=args.datetime, bands=bands,
+        # every header is checked and duplicates refused before the first commit (see Warehouse.ingest_sources)
+        results = wh.ingest_sources(
+            args.files, args.collection, scene=args.scene, assets=assets, product=args.product,
+            datetime=args.datetime, bands=bands, allow_duplicate=args.allow_duplicate, jobs=args.jobs, on_result=done,
         )
     if args.json:
         print(json.dumps([r.to_json() for r in results], indent=2))
@@ -126,6 +123,38 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return 0
 
 
+def _collection(args: argparse.Namespace):
+    """The named collection of an existing warehouse, or a one-line error (creating nothing)."""
+    from .fileio import normalize_uri
+    from .warehouse import CollectionNotFound
+
+    uri = normalize_uri(args.warehouse)
+    if "://" not in uri and not os.path.isdir(uri):
+        raise CliError(f"warehouse {args.warehouse!r} does not exist")
+    try:
+        return _warehouse(args).collection(args.collection)
+    except CollectionNotFound as exc:
+        raise CliError(str(exc)) from None
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    info = _collection(args).delete(args.item)  # ItemNotInCollection is a CatalogError: one line
+    if args.json:
+        print(json.dumps({"item_id": args.item, "snapshot_id": info.snapshot_id}, indent=2))
+    else:
+        print(f"deleted {args.item}\tsnapshot {info.snapshot_id}")
+    return 0
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    report = _collection(args).compact()
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(f"{report.files_before} -> {report.files_after} data files\tsnapshot {report.snapshot_id}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -141,6 +170,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ["PIXELQUERY_CATALOG_URI"] = args.catalog_uri
     if args.cors_origins is not None:
         os.environ["PIXELQUERY_CORS_ORIGINS"] = args.cors_origins
+    os.environ.update(_service_settings(args).to_env())
     uvicorn.run(
         "pixelquery_tiler.app:app_from_env",
         factory=True,
@@ -156,6 +186,53 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _service_settings(args: argparse.Namespace):
+    """``serve`` options for jobs, keys, rate limits and operations (exported to the uvicorn workers)."""
+    from .ops import parse_rate
+    from .service import ServiceSettings
+
+    settings = ServiceSettings.from_env()  # PIXELQUERY_API_KEYS and friends; options add to / override them
+    settings.api_keys = [*settings.api_keys, *(args.api_key or [])]
+    settings.import_roots = [*settings.import_roots, *(args.import_root or [])]
+    for root in settings.import_roots:
+        if not os.path.isdir(root):
+            raise CliError(f"import root {root!r} is not a directory")
+    if args.rate_limit:
+        try:
+            parse_rate(args.rate_limit)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+    if args.max_upload_mb < 1 or args.job_workers < 0 or args.job_lease <= 0 or args.job_attempts < 1:
+        raise CliError("--max-upload-mb, --job-lease and --job-attempts must be positive, --job-workers >= 0")
+    settings.read_auth = settings.read_auth or args.read_auth
+    if settings.read_auth and not settings.api_keys:
+        raise CliError("--read-auth needs at least one --api-key")
+    settings.rate_limit = args.rate_limit or settings.rate_limit
+    settings.max_upload_mb, settings.job_workers = args.max_upload_mb, args.job_workers
+    settings.job_lease, settings.job_attempts = args.job_lease, args.job_attempts
+    settings.access_log_json = settings.access_log_json or args.access_log_json
+    return settings
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run ingest jobs from the warehouse's job table until interrupted (any number of these may run)."""
+    import threading
+
+    from .jobs import JobStore, WorkerOptions, WorkerPool
+
+    if args.concurrency < 1 or args.job_lease <= 0:
+        raise CliError("--concurrency must be >= 1 and --job-lease positive")
+    wh = _warehouse(args)
+    pool = WorkerPool(wh, JobStore.for_warehouse(wh), args.concurrency, WorkerOptions(lease=args.job_lease))
+    pool.start()
+    print(f"pixelquery-tiler worker: {args.concurrency} worker(s) on {wh.uri}", file=sys.stderr)
+    try:
+        threading.Event().wait()
+    finally:
+        pool.stop()
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -163,9 +240,42 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(port=args.port, host=args.host, warehouse=args.warehouse)
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from .pipeline import write_template
+
+    print(write_template(args.dir))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .pipeline import run_pipeline
+
+    bar = tqdm(unit="item", disable=not (sys.stderr.isatty() and not args.json), desc="run")
+    try:
+        report = run_pipeline(args.pipeline, dry_run=args.dry_run, on_plans=bar.reset, on_item=lambda _: bar.update(1))
+    finally:
+        bar.close()
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        verb = "would ingest" if args.dry_run else "ingested"
+        for item in report.ingested:
+            print(f"{verb}\t{item}")
+        for source in report.skipped:
+            print(f"skipped\t{source}")
+    for line in report.errors:
+        print(f"pixelquery-tiler: error: {line}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pixelquery-tiler", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details and print the traceback of unexpected errors")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"pixelquery-tiler {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, func, help: str) -> argparse.ArgumentParser:
@@ -176,16 +286,27 @@ def build_parser() -> argparse.ArgumentParser:
     def catalog_opt(p: argparse.ArgumentParser) -> None:
         p.add_argument("--catalog-uri", help="SQLAlchemy URI (PostgreSQL) or Iceberg REST URL; default SQLite in the warehouse")
 
-    p = add("ingest", cmd_ingest, "ingest GeoTIFF/COG files, one snapshot (STAC item) each")
+    p = add("ingest", cmd_ingest, "ingest rasters, scenes or STAC Items, one snapshot (STAC item) per item")
     p.add_argument("warehouse")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("files", nargs="+", metavar="SOURCE", help="path, http(s):// URL, s3:// URI or STAC Item (.json)")
+    p.add_argument("--scene", action="store_true", help="all SOURCEs form one item (one band group per pixel grid)")
+    p.add_argument("--assets", help="comma-separated asset keys to take from STAC Item sources")
+    p.add_argument("--allow-duplicate", action="store_true", help="ingest sources that are already items")
     p.add_argument("--collection", required=True)
     p.add_argument("--product", help="product profile id (default: from file name or band count)")
     p.add_argument("--datetime", help="acquisition time, ISO 8601 (default: TIFF tags or file name)")
     p.add_argument("--bands", help="comma-separated common names for the file's bands, e.g. red,green,blue,nir")
-    p.add_argument("--json", action="store_true", help="print a JSON list, one object per file")
+    p.add_argument("--json", action="store_true", help="print a JSON list, one object per item")
     p.add_argument("--jobs", type=int, default=1, help="ingest files in N worker processes (pays for many or large files)")
     catalog_opt(p)
+
+    p = add("init", cmd_init, "write a commented example pipeline.yaml")
+    p.add_argument("dir", nargs="?", default=".", metavar="DIR")
+
+    p = add("run", cmd_run, "run a pipeline.yaml (incremental: already-ingested sources are skipped)")
+    p.add_argument("pipeline", metavar="PIPELINE.yaml")
+    p.add_argument("--dry-run", action="store_true", help="list what would be ingested; change nothing")
+    p.add_argument("--json", action="store_true", help='print {"ingested", "skipped", "failed"}')
 
     p = add("serve", cmd_serve, "serve tiles and the STAC API")
     p.add_argument("warehouse")
@@ -195,6 +316,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="info")
     p.add_argument("--worker-healthcheck-timeout", type=int, default=60, help="seconds before a silent worker is restarted")
     p.add_argument("--cors-origins", help="comma-separated origins allowed by CORS (default '*': any, never with credentials)")
+    catalog_opt(p)
+    jobs = p.add_argument_group("jobs, writes and operations")
+    jobs.add_argument("--api-key", action="append", metavar="KEY", help="enable writes with this key (repeatable)")
+    jobs.add_argument("--read-auth", action="store_true", help="reads need a key too (Bearer or ?token=)")
+    jobs.add_argument("--import-root", action="append", metavar="DIR", help="local folder job sources may come from")
+    jobs.add_argument("--max-upload-mb", type=int, default=2048, help="upload size cap (default 2048)")
+    jobs.add_argument("--rate-limit", metavar="N/s", help="requests per second per key or client address")
+    jobs.add_argument("--job-workers", type=int, default=1, help="ingest job threads per server process (0 = none)")
+    jobs.add_argument("--job-lease", type=float, default=60.0, help="seconds before a dead worker's job is retried")
+    jobs.add_argument("--job-attempts", type=int, default=3, help="attempts per job for transient failures")
+    jobs.add_argument("--access-log-json", action="store_true", help="one JSON line per request (no query strings)")
+
+    p = add("worker", cmd_worker, "run queued ingest jobs (next to or instead of the servers' own workers)")
+    p.add_argument("warehouse")
+    p.add_argument("--concurrency", type=int, default=1, help="jobs run at once by this process")
+    p.add_argument("--job-lease", type=float, default=60.0, help="seconds before a dead worker's job is retried")
     catalog_opt(p)
 
     p = add("demo", cmd_demo, "build a demo warehouse from bundled real data and serve it")
@@ -213,7 +350,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     catalog_opt(p)
 
-    p = add("gc", cmd_gc, "delete chunk files no snapshot references")
+    p = add("delete", cmd_delete, "remove an item from the head in a new snapshot (time travel still shows it)")
+    p.add_argument("warehouse")
+    p.add_argument("--collection", required=True)
+    p.add_argument("--item", required=True, help="item id")
+    p.add_argument("--json", action="store_true")
+    catalog_opt(p)
+
+    p = add("compact", cmd_compact, "rewrite a collection's small catalog data files into few sorted ones")
+    p.add_argument("warehouse")
+    p.add_argument("--collection", required=True)
+    p.add_argument("--json", action="store_true")
+    catalog_opt(p)
+
+    p = add("gc", cmd_gc, "delete chunk and Iceberg files no snapshot references")
     p.add_argument("warehouse")
     p.add_argument("--older-than", default="1h", help="grace period for in-flight ingests (default 1h)")
     p.add_argument("--dry-run", action="store_true", help="list what would be deleted")

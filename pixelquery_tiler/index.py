@@ -6,17 +6,24 @@ item-level's row range. Cost grows with the number of items touched, not with th
 
 An index is immutable; a refresh builds a new one (reading only the data files new snapshots added) and
 swaps it in, so concurrent requests always see a consistent view.
+
+Time travel: an item is visible at snapshot S when it was added at or before S and not deleted at or before S.
+The head rows hold every item not deleted; rows of deleted items are kept aside with the history position of
+their delete, and :meth:`CollectionIndex.as_of` returns an index that also holds the deleted items still
+visible at S (the head index itself when none are).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from cachetools import LRUCache
 
 from .catalog import ARROW_SCHEMA, SnapshotInfo
 from .errors import NotFound
@@ -28,6 +35,12 @@ class SnapshotNotFound(NotFound):
 
 def _us(value: dt.datetime) -> int:
     return int(value.timestamp() * 1_000_000)
+
+
+def _band_key(rows: pa.Table) -> pa.ChunkedArray:
+    """One string per row naming its band list: rows of one band group share it."""
+    column = rows.column("bands").cast(pa.list_(pa.string()))  # binary_join has no large_list kernel
+    return pc.binary_join(column, "\x1f")
 
 
 @dataclass(frozen=True)
@@ -45,19 +58,33 @@ class ItemView:
     nodata: float | None
     levels: tuple[int, ...]
     resolutions: tuple[float, ...]  # res_x per level
+    #: band group of a multi-resolution item (0 = finest); each group is its own entry of ``items``
+    group: int = 0
+    #: every band of the item over all its groups, finest group first (what describes the item as a whole)
+    scene_bands: tuple[str, ...] = ()
 
 
 class CollectionIndex:
     """All rows of a collection at ``snapshot_id`` (the table head when built)."""
 
-    def __init__(self, rows: pa.Table, snapshots: list[SnapshotInfo]):
+    def __init__(
+        self, rows: pa.Table, snapshots: list[SnapshotInfo], deleted: list[tuple[int, pa.Table]] | None = None
+    ):
+        #: ``(history position of the delete, rows it removed)`` of deleted items, for :meth:`as_of`
+        self.deleted = deleted or []
+        self._as_of_cache: LRUCache[tuple[int, ...], CollectionIndex] = LRUCache(maxsize=4)
+        self._as_of_lock = threading.Lock()
         self.snapshots = snapshots
         self.snapshot_id = snapshots[-1].snapshot_id if snapshots else None
         self._snap_by_id = {s.snapshot_id: s for s in snapshots}
         self._pos_by_id = {s.snapshot_id: i for i, s in enumerate(snapshots)}
         snap_by_item = {s.item_id: s for s in snapshots if s.item_id}
 
-        rows = rows.sort_by([("item_id", "ascending"), ("level", "ascending"), ("batch_index", "ascending")]) if rows.num_rows else rows
+        if rows.num_rows:
+            # an item's band groups (rows sharing a band list, one pixel grid each) are contiguous entries
+            key = _band_key(rows)
+            order = [("item_id", "ascending"), ("_group", "ascending"), ("level", "ascending"), ("batch_index", "ascending")]
+            rows = rows.append_column("_group", key).sort_by(order).drop_columns(["_group"])
         self.rows = rows
         n = rows.num_rows
         col = lambda name: rows.column(name).to_numpy()  # noqa: E731
@@ -72,43 +99,76 @@ class CollectionIndex:
         )
 
         item_ids = rows.column("item_id").to_numpy(zero_copy_only=False) if n else np.array([], object)
-        starts = np.flatnonzero(np.r_[True, item_ids[1:] != item_ids[:-1]]) if n else np.array([], np.int64)
-        ends = np.r_[starts[1:], n].astype(np.int64) if n else np.array([], np.int64)
-        self.items: list[ItemView] = []
-        self._item_rows: list[dict[int, tuple[int, int]]] = []  # level -> (start, stop)
-        for s, e in zip(starts, ends):
-            first = rows.slice(int(s), 1).to_pylist()[0]
-            lv = self.level[s:e]
-            lv_starts = np.flatnonzero(np.r_[True, lv[1:] != lv[:-1]])
-            lv_ends = np.r_[lv_starts[1:], e - s]
-            ranges = {int(lv[a]): (int(s + a), int(s + b)) for a, b in zip(lv_starts, lv_ends)}
-            l0 = ranges[min(ranges)]
-            self.items.append(
-                ItemView(
-                    item_id=first["item_id"],
-                    snapshot=snap_by_item.get(first["item_id"]),
-                    product=first["product"],
-                    datetime=first["datetime"],
-                    crs=first["crs"],
-                    bbox=(
-                        float(self.west[l0[0] : l0[1]].min()), float(self.south[l0[0] : l0[1]].min()),
-                        float(self.east[l0[0] : l0[1]].max()), float(self.north[l0[0] : l0[1]].max()),
-                    ),
-                    bands=tuple(first["bands"]),
-                    dtype=first["dtype"],
-                    nodata=first["nodata"],
-                    levels=tuple(sorted(ranges)),
-                    resolutions=tuple(float(col_res) for col_res in (rows.column("res_x")[ranges[k][0]].as_py() for k in sorted(ranges))),
-                )
+        # one pass over (entry, level) segments in numpy; Python only loops over segments, never over rows. An
+        # entry is one band group of one item (rows are sorted by item, band group, level)
+        groups = _band_key(rows).to_numpy(zero_copy_only=False) if n else item_ids
+        new_item = (
+            np.r_[True, (item_ids[1:] != item_ids[:-1]) | (groups[1:] != groups[:-1])] if n else np.zeros(0, bool)
+        )
+        new_level = np.r_[True, self.level[1:] != self.level[:-1]] if n else np.zeros(0, bool)
+        seg_starts = np.flatnonzero(new_item | new_level)
+        seg_ends = np.r_[seg_starts[1:], n].astype(np.int64)
+        starts = np.flatnonzero(new_item)
+        first_seg = np.searchsorted(seg_starts, starts)  # rows are sorted by level: an item's first segment is L0
+        l0_bounds = np.stack(
+            [
+                np.minimum.reduceat(self.west, seg_starts)[first_seg],
+                np.minimum.reduceat(self.south, seg_starts)[first_seg],
+                np.maximum.reduceat(self.east, seg_starts)[first_seg],
+                np.maximum.reduceat(self.north, seg_starts)[first_seg],
+            ],
+            axis=1,
+        ) if n else np.zeros((0, 4))
+        seg_item = (np.cumsum(new_item)[seg_starts] - 1).tolist()
+        seg_level = self.level[seg_starts].tolist()
+        seg_res = rows.column("res_x").to_numpy()[seg_starts].tolist() if n else []
+        first_columns = ["item_id", "product", "datetime", "crs", "bands", "dtype", "nodata"]
+        firsts = rows.take(pa.array(starts)).select(first_columns).to_pylist() if n else []
+        self._item_rows: list[dict[int, tuple[int, int]]] = [{} for _ in firsts]  # level -> (start, stop)
+        resolutions: list[list[float]] = [[] for _ in firsts]
+        for item, level, a, b, res in zip(seg_item, seg_level, seg_starts.tolist(), seg_ends.tolist(), seg_res):
+            self._item_rows[item][level] = (a, b)
+            resolutions[item].append(float(res))
+        self.items: list[ItemView] = [
+            ItemView(
+                item_id=first["item_id"],
+                snapshot=snap_by_item.get(first["item_id"]),
+                product=first["product"],
+                datetime=first["datetime"],
+                crs=first["crs"],
+                bbox=tuple(float(v) for v in bbox),  # type: ignore[arg-type]
+                bands=tuple(first["bands"]),
+                dtype=first["dtype"],
+                nodata=first["nodata"],
+                levels=tuple(self._item_rows[i]),
+                resolutions=tuple(resolutions[i]),
             )
-            self._item_rows.append(ranges)
-        self._item_pos = {it.item_id: i for i, it in enumerate(self.items)}
+            for i, (first, bbox) in enumerate(zip(firsts, l0_bounds))
+        ]
+        self._group_entries()
+        self._item_pos = {it.item_id: i for i, it in enumerate(self.items) if it.group == 0}
         self.item_bbox = np.array([it.bbox for it in self.items], float).reshape(-1, 4)
         self.item_time = np.array([_us(it.datetime) for it in self.items], np.int64)
         # position of the adding snapshot in history; items whose snapshot was expired count as oldest
         self.item_snap_pos = np.array(
             [self._pos_by_id.get(it.snapshot.snapshot_id, -1) if it.snapshot else -1 for it in self.items], np.int64
         )
+
+    def _group_entries(self) -> None:
+        """Number each item's band-group entries finest first and give every entry the item's full band list."""
+        by_item: dict[str, list[int]] = {}
+        for pos, it in enumerate(self.items):
+            by_item.setdefault(it.item_id, []).append(pos)
+        self._entries = by_item
+        for item_id, positions in by_item.items():
+            positions.sort(key=lambda p: (self.items[p].resolutions[0], p))
+            scene = tuple(b for p in positions for b in self.items[p].bands)
+            for g, p in enumerate(positions):
+                self.items[p] = replace(self.items[p], group=g, scene_bands=scene)
+
+    def item_entries(self, item_id: str) -> list[int]:
+        """Positions of all band-group entries of an item, finest group first (empty if unknown)."""
+        return list(self._entries.get(item_id, ()))
 
     @classmethod
     def empty(cls) -> "CollectionIndex":
@@ -122,6 +182,25 @@ class CollectionIndex:
             return self._snap_by_id[snapshot_id]
         except KeyError:
             raise SnapshotNotFound(f"snapshot {snapshot_id} not found") from None
+
+    def as_of(self, snapshot_id: int) -> "CollectionIndex":
+        """An index holding every item visible at ``snapshot_id``, including items deleted after it.
+
+        Filter it with ``select_items(snapshot_id=...)`` as usual (it also holds items added later). Raises
+        ``SnapshotNotFound`` for an unknown id.
+        """
+        pos = self._pos_by_id[self.snapshot(snapshot_id).snapshot_id]
+        later = tuple(i for i, (deleted_at, _) in enumerate(self.deleted) if deleted_at > pos)
+        if not later:
+            return self
+        with self._as_of_lock:
+            if (hit := self._as_of_cache.get(later)) is not None:
+                return hit
+        rows = pa.concat_tables([self.rows, *(self.deleted[i][1].cast(self.rows.schema) for i in later)])
+        index = CollectionIndex(rows, self.snapshots)
+        with self._as_of_lock:
+            self._as_of_cache[later] = index
+        return index
 
     def item(self, item_id: str) -> ItemView | None:
         pos = self._item_pos.get(item_id)
@@ -149,10 +228,8 @@ class CollectionIndex:
         if snapshot_id is not None:
             keep &= self.item_snap_pos <= self._pos_by_id[self.snapshot(snapshot_id).snapshot_id]
         if item_id is not None:
-            pos = self._item_pos.get(item_id)
             only = np.zeros_like(keep)
-            if pos is not None:
-                only[pos] = True
+            only[self._entries.get(item_id, [])] = True
             keep &= only
         if bbox is not None and len(self.items):
             w, s, e, n = bbox

@@ -334,11 +334,6 @@ def _read_item(
         ws = (slice(a0 - wr0, a1 - wr0), slice(b0 - wc0, b1 - wc0))
         for i, band in enumerate(bands_data):
             src[i][ws] = band[cs]
-        if alpha is None and valid is not None:
-            # the level stores validity explicitly although the item has a nodata value (overview levels do:
-            # an averaged pixel may equal nodata and still be valid): mask by it, not by the value. All chunks
-            # of an item-level live in one file, so none was read before without a validity column.
-            alpha = np.zeros((wr1 - wr0, wc1 - wc0), np.uint8)
         if alpha is not None:
             alpha[ws] = 255 if valid is None else np.where(valid[cs], 255, 0)
     src_transform = Affine(res_x, 0, ox + wc0 * res_x, 0, -res_y, oy - wr0 * res_y)

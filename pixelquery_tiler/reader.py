@@ -182,7 +182,7 @@ class PixelQueryReader(BaseReader):
             "minzoom": self.minzoom,
             "maxzoom": self.maxzoom,
             "snapshot_id": view.snapshot,
-            "items": len(items),
+            "items": len({it.item_id for it in items}),  # a multi-resolution scene has one entry per band group
             "datetimes": sorted({it.datetime.isoformat() for it in items}),
             "products": sorted({it.product for it in items}),
             "resolution": min(it.resolutions[0] for it in items),

@@ -55,13 +55,14 @@ def item_rendering(index: CollectionIndex, pos: int) -> dict[str, str]:
     item = index.items[pos]
     profile = load_profiles().get(item.product)
     rendering = profile.rendering if profile is not None else {}
-    bands = [b for b in rendering.get("bands", []) if b in item.bands]
+    scene = item.scene_bands or item.bands  # every band of the item, over all its band groups
+    bands = [b for b in rendering.get("bands", []) if b in scene]
     if len(bands) not in (1, 3):
-        bands = list(item.bands[:3]) if len(item.bands) >= 3 else list(item.bands[:1])
+        bands = list(scene[:3]) if len(scene) >= 3 else list(scene[:1])
     params = {"bands": ",".join(bands)}
     if rescale := rendering.get("rescale"):
         params["rescale"] = f"{_num(rescale[0][0])},{_num(rescale[0][1])}"
-    elif item.dtype != "uint8" and (stats := _stats_range(index, pos, [item.bands.index(b) for b in bands])):
+    elif item.dtype != "uint8" and (stats := _stats_range(index, pos, [item.bands.index(b) for b in bands if b in item.bands])):
         params["rescale"] = f"{_num(stats[0])},{_num(stats[1])}"
     return params
 

@@ -74,8 +74,8 @@ class View:
         ``SnapshotNotFound``/``ItemNotFound`` for unknown ids, ``InvalidParameter`` for a bad datetime.
         """
         index = collection.index() if index is None else index
-        if snapshot_id is not None:
-            index.snapshot(snapshot_id)
+        if snapshot_id is not None:  # SnapshotNotFound; the index then also holds items deleted after it
+            index = index.as_of(snapshot_id)
         if item_id is not None and index.item(item_id) is None:
             raise ItemNotFound(f"item {item_id!r} not found in collection {collection.name!r}")
         try:
@@ -141,8 +141,9 @@ class View:
     def resolve_bands(self, names: list[str] | None) -> list[str]:
         """Requested band names as stored (case-insensitive), default: the newest visible item's bands."""
         positions = self.require_items()
-        if not names:
-            return list(self.index.items[positions[0]].bands)
+        if not names:  # every band of the newest item, over all its band groups
+            newest = self.index.items[positions[0]]
+            return list(newest.scene_bands or newest.bands)
         lower = {b.lower(): b for b in self.available_bands}
         missing = [b for b in names if b.lower() not in lower]
         if missing:

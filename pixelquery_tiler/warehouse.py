@@ -1,6 +1,6 @@
 """The warehouse: a URI holding an Iceberg catalog and immutable chunk files.
 
-``Warehouse`` is the Python entry point (ingest, collections, gc); ``Collection`` is one Iceberg table with
+``Warehouse`` is the Python entry point (ingest, collections, delete, compact, gc); ``Collection`` is one Iceberg table with
 its in-memory index and window reads. Both are cheap to construct and hold no global state; a server keeps
 one ``Warehouse`` and asks it for collections per request.
 """
@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
-from pyiceberg.manifest import ManifestEntryStatus
+import pyarrow.compute as pc
 from pyiceberg.table import Table
 
 from . import catalog as cat
@@ -80,47 +79,50 @@ class Collection:
             head = table.current_snapshot()
             head_id = head.snapshot_id if head else None
             if self._index is None or self._index.snapshot_id != head_id:
+                started = time.perf_counter()
                 self._index = self._build(table, self._index)
+                if self.warehouse.on_index_refresh is not None:
+                    self.warehouse.on_index_refresh(self.name, time.perf_counter() - started)
             self._checked = time.monotonic()
             return self._index
 
     def _build(self, table: Table, previous: CollectionIndex | None) -> CollectionIndex:
-        snaps = cat.snapshots(table)
-        known = {s.snapshot_id for s in previous.snapshots} if previous else set()
-        new = [s for s in snaps if s.snapshot_id not in known]
-        # incremental refresh only when every new snapshot is a live append (one expired between two
-        # refreshes has no manifest left to read its rows from: rescan)
-        appends_only = previous is not None and all(
-            (live := table.snapshot_by_id(s.snapshot_id)) is not None
-            and live.summary is not None
-            and live.summary.operation.value == "append"
-            for s in new
-        ) and known <= {s.snapshot_id for s in snaps}
-        if appends_only and previous is not None:
-            added = [self._added_rows(table, s.snapshot_id) for s in new]
-            rows = pa.concat_tables([previous.rows, *added]) if added else previous.rows
-        else:
-            rows = cat.scan_rows(table) if snaps else cat.ARROW_SCHEMA.empty_table()
+        store = cat.CollectionTable.of(table)
+        snaps = store.history(table)
+        deleted = store.deleted_rows(table, snaps)
+        rows = self._refreshed_rows(table, store, snaps, previous)
+        if rows is None:
+            rows = store.rows(table) if snaps else cat.ARROW_SCHEMA.empty_table()
         rows = rows.cast(cat.ARROW_SCHEMA) if rows.schema != cat.ARROW_SCHEMA else rows
-        log.info("indexed %s: %d rows, %d snapshots", self.name, rows.num_rows, len(snaps))
-        return CollectionIndex(rows, snaps)
+        log.info("indexed %s: %d rows, %d snapshots, %d deletes", self.name, rows.num_rows, len(snaps), len(deleted))
+        return CollectionIndex(rows, snaps, deleted)
 
     @staticmethod
-    def _added_rows(table: Table, snapshot_id: int) -> pa.Table:
-        """Rows that one append snapshot added, read from its new data files only."""
-        snap = table.snapshot_by_id(snapshot_id)
-        io = table.io
-        tables = []
-        for manifest in snap.manifests(io):
-            if manifest.added_snapshot_id != snapshot_id:
+    def _refreshed_rows(
+        table: Table, store: cat.CollectionTable, snaps: list[cat.SnapshotInfo], previous: CollectionIndex | None
+    ) -> pa.Table | None:
+        """The head rows derived from ``previous`` and the snapshots since, or ``None`` when a rescan is needed.
+
+        Appends add their new data files, item deletes drop that item's rows, compactions change no rows. A new
+        snapshot of another kind, or one already expired between two refreshes (no manifest left to read its
+        rows from), forces a rescan.
+        """
+        if previous is None:
+            return None
+        known = {s.snapshot_id for s in previous.snapshots}
+        if not known <= {s.snapshot_id for s in snaps}:
+            return None
+        rows = previous.rows
+        for info in (s for s in snaps if s.snapshot_id not in known):
+            if info.kind == "delete":
+                rows = rows.filter(pc.field("item_id") != info.properties["deleted_item"])
+            elif info.kind == "compact":
                 continue
-            for entry in manifest.fetch_manifest_entry(io, discard_deleted=True):
-                if entry.status == ManifestEntryStatus.ADDED and entry.snapshot_id == snapshot_id:
-                    with io.new_input(entry.data_file.file_path).open() as f:
-                        tables.append(pq.read_table(f))
-        if not tables:
-            return cat.ARROW_SCHEMA.empty_table()
-        return pa.concat_tables([t.cast(cat.ARROW_SCHEMA) for t in tables])
+            elif info.operation == "append" and table.snapshot_by_id(info.snapshot_id) is not None:
+                rows = pa.concat_tables([rows, store.added_rows(table, info.snapshot_id)])
+            else:
+                return None
+        return rows
 
     # -- reads ----------------------------------------------------------------------------------------------
     def read(
@@ -150,6 +152,22 @@ class Collection:
 
     def ingest(self, path: str, **kwargs) -> IngestResult:
         return self.warehouse.ingest(path, self.name, **kwargs)
+
+    # -- table maintenance ----------------------------------------------------------------------------------
+    def delete(self, item_id: str) -> cat.SnapshotInfo:
+        """Remove one item from the head in a new snapshot; earlier snapshots still show it (time travel).
+
+        Raises ``cat.ItemNotInCollection`` (nothing committed) when the head has no such item.
+        """
+        info = cat.CollectionTable(self.table).delete_item(item_id)
+        self.invalidate()
+        return info
+
+    def compact(self) -> cat.CompactReport:
+        """Rewrite the collection's small catalog data files into few sorted ones, in one snapshot."""
+        report = cat.CollectionTable(self.table).compact()
+        self.invalidate()
+        return report
 
     # -- analysis -------------------------------------------------------------------------------------------
     def query_by_bounds(
@@ -191,6 +209,8 @@ class Warehouse:
         self.chunk_reader = ChunkReader(self.fs)
         self._collections: dict[str, Collection] = {}
         self._lock = threading.Lock()
+        #: called with (collection, seconds) after each index rebuild (the server's metrics count them)
+        self.on_index_refresh: Callable[[str, float], None] | None = None
 
     @property
     def catalog(self):
@@ -217,7 +237,7 @@ class Warehouse:
 
     def ingest(
         self,
-        path: str,
+        path: str | Any,
         collection: str,
         product: str | None = None,
         datetime: str | dt.datetime | None = None,
@@ -229,9 +249,42 @@ class Warehouse:
         Reads through this ``Warehouse`` see the new item right away (read-your-writes), not only after
         the index refresh interval.
         """
+        if not isinstance(path, str):  # a planned scene/STAC item (``scenes.plan_items``): one snapshot
+            from .scenes import ingest_plan
+
+            item = ingest_plan(self.fs, self.catalog, collection, path, progress)
+            self._invalidate(collection)
+            return item
         result = ingest_file(self.fs, self.catalog, collection, path, product, datetime, bands, progress)
         self._invalidate(collection)
         return result
+
+    def ingest_sources(
+        self,
+        sources: list[str],
+        collection: str,
+        *,
+        scene: bool = False,
+        assets: list[str] | None = None,
+        product: str | None = None,
+        datetime: str | dt.datetime | None = None,
+        bands: list[str] | None = None,
+        allow_duplicate: bool = False,
+        jobs: int = 1,
+        on_result: Callable[[Any], None] | None = None,
+    ) -> list[Any]:
+        """Ingest sources (paths, URLs, ``s3://`` URIs, STAC Items) grouped into items (``scenes.plan_items``).
+
+        Every header is checked and duplicates refused before the first commit, so bad input anywhere commits
+        nothing. Returns one ``scenes.ItemResult`` per item.
+        """
+        from .scenes import check_duplicates, plan_items
+
+        check_name("collection", collection)
+        plans = plan_items(sources, scene=scene, assets=assets, product=product, datetime=datetime, bands=bands)
+        table = cat.load_table(self.catalog, collection)
+        check_duplicates(plans, cat.snapshots(table) if table is not None else [], allow_duplicate)
+        return self.ingest_many(plans, collection, jobs=jobs, on_result=on_result)
 
     def ingest_many(
         self,
@@ -276,6 +329,14 @@ class Warehouse:
             self._invalidate(collection)
         return results
 
+    def delete(self, collection: str, item_id: str) -> cat.SnapshotInfo:
+        """Remove one item from the head of ``collection`` (see ``Collection.delete``)."""
+        return self.collection(collection).delete(item_id)
+
+    def compact(self, collection: str) -> cat.CompactReport:
+        """Compact ``collection``'s catalog data files (see ``Collection.compact``)."""
+        return self.collection(collection).compact()
+
     def _invalidate(self, collection: str) -> None:
         """Read-your-writes: an open handle re-checks the table head on its next read."""
         with self._lock:
@@ -283,29 +344,51 @@ class Warehouse:
         if handle is not None:
             handle.invalidate()
 
-    def referenced_files(self) -> set[str]:
-        """Chunk files referenced by any retained snapshot of any collection."""
+    def referenced_files(self, live_since: dt.datetime | None = None) -> set[str]:
+        """Files (warehouse-relative) any collection still references: chunk files and Iceberg files.
+
+        Chunk files: the head rows plus the rows of deleted items, which time travel still reads (older
+        snapshots hold a subset of these). Iceberg files: see ``CollectionTable.referenced_files``; metadata
+        versions committed after ``live_since`` count as live (default: all logged versions).
+        """
+        since = live_since or dt.datetime.min.replace(tzinfo=dt.timezone.utc)
         refs: set[str] = set()
         for name in self.collections():
             table = cat.load_table(self.catalog, name)
-            if table is None or table.current_snapshot() is None:
+            if table is None:
                 continue
-            # appends only ever add rows, so the head holds every reference of every older snapshot
-            for value in cat.scan_rows(table, ["chunk_file"]).column("chunk_file").unique().to_pylist():
-                refs.add(value)
+            store = cat.CollectionTable.of(table)
+            refs.update(self._relative(uri) for uri in store.referenced_files(table, since))
+            if table.current_snapshot() is None:
+                continue
+            refs.update(store.rows(table, ["chunk_file"]).column("chunk_file").unique().to_pylist())
+            for _, rows in store.deleted_rows(table, store.history(table)):
+                refs.update(rows.column("chunk_file").unique().to_pylist())
         return refs
 
-    def gc(self, older_than: dt.timedelta = dt.timedelta(hours=1), dry_run: bool = False) -> GcReport:
-        """Delete chunk files no snapshot references, if older than the grace period.
+    def _relative(self, uri: str) -> str:
+        """A warehouse-relative path for an Iceberg file URI (pyiceberg stores absolute ones)."""
+        for prefix in (self.uri, f"file://{self.fs.root}", self.fs.root):
+            if uri.startswith(prefix + "/"):
+                return uri[len(prefix) + 1 :]
+        return uri
 
-        The grace period protects files of ingests still in flight (written, not yet committed).
+    def gc(self, older_than: dt.timedelta = dt.timedelta(hours=1), dry_run: bool = False) -> GcReport:
+        """Delete files no collection references, if older than the grace period.
+
+        Looks at chunk files and at each collection's Iceberg folder: metadata files, manifest lists and
+        manifests no live snapshot references (left by expiry) and data files of failed commits or of expired
+        snapshots' removed rows, item-log files an item-log compaction replaced. The grace period protects
+        writes still in flight (written, not yet committed) and readers holding recent table metadata.
         """
-        refs = self.referenced_files()
         cutoff = dt.datetime.now(dt.timezone.utc) - older_than
-        orphans = [
-            f for f in self.fs.list_files("chunks")
-            if f.path not in refs and (f.mtime is None or f.mtime <= cutoff)
-        ]
+        refs = self.referenced_files(live_since=cutoff)
+        candidates = self.fs.list_files("chunks")
+        for name in self.collections():
+            table = cat.load_table(self.catalog, name)
+            if table is not None:
+                candidates += self.fs.list_files(self._relative(table.location().rstrip("/")))
+        orphans = [f for f in candidates if f.path not in refs and (f.mtime is None or f.mtime <= cutoff)]
         if not dry_run:
             for f in orphans:
                 self.fs.delete(f.path)

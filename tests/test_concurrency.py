@@ -111,3 +111,30 @@ def test_ingest_jobs_runs_files_in_worker_processes(tmp_path: Path) -> None:
     snaps = Warehouse(str(tmp_path / "wh")).collection("c").snapshots()
     assert {s.item_id for s in snaps} == {r["item_id"] for r in results} and len(snaps) == 4
     assert_all_readable(tmp_path / "wh", results, tmp_path)
+
+
+def test_concurrent_ingest_with_delete_and_compaction(tmp_path: Path) -> None:
+    """Deletes and compactions (manual and automatic) racing with appends lose no item and resurrect none."""
+    warehouse = tmp_path / "wh"
+    seeds = [write_geotiff(tmp_path / f"seed{i}.tif", seed=90 + i, datetime_tag=f"2021:12:{i + 1:02d} 00:00:00")
+             for i in range(3)]
+    seeded = ingest_json(warehouse, seeds, "c")
+    table = Warehouse(str(warehouse)).collection("c").table()
+    with table.transaction() as tx:
+        tx.set_properties({cat.COMPACT_MIN_FILES_PROPERTY: "3"})
+    maintenance = [
+        subprocess.Popen([sys.executable, "-m", "pixelquery_tiler", *args], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+        for args in (["delete", str(warehouse), "--collection", "c", "--item", seeded[1]["item_id"]],
+                     ["compact", str(warehouse), "--collection", "c"])
+    ]
+    results = race(warehouse, make_files(tmp_path))
+    for proc in maintenance:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+    collection = Warehouse(str(warehouse)).collection("c")
+    kept = [seeded[0], seeded[2], *results]
+    assert sorted(it.item_id for it in collection.index().items) == sorted(r["item_id"] for r in kept)
+    assert {s.item_id for s in collection.snapshots() if s.item_id} == {r["item_id"] for r in [*seeded, *results]}
+    assert len(list(collection.table().scan().plan_files())) < len(kept)  # compaction ran
+    assert_all_readable(warehouse, kept, tmp_path)

@@ -38,7 +38,7 @@ def test_demo_serves_stac_and_a_tile_within_budget(tmp_path: Path) -> None:
     with harness.live_server(warehouse, tmp_path / "demo.log", startup_timeout=STARTUP_BUDGET_S, command=demo_command(warehouse)) as base:
         status, body, _ = harness.http_get(base + "stac/collections")
         assert status == 200
-        assert {c["id"] for c in json.loads(body)["collections"]} == {"landsat", "olinda", "rgb"}
+        assert {c["id"] for c in json.loads(body)["collections"]} == {"landsat", "olinda", "rgb", "s2"}
         # the Landsat scene centre at z10, the native-ish zoom of the 30 m scene
         status, png, headers = harness.http_get(base + "collections/landsat/tiles/WebMercatorQuad/10/356/586.png?bands=blue&rescale=7000,14000")
         elapsed = time.monotonic() - started
@@ -68,13 +68,21 @@ def test_demo_time_series_shows_a_change(tmp_path: Path) -> None:
     }
     assert np.abs(reads["2020-07-21"] - reads["2020-05-18"]).mean() > 50
     assert np.abs(reads["2020-09-23"] - reads["2020-05-18"]).mean() > 500
+    # landsat is a true-colour scene; s2 one item holding a "10 m" and a "20 m" band group
+    wh = Warehouse(str(warehouse), refresh_interval=0)
+    rgb = landsat.read(bounds, crs, shape[1] // 4, shape[0] // 4, bands=["red", "green", "blue"], datetime="2020-05-18")
+    assert rgb.data.shape[0] == 3 and np.abs(rgb.data[0].astype(float) - rgb.data[2]).mean() > 100
+    s2 = wh.collection("s2").index()
+    assert sorted((it.bands, round(it.resolutions[0])) for it in s2.items) == [
+        (("blue", "green", "red", "nir"), 28), (("swir16", "swir22"), 57)]
+    assert len({it.item_id for it in s2.items}) == 1
     # a rebuild is skipped when the marker says the demo is complete
     mtime = (warehouse / "demo.json").stat().st_mtime
     build_demo(warehouse, progress=False)
     assert (warehouse / "demo.json").stat().st_mtime == mtime
 
 
-@pytest.mark.parametrize("name", sorted({f.source for f in DEMO_FILES if not f.source.startswith("derived:")}))
+@pytest.mark.parametrize("name", sorted({f.source for f in DEMO_FILES if not f.source.startswith(("derived:", "s2:"))}))
 def test_demo_data_ships_with_the_package(name: str) -> None:
     from pixelquery_tiler.demo import bundled
 

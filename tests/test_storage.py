@@ -26,7 +26,6 @@ import pytest
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.warp import transform_bounds
 from rio_tiler.io import Reader
 
 from pixelquery_tiler import Warehouse
@@ -184,16 +183,6 @@ def test_overview_pixel_equal_to_nodata_stays_valid(tmp_path: Path) -> None:
     for r in level1:
         bands, valid = reader.read(r["chunk_file"], r["batch_index"], r["height"], r["width"], r["bands"])
         assert (bands[0] == 0).all() and valid is not None and valid.all()
-    # end to end: a read at the overview's resolution (level 1, 20 m) keeps those zeros valid, on the aligned
-    # slicing path and on the warping path alike
-    col = wh.collection("z")
-    bounds = (300000.0, 5000000.0 - 4000.0, 300000.0 + 4000.0, 5000000.0)
-    for size, crs in ((200, "EPSG:32633"), (150, "EPSG:4326")):
-        box = bounds if crs != "EPSG:4326" else transform_bounds("EPSG:32633", crs, *bounds)
-        read = col.read(box, crs, size, size, resampling="nearest")
-        assert read.levels and set(read.levels.values()) == {1}, read.levels
-        inner = read.data[0, 10:-10, 10:-10]
-        assert not np.ma.getmaskarray(inner).any() and (inner == 0).all()
 
 
 def test_collection_property_overrides_the_codec(tmp_path: Path, shared_data: Path) -> None:

@@ -78,8 +78,15 @@ def test_snapshot_expiry_keeps_items_and_time_travel(tmp_path: Path) -> None:
     assert fresh.collection("series").table().snapshot_by_id(expired_first.snapshot_id) is None
     assert read_all(fresh, snapshot_id=expired_first.snapshot_id).items == [expired_first.item_id]
     assert len(fresh.collection("series").index().items) == 6
-    # expiry removed no data: gc finds nothing to delete, every chunk file is still referenced
-    assert fresh.gc(older_than=dt.timedelta(0), dry_run=True).orphans == []
+    # expiry removed no data: every chunk and data file is still referenced; gc only finds the manifest lists
+    # (and manifests) of the expired snapshots, and removing them changes no read
+    orphans = [f.path for f in fresh.gc(older_than=dt.timedelta(0), dry_run=True).orphans]
+    assert orphans and all(p.startswith("iceberg/series/metadata/") and p.endswith(".avro") for p in orphans)
+    fresh.gc(older_than=dt.timedelta(0))
+    after = Warehouse(str(tmp_path / "wh"))
+    assert read_all(after, snapshot_id=expired_first.snapshot_id).items == [expired_first.item_id]
+    assert sorted(it.item_id for it in after.collection("series").index().items) == sorted(r.item_id for r in results)
+    assert after.gc(older_than=dt.timedelta(0), dry_run=True).orphans == []
 
 
 def test_item_log_compacts(tmp_path: Path) -> None:
@@ -139,3 +146,10 @@ def test_long_lived_index_follows_appends_across_expiry(tmp_path: Path) -> None:
     assert sorted(it.item_id for it in index.items) == sorted(r.item_id for r in results)
     assert [s.snapshot_id for s in index.snapshots] == [r.snapshot_id for r in results]
     assert read_all(server, snapshot_id=results[3].snapshot_id).items == [results[3].item_id]
+
+
+def test_chunk_row_type_matches_the_catalog_schema() -> None:
+    """The typed row builder and the Iceberg schema name the same columns; a missing one is a clear error."""
+    assert list(cat.ChunkRow.__annotations__) == cat.ARROW_SCHEMA.names
+    with pytest.raises(ValueError, match="item_id"):
+        cat.CollectionTable.build_rows([{"collection": "c"}])  # type: ignore[typeddict-item]

@@ -196,6 +196,7 @@ def add_stac_api(app: FastAPI, warehouse: Warehouse) -> StacApi:
     add_extension_schema(app, PREFIX)
     declare_item_collection_responses(app, {f"{PREFIX}/search", f"{PREFIX}/collections/{{collection_id}}/items"})
     app.state.stac_backend = backend
+    app.state.stac_api = api  # stac_api.transactions adds its conformance class to api.client
     log.info("STAC API under %s for %s", PREFIX, warehouse.uri)
     return api
 

@@ -7,6 +7,7 @@ client used, including proxies), which is a cheap shallow copy.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from typing import Any
@@ -65,10 +66,15 @@ def _nodata(value: float) -> float | str:
     return value
 
 
-def band_objects(item: ItemView, profile: ProductProfile | None) -> list[dict[str, Any]]:
-    """STAC 1.1 ``bands``: the stored bands by common name, with eo fields where the name is an eo common name."""
+def band_objects(
+    item: ItemView, profile: ProductProfile | None, gsd: dict[str, float] | None = None
+) -> list[dict[str, Any]]:
+    """STAC 1.1 ``bands``: the stored bands by common name, with eo fields where the name is an eo common name.
+
+    ``gsd``: each band's own ground sample distance, for a scene whose band groups have different resolutions.
+    """
     out = []
-    for name in item.bands:
+    for name in item.scene_bands or item.bands:  # every band of the scene, over all its band groups
         band: dict[str, Any] = {"name": name}
         spec = profile.band(name) if profile else None
         if spec is not None and profile is not None and spec.name != name:
@@ -77,11 +83,30 @@ def band_objects(item: ItemView, profile: ProductProfile | None) -> list[dict[st
             band["eo:common_name"] = name
         if spec is not None and spec.center_wavelength:
             band["eo:center_wavelength"] = spec.center_wavelength
+        if gsd and name in gsd:
+            band["gsd"] = gsd[name]
         band["data_type"] = item.dtype if item.dtype in STAC_DATA_TYPES else "other"
         if item.nodata is not None:
             band["nodata"] = _nodata(item.nodata)
         out.append(band)
     return out
+
+
+def _band_gsd(records: ItemRecords, item: ItemView) -> dict[str, float] | None:
+    """Band -> gsd (metres) when the item has band groups at different resolutions, else ``None``."""
+    entries = [records.index.items[p] for p in records.index.item_entries(item.item_id)]
+    if len(entries) < 2:
+        return None
+    return {b: records._gsd(e) for e in entries for b in e.bands}
+
+
+def _source_properties(summary: dict[str, str]) -> dict[str, Any]:
+    """Properties of the STAC Item an item was ingested from (``pixelquery.properties``: eo:cloud_cover, platform...)."""
+    try:
+        value = json.loads(summary.get("properties") or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _projection(records: ItemRecords, i: int) -> dict[str, Any]:
@@ -110,7 +135,7 @@ def item_document(records: ItemRecords, i: int) -> dict[str, Any]:
     cid, iid = records.collection, item.item_id
     profile = profile_for(item.product)
     footprint = records.footprint(i)
-    bands = band_objects(item, profile)
+    bands = band_objects(item, profile, _band_gsd(records, item))
     source = snap.properties.get("source")
     properties: dict[str, Any] = {
         "title": f"{source or iid} ({item.product})",
@@ -122,6 +147,8 @@ def item_document(records: ItemRecords, i: int) -> dict[str, Any]:
         properties["instruments"] = list(profile.instruments)
     properties.update(_projection(records, i))
     properties["bands"] = bands
+    for key, value in _source_properties(snap.properties).items():  # a STAC Item source's own properties
+        properties.setdefault(key, value)
 
     render = item_rendering(records.index, int(records.positions[i]))
     base = item_path(cid, iid)

@@ -123,9 +123,11 @@ class ItemRecords:
         self.collection: str = collection
         self.index = index
         self._footprints = footprints
-        served = [pos for pos, it in enumerate(index.items) if it.snapshot is not None]
-        if len(served) != len(index.items):
-            log.warning("%s: %d item(s) without a known snapshot are not served", collection, len(index.items) - len(served))
+        # one record per item: its finest band group's entry (group 0) stands for the whole multi-resolution scene
+        entries = [pos for pos, it in enumerate(index.items) if it.group == 0]
+        served = [pos for pos in entries if index.items[pos].snapshot is not None]
+        if len(served) != len(entries):
+            log.warning("%s: %d item(s) without a known snapshot are not served", collection, len(entries) - len(served))
         self.positions = np.asarray(served, np.int64)
         self.items: list[ItemView] = [index.items[p] for p in served]
         n = len(self.items)
