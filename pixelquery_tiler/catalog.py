@@ -66,7 +66,8 @@ from pyiceberg.exceptions import (
     TableAlreadyExistsError,
     ValidationException,
 )
-from pyiceberg.expressions import EqualTo
+from pyiceberg.expressions import EqualTo, Reference
+from pyiceberg.expressions.literals import literal
 from pyiceberg.io.pyarrow import _dataframe_to_data_files
 from pyiceberg.manifest import DataFile, FileFormat, ManifestEntryStatus
 from pyiceberg.partitioning import PartitionField, PartitionSpec
@@ -161,16 +162,24 @@ DEFAULT_COMPACT_TARGET_BYTES = 64 * 1024 * 1024
 #: log files referenced before an expiry compacts them into one (bounds the property and the reads)
 ITEM_LOG_MAX_FILES = 8
 ITEM_LOG_DIR = "pixelquery-items"
-ITEM_LOG_SCHEMA = pa.schema(
-    [
+_ITEM_LOG_FIELDS: list[pa.Field] = [
         pa.field("snapshot_id", pa.int64(), nullable=False),
         pa.field("parent_id", pa.int64()),
         pa.field("sequence_number", pa.int64(), nullable=False),
         pa.field("timestamp_ms", pa.int64(), nullable=False),
         pa.field("operation", pa.string()),
         pa.field("properties", pa.string(), nullable=False),  # JSON of the pixelquery.* summary properties
-    ]
-)
+]
+ITEM_LOG_SCHEMA = pa.schema(_ITEM_LOG_FIELDS)
+
+
+def _item_filter(item_id: str) -> EqualTo:
+    """``item_id == item_id`` as a pyiceberg row filter: manifest column bounds prune the files to read.
+
+    Keyword form: pyiceberg's predicates are pydantic models, and their fields (not the positional
+    ``__init__``) are what the type checker sees.
+    """
+    return EqualTo(term=Reference("item_id"), value=literal(item_id))
 
 
 class ChunkRow(TypedDict):
@@ -459,7 +468,7 @@ class CollectionTable:
             if not written:
                 written.append(self._write_log_file(table, rows, prefix="deleted-"))
             props = item_properties({"deleted_item": item_id, "deleted_rows": written[0]})
-            table.delete(EqualTo("item_id", item_id), snapshot_properties=props)
+            table.delete(_item_filter(item_id), snapshot_properties=props)
             snap = _find_snapshot(table, "deleted_rows", written[0])
             if snap is None:
                 raise CatalogError("committed delete snapshot not found in table metadata")
@@ -501,7 +510,7 @@ class CollectionTable:
             groups: dict[Any, list[DataFile]] = {}
             for task in tasks:
                 if task.file.file_size_in_bytes < target:
-                    groups.setdefault((task.file.spec_id, tuple(task.file.partition)), []).append(task.file)
+                    groups.setdefault((task.file.spec_id, tuple(task.file.partition)), [])  # type: ignore[arg-type]  # iterates by index.append(task.file)
             victims = [f for files in groups.values() if len(files) > 1 for f in files]
             if not victims:
                 return CompactReport(len(tasks), len(tasks), 0, None)
@@ -573,7 +582,7 @@ class CollectionTable:
 
         name = f"{prefix}{uuid.uuid4().hex}.parquet"
         with table.io.new_output(cls._log_uri(table, name)).create(overwrite=False) as out:
-            pq.write_table(rows, out, compression="zstd")
+            pq.write_table(rows, out, compression="zstd")  # type: ignore[arg-type]  # any writable file object
         return name
 
     @staticmethod
@@ -673,7 +682,7 @@ class CollectionTable:
         """One item's rows at the head (manifest column bounds prune the data files to read)."""
         if table.current_snapshot() is None:
             return ARROW_SCHEMA.empty_table()
-        return table.scan(row_filter=EqualTo("item_id", item_id)).to_arrow().cast(ARROW_SCHEMA)
+        return table.scan(row_filter=_item_filter(item_id)).to_arrow().cast(ARROW_SCHEMA)
 
     @staticmethod
     def added_rows(table: Table, snapshot_id: int) -> pa.Table:
@@ -730,8 +739,8 @@ class CollectionTable:
                         continue
                     seen_manifests.add(manifest.manifest_path)
                     refs.add(manifest.manifest_path)
-                    for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
-                        refs.add(entry.data_file.file_path)
+                    for manifest_entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
+                        refs.add(manifest_entry.data_file.file_path)
         for info in self.history(table):
             if name := info.properties.get("deleted_rows"):
                 refs.add(self._log_uri(table, name))

@@ -19,6 +19,7 @@ import datetime as dt
 import threading
 from dataclasses import dataclass, replace
 from functools import cached_property
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -40,7 +41,7 @@ def _us(value: dt.datetime) -> int:
 def _band_key(rows: pa.Table) -> pa.ChunkedArray:
     """One string per row naming its band list: rows of one band group share it."""
     column = rows.column("bands").cast(pa.list_(pa.string()))  # binary_join has no large_list kernel
-    return pc.binary_join(column, "\x1f")
+    return pc.binary_join(column, "\x1f")  # type: ignore[return-value]  # chunked in, chunked out
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,9 @@ class CollectionIndex:
         if rows.num_rows:
             # an item's band groups (rows sharing a band list, one pixel grid each) are contiguous entries
             key = _band_key(rows)
-            order = [("item_id", "ascending"), ("_group", "ascending"), ("level", "ascending"), ("batch_index", "ascending")]
+            order: list[tuple[str, Literal["ascending", "descending"]]] = [
+                ("item_id", "ascending"), ("_group", "ascending"), ("level", "ascending"), ("batch_index", "ascending")
+            ]
             rows = rows.append_column("_group", key).sort_by(order).drop_columns(["_group"])
         self.rows = rows
         n = rows.num_rows
@@ -123,10 +126,10 @@ class CollectionIndex:
         seg_level = self.level[seg_starts].tolist()
         seg_res = rows.column("res_x").to_numpy()[seg_starts].tolist() if n else []
         first_columns = ["item_id", "product", "datetime", "crs", "bands", "dtype", "nodata"]
-        firsts = rows.take(pa.array(starts)).select(first_columns).to_pylist() if n else []
+        firsts = rows.take(starts).select(first_columns).to_pylist() if n else []
         self._item_rows: list[dict[int, tuple[int, int]]] = [{} for _ in firsts]  # level -> (start, stop)
         resolutions: list[list[float]] = [[] for _ in firsts]
-        for item, level, a, b, res in zip(seg_item, seg_level, seg_starts.tolist(), seg_ends.tolist(), seg_res):
+        for item, level, a, b, res in zip(seg_item, seg_level, seg_starts.tolist(), seg_ends.tolist(), seg_res, strict=True):
             self._item_rows[item][level] = (a, b)
             resolutions[item].append(float(res))
         self.items: list[ItemView] = [
@@ -143,7 +146,7 @@ class CollectionIndex:
                 levels=tuple(self._item_rows[i]),
                 resolutions=tuple(resolutions[i]),
             )
-            for i, (first, bbox) in enumerate(zip(firsts, l0_bounds))
+            for i, (first, bbox) in enumerate(zip(firsts, l0_bounds, strict=True))
         ]
         self._group_entries()
         self._item_pos = {it.item_id: i for i, it in enumerate(self.items) if it.group == 0}

@@ -147,6 +147,10 @@ def database_uri(warehouse: Warehouse) -> str:
     return f"sqlite:///{os.path.join(local, name)}?timeout=30"
 
 
+#: item ids as ``JobStore`` methods take them (``JobStore.list`` shadows the builtin in the class body)
+ItemIds = list[str]
+
+
 class JobStore:
     """The durable job table; every method is one short transaction, safe from any thread or process."""
 
@@ -252,13 +256,13 @@ class JobStore:
     def renew(self, job: Job, lease: float) -> None:
         self._fenced(job, lease_until=time.time() + lease)
 
-    def report(self, job: Job, progress: float, lease: float, items: list[str] | None = None) -> None:
+    def report(self, job: Job, progress: float, lease: float, items: ItemIds | None = None) -> None:
         values: dict[str, Any] = {"progress": max(0.0, min(1.0, progress)), "lease_until": time.time() + lease}
         if items is not None:
             values["items"] = json.dumps(items)
         self._fenced(job, **values)
 
-    def succeed(self, job: Job, items: list[str]) -> None:
+    def succeed(self, job: Job, items: ItemIds) -> None:
         self._fenced(job, status="succeeded", progress=1.0, items=json.dumps(items), error=None, lease_until=None)
         log.info("job %s succeeded: %s", job.id, ", ".join(items))
 

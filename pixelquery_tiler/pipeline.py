@@ -15,13 +15,16 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .ingest import IngestError, check_name
 from .sources import RASTER_SUFFIXES, SourceError, resolve, stac_self_href
+
+if TYPE_CHECKING:
+    from .scenes import ItemPlan
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +205,7 @@ def run_pipeline(
     path: str | os.PathLike,
     dry_run: bool = False,
     on_plans: Callable[[int], None] | None = None,
-    on_item: Callable[[str], None] | None = None,
+    on_item: Callable[[str], object] | None = None,
 ) -> RunReport:
     """Validate, list, skip what is ingested, check every header, then ingest item by item.
 
@@ -222,7 +225,7 @@ def run_pipeline(
         catalog_uri = str(base / catalog_uri)
     wh = Warehouse(warehouse, catalog_uri=catalog_uri)
     report = RunReport(dry_run=dry_run)
-    work = []
+    work: list[tuple[str, ItemPlan]] = []  # (collection, item) in run order
     for n, job in enumerate(pipeline.jobs):
         key = f"jobs.{n}"
         listed = list_sources(job, base, key)
@@ -231,7 +234,7 @@ def run_pipeline(
         table = None if fresh else cat.load_table(wh.catalog, job.collection)
         snaps = cat.snapshots(table) if table is not None else []
         known = {} if job.allow_duplicate else ingested_sources(snaps)
-        paths = []
+        paths: list[str] = []
         for p in listed.paths:
             (report.skipped if resolve(p) in known else paths).append(p)
         docs = []

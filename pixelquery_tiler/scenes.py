@@ -167,7 +167,8 @@ def _groups(label: str, files: list[tuple[FileHeader, tuple[BandSpec, ...]]]) ->
         gsd[header.grid_key] = abs(header.transform.a)
     if len(by_grid) == 1:
         return [BandGroup(tuple(next(iter(by_grid.values()))))]
-    groups, names = [], set()
+    groups: list[BandGroup] = []
+    names: set[str] = set()
     for key, bfiles in by_grid.items():
         name = f"{gsd[key]:g}m".replace(".", "p")
         name = name if name not in names else f"{name}-{len(names)}"
@@ -196,7 +197,8 @@ def _split_bands(bands: list[str] | None, headers: list[FileHeader]) -> list[lis
     total = sum(h.count for h in headers)
     if len(bands) != total:
         raise IngestError(f"--bands names {len(bands)} band(s) but the scene's files have {total}")
-    out, i = [], 0
+    out: list[list[str] | None] = []
+    i = 0
     for h in headers:
         out.append(bands[i : i + h.count])
         i += h.count
@@ -368,7 +370,7 @@ def ingest_plan(
             write_band_group(fs, collection, plan.item_id, plan.when, group, plan.profile, progress, codec)
             for group in plan.groups
         ]
-    extra = {"sources": [s.to_json() for s in plan.sources]}
+    extra: dict[str, Any] = {"sources": [s.to_json() for s in plan.sources]}
     if plan.properties:
         extra["properties"] = plan.properties
     result = commit_item(fs, catalog, collection, plan.item_id, plan.when, plan.profile, written, plan.label, extra)

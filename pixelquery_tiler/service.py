@@ -148,6 +148,7 @@ class JobsService:
     pool: WorkerPool | None = None
 
     def submit(self, body: dict[str, Any]) -> JSONResponse:
+        assert self.store is not None  # the routes that submit depend on require_jobs (a 503 without a store)
         job = self.store.submit(body, max_attempts=self.settings.job_attempts)
         if self.pool:
             self.pool.wake()
@@ -252,9 +253,10 @@ def _with_workers(inner, service: JobsService):
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         async with inner(app) as state:
-            count = service.settings.job_workers if service.store is not None else 0
-            if count > 0:
-                service.pool = WorkerPool(service.warehouse, service.store, count,
+            store = service.store
+            count = service.settings.job_workers if store is not None else 0
+            if store is not None and count > 0:
+                service.pool = WorkerPool(service.warehouse, store, count,
                                           WorkerOptions(lease=service.settings.job_lease))
                 service.pool.start()
                 log.info("%d job worker(s) started", count)

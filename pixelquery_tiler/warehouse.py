@@ -16,7 +16,7 @@ import warnings
 from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -30,7 +30,10 @@ from .index import CollectionIndex
 from .ingest import IngestResult, check_name, ingest_file
 
 if TYPE_CHECKING:  # mosaic pulls in rio-tiler (~0.2 s of imports) that ingest and the CLI do not need
+    from pyiceberg.catalog import Catalog
+
     from .analysis import QueryResult
+    from .scenes import ItemPlan, ItemResult
     from .mosaic import WindowRead
 
 log = logging.getLogger(__name__)
@@ -204,7 +207,7 @@ class Warehouse:
         self.fs = WarehouseFS(uri)
         self.uri = self.fs.uri
         self._catalog_uri = catalog_uri
-        self._catalog = None
+        self._catalog: Catalog | None = None
         self.refresh_interval = refresh_interval
         self.chunk_reader = ChunkReader(self.fs)
         self._collections: dict[str, Collection] = {}
@@ -235,15 +238,37 @@ class Warehouse:
         with self._lock:
             return self._collections.setdefault(name, Collection(self, name, self.refresh_interval))
 
+    @overload
     def ingest(
         self,
-        path: str | Any,
+        path: str,
         collection: str,
         product: str | None = None,
         datetime: str | dt.datetime | None = None,
         bands: list[str] | None = None,
         progress: Callable[[str], None] | None = None,
-    ) -> IngestResult:
+    ) -> IngestResult: ...
+
+    @overload
+    def ingest(
+        self,
+        path: ItemPlan,
+        collection: str,
+        product: str | None = None,
+        datetime: str | dt.datetime | None = None,
+        bands: list[str] | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> ItemResult: ...
+
+    def ingest(
+        self,
+        path: str | ItemPlan,
+        collection: str,
+        product: str | None = None,
+        datetime: str | dt.datetime | None = None,
+        bands: list[str] | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> IngestResult | ItemResult:
         """Ingest one file as one snapshot (= one STAC item); creates the collection if missing.
 
         Reads through this ``Warehouse`` see the new item right away (read-your-writes), not only after
@@ -288,12 +313,12 @@ class Warehouse:
 
     def ingest_many(
         self,
-        paths: Iterable[str],
+        paths: Iterable[str | ItemPlan],
         collection: str,
         jobs: int = 1,
-        on_result: Callable[[IngestResult], None] | None = None,
+        on_result: Callable[[Any], None] | None = None,
         **kwargs: Any,
-    ) -> list[IngestResult]:
+    ) -> list[Any]:
         """Ingest files, each as its own snapshot; results in input order.
 
         ``jobs > 1`` ingests in a pool of worker processes: pixel work and chunk writing run in parallel
@@ -304,8 +329,8 @@ class Warehouse:
         already in flight still land. ``on_result`` is called in input order as results arrive.
         """
         paths = list(paths)
+        results: list[Any] = []  # IngestResult per file, scenes.ItemResult per planned item
         if jobs <= 1 or len(paths) < 2:
-            results = []
             for path in paths:
                 results.append(self.ingest(path, collection, **kwargs))
                 if on_result:
@@ -317,7 +342,6 @@ class Warehouse:
             max_workers=min(jobs, len(paths)), mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker, initargs=(levels, list(warnings.filters)),
         )
-        results: list[IngestResult] = []
         try:
             futures = [pool.submit(_ingest_worker, self.uri, self._catalog_uri, p, collection, kwargs) for p in paths]
             for future in futures:
@@ -361,9 +385,9 @@ class Warehouse:
             refs.update(self._relative(uri) for uri in store.referenced_files(table, since))
             if table.current_snapshot() is None:
                 continue
-            refs.update(store.rows(table, ["chunk_file"]).column("chunk_file").unique().to_pylist())
+            refs.update(_files(store.rows(table, ["chunk_file"])))
             for _, rows in store.deleted_rows(table, store.history(table)):
-                refs.update(rows.column("chunk_file").unique().to_pylist())
+                refs.update(_files(rows))
         return refs
 
     def _relative(self, uri: str) -> str:
@@ -405,10 +429,17 @@ def _init_worker(levels: dict[str, int], warning_filters: list) -> None:
     """Workers log and warn like the parent (the CLI keeps stderr to one line per error)."""
     for name, level in levels.items():
         logging.getLogger(name).setLevel(level)
-    warnings.filters[:] = warning_filters
+    warnings.filters[:] = warning_filters  # type: ignore[index]  # a list at run time (typeshed: Sequence)
 
 
-def _ingest_worker(uri: str, catalog_uri: str | None, path: str, collection: str, kwargs: dict[str, Any]) -> IngestResult:
+def _files(rows: pa.Table) -> set[str]:
+    """The distinct chunk files of catalog rows (the column is never null)."""
+    return {f for f in rows.column("chunk_file").unique().to_pylist() if f is not None}
+
+
+def _ingest_worker(
+    uri: str, catalog_uri: str | None, path: str | ItemPlan, collection: str, kwargs: dict[str, Any]
+) -> IngestResult | ItemResult:
     """One file in a worker process; the worker keeps one ``Warehouse`` (and catalog connection) per URI."""
     key = (uri, catalog_uri)
     if key not in _worker_warehouses:
