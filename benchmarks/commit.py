@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import shutil
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -78,7 +77,7 @@ def main() -> None:
             root.mkdir(parents=True)
             tif = tiny_geotiff(root / "tiny.tif")
         wh = Warehouse(str(root / "wh"))
-        start = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+        start = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
         wh.ingest(str(tif), "bench", datetime=start)
         props = {}
         if args.retain is not None:

@@ -28,14 +28,13 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from commit import summarize, tiny_geotiff  # noqa: E402
+from commit import summarize, tiny_geotiff
 
 
 def build_table(root: Path, tif: Path, items: int, rows_per_item: int):
@@ -44,7 +43,7 @@ def build_table(root: Path, tif: Path, items: int, rows_per_item: int):
     from pixelquery_tiler import catalog as cat
 
     wh = Warehouse(str(root / "wh"))
-    start = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
     wh.ingest(str(tif), "bench", datetime=start)
     table = wh.collection("bench").table()
     with table.transaction() as tx:
@@ -121,7 +120,7 @@ def commits(wh, tif: Path, count: int, day0: int) -> tuple[list[float], list[flo
 
     cat.commit_append = timed
     try:
-        start = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+        start = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
         for k in range(count):
             wh.ingest(str(tif), "bench", datetime=start + dt.timedelta(days=day0 + k))
     finally:

@@ -72,9 +72,9 @@ def bench_tiles(folder: Path, files: list[Path], n: int) -> None:
     import morecantile
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
-    from rio_tiler.io import STACReader
     from rio_cogeo.cogeo import cog_translate
     from rio_cogeo.profiles import cog_profiles
+    from rio_tiler.io import STACReader
     from titiler.core.factory import MultiBaseTilerFactory
 
     from pixelquery_tiler import Warehouse, create_app

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO))
 
-from tiles import DATA, WEB, free_port, load
+from tiles import DATA, WEB, free_port, load  # noqa: E402  (found through the sys.path entries above)
 
 KEY = "bench-key"
 SOURCE = "gw_LC08_224077_20200518_B2_60m.tif"

@@ -163,7 +163,7 @@ class CollectionIndex:
         for pos, it in enumerate(self.items):
             by_item.setdefault(it.item_id, []).append(pos)
         self._entries = by_item
-        for item_id, positions in by_item.items():
+        for positions in by_item.values():
             positions.sort(key=lambda p: (self.items[p].resolutions[0], p))
             scene = tuple(b for p in positions for b in self.items[p].bands)
             for g, p in enumerate(positions):
@@ -174,7 +174,7 @@ class CollectionIndex:
         return list(self._entries.get(item_id, ()))
 
     @classmethod
-    def empty(cls) -> "CollectionIndex":
+    def empty(cls) -> CollectionIndex:
         return cls(ARROW_SCHEMA.empty_table(), [])
 
     def __len__(self) -> int:
@@ -186,7 +186,7 @@ class CollectionIndex:
         except KeyError:
             raise SnapshotNotFound(f"snapshot {snapshot_id} not found") from None
 
-    def as_of(self, snapshot_id: int) -> "CollectionIndex":
+    def as_of(self, snapshot_id: int) -> CollectionIndex:
         """An index holding every item visible at ``snapshot_id``, including items deleted after it.
 
         Filter it with ``select_items(snapshot_id=...)`` as usual (it also holds items added later). Raises
@@ -215,7 +215,7 @@ class CollectionIndex:
     @cached_property
     def dates(self) -> list[str]:
         """Distinct acquisition dates (``YYYY-MM-DD``), oldest first."""
-        return sorted({it.datetime.astimezone(dt.timezone.utc).strftime("%Y-%m-%d") for it in self.items})
+        return sorted({it.datetime.astimezone(dt.UTC).strftime("%Y-%m-%d") for it in self.items})
 
     def select_items(
         self,

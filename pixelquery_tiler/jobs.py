@@ -329,9 +329,8 @@ def item_hrefs(item: dict[str, Any], asset_keys: list[str] | None) -> list[str]:
         if asset_keys and key not in asset_keys:
             continue
         media, roles = str(asset.get("type", "")), asset.get("roles") or []
-        if asset_keys or "tiff" in media or "data" in roles:
-            if isinstance(asset.get("href"), str):
-                hrefs.append(asset["href"])
+        if (asset_keys or "tiff" in media or "data" in roles) and isinstance(asset.get("href"), str):
+            hrefs.append(asset["href"])
     if not hrefs:
         raise SourceError(f"STAC item {item.get('id')!r} has no raster asset to ingest")
     return hrefs

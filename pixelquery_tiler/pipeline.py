@@ -82,7 +82,7 @@ class Job(_Strict):
             raise ValueError(str(exc)) from None
 
     @model_validator(mode="after")
-    def _one_source(self) -> "Job":
+    def _one_source(self) -> Job:
         given = [k for k in ("files", "s3", "stac") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(f"give exactly one of files, s3, stac (got {', '.join(given) or 'none'})")

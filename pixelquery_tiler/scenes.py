@@ -28,13 +28,30 @@ from rasterio.warp import transform_bounds
 from . import catalog as cat
 from .grid import GridError, grid_for
 from .ingest import (
-    BandFile, BandGroup, IngestError, IngestResult, check_name, collection_compression, commit_item, detect_datetime,
-    new_item_id, write_band_group,
+    BandFile,
+    BandGroup,
+    IngestError,
+    IngestResult,
+    check_name,
+    collection_compression,
+    commit_item,
+    detect_datetime,
+    new_item_id,
+    write_band_group,
 )
 from .profiles import BandSpec, ProductProfile, ProfileError, detect_product, get_profile, resolve_bands
 from .sources import (
-    Fingerprint, SourceError, StacItemSource, gdal_path, load_stac_item, looks_like_stac, parse_stac_item, probe,
-    remote_env, resolve, stac_self_href,
+    Fingerprint,
+    SourceError,
+    StacItemSource,
+    gdal_path,
+    load_stac_item,
+    looks_like_stac,
+    parse_stac_item,
+    probe,
+    remote_env,
+    resolve,
+    stac_self_href,
 )
 from .temporal import parse_instant
 
@@ -124,7 +141,7 @@ class ItemPlan:
 
 def _when(datetime: str | dt.datetime | None, headers: list[FileHeader]) -> dt.datetime:
     if isinstance(datetime, dt.datetime):
-        return datetime if datetime.tzinfo else datetime.replace(tzinfo=dt.timezone.utc)
+        return datetime if datetime.tzinfo else datetime.replace(tzinfo=dt.UTC)
     if datetime:
         try:
             return parse_instant(str(datetime))
@@ -224,7 +241,7 @@ def _raster_plan(
     names = _split_bands(bands, headers)
     files = [
         (h, _file_bands(profile, h, keyed[h.location][1] if h.location in keyed else None, n))
-        for h, n in zip(headers, names)
+        for h, n in zip(headers, names, strict=True)
     ]
     when = _when(datetime, headers)
     item_id = scene_id if scene_id else new_item_id(locations[0], when)
@@ -242,7 +259,7 @@ def _stac_plan(item: StacItemSource, product: str | None, datetime: Any, bands: 
         raise IngestError(str(exc)) from None
     names = _split_bands(bands, headers)
     files = []
-    for asset, header, given in zip(item.assets, headers, names):
+    for asset, header, given in zip(item.assets, headers, names, strict=True):
         if given is not None:
             specs = tuple(_band_spec(profile, n) for n in given)
         elif asset.bands:

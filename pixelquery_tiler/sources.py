@@ -130,7 +130,7 @@ def probe(location: str) -> Fingerprint:
         raise SourceError(f"{location}: cannot read ({exc.strerror})") from None
     if not os.access(location, os.R_OK):
         raise SourceError(f"{location}: permission denied")
-    mtime = dt.datetime.fromtimestamp(st.st_mtime, dt.timezone.utc).isoformat()
+    mtime = dt.datetime.fromtimestamp(st.st_mtime, dt.UTC).isoformat()
     return Fingerprint(location, st.st_size, mtime=mtime)
 
 
@@ -164,7 +164,7 @@ def _probe_s3(uri: str) -> Fingerprint:
         raise SourceError(f"{uri}: unreachable ({str(exc).splitlines()[0]})") from None
     if info.type != pafs.FileType.File:
         raise SourceError(f"{uri}: no such object")
-    mtime = info.mtime.astimezone(dt.timezone.utc).isoformat() if info.mtime else None
+    mtime = info.mtime.astimezone(dt.UTC).isoformat() if info.mtime else None
     return Fingerprint(uri, info.size, mtime=mtime)
 
 

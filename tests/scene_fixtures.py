@@ -83,7 +83,7 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
         if start >= size:
             self.send_error(416)
             return None
-        f = open(path, "rb")
+        f = open(path, "rb")  # noqa: SIM115  (returned to http.server, which closes it after copyfile)
         f.seek(start)
         self.send_response(206)
         self.send_header("Content-Type", "application/octet-stream")

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from warehouse_fixtures import ingest_json, write_geotiff
 
 from pixelquery_tiler import Warehouse
 from pixelquery_tiler import catalog as cat
+from warehouse_fixtures import ingest_json, write_geotiff
 
 PROCESSES, FILES_EACH = 4, 5
 
@@ -130,7 +130,7 @@ def test_concurrent_ingest_with_delete_and_compaction(tmp_path: Path) -> None:
     ]
     results = race(warehouse, make_files(tmp_path))
     for proc in maintenance:
-        out, err = proc.communicate(timeout=600)
+        _out, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err
     collection = Warehouse(str(warehouse)).collection("c")
     kept = [seeded[0], seeded[2], *results]

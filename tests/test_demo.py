@@ -19,9 +19,9 @@ import rasterio
 from rasterio.io import MemoryFile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "browser"))
-import harness  # noqa: E402
+import harness
 
-from pixelquery_tiler.demo import DEMO_FILES, build_demo  # noqa: E402
+from pixelquery_tiler.demo import DEMO_FILES, build_demo
 
 STARTUP_BUDGET_S = 60.0
 

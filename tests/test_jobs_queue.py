@@ -25,7 +25,7 @@ def setup(tmp_path: Path):
 
 
 def test_claims_are_exclusive_and_fenced(setup) -> None:
-    wh, store, src = setup
+    _wh, store, src = setup
     job = store.submit({"collection": "l8", "sources": [str(src)]})
     a = store.claim("worker-a", lease=30)
     assert a is not None and a.id == job.id and a.attempts == 1 and a.status == "running"

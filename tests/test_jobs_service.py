@@ -24,9 +24,9 @@ import pytest
 import rasterio
 import requests
 from prometheus_client.parser import text_string_to_metric_families
-from test_postgres_catalog import postgres_uri  # noqa: F401  (the throwaway PostgreSQL server fixture)
 
 from pixelquery_tiler import Warehouse
+from test_postgres_catalog import postgres_uri  # noqa: F401  (the throwaway PostgreSQL server fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -49,7 +49,7 @@ class Server:
         warehouse.mkdir(parents=True, exist_ok=True)  # serve needs the folder; an empty warehouse is fine
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(warehouse.parent / f"serve-{self.port}.log", "wb")
+        self.log = open(warehouse.parent / f"serve-{self.port}.log", "wb")  # noqa: SIM115  (closed by stop())
         environ = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
         environ.pop("PIXELQUERY_API_KEYS", None)
         self.proc = subprocess.Popen(
@@ -422,7 +422,7 @@ def test_rate_limit_and_metrics(tmp_path: Path, serve, imports: Path) -> None:
     assert value(after, "pixelquery_rate_limited_total") == codes.count(429)
     assert value(after, "pixelquery_http_request_duration_seconds_count", route=route) == len(codes) + 1
     assert value(after, "pixelquery_tiles_served_total") - value(before, "pixelquery_tiles_served_total") == 1
-    assert all("{" in r or "/" == r[-1:] or r.count("/") <= 3 for r in _routes_with_status(after, "200"))
+    assert all("{" in r or r[-1:] == "/" or r.count("/") <= 3 for r in _routes_with_status(after, "200"))
     if "ETag" in first.headers:
         assert value(after, "pixelquery_http_not_modified_total") == 1
         # labelled by the tile route's template, not the raw path (bounded label cardinality)

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from scene_fixtures import LANDSAT_ID, landsat_scene
 
 from pixelquery_tiler import Warehouse
 from pixelquery_tiler.cli import main
 from pixelquery_tiler.pipeline import load_pipeline
+from scene_fixtures import LANDSAT_ID, landsat_scene
 
 
 def cli(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str, str]:

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from rasterio.crs import CRS
 from rio_tiler.io import Reader
-from scene_fixtures import LANDSAT_ID, S2_SCENE, closed_port, landsat_scene, sentinel2_scene, serve_folder
 
 from pixelquery_tiler import Warehouse
 from pixelquery_tiler.cli import main
+from scene_fixtures import LANDSAT_ID, S2_SCENE, closed_port, landsat_scene, sentinel2_scene, serve_folder
 
 WEB = morecantile.tms.get("WebMercatorQuad")
 
@@ -290,7 +290,7 @@ def test_readme_ingest_real_imagery_commands_run(tmp_path: Path, shared_data: Pa
     landsat = landsat_scene(tmp_path, shared_data)
     landsat_scene(tmp_path / "data" / "scene", shared_data)  # what the init template's files glob finds
     sentinel2_scene(tmp_path, shared_data)
-    for name, path in zip(("b", "g", "r"), landsat):
+    for name, path in zip(("b", "g", "r"), landsat, strict=True):
         shutil.copy(path, tmp_path / f"{name}.tif")
     _stac_item(tmp_path, landsat)
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")

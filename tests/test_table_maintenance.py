@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 import rasterio
 from pyproj import Transformer
-from warehouse_fixtures import cli_ok, run_cli, write_geotiff
 
 from pixelquery_tiler import Warehouse, create_app
 from pixelquery_tiler import catalog as cat
+from warehouse_fixtures import cli_ok, run_cli, write_geotiff
 
 BOUNDS = (700005.0, -2781945.0, 701925.0, -2780025.0)  # the 64 x 64 px, 30 m default of write_geotiff
 CRS = "EPSG:32621"
@@ -109,7 +109,7 @@ def test_compact_changes_no_item_tile_or_time_travel(tmp_path: Path) -> None:
         assert report["files_before"] == 6 and report["files_after"] == 2  # one sorted file per month
         assert report["snapshot_id"] is not None
 
-        for url, tile in zip(urls, tiles):  # the server picked up the new files: the same tiles, byte for byte
+        for url, tile in zip(urls, tiles, strict=True):  # the server picked up the new files: the same tiles, byte for byte
             np.testing.assert_array_equal(npy_tile(client, url), tile)
     fresh = Warehouse(str(tmp_path / "wh"))
     assert data_files(fresh) == 2

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from warehouse_fixtures import write_geotiff
 
 from pixelquery_tiler import Warehouse
 from pixelquery_tiler import catalog as cat
 from pixelquery_tiler.index import SnapshotNotFound
+from warehouse_fixtures import write_geotiff
 
 BOUNDS = (700005.0, -2781945.0, 701925.0, -2780025.0)  # the 64 x 64 px, 30 m default of write_geotiff
 

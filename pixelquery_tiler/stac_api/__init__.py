@@ -11,14 +11,17 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from . import _quiet_defaults  # noqa: F401  (first: stac-fastapi warns at import about settings we do set)
-
 import attr
 from fastapi import APIRouter, FastAPI, Query
 from pydantic import BaseModel, Field, field_validator, model_validator
 from stac_fastapi.api.app import StacApi
 from stac_fastapi.api.middleware import ProxyHeaderMiddleware
-from stac_fastapi.api.models import ItemCollectionUri, create_get_request_model, create_post_request_model, create_request_model
+from stac_fastapi.api.models import (
+    ItemCollectionUri,
+    create_get_request_model,
+    create_post_request_model,
+    create_request_model,
+)
 from stac_fastapi.extensions.fields import FieldsExtension
 from stac_fastapi.extensions.fields.fields import FieldsConformanceClasses
 from stac_fastapi.extensions.fields.request import PostFieldsExtension
@@ -34,6 +37,7 @@ from starlette.middleware import Middleware
 
 from ..temporal import parse_interval
 from ..warehouse import Warehouse
+from . import _quiet_defaults  # noqa: F401  (first: stac-fastapi warns at import about settings we do set)
 from .client import PixelQueryCoreClient, PixelQueryFiltersClient, PixelQuerySortablesClient
 from .documents import STAC_VERSION
 from .extension import add_extension_schema
@@ -41,7 +45,7 @@ from .limits import add_limits
 from .openapi import declare_item_collection_responses
 from .search import StacBackend
 
-__all__ = ["add_stac_api", "StacBackend"]
+__all__ = ["StacBackend", "add_stac_api"]
 
 log = logging.getLogger(__name__)
 

@@ -49,11 +49,10 @@ GEOTIFF = "image/tiff; application=geotiff"
 
 #: ``eo:common_name`` values the eo extension accepts; other band names (b1, class...) carry no common name
 EO_COMMON_NAMES = frozenset(
-    "pan coastal blue green green05 yellow red rededge rededge071 rededge075 rededge078 nir nir08 nir09 cirrus "
-    "swir16 swir22 lwir lwir11 lwir12".split()
+    ["pan", "coastal", "blue", "green", "green05", "yellow", "red", "rededge", "rededge071", "rededge075", "rededge078", "nir", "nir08", "nir09", "cirrus", "swir16", "swir22", "lwir", "lwir11", "lwir12"]
 )
 STAC_DATA_TYPES = frozenset(
-    "int8 int16 int32 int64 uint8 uint16 uint32 uint64 float16 float32 float64 cint16 cint32 cfloat32 cfloat64".split()
+    ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64", "cint16", "cint32", "cfloat32", "cfloat64"]
 )
 
 
