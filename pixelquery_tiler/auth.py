@@ -44,6 +44,7 @@ class KeyRing:
         return bool(self._digests)
 
     def check(self, key: str | None) -> bool:
+        """Whether ``key`` is one of the keys, comparing digests in constant time and checking every key."""
         if not key:
             return False
         candidate = _digest(key)
@@ -54,12 +55,14 @@ class KeyRing:
 
 
 def bearer(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer`` header (scheme case-insensitive), else ``None``."""
     if authorization and authorization[:7].lower() == "bearer ":
         return authorization[7:].strip() or None
     return None
 
 
 def request_key(request: Request) -> str | None:
+    """The request's API key: the bearer header, else the ``token`` query parameter (for map clients)."""
     return bearer(request.headers.get("authorization")) or request.query_params.get(TOKEN_PARAM)
 
 
@@ -166,6 +169,7 @@ class RedactTokens(logging.Filter):
     _pattern = re.compile(r"(token=)[^&\s\"]*")
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Mask the token values in place; always keeps the record."""
         if isinstance(record.args, tuple):
             record.args = tuple(self._pattern.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
         elif isinstance(record.msg, str):
@@ -174,6 +178,7 @@ class RedactTokens(logging.Filter):
 
 
 def install_log_redaction() -> None:
+    """Add ``RedactTokens`` to uvicorn's loggers once (idempotent: app factories may run twice)."""
     for name in ("uvicorn.access", "uvicorn.error"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactTokens) for f in logger.filters):

@@ -32,6 +32,8 @@ MARKER = "demo.json"
 
 @dataclass(frozen=True)
 class DemoFile:
+    """One file the demo ingests: bundled, or derived from a bundled raster (Landsat variants, Sentinel-2 names)."""
+
     collection: str
     source: str  # bundled file name, "derived:<name>" (a derived Landsat scene) or "s2:<scene>"
     datetime: str
@@ -50,10 +52,12 @@ DEMO_FILES = (
 
 
 def bundled(name: str) -> Path:
+    """A raster shipped in the package (``pixelquery_tiler/data``), so the demo needs no download."""
     return Path(str(resources.files(__package__).joinpath("data", name)))
 
 
 def default_warehouse() -> Path:
+    """Where ``demo`` keeps its warehouse: the user cache, so a second run starts at once."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
     return Path(base) / "pixelquery-tiler" / "demo"
 
@@ -141,6 +145,7 @@ def build_demo(warehouse: Path, progress: bool = True) -> Path:
 
 
 def run_demo(port: int = 8000, host: str = "127.0.0.1", warehouse: str | None = None) -> int:
+    """Build the demo warehouse if needed and serve it on ``host:port``; returns the exit code."""
     import uvicorn
 
     from .app import create_app

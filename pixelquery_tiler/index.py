@@ -175,12 +175,14 @@ class CollectionIndex:
 
     @classmethod
     def empty(cls) -> CollectionIndex:
+        """The index of a collection without data (a new table), so readers need no special case."""
         return cls(ARROW_SCHEMA.empty_table(), [])
 
     def __len__(self) -> int:
         return self.rows.num_rows
 
     def snapshot(self, snapshot_id: int) -> SnapshotInfo:
+        """A snapshot of the table history by id; ``SnapshotNotFound`` (a 404) for an unknown one."""
         try:
             return self._snap_by_id[snapshot_id]
         except KeyError:
@@ -206,10 +208,12 @@ class CollectionIndex:
         return index
 
     def item(self, item_id: str) -> ItemView | None:
+        """An item by id, ``None`` if the index does not hold it (deleted or newer than the index)."""
         pos = self._item_pos.get(item_id)
         return self.items[pos] if pos is not None else None
 
     def item_position(self, item_id: str) -> int | None:
+        """An item's position in ``items`` (the index's arrays are by position), or ``None``."""
         return self._item_pos.get(item_id)
 
     @cached_property
@@ -258,4 +262,5 @@ class CollectionIndex:
         return np.flatnonzero(hit) + start
 
     def item_row_range(self, item_pos: int, level: int) -> tuple[int, int]:
+        """The rows ``[start, stop)`` of one item's level: rows are sorted by item and level."""
         return self._item_rows[item_pos][level]

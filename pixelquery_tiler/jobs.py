@@ -95,6 +95,8 @@ def _iso(ts: float | None) -> str | None:
 
 @dataclass
 class Job:
+    """One row of the job table: a queued, running, succeeded or failed ingest request and its progress."""
+
     id: str
     status: str
     request: dict[str, Any]
@@ -112,6 +114,7 @@ class Job:
 
     @classmethod
     def from_row(cls, row: Any) -> Job:
+        """A job from a table row (JSON columns decoded: request and items are stored as text)."""
         m = row._mapping
         return cls(
             id=m["id"], status=m["status"], request=json.loads(m["request"]), progress=m["progress"],
@@ -169,10 +172,12 @@ class JobStore:
 
     @classmethod
     def for_warehouse(cls, warehouse: Warehouse) -> JobStore:
+        """The job table beside the warehouse's catalog (see ``database_uri``): one database to run."""
         return cls(database_uri(warehouse))
 
     # -- submit and read -------------------------------------------------------------------------------
     def submit(self, request: dict[str, Any], max_attempts: int = 3) -> Job:
+        """Queue a request (runnable at once) and return its job; workers in any process may claim it."""
         now = time.time()
         job = Job(id=uuid.uuid4().hex, status="queued", request=request, max_attempts=max_attempts,
                   created=now, updated=now, run_after=now)
@@ -185,11 +190,13 @@ class JobStore:
         return job
 
     def get(self, job_id: str) -> Job | None:
+        """One job by id, or ``None`` (ids are opaque: an unknown one is a 404, not an error)."""
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(JOBS).where(JOBS.c.id == job_id)).first()
         return Job.from_row(row) if row else None
 
     def list(self, limit: int = 100, status: str | None = None) -> list[Job]:
+        """The newest jobs first, optionally of one status (for ``GET /jobs``)."""
         query = sa.select(JOBS).order_by(JOBS.c.created.desc(), JOBS.c.id.desc()).limit(limit)
         if status:
             query = query.where(JOBS.c.status == status)
@@ -197,6 +204,7 @@ class JobStore:
             return [Job.from_row(r) for r in conn.execute(query)]
 
     def counts(self) -> dict[str, int]:
+        """Jobs per status, every status present (zeros included) so the metrics gauge is complete."""
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(JOBS.c.status, sa.func.count()).group_by(JOBS.c.status)).all()
         counts = dict.fromkeys(STATUSES, 0)
@@ -204,6 +212,7 @@ class JobStore:
         return counts
 
     def ping(self) -> None:
+        """One cheap query: readiness checks that the job database answers."""
         with self.engine.connect() as conn:
             conn.execute(sa.select(sa.func.count()).select_from(JOBS))
 
@@ -254,23 +263,28 @@ class JobStore:
             raise LeaseLost(f"job {job.id}: lease lost")
 
     def renew(self, job: Job, lease: float) -> None:
+        """Extend this worker's lease (heartbeat); ``LeaseLost`` if another worker took the job over."""
         self._fenced(job, lease_until=time.time() + lease)
 
     def report(self, job: Job, progress: float, lease: float, items: ItemIds | None = None) -> None:
+        """Record progress and the items committed so far, renewing the lease in the same update."""
         values: dict[str, Any] = {"progress": max(0.0, min(1.0, progress)), "lease_until": time.time() + lease}
         if items is not None:
             values["items"] = json.dumps(items)
         self._fenced(job, **values)
 
     def succeed(self, job: Job, items: ItemIds) -> None:
+        """Mark the job succeeded with the items it committed (fenced: only the lease holder can)."""
         self._fenced(job, status="succeeded", progress=1.0, items=json.dumps(items), error=None, lease_until=None)
         log.info("job %s succeeded: %s", job.id, ", ".join(items))
 
     def fail(self, job: Job, reason: str) -> None:
+        """Mark the job failed for good (bad input, or no attempt left); the reason is shown to clients."""
         self._fenced(job, status="failed", error=reason, lease_until=None)
         log.warning("job %s failed: %s", job.id, reason)
 
     def retry_later(self, job: Job, reason: str, delay: float) -> None:
+        """Requeue after a transient failure, runnable again after ``delay`` (exponential backoff)."""
         self._fenced(job, status="queued", error=reason, run_after=time.time() + delay, lease_until=None, worker=None)
         log.warning("job %s attempt %d failed (%s); retry in %.1f s", job.id, job.attempts, reason, delay)
 
@@ -460,12 +474,15 @@ def is_permanent(exc: BaseException) -> bool:
 
 
 def one_line(exc: BaseException) -> str:
+    """An exception as one line (its first), as job errors and the CLI report it; the type if it says nothing."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
 
 @dataclass(frozen=True)
 class WorkerOptions:
+    """Lease, poll and backoff timings of a worker: a dead worker's job is retried after its lease."""
+
     lease: float = 60.0  # seconds a claim is valid without renewal; a dead worker's job waits this long
     poll: float = 0.5  # seconds between queue polls when idle
     backoff: float = 2.0  # first retry delay (doubles per attempt, capped at 5 minutes)
@@ -482,6 +499,7 @@ class JobWorker:
         self.wake = threading.Event()
 
     def run(self, stop: threading.Event) -> None:
+        """Run jobs until ``stop`` is set; a database outage is logged and waited out, never fatal."""
         while not stop.is_set():
             try:
                 ran = self.run_once()
@@ -554,6 +572,7 @@ class WorkerPool:
         self.threads: list[threading.Thread] = []
 
     def start(self) -> None:
+        """Start the worker threads (daemons: they never keep the server process alive)."""
         for worker in self.workers:
             thread = threading.Thread(target=worker.run, args=(self.stop_event,), daemon=True, name=f"job-{worker.name}")
             thread.start()
@@ -565,6 +584,7 @@ class WorkerPool:
             worker.wake.set()
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop the workers after their current job (or ``timeout``): their leases let others resume it."""
         self.stop_event.set()
         self.wake()
         for thread in self.threads:

@@ -185,6 +185,7 @@ class RateLimitMiddleware:
         self.metrics = metrics
 
     def client_id(self, scope: Scope) -> str:
+        """The rate-limit bucket: per valid API key (hashed) wherever it calls from, else per client IP."""
         request = Request(scope)
         key = bearer(request.headers.get("authorization")) or request.query_params.get(TOKEN_PARAM)
         if key and self.keys.check(key):  # one bucket per valid key wherever its clients are; hashed, never kept

@@ -180,6 +180,7 @@ def _stac_search(search: StacSearch, key: str) -> list[dict[str, Any]]:
 
 
 def list_sources(job: Job, base: Path, key: str) -> JobSources:
+    """What one pipeline job names: files by glob, an S3 listing, or STAC search results."""
     if job.files is not None:
         return JobSources(paths=_glob(job, base, key))
     if job.s3 is not None:
@@ -191,6 +192,8 @@ def list_sources(job: Job, base: Path, key: str) -> JobSources:
 # -- running ---------------------------------------------------------------------------------------------------
 @dataclass
 class RunReport:
+    """What a pipeline run did: items ingested (or planned), sources skipped as already ingested, failures."""
+
     ingested: list[str] = field(default_factory=list)  # item ids (planned ones on a dry run)
     skipped: list[str] = field(default_factory=list)  # sources already in their collection
     failed: list[str] = field(default_factory=list)  # sources of items whose ingest failed
@@ -198,6 +201,7 @@ class RunReport:
     dry_run: bool = False
 
     def to_json(self) -> dict[str, Any]:
+        """The report as ``run --json`` prints it."""
         return {"ingested": self.ingested, "skipped": self.skipped, "failed": self.failed, "dry_run": self.dry_run}
 
 

@@ -91,6 +91,7 @@ class FileHeader:
 
     @property
     def grid_key(self) -> tuple:
+        """Files of one pixel grid (CRS, transform, shape) form one band group."""
         return (self.crs.to_wkt(), tuple(self.transform)[:6], self.shape)
 
 
@@ -132,10 +133,12 @@ class ItemPlan:
 
     @property
     def bands(self) -> list[str]:
+        """The item's band names in group and file order (what ``--bands`` and the STAC item list)."""
         return [b.common_name for g in self.groups for f in g.files for b in f.bands]
 
     @property
     def locations(self) -> list[str]:
+        """The item's source locations, as the catalog records them."""
         return [s.uri for s in self.sources]
 
 
@@ -360,6 +363,7 @@ def ingested_sources(snapshots: list[cat.SnapshotInfo]) -> dict[str, str]:
 
 
 def item_ids(snapshots: list[cat.SnapshotInfo]) -> set[str]:
+    """Ids of the items ingested so far (appended, not deleted), for duplicate checks."""
     return {s.item_id for s in snapshots if s.item_id and s.operation in (None, "append")}
 
 
@@ -373,6 +377,7 @@ class ItemResult:
     sources: list[str]
 
     def to_json(self) -> dict[str, Any]:
+        """The storage result's JSON plus the item's bands and sources (``ingest --json``, job results)."""
         return {**self.result.to_json(), "bands": self.bands, "sources": self.sources}
 
 

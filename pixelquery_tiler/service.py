@@ -72,6 +72,7 @@ class ServiceSettings:
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> ServiceSettings:
+        """The service's settings from the environment (or ``environ``, for tests): read once at app creation."""
         env = os.environ if environ is None else environ
         keys = [k.strip() for k in env.get(API_KEYS_ENV, "").split(",") if k.strip()]
         roots = [r for r in env.get(ENV["import_roots"], "").split(os.pathsep) if r]
@@ -148,6 +149,7 @@ class JobsService:
     pool: WorkerPool | None = None
 
     def submit(self, body: dict[str, Any]) -> JSONResponse:
+        """Queue a validated request and answer 202 with its ``Location``; wakes this process's workers."""
         assert self.store is not None  # the routes that submit depend on require_jobs (a 503 without a store)
         job = self.store.submit(body, max_attempts=self.settings.job_attempts)
         if self.pool:

@@ -40,6 +40,7 @@ class SourceError(IngestError):
 
 
 def is_url(location: str) -> bool:
+    """Whether a source is fetched over HTTP(S) (range reads through GDAL's ``/vsicurl/``)."""
     return location.startswith(("http://", "https://"))
 
 
@@ -111,6 +112,7 @@ class Fingerprint:
     ranges: bool = field(default=True, compare=False)  # the server answers range requests (URLs only)
 
     def to_json(self) -> dict[str, Any]:
+        """The fingerprint as recorded in the catalog (unknown fields and the range flag left out)."""
         return {k: v for k, v in self.__dict__.items() if v is not None and k != "ranges"}
 
 

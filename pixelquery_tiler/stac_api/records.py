@@ -52,6 +52,7 @@ class LRUCache(Generic[K, V]):
         self._lock = threading.Lock()
 
     def get(self, key: K, factory: Callable[[], V]) -> V:
+        """The cached value, else ``factory()`` computed outside the lock (slow footprints do not block hits)."""
         with self._lock:
             if key in self._data:
                 self._data.move_to_end(key)
@@ -76,6 +77,7 @@ class CrsFacts:
 
 @lru_cache(maxsize=256)
 def crs_facts(crs: str) -> CrsFacts:
+    """EPSG code and metres per CRS unit of a CRS string, parsed once (every item of a grid shares them)."""
     parsed = CRS.from_user_input(crs)
     epsg = parsed.to_epsg()
     if parsed.is_geographic:
@@ -102,6 +104,7 @@ def wgs84_transformer(crs: str) -> Transformer:
 
 
 def profile_for(product: str) -> ProductProfile | None:
+    """The product profile of an item, or ``None`` for a product no longer in the profiles."""
     return load_profiles().get(product)
 
 
@@ -184,6 +187,7 @@ class ItemRecords:
         return np.clip(grown, [-180.0, -90.0, -180.0, -90.0], [180.0, 90.0, 180.0, 90.0])
 
     def parent_snapshot_id(self, i: int) -> int | None:
+        """The parent snapshot of item ``i``'s snapshot, ``None`` for the table's first."""
         return None if self.parent_null[i] else int(self.parent_id[i])
 
     @staticmethod
@@ -219,6 +223,7 @@ class ItemRecords:
 
     # -- geometry -------------------------------------------------------------------------------------------
     def footprint(self, i: int) -> BaseGeometry:
+        """Item ``i``'s footprint in WGS84, cached by (collection, item, snapshot) across index rebuilds."""
         item = self.items[i]
         key = (self.collection, item.item_id, item.snapshot.snapshot_id if item.snapshot else None)
         return self._footprints.get(key, lambda: self._compute_footprint(i))
