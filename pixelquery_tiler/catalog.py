@@ -510,7 +510,8 @@ class CollectionTable:
             groups: dict[Any, list[DataFile]] = {}
             for task in tasks:
                 if task.file.file_size_in_bytes < target:
-                    groups.setdefault((task.file.spec_id, tuple(task.file.partition)), [])  # type: ignore[arg-type]  # iterates by index.append(task.file)
+                    partition: tuple[Any, ...] = tuple(task.file.partition)  # type: ignore[arg-type]  # by index
+                    groups.setdefault((task.file.spec_id, partition), []).append(task.file)
             victims = [f for files in groups.values() if len(files) > 1 for f in files]
             if not victims:
                 return CompactReport(len(tasks), len(tasks), 0, None)

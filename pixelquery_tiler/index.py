@@ -139,7 +139,7 @@ class CollectionIndex:
                 product=first["product"],
                 datetime=first["datetime"],
                 crs=first["crs"],
-                bbox=tuple(float(v) for v in bbox),  # type: ignore[arg-type]
+                bbox=(float(bbox[0]), float(bbox[1]), float(bbox[2]), float(bbox[3])),
                 bands=tuple(first["bands"]),
                 dtype=first["dtype"],
                 nodata=first["nodata"],
