@@ -32,4 +32,7 @@ def create_app(warehouse: str | Warehouse, *, catalog_uri: str | None = None, re
 
 def app_from_env() -> FastAPI:
     """uvicorn factory for ``pixelquery-tiler serve`` (workers re-create the app from the environment)."""
-    return create_app(os.environ[WAREHOUSE_ENV], catalog_uri=os.environ.get("PIXELQUERY_CATALOG_URI"))
+    return create_app(
+        os.environ[WAREHOUSE_ENV], catalog_uri=os.environ.get("PIXELQUERY_CATALOG_URI"),
+        refresh_interval=float(os.environ.get("PIXELQUERY_REFRESH_INTERVAL", "1")),
+    )
