@@ -562,7 +562,6 @@ def scan_rows(table: Table, columns: list[str] | None = None) -> pa.Table:
     the same result; anything else (delete files, non-Parquet files) falls back to pyiceberg's scan.
     """
     import pyarrow.dataset as ds
-    import pyarrow.fs as pafs
     from pyiceberg.manifest import FileFormat
 
     target = pa.schema([ARROW_SCHEMA.field(n) for n in columns]) if columns else ARROW_SCHEMA
@@ -573,10 +572,22 @@ def scan_rows(table: Table, columns: list[str] | None = None) -> pa.Table:
         return table.scan(selected_fields=tuple(columns) if columns else ("*",)).to_arrow()
     if not tasks:
         return target.empty_table()
-    fs, _ = pafs.FileSystem.from_uri(tasks[0].file.file_path)
-    paths = [pafs.FileSystem.from_uri(t.file.file_path)[1] for t in tasks]
+    fs, paths = _table_filesystem(table, [t.file.file_path for t in tasks])
     rows = ds.dataset(paths, format="parquet", filesystem=fs).to_table(columns=columns)
     return rows.select(target.names).cast(target)
+
+
+def _table_filesystem(table: Table, locations: list[str]):
+    """The table FileIO's own pyarrow filesystem and the paths in it: the S3 endpoint, credentials and region the
+    catalog was opened with (``storage_config``), never a fresh default filesystem that would go to AWS."""
+    import pyarrow.fs as pafs
+    from pyiceberg.io.pyarrow import PyArrowFileIO
+
+    if isinstance(table.io, PyArrowFileIO):
+        scheme, netloc, _ = PyArrowFileIO.parse_location(locations[0])
+        return table.io.fs_by_scheme(scheme, netloc), [PyArrowFileIO.parse_location(loc)[2] for loc in locations]
+    fs, _ = pafs.FileSystem.from_uri(locations[0])
+    return fs, [pafs.FileSystem.from_uri(loc)[1] for loc in locations]
 
 
 def item_properties(props: dict[str, Any]) -> dict[str, str]:

@@ -235,7 +235,7 @@ class MotoS3:
             import pyarrow.fs as pafs
 
             fs = pafs.S3FileSystem(endpoint_override=f"127.0.0.1:{port}", scheme="http", access_key=ACCESS_KEY,
-                                   secret_key=SECRET_KEY, region="us-east-1")
+                                   secret_key=SECRET_KEY, region="us-east-1", allow_bucket_creation=True)
             fs.create_dir(bucket)
             yield cls(proc, port)
         finally:

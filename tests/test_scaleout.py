@@ -162,7 +162,7 @@ def test_s3_with_sqlite_catalog_file_equals_local(moto: MotoS3, local_reference:
 
 
 def test_s3_uri_with_query_string_and_postgres(moto: MotoS3, postgres: Postgres, local_reference: str,
-                                               tmp_path: Path) -> None:
+                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The endpoint in the warehouse URI's query string (no AWS_ENDPOINT_URL): chunks and Iceberg metadata both
     reach it, and the stored paths carry no query string."""
     env = {k: v for k, v in s3_env(moto.endpoint).items() if k != "AWS_ENDPOINT_URL"}
@@ -171,7 +171,10 @@ def test_s3_uri_with_query_string_and_postgres(moto: MotoS3, postgres: Postgres,
     ingest(uri, FILES, "scaleout", catalog, env)
     from pixelquery_tiler import Warehouse
 
-    wh = Warehouse(uri, catalog_uri=postgres.uri, catalog_props={})
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    wh = Warehouse(uri, catalog_uri=postgres.uri, catalog_props={}, create=False)
     table = wh.collection("scaleout").table()
     assert "?" not in table.location() and table.location().startswith("s3://bucket/pg/")
     chunk_files = set(wh.collection("scaleout").index().rows.column("chunk_file").to_pylist())
