@@ -156,6 +156,18 @@ class CatalogError(RuntimeError):
     """The catalog cannot be opened with the given settings."""
 
 
+class CatalogUnavailable(CatalogError):
+    """The catalog server cannot be reached now (PostgreSQL or REST catalog down): retry later; HTTP 503."""
+
+
+#: errors of the catalog's client libraries that mean "server unreachable now", not "bad request"
+def unavailable_errors() -> tuple[type[BaseException], ...]:
+    import requests
+    import sqlalchemy.exc
+
+    return (CatalogUnavailable, sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, requests.ConnectionError)
+
+
 def open_catalog(fs: WarehouseFS, catalog_uri: str | None = None, *, create: bool = True) -> Catalog:
     """Open the Iceberg catalog of a warehouse.
 
@@ -198,7 +210,10 @@ def open_catalog(fs: WarehouseFS, catalog_uri: str | None = None, *, create: boo
         try:
             return RestCatalog(NAMESPACE, **{**props, "uri": uri})
         except Exception as exc:
-            raise CatalogError(f"cannot open REST catalog {uri}: {_first_line(exc)}") from None
+            import requests
+
+            kind = CatalogUnavailable if isinstance(exc, requests.ConnectionError) else CatalogError
+            raise kind(f"cannot open REST catalog {uri}: {_first_line(exc)}") from None
     from pyiceberg.catalog.sql import SqlCatalog
 
     settings = {"warehouse": fs.uri, **props, "uri": uri}
@@ -218,7 +233,10 @@ def open_catalog(fs: WarehouseFS, catalog_uri: str | None = None, *, create: boo
                 time.sleep(0.05 + random.random() * 0.1)
                 continue
             if type(exc).__module__.startswith("sqlalchemy"):
-                raise CatalogError(f"cannot open catalog {_redact(uri)}: {_first_line(exc)}") from None
+                import sqlalchemy.exc
+
+                kind = CatalogUnavailable if isinstance(exc, sqlalchemy.exc.OperationalError) else CatalogError
+                raise kind(f"cannot open catalog {_redact(uri)}: {_first_line(exc)}") from None
             raise
     raise AssertionError("unreachable")
 
@@ -294,9 +312,11 @@ def create_table(catalog: Catalog, fs: WarehouseFS, collection: str) -> Table:
 
 
 def list_collections(catalog: Catalog) -> list[str]:
+    from pyiceberg.exceptions import NoSuchNamespaceError
+
     try:
         return sorted(ident[-1] for ident in catalog.list_tables(NAMESPACE))
-    except Exception:  # NoSuchNamespaceError before the first ingest
+    except NoSuchNamespaceError:  # before the first ingest (an unreachable catalog is an error, not "empty")
         return []
 
 
