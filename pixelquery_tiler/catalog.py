@@ -165,7 +165,10 @@ def unavailable_errors() -> tuple[type[BaseException], ...]:
     import requests
     import sqlalchemy.exc
 
-    return (CatalogUnavailable, sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, requests.ConnectionError)
+    from .storage_config import StorageConfigError  # the warehouse's S3 endpoint unreachable at catalog open
+
+    return (CatalogUnavailable, StorageConfigError, sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
+            requests.ConnectionError)
 
 
 def open_catalog(fs: WarehouseFS, catalog_uri: str | None = None, *, create: bool = True) -> Catalog:

@@ -210,19 +210,36 @@ def test_duckdb_reads_the_table_offline(local_reference: str) -> None:
 
 
 # -- replicas behind nginx ----------------------------------------------------------------------------------------
+COMPOSE_PG_URI = "postgresql+psycopg2://pixelquery:pixelquery@postgres:5432/pixelquery"
+
+
+def compose_replica(seaweed: SeaweedFS, postgres: Postgres) -> tuple[list[str], dict[str, str]]:
+    """docker/compose.yaml's replica (``tiler-1``): its serve arguments and environment, with the compose hosts
+    (``postgres``, ``s3``) replaced by the test's loopback servers and one worker per replica (2 cores here)."""
+    import yaml
+
+    svc = yaml.safe_load((Path(__file__).resolve().parents[1] / "docker" / "compose.yaml").read_text())["services"]["tiler-1"]
+    command = [re.sub(r"\$\{WORKERS:-\d+\}", "1", c) for c in svc["command"]]
+    assert command[0] == "serve" and COMPOSE_PG_URI in command
+    args = [postgres.uri if c == COMPOSE_PG_URI else c for c in command[1:]]
+    env = {k: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(v)).replace("http://s3:8333", seaweed.s3_endpoint)
+           for k, v in svc["environment"].items()}
+    return args, env
+
+
 @pytest.fixture(scope="module")
 def replicas(seaweed: SeaweedFS, postgres: Postgres, tmp_path_factory):
-    """3 replicas (``serve --refresh-interval 1``) on one PostgreSQL catalog + S3 warehouse, behind nginx with
-    docker/nginx.conf; one item ingested before they start."""
+    """3 replicas of docker/compose.yaml's ``tiler-1`` (``serve --refresh-interval 1``) on one PostgreSQL catalog
+    + S3 warehouse, behind nginx with docker/nginx.conf; one item ingested before they start."""
     root = tmp_path_factory.mktemp("replicas")
-    env = s3_env(seaweed.s3_endpoint)
+    args, env = compose_replica(seaweed, postgres)
+    warehouse = args[0]
     catalog = ["--catalog-uri", postgres.uri]
-    ingest("s3://bucket/replicas", FILES[:1], "scaleout", catalog, env)
+    ingest(warehouse, FILES[:1], "scaleout", catalog, env)
     with contextlib.ExitStack() as stack:
-        bases = [stack.enter_context(serve(["s3://bucket/replicas", *catalog, "--refresh-interval", "1"], env,
-                                           root / f"replica-{i}.log"))[0] for i in range(3)]
+        bases = [stack.enter_context(serve(args, env, root / f"replica-{i}.log"))[0] for i in range(3)]
         proxy = stack.enter_context(nginx([b.split("://", 1)[1] for b in bases], root / "nginx"))
-        yield {"bases": bases, "proxy": proxy, "env": env, "catalog": catalog}
+        yield {"bases": bases, "proxy": proxy, "env": env, "catalog": catalog, "warehouse": warehouse}
 
 
 def test_replicas_mixed_load_through_nginx_has_no_errors(replicas) -> None:
@@ -258,7 +275,7 @@ def test_replicas_same_etag_under_different_host_names(replicas) -> None:
 
 
 def test_new_ingest_is_visible_through_every_replica(replicas) -> None:
-    new = ingest("s3://bucket/replicas", FILES[1:2], "scaleout", replicas["catalog"], replicas["env"])[0]["item_id"]
+    new = ingest(replicas["warehouse"], FILES[1:2], "scaleout", replicas["catalog"], replicas["env"])[0]["item_id"]
     done = time.monotonic()
     pending = set(replicas["bases"])
     delays = {}
