@@ -15,7 +15,9 @@ It prints numbers and ratios (ours / TiTiler; < 1 means we are faster) and asser
 4. a zoomed-out tile covering the whole collection vs a native-zoom tile;
 5. the PNG-encode floor for the same tiles (GDAL's encoder as TiTiler uses it, and ours);
 6. index lookup time at 1,000,000 synthetic catalog rows;
-7. resident memory (RSS) after N in-process tiles.
+7. resident memory (RSS) after N in-process tiles;
+8. the whole app in-process (ASGI through Starlette's TestClient, no sockets): tile and WMTS-capabilities
+   requests through every middleware, dependency and route class, the HTTP layer's own cost included.
 
 TiTiler reads each source converted to a COG with rio-cogeo (deflate, averaged overviews), which is how one
 would deploy it; both sides render PNG with nearest resampling.
@@ -225,6 +227,37 @@ def bench_in_process(uri: str, collections: dict[str, str], cogs: dict[str, Path
     nat_t = [timed(lambda: ours(collections[MOSAIC_SOURCE], native)) for _ in range(20)]
     print(f"zoomed-out (z{zoom_out}, whole collection) vs native (z{view.maxzoom}): p50 {percentiles(out_t)[0]:.2f} ms vs "
           f"{percentiles(nat_t)[0]:.2f} ms, ratio {percentiles(out_t)[0] / percentiles(nat_t)[0]:.2f} (goal <= 2)")
+
+
+def bench_asgi(uri: str, collections: dict[str, str], tiles: list, rounds: int) -> None:
+    """Tile and capabilities requests through the full app in-process (see module docstring, 8)."""
+    from fastapi.testclient import TestClient
+
+    from pixelquery_tiler import create_app
+
+    bidx = {name: render_indexes(name) for name in collections}
+    urls = [
+        f"/collections/{collections[n]}/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png"
+        + ("?" + "&".join(f"bidx={i}" for i in bidx[n]) if bidx[n] else "")
+        for n, t in tiles
+    ]
+    with TestClient(create_app(uri, refresh_interval=3600)) as client:
+        for url in urls[:5]:
+            client.get(url)
+        cpu = time.process_time()
+        tile_t = [timed(lambda: client.get(url)) for url in urls for _ in range(rounds)]
+        tile_cpu = (time.process_time() - cpu) / len(tile_t) * 1000
+        caps = [f"/collections/{cid}/WMTSCapabilities.xml" for cid in sorted(set(collections.values()))]
+        for url in caps:
+            client.get(url)
+        cpu = time.process_time()
+        caps_t = [timed(lambda: client.get(url)) for url in caps for _ in range(rounds)]
+        caps_cpu = (time.process_time() - cpu) / len(caps_t) * 1000
+    (t50, t95), (c50, c95) = percentiles(tile_t), percentiles(caps_t)
+    # process CPU per request (all threads) is steadier than wall time on a shared machine
+    print(f"app in-process (ASGI), {len(urls)} tiles x {rounds}: p50 {t50:.2f} ms, p95 {t95:.2f} ms, "
+          f"CPU {tile_cpu:.2f} ms/request; WMTS capabilities p50 {c50:.2f} ms, p95 {c95:.2f} ms, "
+          f"CPU {caps_cpu:.2f} ms/request")
 
 
 # -- index lookup at 1M rows ----------------------------------------------------------------------------------------------
@@ -494,6 +527,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         tiles = seeded_tiles(cogs, args.tiles, args.seed)
         print(f"{len(tiles)} seeded tiles (seed {args.seed}) over {len(cogs)} rasters\n")
         bench_in_process(uri, collections, cogs, tiles)
+        print()
+        bench_asgi(uri, collections, tiles, 2 if args.quick else 5)
         print()
         bench_index(args.index_rows, args.seed)
         print()

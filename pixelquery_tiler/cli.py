@@ -123,6 +123,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.catalog_uri:
         os.environ["PIXELQUERY_CATALOG_URI"] = args.catalog_uri
     _export_catalog_settings(args)
+    if args.cors_origins is not None:
+        os.environ["PIXELQUERY_CORS_ORIGINS"] = args.cors_origins
     uvicorn.run(
         "pixelquery_tiler.app:app_from_env",
         factory=True,
@@ -133,6 +135,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # uvicorn restarts a worker that misses a 5 s health ping; app start-up (imports, first index) and
         # CPU-bound tiles on a small machine can exceed that, so allow more before declaring it dead
         timeout_worker_healthcheck=args.worker_healthcheck_timeout,
+        http="pixelquery_tiler.server:HeaderTimeoutProtocol",  # closes connections that send headers too slowly
     )
     return 0
 
@@ -203,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refresh-interval", type=float, default=1.0, metavar="SECONDS",
                    help="how often the catalog head is re-read, i.e. how soon other writers' items appear (default 1)")
     p.add_argument("--create", action="store_true", help="start on a new, empty warehouse (filled through the jobs API)")
+    p.add_argument("--cors-origins", help="comma-separated origins allowed by CORS (default '*': any, never with credentials)")
     catalog_opt(p)
 
     p = add("demo", cmd_demo, "build a demo warehouse from bundled real data and serve it")

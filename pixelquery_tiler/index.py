@@ -19,9 +19,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .catalog import ARROW_SCHEMA, SnapshotInfo
+from .errors import NotFound
 
 
-class SnapshotNotFound(LookupError):
+class SnapshotNotFound(NotFound):
     """The snapshot id is not in the collection's history."""
 
 

@@ -1,11 +1,17 @@
 """Reading a window: choose levels, gather chunks, warp, mosaic.
 
-This is the primitive under every tile, part, preview and point: given output bounds, CRS and size, it
-returns a masked array built from the warehouse. Per observation it picks the coarsest level still at least
-as fine as the output (GDAL's overview rule), pastes that level's chunks into one array on the observation's
-own pixel grid (they share it, so there are no seams between chunks), and warps that once into the output
-grid with ``rasterio.warp.reproject``. Observations are mosaicked with rio-tiler's pixel-selection methods,
-newest first, stopping early when the output is full.
+This is the primitive under every tile, part, preview and point: given a ``View`` and output bounds, CRS and
+size, it returns rio-tiler's ``ImageData`` built from the warehouse, with what was read (items, levels,
+datetimes) in its metadata. Per observation it picks the coarsest level still at least as fine as the output
+(GDAL's overview rule), pastes that level's chunks into one array on the observation's own pixel grid (they
+share it, so there are no seams between chunks), and warps that once into the output grid with
+``rasterio.warp.reproject``. Observations are mosaicked with rio-tiler's pixel-selection methods, newest
+first, stopping early when the output is full.
+
+Bands are mosaicked per *band set*: the requested bands that the same observations carry. An observation
+lacking a band is skipped for that band only, so observations holding different bands (and, later, items
+made of several band groups on different grids) mosaic band by band; when every observation carries every
+requested band (today's collections) there is one band set and one pass.
 """
 
 from __future__ import annotations
@@ -14,21 +20,25 @@ import datetime as dt
 import logging
 import warnings
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 from affine import Affine
-from pyproj import Transformer
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.features import rasterize
 from rasterio.transform import from_bounds
 from rasterio.warp import reproject
+from rio_tiler.models import ImageData
 from rio_tiler.mosaic.methods import PixelSelectionMethod
 
 from .chunks import ChunkReader
+from .crs import BBox, crs_id, transform_bounds, transformer
+from .errors import BandError, NoData
 from .index import CollectionIndex, ItemView
+from .view import View
+
+__all__ = ["BandError", "NoData", "WindowRead", "read_window", "transform_bounds", "choose_level"]
 
 log = logging.getLogger(__name__)
 
@@ -36,32 +46,23 @@ log = logging.getLogger(__name__)
 KERNEL_MARGIN = {"nearest": 1, "bilinear": 2, "cubic": 3, "cubic_spline": 3, "lanczos": 4}
 
 
-class NoData(LookupError):
-    """No observation intersects the request."""
-
-
-class BandError(ValueError):
-    """Requested bands are not in the collection."""
-
-
 @dataclass
 class WindowRead:
+    """``Collection.read``'s result: the pixels and what they came from (an ``ImageData``'s essentials)."""
+
     data: np.ma.MaskedArray  # (bands, height, width); mask True = no data
     band_names: list[str]
     items: list[str] = field(default_factory=list)  # item ids that contributed, mosaic order
     levels: dict[str, int] = field(default_factory=dict)  # item id -> level read
     datetimes: list[dt.datetime] = field(default_factory=list)
 
-
-@lru_cache(maxsize=256)
-def _transformer(src: str, dst: str) -> Transformer:
-    return Transformer.from_crs(CRS.from_user_input(src).to_wkt(), CRS.from_user_input(dst).to_wkt(), always_xy=True)
-
-
-def transform_bounds(src: str, dst: str, bounds: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
-    if src == dst:
-        return bounds
-    return _transformer(src, dst).transform_bounds(*bounds, densify_pts=21)
+    @classmethod
+    def from_image(cls, image: ImageData) -> WindowRead:
+        meta = image.metadata
+        return cls(
+            image.array, list(image.band_names), list(meta["items"]), dict(meta["levels"]),
+            [dt.datetime.fromisoformat(d) for d in meta["datetimes"]],
+        )
 
 
 def choose_level(item: ItemView, target_res: float) -> int:
@@ -73,63 +74,113 @@ def choose_level(item: ItemView, target_res: float) -> int:
     return chosen
 
 
-def _item_level(
-    item: ItemView, bounds: tuple[float, float, float, float], dst_crs: str, width: int, height: int
-) -> tuple[tuple[float, float, float, float], float, int]:
+def _item_level(item: ItemView, bounds: BBox, dst_crs: str, width: int, height: int) -> tuple[BBox, float, int]:
     """The request in the item's CRS, the output resolution there, and the level to read it from."""
     native = transform_bounds(dst_crs, item.crs, bounds)
     target = min((native[2] - native[0]) / width, (native[3] - native[1]) / height)
     return native, target, choose_level(item, target)
 
 
-def _crs_key(crs: CRS | str) -> str:
-    if isinstance(crs, str):
-        return crs
-    epsg = crs.to_epsg()
-    return f"EPSG:{epsg}" if epsg else crs.to_wkt()
+@dataclass
+class _Contributions:
+    """What a read used, in mosaic order (becomes the image metadata)."""
+
+    items: list[str] = field(default_factory=list)
+    levels: dict[str, int] = field(default_factory=dict)
+    datetimes: list[dt.datetime] = field(default_factory=list)
+
+    def add(self, item: ItemView, level: int) -> None:
+        if item.item_id not in self.levels:
+            self.items.append(item.item_id)
+            self.datetimes.append(item.datetime)
+        self.levels[item.item_id] = level
 
 
 def read_window(
-    index: CollectionIndex,
-    chunks: ChunkReader,
-    bounds: tuple[float, float, float, float],
+    view: View,
+    bounds: BBox,
     crs: CRS | str,
     width: int,
     height: int,
     *,
     bands: list[str] | None = None,
-    start: dt.datetime | None = None,
-    end: dt.datetime | None = None,
-    snapshot_id: int | None = None,
-    item_id: str | None = None,
-    product: str | None = None,
     resampling: str = "nearest",
     pixel_selection: str = "first",
-) -> WindowRead:
-    dst_crs = _crs_key(crs)
-    wgs84 = transform_bounds(dst_crs, "EPSG:4326", bounds)
-    positions = index.select_items(wgs84, start, end, snapshot_id, item_id, product)
+) -> ImageData:
+    """Mosaic the view's observations over ``bounds`` (in ``crs``) into a ``width`` x ``height`` image.
+
+    ``bands``: names as stored (default: the newest intersecting observation's bands). ``NoData`` when no
+    observation with these bands has pixels there; ``BandError`` when no intersecting observation has a band.
+    """
+    index = view.index
+    dst_crs = crs_id(crs)
+    positions = view.intersecting(transform_bounds(dst_crs, "EPSG:4326", bounds))
     if positions.size == 0:
         raise NoData("no observation intersects the requested area and time")
     positions = _prefer_fitting_resolution(index, positions, bounds, dst_crs, width, height)
-    first = index.items[positions[0]]
-    band_names = list(bands) if bands else list(first.bands)
-    if bands:
-        known = {b for p in positions for b in index.items[p].bands}
-        missing = [b for b in bands if b not in known]
-        if missing:
-            raise BandError(f"unknown band(s) {missing}; available: {sorted(known)}")
-    dst_transform = from_bounds(*bounds, width, height)
+    band_names = list(bands) if bands else list(index.items[positions[0]].bands)
+    known = {b for p in positions for b in index.items[p].bands}
+    if missing := [b for b in band_names if b not in known]:
+        raise BandError(f"unknown band(s) {missing}; available: {sorted(known)}")
     dtype = np.result_type(*{np.dtype(index.items[p].dtype) for p in positions})
+    used = _Contributions()
+    chunks = view.collection.warehouse.chunk_reader
+    planes: list[tuple[list[int], np.ma.MaskedArray]] = []
+    for band_idx, carriers in _band_sets(index, positions, band_names):
+        subset = [band_names[i] for i in band_idx]
+        data = _mosaic(index, chunks, carriers, subset, bounds, dst_crs, width, height, dtype, resampling,
+                       pixel_selection, used)
+        if data is not None:
+            planes.append((band_idx, data))
+    if not planes:
+        raise NoData("no observation with these bands intersects the requested area")
+    if len(planes) == 1 and len(planes[0][0]) == len(band_names):
+        data = planes[0][1]
+    else:
+        data = np.ma.masked_all((len(band_names), height, width), np.result_type(*(p.dtype for _, p in planes)))
+        for band_idx, plane in planes:
+            data[band_idx] = plane
+    return ImageData(
+        data, bounds=bounds, crs=CRS.from_user_input(crs) if isinstance(crs, str) else crs,
+        band_names=list(band_names), band_descriptions=list(band_names), assets=list(used.items),
+        metadata={
+            "items": list(used.items), "levels": dict(used.levels), "datetimes": [d.isoformat() for d in used.datetimes],
+        },
+    )
+
+
+def _band_sets(index: CollectionIndex, positions: np.ndarray, band_names: list[str]) -> list[tuple[list[int], np.ndarray]]:
+    """Requested bands grouped by the observations that carry them: [(band indices, positions)], in band order."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, band in enumerate(band_names):
+        carriers = tuple(int(p) for p in positions if band in index.items[p].bands)
+        groups.setdefault(carriers, []).append(i)
+    return [(idx, np.asarray(carriers, dtype=np.int64)) for carriers, idx in groups.items() if carriers]
+
+
+def _mosaic(
+    index: CollectionIndex,
+    chunks: ChunkReader,
+    positions: np.ndarray,
+    band_names: list[str],
+    bounds: BBox,
+    dst_crs: str,
+    width: int,
+    height: int,
+    dtype: np.dtype,
+    resampling: str,
+    pixel_selection: str,
+    used: _Contributions,
+) -> np.ma.MaskedArray | None:
+    """One band set: observations (all carrying ``band_names``) mosaicked newest first; ``None`` if none overlap."""
+    dst_transform = from_bounds(*bounds, width, height)
     method = PixelSelectionMethod[pixel_selection].value()
-    out = WindowRead(np.ma.masked_all((len(band_names), height, width), dtype), band_names)
     region = bounds
     empty: np.ndarray | None = None  # output pixels some band still lacks (pixel_selection "first")
     footprints: dict[tuple, np.ndarray] = {}
+    fed = False
     for pos in positions:
         item = index.items[pos]
-        if not set(band_names) <= set(item.bands):
-            continue
         native, _, level = _item_level(item, bounds, dst_crs, width, height)
         if pixel_selection == "first" and empty is not None:
             # later observations can only fill what is still empty and inside their footprint: read just
@@ -143,20 +194,19 @@ def read_window(
         warped = _read_item(index, chunks, pos, level, window, band_names, dst_transform, dst_crs, width, height, dtype, resampling)
         if warped is None:
             continue
-        out.items.append(item.item_id)
-        out.levels[item.item_id] = level
-        out.datetimes.append(item.datetime)
+        used.add(item, level)
+        fed = True
         method.feed(warped)
         if method.is_done:
             break
         if pixel_selection == "first":
             empty = np.ma.getmaskarray(method.mosaic).any(axis=0)
-    if not out.items:
-        raise NoData("no observation with these bands intersects the requested area")
-    out.data = method.data
-    if out.data.dtype != dtype and pixel_selection in ("first", "highest", "lowest"):
-        out.data = out.data.astype(dtype)
-    return out
+    if not fed:
+        return None
+    data = method.data
+    if data.dtype != dtype and pixel_selection in ("first", "highest", "lowest"):
+        data = data.astype(dtype)
+    return data
 
 
 def _footprint(
@@ -180,7 +230,7 @@ def _footprint(
     edge = np.linspace(0.0, 1.0, 16)
     xs = np.concatenate([minx + (maxx - minx) * edge, np.full(16, maxx), maxx - (maxx - minx) * edge, np.full(16, minx)])
     ys = np.concatenate([np.full(16, maxy), maxy - (maxy - miny) * edge, np.full(16, miny), miny + (maxy - miny) * edge])
-    px, py = _transformer(index.items[pos].crs, dst_crs).transform(xs, ys)
+    px, py = transformer(index.items[pos].crs, dst_crs).transform(xs, ys)
     if not (np.isfinite(px).all() and np.isfinite(py).all()):
         inside = np.ones(shape, bool)  # extent not expressible in the output CRS: be conservative
     else:
@@ -194,7 +244,7 @@ def _footprint(
     return inside
 
 
-def _pixel_bounds(pixels: np.ndarray, transform: Affine) -> tuple[float, float, float, float] | None:
+def _pixel_bounds(pixels: np.ndarray, transform: Affine) -> BBox | None:
     """Bounds (output CRS) of the True pixels, ``None`` if there are none."""
     rows, cols = np.flatnonzero(pixels.any(axis=1)), np.flatnonzero(pixels.any(axis=0))
     if rows.size == 0:

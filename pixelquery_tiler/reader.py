@@ -1,10 +1,9 @@
-"""``PixelQueryReader``: a rio-tiler reader over one warehouse collection.
+"""``PixelQueryReader``: rio-tiler's ``BaseReader`` interface over a ``View`` of a warehouse collection.
 
-rio-tiler readers wrap one file; this one wraps a collection *view*: the collection's in-memory index taken
-once when the reader is created (so one request sees one consistent snapshot), optionally pinned to an
-Iceberg snapshot (time travel), filtered by acquisition datetime, product or item, and mosaicked with a
-pixel-selection method. Every read goes through ``mosaic.read_window``, which warps each observation once
-from its own chunks into the requested grid, so the same code serves tiles, parts, previews and points.
+A thin adapter in the style of rio-tiler's ``io/rasterio.py``: it turns tile/part/preview/point/feature
+requests into an output window (bounds, CRS, size), checks the limits, resolves band names and expressions,
+and calls ``mosaic.read_window``. What the view contains (items, bands, extent, zoom range) is the
+``View``'s; what was read (items, levels, datetimes) comes back in ``ImageData.metadata``.
 
 Band names are STAC common names (``red``, ``nir``...), so titiler's ``expression`` accepts
 ``(nir-red)/(nir+red)``; rio-tiler's positional ``b1``, ``b2``... still work and index the reader's band list.
@@ -13,15 +12,10 @@ Band names are STAC common names (``red``, ``nir``...), so titiler's ``expressio
 from __future__ import annotations
 
 import ast
-import contextvars
-import logging
 import math
 import re
-import threading
 import warnings
-from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -32,35 +26,30 @@ from rasterio.crs import CRS
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.features import bounds as feature_bounds
 from rasterio.features import rasterize
-from rasterio.rio.overview import get_maximum_overview_level
-from rasterio.warp import calculate_default_transform, transform_geom
+from rasterio.warp import transform_geom
 from rio_tiler.constants import WEB_MERCATOR_TMS, WGS84_CRS
-from rio_tiler.errors import (
-    InvalidBufferSize,
-    InvalidExpression,
-    PointOutsideBounds,
-    RioTilerError,
-    TileOutsideBounds,
-)
+from rio_tiler.errors import InvalidBufferSize, InvalidExpression, PointOutsideBounds, TileOutsideBounds
 from rio_tiler.expression import get_expression_blocks, validate_expression
 from rio_tiler.io.base import BaseReader
 from rio_tiler.models import BandStatistics, ImageData, Info, PointData
 from rio_tiler.types import BBox, Indexes
-from rio_tiler.utils import CRS_to_uri, _validate_shape_input
+from rio_tiler.utils import CRS_to_uri
 
-from .errors import InvalidParameter, ItemNotFound, OutputTooLarge, TileOutsideTMS
+from .crs import crs_id, transform_bounds
+from .errors import InvalidParameter, NoData, OutputTooLarge, TileOutsideTMS
 from .index import CollectionIndex
-from .mosaic import NoData, WindowRead, read_window, transform_bounds
-from .mosaic import _crs_key
+from .mosaic import read_window
 from .profiles import ProfileError, get_profile
-from .temporal import parse_interval
-from .warehouse import Collection, Warehouse
-
-log = logging.getLogger(__name__)
+from .view import View
+from .warehouse import Collection
 
 #: Output pixel budget of one read (4096 x 4096): bounds memory and CPU per request. Larger part/preview/
 #: feature/tile requests get a 400 telling the client to pass a smaller size or ``max_size``.
 MAX_OUTPUT_PIXELS = 4096 * 4096
+
+#: Most vertices a feature's geometry may have: rasterizing and reprojecting it is linear in them, and the
+#: request-body cap alone still lets ~50,000 through.
+MAX_GEOMETRY_VERTICES = 20_000
 
 #: pixel-selection methods offered to clients (rio-tiler's, minus the last-band ones that need a QA band)
 PIXEL_SELECTION = ("first", "highest", "lowest", "mean", "median", "stdev", "count")
@@ -71,43 +60,18 @@ RESAMPLING = (
     "max", "min", "med", "q1", "q3", "sum", "rms",
 )
 
-#: Observer for what each read touched (items, levels). The HTTP layer sets a list here per request so it
-#: can report ``X-PixelQuery-Levels`` without the reader knowing about HTTP; ``None`` disables recording.
-READ_LOG: contextvars.ContextVar[list[WindowRead] | None] = contextvars.ContextVar("pixelquery_read_log", default=None)
-
 _POSITIONAL_BAND = re.compile(r"^b(\d+)$")
-_ZOOM_CACHE: OrderedDict[tuple, tuple[int, int]] = OrderedDict()
-_ZOOM_LOCK = threading.Lock()
+#: band-math size limits: rewriting and evaluating an expression recurse over its syntax tree, so a long chain
+#: (``b1+b1+...``) or deep nesting must be refused before it exhausts the stack (real indices have < 50 nodes)
+MAX_EXPRESSION_NODES = 512
+MAX_EXPRESSION_DEPTH = 48
+#: most ``;``-separated expressions (output bands) in one request
+MAX_EXPRESSION_BANDS = 64
+_GEOMETRY_TYPES = {"Polygon", "MultiPolygon", "Point", "MultiPoint", "LineString", "MultiLineString"}
 
 
-@dataclass(frozen=True)
-class CollectionRef:
-    """Reader input naming what a URL path resolved to: a collection, optionally one item of it.
-
-    ``index`` pins the collection index the request started with (the HTTP layer computes the ETag from it),
-    so the response body and its ETag describe the same snapshot.
-    """
-
-    collection: Collection
-    item_id: str | None = None
-    index: CollectionIndex | None = None
-
-    @property
-    def name(self) -> str:
-        return f"{self.collection.name}_{self.item_id}" if self.item_id else self.collection.name
-
-
-def resolve_source(
-    warehouse: Warehouse, collection_id: str, item_id: str | None = None, index: CollectionIndex | None = None
-) -> CollectionRef:
-    """What a ``/collections/{cid}[/items/{iid}]`` path names; ``CollectionNotFound`` for unknown ids.
-
-    Ids are looked up in the catalog, never used as file paths, so ``..`` and friends only ever 404.
-    """
-    return CollectionRef(warehouse.collection(collection_id), item_id, index)
-
-
-def _split_bands(value: str | Sequence[str] | None) -> list[str] | None:
+def split_bands(value: str | Sequence[str] | None) -> list[str] | None:
+    """``"red, nir"`` or ``["red", "nir"]`` -> ``["red", "nir"]``; ``None`` stays ``None``."""
     if value is None:
         return None
     names = [b.strip() for b in value.split(",")] if isinstance(value, str) else [str(b).strip() for b in value]
@@ -119,167 +83,87 @@ def _split_bands(value: str | Sequence[str] | None) -> list[str] | None:
 
 @attr.s
 class PixelQueryReader(BaseReader):
-    """rio-tiler reader over a warehouse collection (``input``: a ``Collection`` or a ``CollectionRef``).
+    """rio-tiler reader over a ``View`` (``input``), or over a ``Collection`` with the view's choices.
 
     Attributes:
-        snapshot_id: read the collection as of this Iceberg snapshot (time travel).
-        datetime: RFC 3339 instant, date or interval; only observations acquired inside it.
-        item_id: only this item's (snapshot's) observation.
-        product: only observations of this product profile.
+        snapshot_id, datetime, item_id, product, index: the view's choices when ``input`` is a Collection
+            (see ``View.create``); ignored when ``input`` is already a ``View``.
         pixel_selection: how overlapping observations combine (``first`` = newest first).
         bands: the reader's band list by common name (default: the newest observation's bands).
         max_pixels: output pixel budget per read.
-        index: use this index instead of the collection's current one (tests, benchmarks).
+        max_vertices: most vertices of a ``feature`` geometry.
     """
 
-    input: Collection | CollectionRef = attr.ib()
+    input: View | Collection = attr.ib()
     tms: TileMatrixSet = attr.ib(default=WEB_MERCATOR_TMS)
     snapshot_id: int | None = attr.ib(default=None)
     datetime: str | None = attr.ib(default=None)
     item_id: str | None = attr.ib(default=None)
     product: str | None = attr.ib(default=None)
-    pixel_selection: str = attr.ib(default="first")
+    pixel_selection: str | None = attr.ib(default="first")
     bands: str | Sequence[str] | None = attr.ib(default=None)
     max_pixels: int = attr.ib(default=MAX_OUTPUT_PIXELS)
     index: CollectionIndex | None = attr.ib(default=None)
+    max_vertices: int = attr.ib(default=MAX_GEOMETRY_VERTICES)
 
     def __attrs_post_init__(self) -> None:
-        if isinstance(self.input, CollectionRef):
-            self.collection = self.input.collection
-            self.item_id = self.input.item_id or self.item_id
-            self.index = self.index or self.input.index
+        if isinstance(self.input, View):
+            self.view = self.input
         else:
-            self.collection = self.input
-        # one index for the whole request: a refresh mid-request must not mix snapshots
-        if self.index is None:
-            self.index = self.collection.index()
-        if self.snapshot_id is not None:
-            self.index.snapshot(self.snapshot_id)  # SnapshotNotFound -> 404
-        if self.item_id is not None and self.index.item(self.item_id) is None:
-            raise ItemNotFound(f"item {self.item_id!r} not found in collection {self.collection.name!r}")
-        try:
-            self._start, self._end = parse_interval(self.datetime) if self.datetime else (None, None)
-        except ValueError as exc:
-            raise InvalidParameter(f"invalid datetime {self.datetime!r}: {exc}") from None
+            self.view = View.create(
+                self.input, index=self.index, snapshot_id=self.snapshot_id, datetime=self.datetime,
+                item_id=self.item_id, product=self.product,
+            )
+        self.pixel_selection = self.pixel_selection or "first"
         if self.pixel_selection not in PIXEL_SELECTION:
             raise InvalidParameter(f"pixel_selection must be one of {', '.join(PIXEL_SELECTION)}")
-        self.bands = _split_bands(self.bands)
-        self._positions = self.index.select_items(None, self._start, self._end, self.snapshot_id, self.item_id, self.product)
+        self.bands = split_bands(self.bands)
         self.colormap: dict = {}
 
-    # -- what the view holds ---------------------------------------------------------------------------------
+    # -- what the view holds (delegated) ----------------------------------------------------------------------
     @property
     def positions(self) -> np.ndarray:
         """Index positions of the visible items, newest acquisition first."""
-        return self._positions
+        return self.view.positions
 
-    def _require_items(self) -> np.ndarray:
-        if self._positions.size == 0:
-            raise NoData(f"no observation in collection {self.collection.name!r} matches the request")
-        return self._positions
-
-    @cached_property
+    @property
     def available_bands(self) -> list[str]:
-        """Every band of the visible items, in order of first appearance (newest item first)."""
-        seen: dict[str, None] = {}
-        for pos in self._positions:
-            for band in self.index.items[pos].bands:
-                seen.setdefault(band, None)
-        return list(seen)
+        return self.view.available_bands
 
     @cached_property
     def band_names(self) -> list[str]:
         """The reader's band list: ``bands`` if given, else the newest visible observation's bands."""
-        if self.bands:
-            available = self.available_bands
-            lower = {b.lower(): b for b in available}
-            missing = [b for b in self.bands if b.lower() not in lower]
-            if missing:
-                raise InvalidParameter(f"unknown band(s) {missing}; available: {available}")
-            return [lower[b.lower()] for b in self.bands]
-        return list(self.index.items[self._require_items()[0]].bands)
+        return self.view.resolve_bands(self.bands)  # type: ignore[arg-type]
 
-    @cached_property
-    def _native_extents(self) -> list[tuple[str, tuple[float, float, float, float], float]]:
-        """Per visible item: (CRS, level-0 bounds in that CRS, level-0 resolution)."""
-        out = []
-        for pos in self._require_items():
-            item = self.index.items[pos]
-            start, stop = self.index.item_row_range(int(pos), item.levels[0])
-            sl = slice(start, stop)
-            bounds = (
-                float(self.index.minx[sl].min()), float(self.index.miny[sl].min()),
-                float(self.index.maxx[sl].max()), float(self.index.maxy[sl].max()),
-            )
-            out.append((item.crs, bounds, item.resolutions[0]))
-        return out
-
-    @cached_property
+    @property
     def crs(self) -> CRS:  # type: ignore[override]
-        """The items' CRS when they share one, else WGS84 (the union is then expressed in lon/lat)."""
-        crs_ids = {c for c, _, _ in self._native_extents}
-        return CRS.from_user_input(crs_ids.pop()) if len(crs_ids) == 1 else WGS84_CRS
+        return self.view.crs
 
-    @cached_property
+    @property
     def bounds(self) -> BBox:  # type: ignore[override]
-        """Union of the visible items' extents in ``crs``."""
-        extents = self._native_extents
-        if self.crs == WGS84_CRS and any(CRS.from_user_input(c) != WGS84_CRS for c, _, _ in extents):
-            boxes = self.index.item_bbox[self._positions]
-        else:
-            boxes = np.array([b for _, b, _ in extents])
-        return (float(boxes[:, 0].min()), float(boxes[:, 1].min()), float(boxes[:, 2].max()), float(boxes[:, 3].max()))
-
-    def _resolution_in(self, dst_crs: CRS) -> float:
-        """Finest native resolution of the visible items, expressed in ``dst_crs`` units."""
-        key = dst_crs.to_wkt()
-        cache = self.__dict__.setdefault("_res_cache", {})
-        if key not in cache:
-            cache[key] = min(_resolution_in(c, b, r, dst_crs) for c, b, r in set(self._native_extents))
-        return cache[key]
-
-    def _zoom_range(self) -> tuple[int, int]:
-        """(minzoom, maxzoom) for ``tms``, cached per view: WMTS/TileJSON ask for every TMS on each request."""
-        key = (
-            self.collection.name, self.index.snapshot_id, len(self.index), self.snapshot_id, self.datetime,
-            self.item_id, self.product, self.tms.id,
-        )
-        with _ZOOM_LOCK:
-            if key in _ZOOM_CACHE:
-                _ZOOM_CACHE.move_to_end(key)
-                return _ZOOM_CACHE[key]
-        tms_crs = self.tms.rasterio_crs
-        res = self._resolution_in(tms_crs)
-        maxzoom = self.tms.zoom_for_res(res)
-        # minzoom: rio-tiler's rule for COGs, the zoom at which the whole view fits in about one tile
-        minx, miny, maxx, maxy = transform_bounds(_crs_key(self.crs), _crs_key(tms_crs), self.bounds)
-        width, height = max(1, round((maxx - minx) / res)), max(1, round((maxy - miny) / res))
-        level = get_maximum_overview_level(width, height, minsize=self.tms.matrix(self.tms.minzoom).tileWidth)
-        minzoom = max(self.tms.minzoom, min(self.tms.zoom_for_res(res * 2**level), maxzoom))
-        with _ZOOM_LOCK:
-            _ZOOM_CACHE[key] = (minzoom, maxzoom)
-            while len(_ZOOM_CACHE) > 4096:
-                _ZOOM_CACHE.popitem(last=False)
-        return minzoom, maxzoom
+        return self.view.bounds
 
     @property
     def minzoom(self) -> int:  # type: ignore[override]
-        return self._zoom_range()[0]
+        return self.view.zoom_range(self.tms)[0]
 
     @property
     def maxzoom(self) -> int:  # type: ignore[override]
         """TMS zoom whose resolution matches the finest visible observation."""
-        return self._zoom_range()[1]
+        return self.view.zoom_range(self.tms)[1]
 
-    @cached_property
+    @property
     def dtype(self) -> str:
-        return str(np.result_type(*{np.dtype(self.index.items[p].dtype) for p in self._require_items()}))
+        return self.view.dtype
+
+    def _resolution_in(self, dst_crs: CRS) -> float:
+        return self.view.resolution_in(dst_crs)
 
     # -- rio-tiler API ------------------------------------------------------------------------------------------
     def info(self) -> Info:
         """Extent, bands and dtype of the view, plus what it contains (items, dates, levels)."""
-        positions = self._require_items()
-        items = [self.index.items[p] for p in positions]
+        view = self.view
+        items = [view.index.items[p] for p in view.require_items()]
         nodata = items[0].nodata
         names = self.band_names
         meta: dict[str, Any] = {
@@ -292,7 +176,7 @@ class PixelQueryReader(BaseReader):
             "count": len(names),
             "minzoom": self.minzoom,
             "maxzoom": self.maxzoom,
-            "snapshot_id": self._view_snapshot_id(),
+            "snapshot_id": view.snapshot,
             "items": len(items),
             "datetimes": sorted({it.datetime.isoformat() for it in items}),
             "products": sorted({it.product for it in items}),
@@ -301,13 +185,6 @@ class PixelQueryReader(BaseReader):
         if nodata is not None:
             meta["nodata_value"] = nodata
         return Info.model_validate(meta)
-
-    def _view_snapshot_id(self) -> int | None:
-        """The snapshot this view is pinned to: the item's own, ``snapshot_id``, or the table head."""
-        if self.item_id is not None:
-            snap = self.index.item(self.item_id).snapshot
-            return snap.snapshot_id if snap else None
-        return self.snapshot_id if self.snapshot_id is not None else self.index.snapshot_id
 
     def statistics(
         self,
@@ -360,10 +237,12 @@ class PixelQueryReader(BaseReader):
     ) -> ImageData:
         """A bbox (in ``bounds_crs``) read into ``dst_crs``; size from width/height, else native, capped by max_size."""
         dst_crs = dst_crs or bounds_crs
-        if not (bbox[0] < bbox[2] and bbox[1] < bbox[3]) or not all(map(math.isfinite, bbox)):
+        if not all(map(math.isfinite, bbox)) or not (bbox[0] < bbox[2] and bbox[1] < bbox[3]):
             raise InvalidParameter(f"invalid bbox {tuple(bbox)}: need minx < maxx and miny < maxy")
         if bounds_crs != dst_crs:
-            bbox = transform_bounds(_crs_key(bounds_crs), _crs_key(dst_crs), tuple(bbox))
+            bbox = transform_bounds(crs_id(bounds_crs), crs_id(dst_crs), tuple(bbox))
+        if not all(map(math.isfinite, bbox)) or not all(map(math.isfinite, (bbox[2] - bbox[0], bbox[3] - bbox[1]))):
+            raise InvalidParameter(f"bbox {tuple(bbox)} is not representable in the output CRS")
         out_w, out_h = self._output_size(tuple(bbox), dst_crs, width, height, max_size)
         return self._read(tuple(bbox), dst_crs, out_w, out_h, indexes, expression, buffer=buffer, **kwargs)
 
@@ -424,13 +303,14 @@ class PixelQueryReader(BaseReader):
         **kwargs: Any,
     ) -> ImageData:
         """The feature's bbox read like ``part``, pixels outside the geometry masked (rio-tiler semantics)."""
-        try:
-            shape = _validate_shape_input(shape)
-        except RioTilerError as exc:
-            raise InvalidParameter(str(exc)) from None
+        shape = _geometry(shape, self.max_vertices)
         dst_crs = dst_crs or shape_crs
+        try:
+            bbox = feature_bounds(shape)
+        except (ValueError, TypeError, IndexError, KeyError) as exc:
+            raise InvalidParameter(f"invalid geometry: {exc}") from None
         img = self.part(
-            feature_bounds(shape), dst_crs=dst_crs, bounds_crs=shape_crs, indexes=indexes, expression=expression,
+            bbox, dst_crs=dst_crs, bounds_crs=shape_crs, indexes=indexes, expression=expression,
             max_size=max_size, height=height, width=width, buffer=buffer, **kwargs,
         )
         if dst_crs != shape_crs:
@@ -456,7 +336,8 @@ class PixelQueryReader(BaseReader):
             )
 
     def _output_size(
-        self, bbox: tuple[float, float, float, float], dst_crs: CRS, width: int | None, height: int | None, max_size: int | None
+        self, bbox: tuple[float, float, float, float], dst_crs: CRS, width: int | None, height: int | None,
+        max_size: int | None,
     ) -> tuple[int, int]:
         """Output size: as asked, else the finest native resolution, shrunk to ``max_size`` (rio-tiler rules)."""
         span_x, span_y = bbox[2] - bbox[0], bbox[3] - bbox[1]
@@ -465,9 +346,12 @@ class PixelQueryReader(BaseReader):
         if width or height:
             if width:
                 return int(width), max(1, round(width * span_y / span_x))
-            return max(1, round(height * span_x / span_y)), int(height)
-        res = self._resolution_in(dst_crs)
-        out_w, out_h = max(1, math.ceil(span_x / res - 1e-6)), max(1, math.ceil(span_y / res - 1e-6))
+            return max(1, round(height * span_x / span_y)), int(height)  # type: ignore[operator]
+        res = self.view.resolution_in(dst_crs)
+        cols, rows = span_x / res - 1e-6, span_y / res - 1e-6
+        if not (math.isfinite(cols) and math.isfinite(rows)) or max(cols, rows) > 2**40:
+            raise OutputTooLarge(f"bbox {bbox} spans too many native pixels; ask for a width/height or max_size")
+        out_w, out_h = max(1, math.ceil(cols)), max(1, math.ceil(rows))
         if max_size and max(out_w, out_h) > max_size:
             ratio = max_size / max(out_w, out_h)
             out_w, out_h = max(1, round(out_w * ratio)), max(1, round(out_h * ratio))
@@ -516,31 +400,23 @@ class PixelQueryReader(BaseReader):
         if resampling not in RESAMPLING:
             raise InvalidParameter(f"resampling {resampling!r} is not supported; use one of {', '.join(RESAMPLING)}")
         bands, expression = self._resolve_bands(indexes, expression)
-        self._require_items()
-        window = read_window(
-            self.index, self.collection.warehouse.chunk_reader, bbox, crs, width, height,
-            bands=bands, start=self._start, end=self._end, snapshot_id=self.snapshot_id, item_id=self.item_id,
-            product=self.product, resampling=resampling, pixel_selection=self.pixel_selection,
+        img = read_window(
+            self.view, bbox, crs, width, height, bands=bands, resampling=resampling,
+            pixel_selection=self.pixel_selection,  # type: ignore[arg-type]
         )
-        if (recorder := READ_LOG.get()) is not None:
-            recorder.append(window)
-        data = window.data
+        self.view.reads.append(img.metadata)
         if nodata is not None:
+            data = img.array
             hit = np.isnan(data.data) if np.isnan(nodata) else data.data == nodata
-            data = np.ma.MaskedArray(data.data, mask=np.ma.getmaskarray(data) | hit)
+            img.array = np.ma.MaskedArray(data.data, mask=np.ma.getmaskarray(data) | hit)
         if unscale:
-            data = self._unscale(data, window)
-        img = ImageData(
-            data, bounds=bbox, crs=crs, band_names=list(window.band_names), band_descriptions=list(window.band_names),
-            assets=list(window.items),
-            metadata={"levels": dict(window.levels), "datetimes": [d.isoformat() for d in window.datetimes]},
-        )
+            img.array = self._unscale(img.array, img.metadata["items"][0])
         return self._apply_expression(img, expression) if expression else img
 
-    def _unscale(self, data: np.ma.MaskedArray, window: WindowRead) -> np.ma.MaskedArray:
+    def _unscale(self, data: np.ma.MaskedArray, item_id: str) -> np.ma.MaskedArray:
         """Apply the newest contributing item's product scale/offset (profiles hold them per product)."""
         try:
-            profile = get_profile(self.index.item(window.items[0]).product)
+            profile = get_profile(self.view.index.item(item_id).product)  # type: ignore[union-attr]
         except (ProfileError, AttributeError):
             return data
         if profile.scale is None and profile.offset is None:
@@ -555,21 +431,42 @@ class PixelQueryReader(BaseReader):
         return img.apply_expression(expression)
 
 
-def _resolution_in(crs_id: str, bounds: tuple[float, float, float, float], res: float, dst_crs: CRS) -> float:
-    """Resolution of a ``res``-pixel grid over ``bounds`` (in ``crs_id``) once warped to ``dst_crs`` (GDAL's rule).
+def _geometry(shape: dict, max_vertices: int) -> dict:
+    """The GeoJSON geometry of a Feature or geometry (rio-tiler's rule), checked enough to rasterize."""
+    if not isinstance(shape, dict):
+        raise InvalidParameter("a feature must be a GeoJSON Feature or geometry object")
+    geometry = shape.get("geometry", shape) if shape.get("type") == "Feature" else shape
+    if not isinstance(geometry, dict) or geometry.get("type") not in _GEOMETRY_TYPES:
+        raise InvalidParameter("invalid GeoJSON geometry")
+    if (count := _vertex_count(geometry.get("coordinates"))) > max_vertices:
+        raise OutputTooLarge(f"geometry has {count} vertices; at most {max_vertices} vertices are accepted")
+    return geometry
 
-    GDAL's suggested output resolution is the warped diagonal over the diagonal pixel count, so a coarse
-    grid over the same bounds gives the same answer, scaled; that is ~20x cheaper than the full grid.
-    """
-    src = CRS.from_user_input(crs_id)
-    if src == dst_crs:
-        return res
-    minx, miny, maxx, maxy = bounds
-    width, height = max(1.0, (maxx - minx) / res), max(1.0, (maxy - miny) / res)
-    shrink = max(1.0, max(width, height) / 32)
-    small_w, small_h = max(1, round(width / shrink)), max(1, round(height / shrink))
-    transform, _, _ = calculate_default_transform(src, dst_crs, small_w, small_h, minx, miny, maxx, maxy)
-    return min(abs(transform.a), abs(transform.e)) * math.hypot(small_w, small_h) / math.hypot(width, height)
+
+def _vertex_count(coordinates: Any) -> int:
+    """Positions in a GeoJSON coordinates array (any nesting), without recursion."""
+    count, stack = 0, [coordinates]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (list, tuple)):
+            if node and isinstance(node[0], (int, float)):
+                count += 1
+            else:
+                stack.extend(node)
+    return count
+
+
+def _check_size(tree: ast.AST) -> None:
+    """``InvalidExpression`` for a syntax tree over the size limits (walked without recursion)."""
+    nodes, stack = 0, [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_EXPRESSION_NODES or depth > MAX_EXPRESSION_DEPTH:
+            raise InvalidExpression(
+                f"expression too large: at most {MAX_EXPRESSION_NODES} terms and {MAX_EXPRESSION_DEPTH} levels of nesting"
+            )
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
 
 
 def _expression_bands(expression: str, band_names: Sequence[str], available: Sequence[str]) -> tuple[list[str], str]:
@@ -592,8 +489,14 @@ def _expression_bands(expression: str, band_names: Sequence[str], available: Seq
         raise InvalidExpression(f"unknown band {name!r} in expression; available: {list(available)}")
 
     blocks = []
-    for block in get_expression_blocks(expression):
-        tree = ast.parse(block, mode="eval")
+    if len(parts := get_expression_blocks(expression)) > MAX_EXPRESSION_BANDS:
+        raise InvalidExpression(f"at most {MAX_EXPRESSION_BANDS} expressions (output bands) in one request")
+    for block in parts:
+        try:
+            tree = ast.parse(block, mode="eval")
+        except (SyntaxError, RecursionError, MemoryError, ValueError):
+            raise InvalidExpression(f"invalid expression block {block[:80]!r}") from None
+        _check_size(tree)
         calls = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
         for node in ast.walk(tree):
             if isinstance(node, ast.Name) and node.id not in calls:

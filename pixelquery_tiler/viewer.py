@@ -4,6 +4,9 @@ The page talks only to the endpoints any client sees (``stac/...`` for collectio
 snapshots; ``collections/{cid}/tiles/...`` for pixels), always through *relative* URLs, so it works behind a
 path prefix or a reverse proxy unchanged.
 
+The API documentation (``/api.html``, Swagger UI) is served the same way: its scripts come from the declared
+dependency ``swagger-ui-py`` (Swagger UI 5 as static files), never from a CDN.
+
 Leaflet is a declared runtime dependency (PyPI ``django-js-lib-leaflet``: Leaflet 1.9.4 as plain static files,
 no Django requirement, nothing imported from it): it is never copied into this repository and never loaded
 from a CDN, so the viewer works offline.
@@ -15,7 +18,8 @@ import importlib.util
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from starlette.staticfiles import StaticFiles
 
 from .warehouse import Warehouse
@@ -23,6 +27,7 @@ from .warehouse import Warehouse
 STATIC_DIR = Path(__file__).parent / "static"
 VIEWER_HTML = STATIC_DIR / "viewer" / "index.html"
 LEAFLET_PACKAGE = "js_lib_leaflet"
+SWAGGER_UI_PACKAGE = "swagger_ui"
 
 
 def leaflet_dir() -> Path | None:
@@ -60,3 +65,34 @@ def add_viewer(app: FastAPI, warehouse: Warehouse) -> None:
 
     app.mount("/static/viewer", StaticFiles(directory=STATIC_DIR / "viewer"), name="viewer-static")
     app.mount("/static/leaflet", StaticFiles(directory=leaflet), name="leaflet-static")
+
+
+def swagger_ui_dir() -> Path | None:
+    """Folder with ``swagger-ui-bundle.js``/``swagger-ui.css`` from the ``swagger-ui-py`` wheel (located, not imported)."""
+    spec = importlib.util.find_spec(SWAGGER_UI_PACKAGE)
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(location) / "static"
+        if (candidate / "swagger-ui-bundle.js").is_file():
+            return candidate
+    return None
+
+
+def add_api_docs(app: FastAPI) -> None:
+    """Swagger UI for the OpenAPI document at ``/api.html``, its assets under ``/static/swagger-ui/``.
+
+    URLs are relative (``api``, ``static/...``), so the page works behind a path prefix; the route keeps
+    FastAPI's name ``swagger_ui_html`` (the STAC landing page links it as ``service-doc``).
+    """
+    assets = swagger_ui_dir()
+    if assets is None:
+        raise RuntimeError("/api.html needs Swagger UI from the 'swagger-ui-py' package: pip install swagger-ui-py")
+    openapi = (app.openapi_url or "/api").lstrip("/")
+
+    @app.get("/api.html", include_in_schema=False, name="swagger_ui_html")
+    def swagger_ui_html() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=openapi, title=f"{app.title} - API", swagger_js_url="static/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="static/swagger-ui/swagger-ui.css", swagger_favicon_url="static/swagger-ui/favicon-32x32.png",
+        )
+
+    app.mount("/static/swagger-ui", StaticFiles(directory=assets), name="swagger-ui-static")

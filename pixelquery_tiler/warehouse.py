@@ -25,10 +25,10 @@ from pyiceberg.table import Table
 
 from . import catalog as cat
 from .chunks import ChunkReader
+from .errors import NotFound
 from .fileio import FileEntry, WarehouseFS
 from .index import CollectionIndex
 from .ingest import IngestResult, check_name, ingest_file
-from .temporal import parse_interval
 
 if TYPE_CHECKING:  # mosaic pulls in rio-tiler (~0.2 s of imports) that ingest and the CLI do not need
     from .mosaic import WindowRead
@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # mosaic pulls in rio-tiler (~0.2 s of imports) that ingest a
 log = logging.getLogger(__name__)
 
 
-class CollectionNotFound(LookupError):
+class CollectionNotFound(NotFound):
     """No such collection in the warehouse."""
 
 
@@ -138,14 +138,14 @@ class Collection:
         pixel_selection: str = "first",
     ) -> WindowRead:
         """Read a window (bounds in ``crs``, output ``width`` x ``height``) as a masked array."""
-        from .mosaic import read_window
+        from .mosaic import WindowRead, read_window
+        from .view import View
 
-        start, end = parse_interval(datetime) if datetime else (None, None)
-        return read_window(
-            self.index(), self.warehouse.chunk_reader, bounds, crs, width, height,
-            bands=bands, start=start, end=end, snapshot_id=snapshot_id, item_id=item_id, product=product,
-            resampling=resampling, pixel_selection=pixel_selection,
+        view = View.create(self, snapshot_id=snapshot_id, datetime=datetime, item_id=item_id, product=product)
+        image = read_window(
+            view, bounds, crs, width, height, bands=bands, resampling=resampling, pixel_selection=pixel_selection
         )
+        return WindowRead.from_image(image)
 
     def ingest(self, path: str, **kwargs) -> IngestResult:
         return self.warehouse.ingest(path, self.name, **kwargs)

@@ -17,12 +17,11 @@ fixed), computed from the same reader view (and the same pinned collection index
 ``Time`` values of ``?snapshot_id=S`` are the dates visible as of S and match the response's ETag.
 
 Tile URLs (ResourceURL and KVP) carry the request's query parameters; a request without rendering parameters
-gets the view's default rendering added upstream (``tiles.TileHTTPMiddleware``, ``rendering.py``).
+gets the view's default rendering added first (``dependencies.default_rendering_dependency``).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -36,18 +35,15 @@ from starlette.templating import Jinja2Templates
 from titiler.core.resources.enums import ImageType
 from titiler.extensions import wmtsExtension
 
+from .caching import request_view
 from .errors import InvalidParameter
-from .index import CollectionIndex
-from .reader import CollectionRef, PixelQueryReader, resolve_source
-from .warehouse import Warehouse
+from .urls import CAPABILITIES_SEGMENT, KVP_SEGMENT
+from .view import View
 
 log = logging.getLogger(__name__)
 
 #: query parameter that receives the WMTS ``Time`` dimension value
 TIME_PARAM = "datetime"
-#: last path segment of the KVP endpoint, next to ``WMTSCapabilities.xml``
-KVP_SEGMENT = "wmts"
-CAPABILITIES_SEGMENT = "WMTSCapabilities.xml"
 WELL_KNOWN_SCALE_SETS = {"WebMercatorQuad": "urn:ogc:def:wkss:OGC:1.0:GoogleMapsCompatible"}
 #: WMTS 1.0 cannot describe matrices with variable widths (CDB1GlobalGrid, GNOSISGlobalGrid): leave those out
 WMTS_TILE_MATRIX_SETS = frozenset(
@@ -79,37 +75,21 @@ def without_params(query: str | None, *names: str) -> str:
     return urlencode([(k, v) for k, v in parse_qsl(query or "", keep_blank_values=True) if k.lower() not in drop])
 
 
-def acquisition_dates(view: PixelQueryReader) -> list[str]:
+def acquisition_dates(view: View) -> list[str]:
     """Distinct UTC acquisition dates (``YYYY-MM-DD``) of the observations in a view, oldest first."""
-    return sorted(
-        {view.index.items[p].datetime.astimezone(dt.timezone.utc).strftime("%Y-%m-%d") for p in view.positions}
-    )
+    return view.acquisition_dates()
 
 
 def layer_identifier(source: Any) -> str:
     """WMTS layer title/identifier prefix: the collection id, or ``collection_item`` for an item."""
-    if isinstance(source, CollectionRef):
-        return source.name
     return getattr(source, "name", "pixelquery")
 
 
-def _query_int(value: str | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _no_pinned_index(request: Request) -> CollectionIndex | None:
-    return None
-
-
-def wmts_templates(
-    warehouse: Warehouse, pinned_index: Callable[[Request], CollectionIndex | None] = _no_pinned_index
-) -> Jinja2Templates:
+def wmts_templates() -> Jinja2Templates:
     """Our template plus a context processor that adds the Time dimension and the KVP URL.
 
-    ``pinned_index``: the collection index the HTTP layer pinned for this request (``None``: the current one).
+    The dates come from the request's ``View`` (the one the endpoint read), so ``?snapshot_id=S`` lists the
+    dates visible as of S, matching the response's ETag.
     """
     env = jinja2.Environment(
         autoescape=jinja2.select_autoescape(["xml"]),
@@ -119,18 +99,12 @@ def wmts_templates(
     env.filters["without_params"] = without_params
 
     def context(request: Request) -> dict[str, Any]:
-        params = request.query_params
-        source = resolve_source(
-            warehouse, request.path_params["cid"], request.path_params.get("iid"), index=pinned_index(request)
-        )
-        view = PixelQueryReader(
-            source, snapshot_id=_query_int(params.get("snapshot_id")), datetime=params.get(TIME_PARAM)
-        )
-        dates = acquisition_dates(view)
+        view = request_view(request)
+        dates = view.acquisition_dates() if view is not None else []
         kvp_query = without_params(str(request.url.query), TIME_PARAM, *_OGC_KEYS, *_CAPABILITIES_KEYS)
         kvp_path = request.url.path.rsplit("/", 1)[0] + "/" + KVP_SEGMENT
         return {
-            "service_title": f"pixelquery-tiler: {layer_identifier(source)}",
+            "service_title": f"pixelquery-tiler: {layer_identifier(view)}",
             "time_values": dates,
             "time_default": dates[-1] if dates else None,
             "time_param": TIME_PARAM,
@@ -142,15 +116,10 @@ def wmts_templates(
     return Jinja2Templates(env=env, context_processors=[context])
 
 
-def wmts_extension(
-    warehouse: Warehouse,
-    tile_dependencies: list[Callable] | None = None,
-    pinned_index: Callable[[Request], CollectionIndex | None] = _no_pinned_index,
-) -> wmtsExtension:
+def wmts_extension(tile_dependencies: list[Callable] | None = None) -> wmtsExtension:
     """titiler's WMTS extension with our template; ``tile_dependencies`` validate layer query strings."""
     return wmtsExtension(
-        templates=wmts_templates(warehouse, pinned_index), layer_identifier_provider=layer_identifier,
-        tile_dependencies=tile_dependencies,
+        templates=wmts_templates(), layer_identifier_provider=layer_identifier, tile_dependencies=tile_dependencies,
     )
 
 

@@ -1,0 +1,240 @@
+"""FastAPI dependencies of the tile routes: the ``View`` a path names, and query parameters with limits.
+
+``ViewResolver`` is the path dependency: ``/collections/{cid}[/items/{iid}]`` plus ``datetime`` and
+``snapshot_id`` become one ``View`` (validated: ``snapshot_id`` is an integer before it reaches a header or
+the catalog). titiler hands that value to ``PixelQueryReader`` as its input. FastAPI caches a dependency's
+value per request, so the caching dependency, the default-rendering dependency and the reader share it.
+
+The other dependencies are titiler's with caps, so no single request can ask for unbounded work or output
+(histogram bins, percentiles, expression length, algorithm parameters).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
+
+from fastapi import Depends, Path, Query
+from rio_tiler.models import ImageData
+from starlette.datastructures import QueryParams
+from starlette.requests import Request
+from titiler.core.algorithm import algorithms as default_algorithms
+from titiler.core.algorithm.base import BaseAlgorithm
+from titiler.core.dependencies import BidxExprParams, DefaultDependency, HistogramParams, StatisticsParams
+
+from .caching import VIEW_STATE, cache_policy, etag_matches, NotModified
+from .errors import InvalidParameter
+from .index import CollectionIndex
+from .reader import PIXEL_SELECTION
+from .rendering import default_rendering, has_rendering_params
+from .settings import Settings
+from .view import View
+from .warehouse import Warehouse
+
+log = logging.getLogger(__name__)
+
+#: at most one forced index re-read per collection in this many seconds (unknown item/snapshot ids)
+FORCED_REFRESH_INTERVAL = 0.5
+
+DatetimeParam = Annotated[
+    str | None,
+    Query(description="RFC 3339 instant, date (a whole UTC day) or interval `a/b`, `../b`, `a/..`: only "
+                      "observations acquired inside it."),
+]
+AlgorithmName = Literal[tuple(default_algorithms.list())]  # type: ignore[misc]
+SnapshotParam = Annotated[int | None, Query(description="Read the collection as of this Iceberg snapshot (time travel).")]
+
+
+@dataclass
+class ViewParams(DefaultDependency):
+    """Reader options beyond the view: how observations combine and which bands form the image."""
+
+    pixel_selection: Annotated[
+        Literal[PIXEL_SELECTION] | None,  # type: ignore[valid-type]
+        Query(description="How overlapping observations combine; `first` = newest observation first (default)."),
+    ] = None
+    bands: Annotated[str | None, Query(description="Comma-separated band common names, e.g. `red,green,blue`.")] = None
+
+
+class ViewResolver:
+    """Resolves request paths to ``View``s over ``warehouse`` (see module docstring)."""
+
+    def __init__(self, warehouse: Warehouse, settings: Settings) -> None:
+        self.warehouse = warehouse
+        self.settings = settings
+        self._forced: dict[str, float] = {}  # collection -> last forced index re-read (monotonic)
+
+    def view(self, request: Request, cid: str, iid: str | None, snapshot_id: int | None, datetime: str | None) -> View:
+        collection = self.warehouse.collection(cid)
+        view = View.create(
+            collection, index=self._index_for(cid, iid, snapshot_id), snapshot_id=snapshot_id, datetime=datetime,
+            item_id=iid,
+        )
+        setattr(request.state, VIEW_STATE, view)
+        return view
+
+    def _index_for(self, cid: str, iid: str | None, snapshot_id: int | None) -> CollectionIndex:
+        """The collection's index; re-read at once if it lacks the requested item or snapshot.
+
+        A client that just ingested (maybe through another process) may ask for its new item before the
+        periodic refresh; forced re-reads are rate-limited per collection so unknown ids cannot hammer
+        the catalog.
+        """
+        collection = self.warehouse.collection(cid)
+        index = collection.index()
+        if _knows(index, iid, snapshot_id):
+            return index
+        now = time.monotonic()
+        if now - self._forced.get(cid, float("-inf")) < FORCED_REFRESH_INTERVAL:
+            return index
+        self._forced[cid] = now
+        collection.invalidate()
+        return collection.index()
+
+    def collection_dependency(self) -> Callable[..., View]:
+        def collection_view(
+            request: Request, cid: Annotated[str, Path(description="Collection id.")],
+            datetime: DatetimeParam = None, snapshot_id: SnapshotParam = None,
+        ) -> View:
+            return self.view(request, cid, None, snapshot_id, datetime)
+
+        return collection_view
+
+    def item_dependency(self) -> Callable[..., View]:
+        def item_view(
+            request: Request,
+            cid: Annotated[str, Path(description="Collection id.")],
+            iid: Annotated[str, Path(description="Item id (one snapshot's observation).")],
+            datetime: DatetimeParam = None, snapshot_id: SnapshotParam = None,
+        ) -> View:
+            return self.view(request, cid, iid, snapshot_id, datetime)
+
+        return item_view
+
+    def conditional_get(self, path_dependency: Callable[..., View]) -> Callable[..., None]:
+        """Route dependency: 304 when ``If-None-Match`` matches the response the view would give."""
+        head_max_age = self.settings.head_max_age
+
+        async def conditional_get(request: Request, view: View = Depends(path_dependency)) -> None:
+            # async: a hash and a header compare, not worth a threadpool hop
+            policy = cache_policy(view, request, head_max_age)
+            if etag_matches(request.headers.get("if-none-match"), policy.etag):
+                raise NotModified(policy)
+
+        return conditional_get
+
+
+def _knows(index: CollectionIndex, iid: str | None, snapshot_id: int | None) -> bool:
+    if iid is not None and index.item(iid) is None:
+        return False
+    if snapshot_id is not None:
+        try:
+            index.snapshot(snapshot_id)
+        except LookupError:
+            return False
+    return True
+
+
+def default_rendering_dependency(path_dependency: Callable[..., View]) -> Callable[..., None]:
+    """Route dependency of documents whose tile URLs clients use as they are (WMTS capabilities, TileJSON).
+
+    Raw 16-bit or 6-band data is black or not encodable as PNG in a map client, so a document requested
+    without rendering parameters hands out the view's default rendering (``rendering.default_rendering``):
+    it is added to the request's parsed query, which titiler copies into the documents' tile URLs.
+    """
+
+    def with_default_rendering(request: Request, view: View = Depends(path_dependency)) -> None:
+        if has_rendering_params(request.query_params.keys()):
+            return
+        defaults = default_rendering(view.index, view.positions)
+        if not defaults:
+            return
+        query = urlencode([*request.query_params.multi_items(), *defaults.items()])
+        # what the endpoint and the template read (Starlette parses them once per request); the scope keeps the
+        # client's query, which the ETag describes (the defaults follow from it and the view)
+        request._query_params = QueryParams(query)  # type: ignore[attr-defined]
+        request._url = request.url.replace(query=query)  # type: ignore[attr-defined]
+
+    return with_default_rendering
+
+
+# -- query parameters with limits ---------------------------------------------------------------------------------
+def limited_dependencies(settings: Settings) -> dict[str, Any]:
+    """titiler dependencies (by ``TilerFactory`` attribute name) with this server's caps."""
+    max_bins, max_expression = settings.max_histogram_bins, settings.max_expression_length
+
+    @dataclass
+    class LayerParams(BidxExprParams):
+        def __post_init__(self) -> None:
+            if self.expression is not None and len(self.expression) > max_expression:
+                raise InvalidParameter(f"expression is longer than {max_expression} characters")
+
+    @dataclass
+    class LimitedStatisticsParams(StatisticsParams):
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            bad = [p for p in self.percentiles or [] if not 0 <= p <= 100]
+            if bad:
+                raise InvalidParameter(f"percentiles must be between 0 and 100, got {bad[:5]}")
+            if self.categories is not None and len(self.categories) > max_bins:
+                raise InvalidParameter(f"at most {max_bins} categories")
+
+    @dataclass
+    class LimitedHistogramParams(HistogramParams):
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            bins = self.bins
+            count = len(bins) - 1 if isinstance(bins, list) else bins
+            if count is not None and not 1 <= int(count) <= max_bins:
+                raise InvalidParameter(f"histogram_bins must be between 1 and {max_bins}")
+
+    return {
+        "layer_dependency": LayerParams,
+        "stats_dependency": LimitedStatisticsParams,
+        "histogram_dependency": LimitedHistogramParams,
+        "process_dependency": checked_algorithms(),
+    }
+
+
+def checked_algorithms() -> Callable[..., Callable[[ImageData], ImageData] | None]:
+    """titiler's ``algorithm``/``algorithm_params`` dependency, answering bad input with 400 instead of a 500.
+
+    ``algorithm_params`` must be a JSON object, and an algorithm applied to an image it cannot process (e.g.
+    ``grayscale`` on one band) is a bad parameter, not a server error.
+    """
+    def post_process(
+        algorithm: Annotated[AlgorithmName | None, Query(description="Algorithm name")] = None,
+        algorithm_params: Annotated[str | None, Query(description="Algorithm parameters (a JSON object)")] = None,
+    ) -> Callable[[ImageData], ImageData] | None:
+        if not algorithm:
+            return None
+        try:
+            params = json.loads(algorithm_params) if algorithm_params else {}
+        except (ValueError, RecursionError):
+            raise InvalidParameter("algorithm_params must be a JSON object") from None
+        if not isinstance(params, dict):
+            raise InvalidParameter("algorithm_params must be a JSON object")
+        try:
+            instance = default_algorithms.get(algorithm)(**params)
+        except (ValueError, TypeError) as exc:
+            raise InvalidParameter(f"invalid algorithm_params for {algorithm}: {str(exc)[:200]}") from None
+        return _checked(algorithm, instance)
+
+    return post_process
+
+
+def _checked(name: str, algorithm: BaseAlgorithm) -> Callable[[ImageData], ImageData]:
+    def apply(image: ImageData) -> ImageData:
+        if algorithm.input_nbands is not None and image.count != algorithm.input_nbands:
+            raise InvalidParameter(f"algorithm {name} needs {algorithm.input_nbands} band(s), the image has {image.count}")
+        try:
+            return algorithm(image)
+        except (ValueError, TypeError, IndexError, ZeroDivisionError, FloatingPointError) as exc:
+            raise InvalidParameter(f"algorithm {name} cannot process this image: {str(exc)[:200]}") from None
+
+    return apply
