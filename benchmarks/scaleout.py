@@ -65,8 +65,10 @@ def load(base: str, urls: list[str], concurrency: int) -> tuple[float, float, in
 
 def ingest(warehouse: str, collection: str, catalog: list[str], env: dict, when: str = WHEN) -> float:
     t0 = time.perf_counter()
-    subprocess.run([*cli(), "ingest", warehouse, str(DATA / SCENE), "--collection", collection, "--datetime", when,
-                    *catalog], check=True, capture_output=True, env={**os.environ, **env})
+    done = subprocess.run([*cli(), "ingest", warehouse, str(DATA / SCENE), "--collection", collection, "--datetime",
+                           when, *catalog], capture_output=True, text=True, env={**os.environ, **env})
+    if done.returncode:
+        raise SystemExit(f"ingest failed: {done.stderr.strip()}")
     return time.perf_counter() - t0
 
 
