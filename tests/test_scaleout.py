@@ -162,10 +162,16 @@ def test_s3_with_sqlite_catalog_file_equals_local(moto: MotoS3, local_reference:
         assert_same_service(base, ref, "scaleout")
 
 
-def test_s3_uri_with_query_string_and_postgres(moto: MotoS3, postgres: Postgres, local_reference: str,
-                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_s3_uri_with_query_string_and_postgres(moto: MotoS3, local_reference: str, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """The endpoint in the warehouse URI's query string (no AWS_ENDPOINT_URL): chunks and Iceberg metadata both
-    reach it, and the stored paths carry no query string."""
+    reach it, and the stored paths carry no query string. Its own PostgreSQL: moto's bucket dies with the test."""
+    with Postgres.running() as postgres:
+        _query_string_and_postgres(moto, postgres, local_reference, tmp_path, monkeypatch)
+
+
+def _query_string_and_postgres(moto: MotoS3, postgres: Postgres, local_reference: str, tmp_path: Path,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
     env = {k: v for k, v in s3_env(moto.endpoint).items() if k != "AWS_ENDPOINT_URL"}
     uri = f"s3://bucket/pg?endpoint_override=127.0.0.1:{moto.port}&scheme=http"
     catalog = ["--catalog-uri", postgres.uri]
@@ -210,6 +216,10 @@ def test_duckdb_reads_the_table_offline(local_reference: str) -> None:
 
 
 # -- replicas behind nginx ----------------------------------------------------------------------------------------
+#: the replicas' collection
+REPLICAS = "replicas"
+
+
 COMPOSE_PG_URI = "postgresql+psycopg2://pixelquery:pixelquery@postgres:5432/pixelquery"
 
 
@@ -235,7 +245,7 @@ def replicas(seaweed: SeaweedFS, postgres: Postgres, tmp_path_factory):
     args, env = compose_replica(seaweed, postgres)
     warehouse = args[0]
     catalog = ["--catalog-uri", postgres.uri]
-    ingest(warehouse, FILES[:1], "scaleout", catalog, env)
+    ingest(warehouse, FILES[:1], REPLICAS, catalog, env)
     with contextlib.ExitStack() as stack:
         bases = [stack.enter_context(serve(args, env, root / f"replica-{i}.log"))[0] for i in range(3)]
         proxy = stack.enter_context(nginx([b.split("://", 1)[1] for b in bases], root / "nginx"))
@@ -246,8 +256,8 @@ def test_replicas_mixed_load_through_nginx_has_no_errors(replicas) -> None:
     proxy = replicas["proxy"]
     t = centre_tile(FILES[0][0])
     paths = [
-        "/stac/", "/stac/collections", "/stac/collections/scaleout/items", "/stac/search?collections=scaleout&limit=5",
-        *(f"/collections/scaleout/tiles/WebMercatorQuad/{t.z}/{t.x + dx}/{t.y + dy}.png?rescale=0,3000"
+        "/stac/", "/stac/collections", f"/stac/collections/{REPLICAS}/items", f"/stac/search?collections={REPLICAS}&limit=5",
+        *(f"/collections/{REPLICAS}/tiles/WebMercatorQuad/{t.z}/{t.x + dx}/{t.y + dy}.png?rescale=0,3000"
           for dx in (-1, 0, 1) for dy in (-1, 0, 1)),
     ]
     requests = [paths[i % len(paths)] for i in range(240)]
@@ -259,7 +269,7 @@ def test_replicas_mixed_load_through_nginx_has_no_errors(replicas) -> None:
 
 
 def test_replicas_serve_the_same_tile_bytes(replicas) -> None:
-    path = tile_path("scaleout", FILES[0][0])
+    path = tile_path(REPLICAS, FILES[0][0])
     answers = [http_get(b + path) for b in replicas["bases"]]
     assert all(a[0] == 200 for a in answers)
     assert len({a[1] for a in answers}) == 1
@@ -268,27 +278,27 @@ def test_replicas_serve_the_same_tile_bytes(replicas) -> None:
 def test_replicas_same_etag_under_different_host_names(replicas) -> None:
     """A CDN in front of several origins must see one validator per content (depends on the ETag not hashing
     the Host header)."""
-    path = tile_path("scaleout", FILES[0][0])
+    path = tile_path(REPLICAS, FILES[0][0])
     etags = {http_get(b + path, headers={"Host": f"replica-{i}.example"})[2].get("etag")
              for i, b in enumerate(replicas["bases"])}
     assert len(etags) == 1 and None not in etags, etags
 
 
 def test_new_ingest_is_visible_through_every_replica(replicas) -> None:
-    new = ingest(replicas["warehouse"], FILES[1:2], "scaleout", replicas["catalog"], replicas["env"])[0]["item_id"]
+    new = ingest(replicas["warehouse"], FILES[1:2], REPLICAS, replicas["catalog"], replicas["env"])[0]["item_id"]
     done = time.monotonic()
     pending = set(replicas["bases"])
     delays = {}
     while pending and time.monotonic() - done < VISIBLE_WITHIN_S:
         for base in list(pending):
-            if http_get(f"{base}/stac/collections/scaleout/items/{new}")[0] == 200:
+            if http_get(f"{base}/stac/collections/{REPLICAS}/items/{new}")[0] == 200:
                 delays[base] = time.monotonic() - done
                 pending.discard(base)
         time.sleep(0.1)
     assert not pending, f"new item not visible on {pending}"
     print(f"new item visible after {max(delays.values()):.2f} s on every replica (refresh interval 1 s)")
     # and through the proxy, tiles of the new item come from whichever replica answers
-    assert http_get(replicas["proxy"] + tile_path("scaleout", FILES[1][0]))[0] == 200
+    assert http_get(replicas["proxy"] + tile_path(REPLICAS, FILES[1][0]))[0] == 200
 
 
 # -- faults -------------------------------------------------------------------------------------------------------------
