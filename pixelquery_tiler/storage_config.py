@@ -75,7 +75,9 @@ def format_props(props: Mapping[str, str]) -> str:
     """The inverse of :func:`parse_props` for the environment (values must not contain commas)."""
     for k, v in props.items():
         if "," in k or "," in v:
-            raise StorageConfigError(f"catalog property {k!r}: values with commas cannot travel through {CATALOG_PROPS_ENV}")
+            raise StorageConfigError(
+                f"catalog property {k!r}: values with commas cannot travel through {CATALOG_PROPS_ENV}"
+            )
     return ",".join(f"{k}={v}" for k, v in props.items())
 
 
@@ -154,7 +156,9 @@ class StorageConfig:
         """A ``pyarrow.fs.S3FileSystem`` with these settings."""
         import pyarrow.fs as pafs
 
-        kwargs: dict = {"connect_timeout": CONNECT_TIMEOUT_S, "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=3)}
+        kwargs: dict = {
+            "connect_timeout": CONNECT_TIMEOUT_S, "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=3),
+        }
         if self.endpoint:
             parts = urlsplit(self.endpoint)
             kwargs["endpoint_override"] = parts.netloc + parts.path.rstrip("/")
@@ -174,7 +178,7 @@ class StorageConfig:
             return
         if any(env.get(name) for name in _CREDENTIAL_SOURCES_ENV):
             return
-        if os.path.exists(os.path.expanduser("~/.aws/credentials")) or os.path.exists(os.path.expanduser("~/.aws/config")):
+        if any(os.path.exists(os.path.expanduser(f"~/.aws/{name}")) for name in ("credentials", "config")):
             return
         if self.endpoint is None:
             return  # on AWS an instance or task role may supply credentials
