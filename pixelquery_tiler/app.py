@@ -87,6 +87,7 @@ def create_app(
     )
     app.state.warehouse = wh
     app.state.settings = settings
+    _add_catalog_unavailable(app)
     add_tiles(app, wh, settings)
     add_stac_api(app, wh)
     add_timeseries(app, wh, settings)
@@ -99,6 +100,23 @@ def create_app(
     add_exception_handlers(app, STATUS_CODES)
     _patch_openapi(app, nullable_statistics_schema)
     return app
+
+
+def _add_catalog_unavailable(app: FastAPI) -> None:
+    """A catalog server that is down (PostgreSQL, REST) makes every request that needs it a 503 with
+    ``Retry-After``, so a proxy tries another replica and the replica recovers by itself when it is back."""
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+
+    from .catalog import unavailable_errors
+
+    def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        return JSONResponse({"detail": f"catalog unavailable: {text}"}, status_code=503,
+                            headers={"Retry-After": "1", "Cache-Control": "no-store"})
+
+    for exc_type in unavailable_errors():
+        app.add_exception_handler(exc_type, unavailable)
 
 
 def add_middleware(app: FastAPI, settings: Settings) -> None:
@@ -167,4 +185,6 @@ def app_from_env() -> FastAPI:
     settings = Settings()
     if not settings.warehouse:
         raise RuntimeError(f"{WAREHOUSE_ENV} is not set")
-    return create_app(settings.warehouse, catalog_uri=settings.catalog_uri, settings=settings)
+    return create_app(
+        settings.warehouse, catalog_uri=settings.catalog_uri, refresh_interval=settings.refresh_interval, settings=settings,
+    )

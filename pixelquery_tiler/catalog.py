@@ -221,35 +221,104 @@ class CatalogError(RuntimeError):
     """The catalog cannot be opened with the given settings."""
 
 
-def open_catalog(fs: WarehouseFS, catalog_uri: str | None = None) -> Catalog:
+class CatalogUnavailable(CatalogError):
+    """The catalog server cannot be reached now (PostgreSQL or REST catalog down): retry later; HTTP 503."""
+
+
+#: errors of the catalog's client libraries that mean "server unreachable now", not "bad request"
+def unavailable_errors() -> tuple[type[BaseException], ...]:
+    import requests
+    import sqlalchemy.exc
+
+    from .storage_config import StorageConfigError  # the warehouse's S3 endpoint unreachable at catalog open
+
+    return (CatalogUnavailable, StorageConfigError, sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
+            requests.ConnectionError)
+
+
+def open_catalog(fs: WarehouseFS, catalog_uri: str | None = None, *, create: bool = True) -> Catalog:
     """Open the Iceberg catalog of a warehouse.
 
     ``catalog_uri`` (or ``$PIXELQUERY_CATALOG_URI``): a SQLAlchemy URI (``postgresql+psycopg2://...``,
-    ``sqlite:///...``) or an ``http(s)://`` Iceberg REST endpoint. Default: ``catalog.db`` in a local
-    warehouse.
+    ``sqlite:///...``), a plain path to a SQLite file, or an ``http(s)://`` Iceberg REST endpoint. Default:
+    ``catalog.db`` in a local warehouse. ``fs.props`` (``--catalog-prop``) go to the catalog as they are
+    (``credential``, ``token``, ``warehouse``...), together with the warehouse's S3 settings, so pyiceberg's
+    FileIO writes metadata where the chunk files go.
+
+    ``create=False`` (read-only commands) never creates anything: a warehouse without a catalog is an error.
     """
+    if create:
+        fs.check()  # unreachable storage or missing credentials: one line before anything is created or written
     uri = catalog_uri or os.environ.get(CATALOG_URI_ENV)
+    props = {**fs.storage.iceberg_properties(), **fs.props}
     if not uri:
         local = fs.local_path()
         if local is None:
             raise CatalogError("a remote warehouse needs a catalog: pass --catalog-uri or set PIXELQUERY_CATALOG_URI")
-        os.makedirs(local, exist_ok=True)
+        db = os.path.join(local, "catalog.db")
+        if not os.path.exists(db):
+            if not create:
+                raise CatalogError(f"no warehouse at {local} (no catalog.db; the first ingest creates one)")
+            if os.path.isdir(os.path.join(local, "chunks")):
+                raise CatalogError(
+                    f"{local} holds chunk files but no catalog.db: pass the --catalog-uri it was ingested with"
+                )
+            os.makedirs(local, exist_ok=True)
         # concurrent ingests wait up to 30 s for SQLite's write lock instead of failing after pysqlite's 5 s
-        uri = f"sqlite:///{os.path.join(local, 'catalog.db')}?timeout=30"
+        uri = f"sqlite:///{db}?timeout=30"
+    elif "://" not in uri:  # a plain path to a SQLite file
+        path = os.path.abspath(os.path.expanduser(uri))
+        if not create and not os.path.exists(path):
+            raise CatalogError(f"no catalog at {path}")
+        uri = f"sqlite:///{path}?timeout=30"
     if uri.startswith(("http://", "https://")):
         from pyiceberg.catalog.rest import RestCatalog
 
-        return RestCatalog(NAMESPACE, uri=uri, warehouse=fs.uri)
+        # the REST catalog chooses its warehouse and table locations unless the user sets them (props)
+        try:
+            return RestCatalog(NAMESPACE, **{**props, "uri": uri})
+        except Exception as exc:
+            import requests
+
+            kind = CatalogUnavailable if isinstance(exc, requests.ConnectionError) else CatalogError
+            raise kind(f"cannot open REST catalog {uri}: {_first_line(exc)}") from None
     from pyiceberg.catalog.sql import SqlCatalog
 
+    settings = {"warehouse": fs.uri, **props, "uri": uri}
+    if not create:
+        settings["init_catalog_tables"] = "false"
     for attempt in range(40):  # several processes may create the SQLite catalog tables at once
         try:
-            return SqlCatalog(NAMESPACE, uri=uri, warehouse=fs.uri)
+            return SqlCatalog(NAMESPACE, **settings)
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith("psycopg"):
+                raise CatalogError(
+                    "a PostgreSQL catalog needs psycopg2: pip install 'pixelquery-tiler[postgres]'"
+                ) from None
+            raise
         except Exception as exc:  # sqlalchemy OperationalError: database is locked / table exists
-            if attempt == 39 or not _is_transient(exc):
-                raise
-            time.sleep(0.05 + random.random() * 0.1)
+            if attempt < 39 and _is_transient(exc):
+                time.sleep(0.05 + random.random() * 0.1)
+                continue
+            if type(exc).__module__.startswith("sqlalchemy"):
+                import sqlalchemy.exc
+
+                kind = CatalogUnavailable if isinstance(exc, sqlalchemy.exc.OperationalError) else CatalogError
+                raise kind(f"cannot open catalog {_redact(uri)}: {_first_line(exc)}") from None
+            raise
     raise AssertionError("unreachable")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _redact(uri: str) -> str:
+    """A catalog URI without its password, for error messages."""
+    import re
+
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", uri)
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -269,6 +338,22 @@ def load_table(catalog: Catalog, collection: str) -> Table | None:
         return None
 
 
+#: catalog property: the prefix under which each collection's table is created (``PREFIX/COLLECTION``)
+TABLE_LOCATION_PROP = "pixelquery.table-location"
+
+
+def _table_location(catalog: Catalog, fs: WarehouseFS, collection: str) -> str | None:
+    """Where a new collection table goes: the user's prefix if set; else a REST catalog decides (many only
+    accept locations inside their own warehouse); else ``iceberg/COLLECTION`` in the warehouse."""
+    from pyiceberg.catalog.rest import RestCatalog
+
+    if prefix := catalog.properties.get(TABLE_LOCATION_PROP):
+        return f"{prefix.rstrip('/')}/{collection}"
+    if isinstance(catalog, RestCatalog):
+        return None
+    return fs.uri_of(f"iceberg/{collection}")
+
+
 def create_table(catalog: Catalog, fs: WarehouseFS, collection: str) -> Table:
     """Create the collection table if missing (idempotent under concurrent creators)."""
     for attempt in range(40):
@@ -282,7 +367,7 @@ def create_table(catalog: Catalog, fs: WarehouseFS, collection: str) -> Table:
                     identifier(collection),
                     schema=SCHEMA,
                     partition_spec=PARTITION_SPEC,
-                    location=fs.uri_of(f"iceberg/{collection}"),
+                    location=_table_location(catalog, fs, collection),
                     properties=TABLE_PROPERTIES,
                 )
             except TableAlreadyExistsError:
@@ -295,9 +380,11 @@ def create_table(catalog: Catalog, fs: WarehouseFS, collection: str) -> Table:
 
 
 def list_collections(catalog: Catalog) -> list[str]:
+    from pyiceberg.exceptions import NoSuchNamespaceError
+
     try:
         return sorted(ident[-1] for ident in catalog.list_tables(NAMESPACE))
-    except Exception:  # NoSuchNamespaceError before the first ingest
+    except NoSuchNamespaceError:  # before the first ingest (an unreachable catalog is an error, not "empty")
         return []
 
 
@@ -313,6 +400,13 @@ def _find_snapshot(table: Table, key: str, value: str) -> Snapshot | None:
         if _summary_property(snap, key) == value:
             return snap
     return None
+
+
+def as_table_schema(table: Table, rows: pa.Table) -> pa.Table:
+    """``rows`` with the table's schema as the catalog returned it: field ids are the catalog's (a REST
+    catalog may number fields differently from ``SCHEMA``), so appends work with any compliant catalog."""
+    target = table.schema().as_arrow()
+    return rows if rows.schema.equals(target, check_metadata=True) else rows.select(target.names).cast(target)
 
 
 def _int_property(table: Table, key: str, default: int) -> int:
@@ -429,7 +523,7 @@ class CollectionTable:
         def once(table: Table, attempt: int) -> Snapshot:
             if attempt and (done := _find_snapshot(table, "item_id", item_id)) is not None:
                 return done
-            table.append(rows, snapshot_properties=properties)
+            table.append(as_table_schema(table, rows), snapshot_properties=properties)
             snap = _find_snapshot(table, "item_id", item_id)
             if snap is None:
                 raise CatalogError("committed snapshot not found in table metadata")
@@ -751,12 +845,10 @@ class CollectionTable:
 def _read_data_files(table: Table, paths: list[str], columns: list[str] | None = None) -> pa.Table:
     """Parquet data files of ``table`` as one Arrow table (one dataset read, not one pyiceberg task each)."""
     import pyarrow.dataset as ds
-    import pyarrow.fs as pafs
 
     if not paths:
         return (pa.schema([ARROW_SCHEMA.field(n) for n in columns]) if columns else ARROW_SCHEMA).empty_table()
-    fs, _ = pafs.FileSystem.from_uri(paths[0])
-    local = [pafs.FileSystem.from_uri(p)[1] for p in paths]
+    fs, local = _table_filesystem(table, paths)
     return ds.dataset(local, format="parquet", filesystem=fs).to_table(columns=columns)
 
 
@@ -846,6 +938,19 @@ def snapshot_info(snap: Snapshot) -> SnapshotInfo:
         properties=props,
         operation=snap.summary.operation.value if snap.summary is not None else None,
     )
+
+
+def _table_filesystem(table: Table, locations: list[str]):
+    """The table FileIO's own pyarrow filesystem and the paths in it: the S3 endpoint, credentials and region the
+    catalog was opened with (``storage_config``), never a fresh default filesystem that would go to AWS."""
+    import pyarrow.fs as pafs
+    from pyiceberg.io.pyarrow import PyArrowFileIO
+
+    if isinstance(table.io, PyArrowFileIO):
+        scheme, netloc, _ = PyArrowFileIO.parse_location(locations[0])
+        return table.io.fs_by_scheme(scheme, netloc), [PyArrowFileIO.parse_location(loc)[2] for loc in locations]
+    fs, _ = pafs.FileSystem.from_uri(locations[0])
+    return fs, [pafs.FileSystem.from_uri(loc)[1] for loc in locations]
 
 
 def item_properties(props: dict[str, Any]) -> dict[str, str]:

@@ -34,9 +34,12 @@ def parse_duration(text: str) -> dt.timedelta:
 
 
 def _warehouse(args: argparse.Namespace, **kwargs):
+    """The warehouse named on the command line; read-only commands pass ``create=False``."""
+    from .storage_config import parse_props
     from .warehouse import Warehouse
 
-    return Warehouse(args.warehouse, catalog_uri=getattr(args, "catalog_uri", None), **kwargs)
+    props = parse_props(getattr(args, "catalog_prop", None))
+    return Warehouse(args.warehouse, catalog_uri=getattr(args, "catalog_uri", None), catalog_props=props, **kwargs)
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -66,7 +69,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_collections(args: argparse.Namespace) -> int:
-    wh = _warehouse(args)
+    wh = _warehouse(args, create=False)
     rows = []
     for name in wh.collections():
         snaps = wh.collection(name).snapshots()
@@ -82,7 +85,7 @@ def cmd_collections(args: argparse.Namespace) -> int:
 def cmd_snapshots(args: argparse.Namespace) -> int:
     from .warehouse import CollectionNotFound
 
-    wh = _warehouse(args)
+    wh = _warehouse(args, create=False)
     try:
         snaps = wh.collection(args.collection).snapshots()
     except CollectionNotFound as exc:
@@ -114,7 +117,7 @@ def ensure_port_free(host: str, port: int) -> None:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
-    wh = _warehouse(args)
+    wh = _warehouse(args, create=False)
     report = wh.gc(parse_duration(args.older_than), dry_run=args.dry_run)
     verb = "would delete" if args.dry_run else "deleted"
     for f in report.orphans:
@@ -161,13 +164,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .fileio import normalize_uri
 
     uri = normalize_uri(args.warehouse)
-    if "://" not in uri and not os.path.isdir(uri):
-        raise CliError(f"warehouse {args.warehouse!r} does not exist")
-    ensure_port_free(args.host, args.port)
+    ensure_port_free(args.host, args.port)  # before anything is created
+    _check_serve_warehouse(args, uri)
     # workers re-create the app from the environment (uvicorn factory), so settings travel through it
     os.environ["PIXELQUERY_WAREHOUSE"] = uri
     if args.catalog_uri:
         os.environ["PIXELQUERY_CATALOG_URI"] = args.catalog_uri
+    _export_catalog_settings(args)
     if args.cors_origins is not None:
         os.environ["PIXELQUERY_CORS_ORIGINS"] = args.cors_origins
     os.environ.update(_service_settings(args).to_env())
@@ -231,6 +234,25 @@ def cmd_worker(args: argparse.Namespace) -> int:
     finally:
         pool.stop()
     return 0
+def _check_serve_warehouse(args: argparse.Namespace, uri: str) -> None:
+    """``serve`` never creates a warehouse unless ``--create``; a remote catalog is not probed here (a replica
+    started while its catalog is down must come up and answer 503 until the catalog is back)."""
+    if args.create:
+        _warehouse(args, create=True).catalog  # creates the local catalog.db / catalog tables now
+        return
+    if "://" in uri or args.catalog_uri or os.environ.get("PIXELQUERY_CATALOG_URI"):
+        return
+    if not os.path.isfile(os.path.join(uri, "catalog.db")):
+        raise CliError(f"no warehouse at {args.warehouse!r} (no catalog.db): ingest first, or pass --create")
+
+
+def _export_catalog_settings(args: argparse.Namespace) -> None:
+    """``--catalog-prop`` and ``--refresh-interval`` for the server workers, through their environment."""
+    from .storage_config import CATALOG_PROPS_ENV, format_props, parse_props
+
+    if args.catalog_prop:
+        os.environ[CATALOG_PROPS_ENV] = format_props(parse_props(args.catalog_prop))
+    os.environ["PIXELQUERY_REFRESH_INTERVAL"] = str(args.refresh_interval)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -284,7 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     def catalog_opt(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--catalog-uri", help="SQLAlchemy URI (PostgreSQL) or Iceberg REST URL; default SQLite in the warehouse")
+        p.add_argument("--catalog-uri", help="SQLAlchemy URI (PostgreSQL), SQLite file path or Iceberg REST URL; default SQLite in the warehouse")
+        p.add_argument(
+            "--catalog-prop", action="append", default=[], metavar="KEY=VALUE",
+            help="pyiceberg catalog/S3 property, repeatable (credential, token, warehouse, s3.endpoint...); "
+            "also $PIXELQUERY_CATALOG_PROPS as k=v,k=v",
+        )
 
     p = add("ingest", cmd_ingest, "ingest rasters, scenes or STAC Items, one snapshot (STAC item) per item")
     p.add_argument("warehouse")
@@ -315,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--log-level", default="info")
     p.add_argument("--worker-healthcheck-timeout", type=int, default=60, help="seconds before a silent worker is restarted")
+    p.add_argument("--refresh-interval", type=float, default=1.0, metavar="SECONDS",
+                   help="how often the catalog head is re-read, i.e. how soon other writers' items appear (default 1)")
+    p.add_argument("--create", action="store_true", help="start on a new, empty warehouse (filled through the jobs API)")
     p.add_argument("--cors-origins", help="comma-separated origins allowed by CORS (default '*': any, never with credentials)")
     catalog_opt(p)
     jobs = p.add_argument_group("jobs, writes and operations")
@@ -385,10 +415,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("pyiceberg").setLevel(logging.ERROR)
     from .catalog import CatalogError
     from .ingest import IngestError
+    from .storage_config import StorageConfigError
 
     try:
         return args.func(args)
-    except (CliError, IngestError, CatalogError) as exc:
+    except (CliError, IngestError, CatalogError, StorageConfigError) as exc:
         print(f"pixelquery-tiler: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,20 +1,28 @@
 """The warehouse's file I/O boundary.
 
 Every byte the warehouse reads or writes goes through a ``pyarrow.fs`` filesystem rooted at the warehouse
-URI, so the same code serves a local folder, ``s3://bucket/prefix`` (or any pyarrow filesystem). Paths stored
-in the catalog are *relative* to the warehouse root: a warehouse can be copied or mirrored without rewriting
-its catalog.
+URI, so the same code serves a local folder, ``s3://bucket/prefix`` (or any pyarrow filesystem). S3 settings
+(endpoint, credentials, region) come from ``storage_config``, the same ones pyiceberg's FileIO gets.
+
+Chunk paths stored in the catalog rows are *relative* to the warehouse root, but Iceberg's own metadata
+(metadata.json, manifest lists, manifests) records *absolute* file locations, as the Iceberg spec requires.
+So a warehouse cannot simply be copied or moved to another path or bucket: the copy's catalog would still
+point at the original's files. Move one by re-ingesting, or by registering rewritten metadata with tools
+that rewrite table locations (e.g. Iceberg's ``rewrite_table_path`` procedure in Spark).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.fs as pafs
+
+from .storage_config import StorageConfig, StorageConfigError, describe_os_error, parse_props, split_uri
 
 
 def normalize_uri(uri: str) -> str:
@@ -36,13 +44,41 @@ class FileEntry:
 
 
 class WarehouseFS:
-    """A pyarrow filesystem plus the warehouse root inside it."""
+    """A pyarrow filesystem plus the warehouse root inside it.
 
-    def __init__(self, uri: str):
-        self.uri = normalize_uri(uri)
-        self.fs, self.root = pafs.FileSystem.from_uri(self.uri if "://" in self.uri else Path(self.uri).as_uri())
+    ``props``: catalog properties (``s3.endpoint`` etc.); with the URI's query string and the AWS environment
+    they make :attr:`storage`, the one S3 configuration that the Iceberg catalog is opened with too.
+    """
+
+    def __init__(self, uri: str, props: Mapping[str, str] | None = None):
+        base, uri_props = split_uri(normalize_uri(uri))
+        self.uri = base
+        #: catalog properties: the URI's query options, overridden by explicit ones (else ``$PIXELQUERY_CATALOG_PROPS``)
+        self.props: dict[str, str] = {**uri_props, **(dict(props) if props is not None else parse_props())}
+        self.storage = StorageConfig.resolve(props=self.props)
+        if base.startswith("s3://"):
+            self.fs, self.root = self.storage.s3_filesystem(), base[len("s3://") :]
+        else:
+            self.fs, self.root = pafs.FileSystem.from_uri(base if "://" in base else Path(base).as_uri())
         self.root = self.root.rstrip("/")
         self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
+        self._checked = self.is_local
+
+    def check(self) -> None:
+        """Fail with one line (``StorageConfigError``) when a remote warehouse cannot be reached or signed for.
+
+        Called before the first write, so an ingest against a wrong endpoint or without credentials stops
+        before any chunk or metadata is written.
+        """
+        if self._checked:
+            return
+        if self.uri.startswith("s3://"):
+            self.storage.check_credentials()
+        try:
+            self.fs.get_file_info(self.root)
+        except OSError as exc:
+            raise StorageConfigError(describe_os_error(exc, self.uri, self.storage)) from None
+        self._checked = True
 
     def full(self, relpath: str) -> str:
         """The path inside the filesystem: the catalog stores relative paths, the filesystem wants full ones."""
@@ -54,11 +90,13 @@ class WarehouseFS:
 
     def makedirs(self, reldir: str) -> None:
         """Create a directory and its parents (a no-op on object stores, which have no directories)."""
+        self.check()
         self.fs.create_dir(self.full(reldir), recursive=True)
 
     def open_output(self, relpath: str) -> pa.NativeFile:
         """A write stream, parents created first: chunk files are written once, never opened for update."""
         parent = relpath.rsplit("/", 1)[0] if "/" in relpath else ""
+        self.check()
         if parent:
             self.makedirs(parent)
         return self.fs.open_output_stream(self.full(relpath))

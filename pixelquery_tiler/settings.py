@@ -20,6 +20,9 @@ class Settings(BaseSettings):
 
     warehouse: str | None = Field(None, description="Warehouse URI served by `app_from_env` (uvicorn workers).")
     catalog_uri: str | None = Field(None, description="Catalog URI (see catalog.open_catalog).")
+    refresh_interval: float = Field(
+        1.0, ge=0, description="Seconds between re-reads of the catalog head (`serve --refresh-interval`)."
+    )
     head_max_age: int = Field(10, ge=0, description="max-age (s) of collection-head responses; they change on ingest.")
     png_zlevel: int = Field(2, ge=0, le=9, description="zlib level of the PNG fast path (2: ~4x faster than 6).")
     cors_origins: str = Field(

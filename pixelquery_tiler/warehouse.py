@@ -203,8 +203,14 @@ class GcReport:
 class Warehouse:
     """A PixelQuery warehouse at ``uri`` (local folder or any pyarrow filesystem URI)."""
 
-    def __init__(self, uri: str, catalog_uri: str | None = None, refresh_interval: float = 1.0):
-        self.fs = WarehouseFS(uri)
+    def __init__(
+        self, uri: str, catalog_uri: str | None = None, refresh_interval: float = 1.0,
+        catalog_props: dict[str, str] | None = None, create: bool = True,
+    ):
+        # catalog_props: pyiceberg catalog + S3 properties (default $PIXELQUERY_CATALOG_PROPS); create=False:
+        # read-only use, a missing warehouse/catalog is an error instead of being created
+        self.fs = WarehouseFS(uri, catalog_props)
+        self._create = create
         self.uri = self.fs.uri
         self._catalog_uri = catalog_uri
         self._catalog: Catalog | None = None
@@ -218,7 +224,7 @@ class Warehouse:
     @property
     def catalog(self):
         if self._catalog is None:
-            self._catalog = cat.open_catalog(self.fs, self._catalog_uri)
+            self._catalog = cat.open_catalog(self.fs, self._catalog_uri, create=self._create)
         return self._catalog
 
     def collections(self) -> list[str]:
@@ -343,7 +349,9 @@ class Warehouse:
             initializer=_init_worker, initargs=(levels, list(warnings.filters)),
         )
         try:
-            futures = [pool.submit(_ingest_worker, self.uri, self._catalog_uri, p, collection, kwargs) for p in paths]
+            futures = [
+                pool.submit(_ingest_worker, self.uri, self._catalog_uri, p, collection, kwargs, self.fs.props) for p in paths
+            ]
             for future in futures:
                 results.append(future.result())
                 if on_result:
@@ -422,7 +430,7 @@ class Warehouse:
 
 #: loggers whose level the CLI sets (quiet GDAL chatter, pyiceberg retry warnings); workers inherit them
 _WORKER_LOGGERS = ("rasterio", "pyiceberg", "pixelquery_tiler")
-_worker_warehouses: dict[tuple[str, str | None], Warehouse] = {}
+_worker_warehouses: dict[tuple, Warehouse] = {}
 
 
 def _init_worker(levels: dict[str, int], warning_filters: list) -> None:
@@ -438,10 +446,11 @@ def _files(rows: pa.Table) -> set[str]:
 
 
 def _ingest_worker(
-    uri: str, catalog_uri: str | None, path: str | ItemPlan, collection: str, kwargs: dict[str, Any]
+    uri: str, catalog_uri: str | None, path: str | ItemPlan, collection: str, kwargs: dict[str, Any],
+    catalog_props: dict[str, str] | None = None,
 ) -> IngestResult | ItemResult:
     """One file in a worker process; the worker keeps one ``Warehouse`` (and catalog connection) per URI."""
-    key = (uri, catalog_uri)
+    key = (uri, catalog_uri, tuple(sorted((catalog_props or {}).items())))
     if key not in _worker_warehouses:
-        _worker_warehouses[key] = Warehouse(uri, catalog_uri=catalog_uri)
+        _worker_warehouses[key] = Warehouse(uri, catalog_uri=catalog_uri, catalog_props=catalog_props)
     return _worker_warehouses[key].ingest(path, collection, **kwargs)

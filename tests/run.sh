@@ -18,6 +18,8 @@ apt_missing=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_missing+=(postgresql)
 command -v gdal_translate >/dev/null 2>&1 || apt_missing+=(gdal-bin)
 command -v strace >/dev/null 2>&1 || apt_missing+=(strace)  # tests/test_robustness_server.py traces file access
+# nginx in front of serve replicas (tests/test_scaleout.py runs docker/nginx.conf)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || apt_missing+=(nginx-light)
 if [ ${#apt_missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null
 fi

@@ -7,12 +7,8 @@ skipped with the reason shown.
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,42 +20,12 @@ from pixelquery_tiler import Warehouse
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def _pg_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    return Path(found[-1]).parent if found else None
-
-
 @pytest.fixture(scope="module")
 def postgres_uri():
-    bindir = _pg_bin()
-    if bindir is None or shutil.which("runuser") is None:
-        reason = "PostgreSQL server binaries not installed (tests/run.sh installs Debian's postgresql)"
-        if os.environ.get("CI"):  # CI must exercise the PostgreSQL path, not skip it quietly
-            pytest.fail(reason)
-        pytest.skip(reason)
-    try:
-        import psycopg2  # noqa: F401
-    except ImportError:
-        pytest.skip("psycopg2 not installed (pip install '.[postgres]')")
-    # not under pytest's tmp root: that is private to root and the server runs as the postgres user
-    root = Path(tempfile.mkdtemp(prefix="pixelquery-pg-"))
-    os.chmod(root, 0o777)
-    datadir, sockdir = root / "data", root / "sock"
-    sockdir.mkdir()
-    os.chmod(sockdir, 0o777)
-    as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    subprocess.run([*as_pg, str(bindir / "initdb"), "-D", str(datadir), "-A", "trust", "-U", "postgres"], check=True, capture_output=True)
-    subprocess.run(
-        [*as_pg, str(bindir / "pg_ctl"), "-D", str(datadir), "-w", "-l", str(root / "log"),
-         "-o", f"-k {sockdir} -c listen_addresses='' -p 54329", "start"],
-        check=True, capture_output=True,
-    )
-    try:
-        subprocess.run([*as_pg, str(bindir.parent / "bin" / "createdb"), "-h", str(sockdir), "-p", "54329", "-U", "postgres", "pixelquery"], check=True, capture_output=True)
-        yield f"postgresql+psycopg2://postgres@/pixelquery?host={sockdir}&port=54329"
-    finally:
-        subprocess.run([*as_pg, str(bindir / "pg_ctl"), "-D", str(datadir), "-m", "immediate", "stop"], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+    from scaleout_servers import Postgres
+
+    with Postgres.running() as pg:
+        yield pg.uri
 
 
 def test_ingest_and_read_with_postgres_catalog(postgres_uri: str, tmp_path: Path) -> None:
@@ -91,6 +57,7 @@ def test_cli_accepts_catalog_uri(postgres_uri: str, tmp_path: Path) -> None:
     listed = subprocess.run([sys.executable, "-m", "pixelquery_tiler", "collections", str(wh), "--catalog-uri", postgres_uri, "--json"],
                             capture_output=True, text=True, check=True)
     assert '"rgb"' in listed.stdout
-    # the SQLite default sees nothing: the catalog really is the PostgreSQL one
-    local = subprocess.run([sys.executable, "-m", "pixelquery_tiler", "collections", str(wh), "--json"], capture_output=True, text=True, check=True)
-    assert '"rgb"' not in local.stdout
+    # forgetting --catalog-uri: one line, and no SQLite catalog is created beside the PostgreSQL one's chunks
+    local = subprocess.run([sys.executable, "-m", "pixelquery_tiler", "collections", str(wh), "--json"], capture_output=True, text=True)
+    assert local.returncode != 0 and len(local.stderr.strip().splitlines()) == 1, local.stderr
+    assert not (wh / "catalog.db").exists()

@@ -107,6 +107,11 @@ class PixelQueryCoreClient(BaseCoreClient):
     backend: StacBackend = attr.ib(default=None)
 
     # -- collections ----------------------------------------------------------------------------------------
+    def landing_page(self, **kwargs: Any):
+        """The landing page, after checking the catalog answers (down: 503 via app.py, so a proxy skips us)."""
+        self.backend.collection_names()
+        return super().landing_page(**kwargs)
+
     def all_collections(self, request: Request, **kwargs: Any) -> JSONResponse:
         stac_base, app_base = _bases(request)
         docs = [self.backend.collection_document(name) for name in self.backend.collection_names()]
