@@ -105,7 +105,6 @@ def create_app(
 def _add_catalog_unavailable(app: FastAPI) -> None:
     """A catalog server that is down (PostgreSQL, REST) makes every request that needs it a 503 with
     ``Retry-After``, so a proxy tries another replica and the replica recovers by itself when it is back."""
-    from starlette.requests import Request
     from starlette.responses import JSONResponse
 
     from .catalog import unavailable_errors
@@ -141,7 +140,7 @@ def _json_error(status_code: int, detail: Any) -> JSONResponse:
 def add_exception_handlers(app: FastAPI, status_codes: dict[type[Exception], int]) -> None:
     """titiler's ``add_exception_handlers``, with error responses that are never cacheable."""
 
-    def handler_for(status_code: int):  # noqa: ANN202
+    def handler_for(status_code: int):
         def handle(request: Request, exc: Exception) -> JSONResponse:
             log.debug("%s %s -> %d: %s", request.method, request.url.path, status_code, exc)
             return _json_error(status_code, str(exc))

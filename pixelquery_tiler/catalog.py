@@ -44,6 +44,7 @@ files were added since the last one (default 32), keeping the server's index bui
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -226,7 +227,7 @@ class CatalogUnavailable(CatalogError):
 
 
 #: errors of the catalog's client libraries that mean "server unreachable now", not "bad request"
-def unavailable_errors() -> tuple[type[BaseException], ...]:
+def unavailable_errors() -> tuple[type[Exception], ...]:
     import requests
     import sqlalchemy.exc
 
@@ -358,10 +359,8 @@ def create_table(catalog: Catalog, fs: WarehouseFS, collection: str) -> Table:
     """Create the collection table if missing (idempotent under concurrent creators)."""
     for attempt in range(40):
         try:
-            try:
+            with contextlib.suppress(NamespaceAlreadyExistsError):
                 catalog.create_namespace(NAMESPACE)
-            except NamespaceAlreadyExistsError:
-                pass
             try:
                 return catalog.create_table(
                     identifier(collection),
@@ -470,7 +469,7 @@ class CollectionTable:
         self._load = load
 
     @classmethod
-    def of(cls, table: Table) -> "CollectionTable":
+    def of(cls, table: Table) -> CollectionTable:
         """A handle whose writes start from ``table`` refreshed from the catalog."""
         return cls(lambda: table.refresh())
 
@@ -684,7 +683,7 @@ class CollectionTable:
     def item_log_files(table: Table) -> list[str]:
         return list(json.loads(table.properties.get(ITEM_LOG_PROPERTY, "[]")))
 
-    def _append_item_log(self, table: Table, infos: list["SnapshotInfo"]) -> list[str]:
+    def _append_item_log(self, table: Table, infos: list[SnapshotInfo]) -> list[str]:
         """Write a new log file; returns the log file list the expiring commit will reference.
 
         Once ``ITEM_LOG_MAX_FILES`` files exist, the new file also holds all older entries (compaction), so a
@@ -708,14 +707,14 @@ class CollectionTable:
         return [*files, self._write_log_file(table, rows)]
 
     @classmethod
-    def _read_log_entries(cls, table: Table, name: str) -> list["SnapshotInfo"]:
+    def _read_log_entries(cls, table: Table, name: str) -> list[SnapshotInfo]:
         rows = _read_log_table(table.io, cls._log_uri(table, name)).to_pylist()
         return [
             SnapshotInfo(
                 snapshot_id=r["snapshot_id"],
                 parent_id=r["parent_id"],
                 sequence_number=r["sequence_number"],
-                timestamp=dt.datetime.fromtimestamp(r["timestamp_ms"] / 1000, tz=dt.timezone.utc),
+                timestamp=dt.datetime.fromtimestamp(r["timestamp_ms"] / 1000, tz=dt.UTC),
                 item_id=(props := json.loads(r["properties"])).get("item_id"),
                 datetime=dt.datetime.fromisoformat(props["datetime"]) if props.get("datetime") else None,
                 properties=props,
@@ -724,7 +723,7 @@ class CollectionTable:
             for r in rows
         ]
 
-    def expired(self, table: Table) -> list["SnapshotInfo"]:
+    def expired(self, table: Table) -> list[SnapshotInfo]:
         """Snapshots expired into the item log, oldest first."""
         seen: dict[int, SnapshotInfo] = {}
         for name in self.item_log_files(table):
@@ -733,7 +732,7 @@ class CollectionTable:
         return sorted(seen.values(), key=lambda i: i.sequence_number)
 
     # -- reads --------------------------------------------------------------------------------------------------
-    def history(self, table: Table) -> list["SnapshotInfo"]:
+    def history(self, table: Table) -> list[SnapshotInfo]:
         """The main branch's history, oldest first: expired snapshots from the item log, then live ones."""
         current = table.current_snapshot()
         if current is None:
@@ -795,7 +794,7 @@ class CollectionTable:
         ]
         return _read_data_files(table, paths).cast(ARROW_SCHEMA) if paths else ARROW_SCHEMA.empty_table()
 
-    def deleted_rows(self, table: Table, history: list["SnapshotInfo"]) -> list[tuple[int, pa.Table]]:
+    def deleted_rows(self, table: Table, history: list[SnapshotInfo]) -> list[tuple[int, pa.Table]]:
         """``(history position of the delete, rows it removed)`` for every item delete in ``history``."""
         out, seen = [], set()
         for pos, info in enumerate(history):
@@ -877,12 +876,12 @@ def expire_snapshots(table: Table, retain: int | None = None, batch: int | None 
     return CollectionTable.of(table).expire(table, retain, batch)
 
 
-def expired_snapshots(table: Table) -> list["SnapshotInfo"]:
+def expired_snapshots(table: Table) -> list[SnapshotInfo]:
     """See ``CollectionTable.expired``."""
     return CollectionTable.of(table).expired(table)
 
 
-def snapshots(table: Table) -> list["SnapshotInfo"]:
+def snapshots(table: Table) -> list[SnapshotInfo]:
     """See ``CollectionTable.history``."""
     return CollectionTable.of(table).history(table)
 
@@ -932,7 +931,7 @@ def snapshot_info(snap: Snapshot) -> SnapshotInfo:
         snapshot_id=snap.snapshot_id,
         parent_id=snap.parent_snapshot_id,
         sequence_number=snap.sequence_number or 0,
-        timestamp=dt.datetime.fromtimestamp(snap.timestamp_ms / 1000, tz=dt.timezone.utc),
+        timestamp=dt.datetime.fromtimestamp(snap.timestamp_ms / 1000, tz=dt.UTC),
         item_id=props.get("item_id"),
         datetime=dt.datetime.fromisoformat(when) if when else None,
         properties=props,

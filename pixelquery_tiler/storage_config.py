@@ -118,7 +118,7 @@ class StorageConfig:
     def resolve(
         cls, uri_props: Mapping[str, str] | None = None, props: Mapping[str, str] | None = None,
         env: Mapping[str, str] | None = None,
-    ) -> "StorageConfig":
+    ) -> StorageConfig:
         env = os.environ if env is None else env
         merged: dict[str, str] = {}
         for name, prop in _ENV_TO_PROP:

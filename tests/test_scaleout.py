@@ -22,7 +22,16 @@ import pytest
 import rasterio
 
 from scaleout_servers import (
-    DATA, MotoS3, Postgres, SeaweedFS, cli, http_get, nginx, s3_env, serve, stop_process,
+    DATA,
+    MotoS3,
+    Postgres,
+    SeaweedFS,
+    cli,
+    http_get,
+    nginx,
+    s3_env,
+    serve,
+    stop_process,
 )
 
 #: three files in three places, as (file, datetime)
@@ -107,7 +116,7 @@ def postgres():
 def assert_same_service(base: str, ref: str, collection: str) -> None:
     got, want = comparable_items(base, collection), comparable_items(ref, collection)
     assert [i["id"] for i in got] == [i["id"] for i in want]
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         diff = {k: (g["properties"].get(k), w["properties"].get(k)) for k in {*g["properties"], *w["properties"]}
                 if g["properties"].get(k) != w["properties"].get(k)}
         assert not diff, (g["id"], diff)
@@ -305,9 +314,9 @@ def test_new_ingest_is_visible_through_every_replica(replicas) -> None:
 def test_s3_stopped_mid_ingest_fails_with_one_line_and_no_snapshot(moto: MotoS3, tmp_path: Path) -> None:
     """The S3 server dies while chunks are being written: the ingest exits non-zero with one line and the catalog
     gains no snapshot."""
-    import pyarrow.fs as pafs
-
     import sqlite3
+
+    import pyarrow.fs as pafs
 
     catalog = str(tmp_path / "catalog.db")
     ingest("s3://bucket/wh", FILES[:1], "scaleout", ["--catalog-uri", catalog], s3_env(moto.endpoint))

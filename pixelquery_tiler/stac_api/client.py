@@ -13,12 +13,12 @@ from typing import Any
 import attr
 import orjson
 from fastapi import Request
-from starlette.responses import JSONResponse as StarletteJSONResponse
 from stac_fastapi.extensions.filter.client import BaseFiltersClient
 from stac_fastapi.extensions.sort.client import BaseSortablesClient
 from stac_fastapi.types.core import BaseCoreClient
 from stac_fastapi.types.errors import NotFoundError
 from stac_fastapi.types.requests import get_base_url
+from starlette.responses import JSONResponse as StarletteJSONResponse
 
 from .cql2_filter import FilterError, parse_filter
 from .documents import resolve_collection, resolve_item
