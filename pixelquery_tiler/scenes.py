@@ -31,7 +31,15 @@ from .ingest import (
     BandFile, BandGroup, IngestError, IngestResult, check_name, collection_compression, commit_item, detect_datetime,
     new_item_id, write_band_group,
 )
-from .profiles import BandSpec, ProductProfile, ProfileError, detect_product, get_profile, resolve_bands
+from .profiles import (
+    BandSpec,
+    ProductProfile,
+    ProfileError,
+    detect_product,
+    get_profile,
+    profile_fit_warnings,
+    resolve_bands,
+)
 from .sources import (
     Fingerprint, SourceError, StacItemSource, gdal_path, load_stac_item, looks_like_stac, parse_stac_item, probe,
     remote_env, resolve, stac_self_href,
@@ -71,6 +79,7 @@ class FileHeader:
     shape: tuple[int, int]
     wgs84: tuple[float, float, float, float]
     tags: dict[str, str]
+    dtype: str = "uint16"
 
     @property
     def grid_key(self) -> tuple:
@@ -87,7 +96,7 @@ def read_header(location: str) -> FileHeader:
             count = sum(1 for ci in src.colorinterp if ci != ColorInterp.alpha)
             wgs84 = transform_bounds(src.crs, "EPSG:4326", *src.bounds, densify_pts=21)
             header = FileHeader(location, fingerprint, count, src.crs, src.transform, (src.height, src.width),
-                                wgs84, src.tags())
+                                wgs84, src.tags(), src.dtypes[0])
     except SourceError:
         raise
     except (RasterioError, OSError) as exc:
@@ -218,6 +227,9 @@ def _raster_plan(
             profile = detect_product(PurePosixPath(locations[0]).name, sum(h.count for h in headers))
     except ProfileError as exc:
         raise IngestError(str(exc)) from None
+    if product:
+        for warning in profile_fit_warnings(profile, sum(h.count for h in headers), headers[0].dtype, bands):
+            log.warning("%s: %s", locations[0], warning)
     label = scene_id or PurePosixPath(locations[0]).name
     names = _split_bands(bands, headers)
     files = [

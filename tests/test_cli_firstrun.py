@@ -116,3 +116,24 @@ def test_snapshots_print_a_header_on_a_terminal_only(one_item_warehouse: Path) -
     assert proc.returncode == 0
     lines = out.replace("\r", "").splitlines()
     assert lines[0].split("\t") == ["snapshot_id", "committed", "item_id", "acquired"] and len(lines) == 2
+
+
+def test_a_product_that_contradicts_the_file_is_warned_about(tmp_path: Path) -> None:
+    """``--product planetscope-4band`` on an 8-bit RGB+NIR file: accepted, but the user hears it renders black."""
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    path = tmp_path / "rgbn_uint8.tif"
+    profile = {
+        "driver": "GTiff", "width": 64, "height": 64, "count": 4, "dtype": "uint8", "crs": "EPSG:32633",
+        "transform": from_origin(300000, 5000000, 3, 3), "photometric": "MINISBLACK",
+    }
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.random.default_rng(1).integers(1, 255, (4, 64, 64), dtype=np.uint8))
+    args = ("ingest", tmp_path / "wh", path, "--collection", "c", "--datetime", "2021-01-01")
+    proc = run_cli(*args, "--product", "planetscope-4band")
+    assert proc.returncode == 0, proc.stderr
+    assert "renders values up to 3000 but the file is uint8" in proc.stderr
+    fitting = run_cli(*args[:3], "--collection", "d", "--datetime", "2021-01-01", "--product", "generic-rgbn")
+    assert fitting.returncode == 0 and "WARNING" not in fitting.stderr, fitting.stderr
