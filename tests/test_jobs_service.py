@@ -54,7 +54,7 @@ class Server:
         environ.pop("PIXELQUERY_API_KEYS", None)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pixelquery_tiler", "serve", str(warehouse), "--port", str(self.port),
-             "--log-level", "warning", "--create", *args],
+             "--log-level", "warning", *(() if "--catalog-uri" in args else ("--create",)), *args],
             env=environ, stdout=self.log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 90
