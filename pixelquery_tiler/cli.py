@@ -1,4 +1,4 @@
-"""The ``pixelquery-tiler`` command line (see CONTRACT.md for names and behaviour).
+"""The ``pixelquery-tiler`` command line: ingest, serve and maintain a PixelQuery warehouse.
 
 Bad input exits non-zero with one line on stderr and no traceback; nothing is committed on failure.
 """
@@ -48,6 +48,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     wh = _warehouse(args)
     bands = [b.strip() for b in args.bands.split(",")] if args.bands else None
     assets = [a.strip() for a in args.assets.split(",")] if args.assets else None
+    existing = _existing_collections(args)
     show = sys.stderr.isatty() and not args.json
     with tqdm(total=len(args.files), unit="source", disable=not show, desc="ingest") as bar:
 
@@ -63,9 +64,24 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             args.files, args.collection, scene=args.scene, assets=assets, product=args.product,
             datetime=args.datetime, bands=bands, allow_duplicate=args.allow_duplicate, jobs=args.jobs, on_result=done,
         )
+    if args.collection not in existing and results:
+        # a typo in --collection silently starting a new collection is easy to miss: say so (stderr: --json
+        # output stays pure)
+        others = f" (existing: {', '.join(existing)})" if existing else ""
+        print(f"pixelquery-tiler: created new collection {args.collection!r}{others}", file=sys.stderr)
     if args.json:
         print(json.dumps([r.to_json() for r in results], indent=2))
     return 0
+
+
+def _existing_collections(args: argparse.Namespace) -> list[str]:
+    """Collections before an ingest, without creating the warehouse (a bad source must leave nothing behind)."""
+    from .catalog import CatalogError
+
+    try:
+        return _warehouse(args, create=False).collections()
+    except CatalogError:  # no warehouse yet: the ingest creates it
+        return []
 
 
 def cmd_collections(args: argparse.Namespace) -> int:
@@ -93,6 +109,8 @@ def cmd_snapshots(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([s.to_json() for s in snaps], indent=2))
     else:
+        if sys.stdout.isatty():  # a header for people; pipes and scripts keep plain rows
+            print("snapshot_id\tcommitted\titem_id\tacquired")
         for s in snaps:
             print(f"{s.snapshot_id}\t{s.timestamp.isoformat()}\t{s.item_id}\t{s.datetime.isoformat() if s.datetime else ''}")
     return 0
@@ -164,7 +182,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .fileio import normalize_uri
 
     uri = normalize_uri(args.warehouse)
-    ensure_port_free(args.host, args.port)  # before anything is created
+    service = _service_settings(args)  # validates the service options before anything is created
+    ensure_port_free(args.host, args.port)
     _check_serve_warehouse(args, uri)
     # workers re-create the app from the environment (uvicorn factory), so settings travel through it
     os.environ["PIXELQUERY_WAREHOUSE"] = uri
@@ -173,7 +192,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _export_catalog_settings(args)
     if args.cors_origins is not None:
         os.environ["PIXELQUERY_CORS_ORIGINS"] = args.cors_origins
-    os.environ.update(_service_settings(args).to_env())
+    os.environ.update(service.to_env())
     uvicorn.run(
         "pixelquery_tiler.app:app_from_env",
         factory=True,
@@ -292,8 +311,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+#: what WAREHOUSE means, on every command that takes one
+WAREHOUSE_HELP = "warehouse: a folder, or s3://bucket/prefix with --catalog-uri; the first ingest creates it"
+EPILOG = """examples:
+  pixelquery-tiler demo                                    bundled data, viewer at http://127.0.0.1:8000/
+  pixelquery-tiler ingest ./wh LC08_*_SR_B*.TIF --collection landsat
+  pixelquery-tiler serve ./wh --port 8000
+  pixelquery-tiler snapshots ./wh --collection landsat
+
+'pixelquery-tiler COMMAND --help' describes each command; README.md has a tour."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pixelquery-tiler", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="pixelquery-tiler", description=__doc__.splitlines()[0], epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details and print the traceback of unexpected errors")
     from . import __version__
 
@@ -301,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, func, help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help)
+        p = sub.add_parser(name, help=help, description=help, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         p.set_defaults(func=func)
         return p
 
@@ -314,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     p = add("ingest", cmd_ingest, "ingest rasters, scenes or STAC Items, one snapshot (STAC item) per item")
-    p.add_argument("warehouse")
+    p.add_argument("warehouse", metavar="WAREHOUSE", help=WAREHOUSE_HELP)
     p.add_argument("files", nargs="+", metavar="SOURCE", help="path, http(s):// URL, s3:// URI or STAC Item (.json)")
     p.add_argument("--scene", action="store_true", help="all SOURCEs form one item (one band group per pixel grid)")
     p.add_argument("--assets", help="comma-separated asset keys to take from STAC Item sources")
@@ -336,14 +369,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help='print {"ingested", "skipped", "failed"}')
 
     p = add("serve", cmd_serve, "serve tiles and the STAC API")
-    p.add_argument("warehouse")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--log-level", default="info")
+    p.add_argument("warehouse", metavar="WAREHOUSE", help=WAREHOUSE_HELP)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
+    p.add_argument("--workers", type=int, default=1, help="server processes (uvicorn workers)")
+    p.add_argument("--log-level", default="info", help="uvicorn log level (debug, info, warning, error)")
     p.add_argument("--worker-healthcheck-timeout", type=int, default=60, help="seconds before a silent worker is restarted")
     p.add_argument("--refresh-interval", type=float, default=1.0, metavar="SECONDS",
-                   help="how often the catalog head is re-read, i.e. how soon other writers' items appear (default 1)")
+                   help="how often the catalog head is re-read, i.e. how soon other writers' items appear")
     p.add_argument("--create", action="store_true", help="start on a new, empty warehouse (filled through the jobs API)")
     p.add_argument("--cors-origins", help="comma-separated origins allowed by CORS (default '*': any, never with credentials)")
     catalog_opt(p)
@@ -351,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--api-key", action="append", metavar="KEY", help="enable writes with this key (repeatable)")
     jobs.add_argument("--read-auth", action="store_true", help="reads need a key too (Bearer or ?token=)")
     jobs.add_argument("--import-root", action="append", metavar="DIR", help="local folder job sources may come from")
-    jobs.add_argument("--max-upload-mb", type=int, default=2048, help="upload size cap (default 2048)")
+    jobs.add_argument("--max-upload-mb", type=int, default=2048, help="upload size cap")
     jobs.add_argument("--rate-limit", metavar="N/s", help="requests per second per key or client address")
     jobs.add_argument("--job-workers", type=int, default=1, help="ingest job threads per server process (0 = none)")
     jobs.add_argument("--job-lease", type=float, default=60.0, help="seconds before a dead worker's job is retried")
@@ -359,43 +392,43 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--access-log-json", action="store_true", help="one JSON line per request (no query strings)")
 
     p = add("worker", cmd_worker, "run queued ingest jobs (next to or instead of the servers' own workers)")
-    p.add_argument("warehouse")
+    p.add_argument("warehouse", metavar="WAREHOUSE", help=WAREHOUSE_HELP)
     p.add_argument("--concurrency", type=int, default=1, help="jobs run at once by this process")
     p.add_argument("--job-lease", type=float, default=60.0, help="seconds before a dead worker's job is retried")
     catalog_opt(p)
 
     p = add("demo", cmd_demo, "build a demo warehouse from bundled real data and serve it")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--warehouse", help="where to build the demo warehouse (default: a per-user cache folder)")
 
     p = add("collections", cmd_collections, "list collections")
-    p.add_argument("warehouse")
+    p.add_argument("warehouse", metavar="WAREHOUSE", help=WAREHOUSE_HELP)
     p.add_argument("--json", action="store_true")
     catalog_opt(p)
 
     p = add("snapshots", cmd_snapshots, "list a collection's snapshots")
-    p.add_argument("warehouse")
+    p.add_argument("warehouse", metavar="WAREHOUSE", help=WAREHOUSE_HELP)
     p.add_argument("--collection", required=True)
     p.add_argument("--json", action="store_true")
     catalog_opt(p)
 
     p = add("delete", cmd_delete, "remove an item from the head in a new snapshot (time travel still shows it)")
-    p.add_argument("warehouse")
+    p.add_argument("warehouse", metavar="WAREHOUSE", help=WAREHOUSE_HELP)
     p.add_argument("--collection", required=True)
     p.add_argument("--item", required=True, help="item id")
     p.add_argument("--json", action="store_true")
     catalog_opt(p)
 
     p = add("compact", cmd_compact, "rewrite a collection's small catalog data files into few sorted ones")
-    p.add_argument("warehouse")
+    p.add_argument("warehouse", metavar="WAREHOUSE", help=WAREHOUSE_HELP)
     p.add_argument("--collection", required=True)
     p.add_argument("--json", action="store_true")
     catalog_opt(p)
 
     p = add("gc", cmd_gc, "delete chunk and Iceberg files no snapshot references")
-    p.add_argument("warehouse")
-    p.add_argument("--older-than", default="1h", help="grace period for in-flight ingests (default 1h)")
+    p.add_argument("warehouse", metavar="WAREHOUSE", help=WAREHOUSE_HELP)
+    p.add_argument("--older-than", default="1h", help="grace period for in-flight ingests")
     p.add_argument("--dry-run", action="store_true", help="list what would be deleted")
     catalog_opt(p)
     return parser

@@ -451,10 +451,13 @@ def _run_scene_ingest(warehouse: Warehouse, job: Job, progress: Callable[[float,
                     raise PermanentJobError(str(exc)) from None
         progress(0.0, [])
         results = warehouse.ingest_sources(
-            sources, request["collection"], scene=bool(request.get("scene")), assets=request.get("assets"),
+            sources, request["collection"], assets=request.get("assets"),
+            # a STAC Item is one item already; ``scene`` groups plain files
+            scene=bool(request.get("scene")) and all(isinstance(s, str) for s in request["sources"]),
             product=request.get("product"), datetime=request.get("datetime"), bands=request.get("bands"),
+            allow_duplicate=bool(request.get("allow_duplicate")),
         )
-    items = [r.item_id for r in results]
+    items = [r.result.item_id for r in results]
     progress(1.0, items)
     return items
 

@@ -12,8 +12,11 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
+from collections.abc import Sequence
 from pathlib import PurePath
 from typing import Any
+
+import numpy as np
 
 
 class ProfileError(ValueError):
@@ -142,3 +145,24 @@ def resolve_bands(
         f"file has {band_count} band(s) but product {profile.id!r} has {len(profile.bands)}; "
         "name them with --bands"
     )
+
+
+def profile_fit_warnings(
+    profile: ProductProfile, count: int, dtype: str, bands: Sequence[str] | None = None
+) -> list[str]:
+    """Ways a file contradicts the product profile a user named (``--product``): ingest still proceeds.
+
+    A wrong profile is accepted silently today and renders black (e.g. ``planetscope-4band``, whose default
+    rendering stretches 0..3000, on an 8-bit RGB+NIR file), so the CLI warns with what to do instead.
+    """
+    warnings = []  # (a band count that does not fit is an error of its own: resolve_bands)
+    rescale = profile.rendering.get("rescale")
+    kind = np.dtype(dtype)
+    if rescale and kind.kind in "iu":
+        top = max(float(r[1]) for r in rescale)
+        if top > np.iinfo(kind).max:
+            warnings.append(
+                f"profile {profile.id!r} renders values up to {top:g} but the file is {dtype} "
+                f"(at most {np.iinfo(kind).max}): default tiles will be black; check --product or pass rescale"
+            )
+    return warnings

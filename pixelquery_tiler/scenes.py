@@ -39,7 +39,15 @@ from .ingest import (
     new_item_id,
     write_band_group,
 )
-from .profiles import BandSpec, ProductProfile, ProfileError, detect_product, get_profile, resolve_bands
+from .profiles import (
+    BandSpec,
+    ProductProfile,
+    ProfileError,
+    detect_product,
+    get_profile,
+    profile_fit_warnings,
+    resolve_bands,
+)
 from .sources import (
     Fingerprint,
     SourceError,
@@ -88,6 +96,7 @@ class FileHeader:
     shape: tuple[int, int]
     wgs84: tuple[float, float, float, float]
     tags: dict[str, str]
+    dtype: str = "uint16"
 
     @property
     def grid_key(self) -> tuple:
@@ -105,7 +114,7 @@ def read_header(location: str) -> FileHeader:
             count = sum(1 for ci in src.colorinterp if ci != ColorInterp.alpha)
             wgs84 = transform_bounds(src.crs, "EPSG:4326", *src.bounds, densify_pts=21)
             header = FileHeader(location, fingerprint, count, src.crs, src.transform, (src.height, src.width),
-                                wgs84, src.tags())
+                                wgs84, src.tags(), src.dtypes[0])
     except SourceError:
         raise
     except (RasterioError, OSError) as exc:
@@ -240,6 +249,9 @@ def _raster_plan(
             profile = detect_product(PurePosixPath(locations[0]).name, sum(h.count for h in headers))
     except ProfileError as exc:
         raise IngestError(str(exc)) from None
+    if product:
+        for warning in profile_fit_warnings(profile, sum(h.count for h in headers), headers[0].dtype, bands):
+            log.warning("%s: %s", locations[0], warning)
     label = scene_id or PurePosixPath(locations[0]).name
     names = _split_bands(bands, headers)
     files = [

@@ -117,6 +117,8 @@ class JobRequest(BaseModel):
     datetime: str | None = None
     bands: list[str] | None = None
     assets: list[str] | None = None
+    #: ingest sources that are already items of the collection (as ``ingest --allow-duplicate``)
+    allow_duplicate: bool = False
 
     @field_validator("collection")
     @classmethod

@@ -130,6 +130,8 @@ def probe(location: str) -> Fingerprint:
         raise SourceError(f"{location}: no such file") from None
     except OSError as exc:
         raise SourceError(f"{location}: cannot read ({exc.strerror})") from None
+    if os.path.isdir(location):
+        raise SourceError(f"{location}: is a directory; pass the rasters in it (e.g. {location.rstrip('/')}/*.tif)")
     if not os.access(location, os.R_OK):
         raise SourceError(f"{location}: permission denied")
     mtime = dt.datetime.fromtimestamp(st.st_mtime, dt.UTC).isoformat()

@@ -20,17 +20,8 @@ from ..index import ItemView
 from ..profiles import ProductProfile
 from ..rendering import default_rendering, item_rendering
 from ..temporal import format_instant
-from .links import (
-    absolute,
-    absolute_links,
-    collection_links,
-    collection_path,
-    item_links,
-    item_path,
-    time_travel_link,
-    web_map_links,
-    wmts_layer,
-)
+from ..urls import collection_path, item_path, preview_path, wmts_layer
+from .links import absolute, absolute_links, collection_links, item_links, time_travel_link, web_map_links
 from .properties import document_properties
 from .records import ItemRecords, crs_facts, profile_for
 
@@ -170,7 +161,7 @@ def item_document(records: ItemRecords, i: int) -> dict[str, Any]:
         "links": links,
         "assets": {
             "thumbnail": {
-                "href": f"{base}/preview.png?{thumb_query}",
+                "href": f"{preview_path(base)}?{thumb_query}",
                 "type": "image/png",
                 "title": "Preview of this snapshot",
                 "roles": ["thumbnail"],
@@ -178,7 +169,7 @@ def item_document(records: ItemRecords, i: int) -> dict[str, Any]:
             # STAC 1.1 allows item-level ``bands`` only as a summary of assets' bands; the reduced-resolution
             # GeoTIFF of all stored bands is a real asset that has exactly these bands.
             "overview": {
-                "href": f"{base}/preview.tif",
+                "href": preview_path(base, "tif"),
                 "type": GEOTIFF,
                 "title": "Reduced-resolution GeoTIFF of all bands",
                 "roles": ["overview"],

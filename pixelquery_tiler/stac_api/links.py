@@ -4,7 +4,7 @@ Two families: STAC navigation links (``self``, ``root``, ``parent``, ``collectio
 paging), absolute under the request's STAC root ``.../stac/``; and tile links (STAC web-map-links extension:
 ``xyz``, ``wmts``, ``tilejson``) to the tile endpoints of CONTRACT.md, which cached documents hold relative to
 the app root until ``absolute_links`` resolves them for one request (links follow the host the client used).
-The tile URL patterns are the tile endpoints' own (``/collections/{cid}[/items/{iid}]/tiles/{tms}/{z}/{x}/{y}``).
+The tile URL patterns come from ``urls.py``, where the tile routes take theirs.
 """
 
 from __future__ import annotations
@@ -12,31 +12,11 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote, urlencode
 
-TMS = "WebMercatorQuad"
+from ..urls import capabilities_path, collection_path, tile_path, tilejson_path
+
 QUERYABLES_REL = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
 JSON, GEOJSON, SCHEMA_JSON, PNG = "application/json", "application/geo+json", "application/schema+json", "image/png"
 CATALOG_TITLE = "pixelquery-tiler"
-
-
-# -- tile endpoints, relative to the app root ----------------------------------------------------------------
-def collection_path(cid: str) -> str:
-    """A collection's tile endpoints, relative to the app root (ids quoted: they are path segments)."""
-    return f"collections/{quote(cid, safe='')}"
-
-
-def item_path(cid: str, iid: str) -> str:
-    """An item's tile endpoints, relative to the app root."""
-    return f"{collection_path(cid)}/items/{quote(iid, safe='')}"
-
-
-def wmts_layer(cid: str, iid: str | None = None) -> str:
-    """Identifier of the WebMercatorQuad layer in the collection's (or item's) WMTS capabilities.
-
-    titiler's WMTS extension names layers ``{source}_{tms}_{render}``; the tiler's source name is the
-    collection id or ``{collection}_{item}``, and the layer built from query parameters is ``default``.
-    """
-    source = cid if iid is None else f"{cid}_{iid}"
-    return f"{source}_{TMS}_default"
 
 
 def _with_query(path: str, query: str) -> str:
@@ -47,12 +27,12 @@ def web_map_links(base: str, query: str, layer: str, what: str) -> list[dict[str
     """``xyz``/``wmts``/``tilejson`` links (STAC web-map-links extension) of one tile endpoint family."""
     return [
         {"rel": "xyz", "type": "image/png", "title": f"XYZ tiles of {what}",
-         "href": _with_query(f"{base}/tiles/{TMS}/{{z}}/{{x}}/{{y}}.png", query)},
+         "href": _with_query(tile_path(base), query)},
         {"rel": "wmts", "type": "image/png", "title": f"WMTS of {what}",
-         "href": _with_query(f"{base}/WMTSCapabilities.xml", query),
+         "href": _with_query(capabilities_path(base), query),
          "wmts:layer": layer, "wmts:encoding": "rest"},
         {"rel": "tilejson", "type": "application/json", "title": f"TileJSON of {what}",
-         "href": _with_query(f"{base}/{TMS}/tilejson.json", query)},
+         "href": _with_query(tilejson_path(base), query)},
     ]
 
 
@@ -60,7 +40,7 @@ def time_travel_link(cid: str, snapshot_id: int, render: dict[str, str]) -> dict
     """``xyz`` tiles of the whole collection as of one snapshot (the ``snapshot_id`` parameter)."""
     query = urlencode([("snapshot_id", str(snapshot_id)), *render.items()], safe=",")
     return {"rel": "xyz", "type": PNG, "title": "XYZ tiles of the collection as of this snapshot (time travel)",
-            "href": f"{collection_path(cid)}/tiles/{TMS}/{{z}}/{{x}}/{{y}}.png?{query}"}
+            "href": f"{tile_path(collection_path(cid))}?{query}"}
 
 
 def absolute(app_base: str, href: str) -> str:

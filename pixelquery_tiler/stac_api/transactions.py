@@ -56,7 +56,8 @@ def add_transactions(app: FastAPI, service: JobsService, require_write: Depends)
         from ..service import JobRequest, validate_job
 
         try:
-            request = JobRequest(collection=collection_id, sources=[item], scene=True)
+            # a POSTed item is a new item by its id, even if its assets were ingested before under another id
+            request = JobRequest(collection=collection_id, sources=[item], allow_duplicate=True)
         except ValueError as exc:
             raise HTTPException(400, str(exc).splitlines()[0]) from None
         try:
