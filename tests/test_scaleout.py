@@ -310,7 +310,7 @@ def test_new_ingest_is_visible_through_every_replica(replicas) -> None:
     assert http_get(replicas["proxy"] + tile_path(REPLICAS, FILES[1][0]))[0] == 200
 
 
-# -- faults -------------------------------------------------------------------------------------------------------------
+# -- faults ------------------------------------------------------------------------------------------------------------
 def test_s3_stopped_mid_ingest_fails_with_one_line_and_no_snapshot(moto: MotoS3, tmp_path: Path) -> None:
     """The S3 server dies while chunks are being written: the ingest exits non-zero with one line and the catalog
     gains no snapshot."""

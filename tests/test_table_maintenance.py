@@ -220,7 +220,7 @@ def test_delete_of_unknown_item_or_collection_commits_nothing(tmp_path: Path) ->
     assert after == before
 
 
-# -- SIGKILL during a maintenance commit, then gc -----------------------------------------------------------------------
+# -- SIGKILL during a maintenance commit, then gc ----------------------------------------------------------------------
 #: a CLI run that SIGKILLs itself right after the catalog wrote the new metadata file, before the catalog row
 #: points at it: every file of the commit exists, nothing references it
 KILL_AT_COMMIT = textwrap.dedent(

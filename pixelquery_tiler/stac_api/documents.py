@@ -91,7 +91,7 @@ def _band_gsd(records: ItemRecords, item: ItemView) -> dict[str, float] | None:
 
 
 def _source_properties(summary: dict[str, str]) -> dict[str, Any]:
-    """Properties of the STAC Item an item was ingested from (``pixelquery.properties``: eo:cloud_cover, platform...)."""
+    """Properties of the STAC Item an item was ingested from (``pixelquery.properties``: eo:cloud_cover, ...)."""
     try:
         value = json.loads(summary.get("properties") or "{}")
     except ValueError:
