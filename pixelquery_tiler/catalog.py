@@ -228,6 +228,7 @@ class CatalogUnavailable(CatalogError):
 
 #: errors of the catalog's client libraries that mean "server unreachable now", not "bad request"
 def unavailable_errors() -> tuple[type[Exception], ...]:
+    """Errors that mean the catalog server is down, not that the request is wrong: the app answers 503."""
     import requests
     import sqlalchemy.exc
 
@@ -329,10 +330,12 @@ def _is_transient(exc: BaseException) -> bool:
 
 
 def identifier(collection: str) -> tuple[str, str]:
+    """A collection's Iceberg table identifier: every collection is one table in the one namespace."""
     return (NAMESPACE, collection)
 
 
 def load_table(catalog: Catalog, collection: str) -> Table | None:
+    """A collection's table, or ``None`` if there is none (callers decide whether that is a 404)."""
     try:
         return catalog.load_table(identifier(collection))
     except NoSuchTableError:
@@ -379,6 +382,7 @@ def create_table(catalog: Catalog, fs: WarehouseFS, collection: str) -> Table:
 
 
 def list_collections(catalog: Catalog) -> list[str]:
+    """Collection names, sorted; empty before the first ingest (the namespace does not exist yet)."""
     from pyiceberg.exceptions import NoSuchNamespaceError
 
     try:
@@ -430,6 +434,7 @@ class CompactReport:
     snapshot_id: int | None
 
     def to_json(self) -> dict[str, Any]:
+        """The report as ``compact --json`` prints it."""
         return {
             "files_before": self.files_before, "files_after": self.files_after,
             "rewritten": self.rewritten, "snapshot_id": self.snapshot_id,
@@ -681,6 +686,7 @@ class CollectionTable:
 
     @staticmethod
     def item_log_files(table: Table) -> list[str]:
+        """Item-log files the table properties reference (the log survives snapshot expiry)."""
         return list(json.loads(table.properties.get(ITEM_LOG_PROPERTY, "[]")))
 
     def _append_item_log(self, table: Table, infos: list[SnapshotInfo]) -> list[str]:
@@ -912,6 +918,7 @@ class SnapshotInfo:
         return "compact" if self.properties.get("operation") == "compact" else "item"
 
     def to_json(self) -> dict[str, Any]:
+        """The snapshot as ``snapshots --json`` prints it."""
         return {
             "snapshot_id": self.snapshot_id,
             "parent_snapshot_id": self.parent_id,
@@ -923,6 +930,7 @@ class SnapshotInfo:
 
 
 def snapshot_info(snap: Snapshot) -> SnapshotInfo:
+    """A snapshot as the package sees it: ids, time, and the ``pixelquery.*`` summary properties."""
     props = {}
     if snap.summary is not None:
         props = {k[len(SUMMARY_PREFIX) :]: v for k, v in snap.summary.additional_properties.items() if k.startswith(SUMMARY_PREFIX)}

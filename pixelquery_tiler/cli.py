@@ -43,6 +43,7 @@ def _warehouse(args: argparse.Namespace, **kwargs):
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    """``ingest``: files, URLs or STAC Items as items (one snapshot each); a bad source commits nothing."""
     from tqdm import tqdm
 
     wh = _warehouse(args)
@@ -85,6 +86,7 @@ def _existing_collections(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_collections(args: argparse.Namespace) -> int:
+    """``collections``: list what a warehouse holds, never creating one."""
     wh = _warehouse(args, create=False)
     rows = []
     for name in wh.collections():
@@ -99,6 +101,7 @@ def cmd_collections(args: argparse.Namespace) -> int:
 
 
 def cmd_snapshots(args: argparse.Namespace) -> int:
+    """``snapshots``: a collection's history (one snapshot per item), for time travel and audits."""
     from .warehouse import CollectionNotFound
 
     wh = _warehouse(args, create=False)
@@ -135,6 +138,7 @@ def ensure_port_free(host: str, port: int) -> None:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
+    """``gc``: delete (or with ``--dry-run`` list) files no snapshot references, e.g. from crashed ingests."""
     wh = _warehouse(args, create=False)
     report = wh.gc(parse_duration(args.older_than), dry_run=args.dry_run)
     verb = "would delete" if args.dry_run else "deleted"
@@ -159,6 +163,7 @@ def _collection(args: argparse.Namespace):
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
+    """``delete``: remove one item in a new snapshot (older snapshots still show it)."""
     info = _collection(args).delete(args.item)  # ItemNotInCollection is a CatalogError: one line
     if args.json:
         print(json.dumps({"item_id": args.item, "snapshot_id": info.snapshot_id}, indent=2))
@@ -168,6 +173,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
+    """``compact``: rewrite small catalog data files into fewer ones; items, tiles and history unchanged."""
     report = _collection(args).compact()
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
@@ -177,6 +183,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """``serve``: the tile server and STAC API, after checking the warehouse and options (one-line errors)."""
     import uvicorn
 
     from .fileio import normalize_uri
@@ -257,7 +264,7 @@ def _check_serve_warehouse(args: argparse.Namespace, uri: str) -> None:
     """``serve`` never creates a warehouse unless ``--create``; a remote catalog is not probed here (a replica
     started while its catalog is down must come up and answer 503 until the catalog is back)."""
     if args.create:
-        _warehouse(args, create=True).catalog  # creates the local catalog.db / catalog tables now
+        _ = _warehouse(args, create=True).catalog  # creates the local catalog.db / catalog tables now
         return
     if "://" in uri or args.catalog_uri or os.environ.get("PIXELQUERY_CATALOG_URI"):
         return
@@ -275,6 +282,7 @@ def _export_catalog_settings(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """``demo``: build the bundled demo warehouse once and serve it."""
     from .demo import run_demo
 
     ensure_port_free(args.host, args.port)
@@ -282,6 +290,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    """``init``: write a commented pipeline template to start from."""
     from .pipeline import write_template
 
     print(write_template(args.dir))
@@ -289,6 +298,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """``run``: ingest what a pipeline file lists, skipping sources already ingested."""
     from tqdm import tqdm
 
     from .pipeline import run_pipeline
@@ -323,6 +333,7 @@ EPILOG = """examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser: one subcommand per ``cmd_*`` function (``--help`` documents each)."""
     parser = argparse.ArgumentParser(
         prog="pixelquery-tiler", description=__doc__.splitlines()[0], epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

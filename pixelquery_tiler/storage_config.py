@@ -119,6 +119,7 @@ class StorageConfig:
         cls, uri_props: Mapping[str, str] | None = None, props: Mapping[str, str] | None = None,
         env: Mapping[str, str] | None = None,
     ) -> StorageConfig:
+        """One S3 configuration: explicit ``s3.*`` properties over the URI's options over the AWS environment."""
         env = os.environ if env is None else env
         merged: dict[str, str] = {}
         for name, prop in _ENV_TO_PROP:

@@ -56,12 +56,14 @@ class Collection:
 
     # -- catalog ------------------------------------------------------------------------------------------
     def table(self) -> Table:
+        """The collection's Iceberg table, loaded fresh: ``CollectionNotFound`` once it is gone."""
         table = cat.load_table(self.warehouse.catalog, self.name)
         if table is None:
             raise CollectionNotFound(f"collection {self.name!r} not found")
         return table
 
     def snapshots(self) -> list[cat.SnapshotInfo]:
+        """The table history, oldest first, with each snapshot's item (one item per snapshot)."""
         return cat.snapshots(self.table())
 
     def invalidate(self) -> None:
@@ -154,6 +156,7 @@ class Collection:
         return WindowRead.from_image(image)
 
     def ingest(self, path: str, **kwargs) -> IngestResult:
+        """Ingest one file into this collection (see ``Warehouse.ingest``)."""
         return self.warehouse.ingest(path, self.name, **kwargs)
 
     # -- table maintenance ----------------------------------------------------------------------------------
@@ -192,11 +195,14 @@ class Collection:
 
 @dataclass(frozen=True)
 class GcReport:
+    """What ``gc`` found (files no snapshot references) and whether it deleted them."""
+
     orphans: list[FileEntry]
     deleted: bool
 
     @property
     def bytes(self) -> int:
+        """Total size of the orphans: what ``gc`` frees."""
         return sum(f.size for f in self.orphans)
 
 
@@ -223,11 +229,13 @@ class Warehouse:
 
     @property
     def catalog(self):
+        """The Iceberg catalog, opened on first use so commands that never need it do not pay for it."""
         if self._catalog is None:
             self._catalog = cat.open_catalog(self.fs, self._catalog_uri, create=self._create)
         return self._catalog
 
     def collections(self) -> list[str]:
+        """Collection names (Iceberg tables), sorted."""
         return cat.list_collections(self.catalog)
 
     def collection(self, name: str) -> Collection:

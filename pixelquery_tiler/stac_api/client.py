@@ -45,14 +45,19 @@ class JSONResponse(StarletteJSONResponse):
     """JSON via orjson: item collections are mostly coordinates, which the stdlib encoder formats ~10x slower."""
 
     def render(self, content: Any) -> bytes:
+        """The body as orjson bytes (see the class docstring for why orjson)."""
         return orjson.dumps(content)
 
 
 class GeoJSONResponse(JSONResponse):
+    """Items and item collections are GeoJSON: STAC clients check the media type."""
+
     media_type = "application/geo+json"
 
 
 class JSONSchemaResponse(JSONResponse):
+    """Queryables and sortables are JSON Schema documents (OGC API - Features part 3)."""
+
     media_type = "application/schema+json"
 
 
