@@ -115,7 +115,8 @@ def cmd_snapshots(args: argparse.Namespace) -> int:
         if sys.stdout.isatty():  # a header for people; pipes and scripts keep plain rows
             print("snapshot_id\tcommitted\titem_id\tacquired")
         for s in snaps:
-            print(f"{s.snapshot_id}\t{s.timestamp.isoformat()}\t{s.item_id}\t{s.datetime.isoformat() if s.datetime else ''}")
+            acquired = s.datetime.isoformat() if s.datetime else ""
+            print(f"{s.snapshot_id}\t{s.timestamp.isoformat()}\t{s.item_id}\t{acquired}")
     return 0
 
 

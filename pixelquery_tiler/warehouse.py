@@ -1,7 +1,7 @@
 """The warehouse: a URI holding an Iceberg catalog and immutable chunk files.
 
-``Warehouse`` is the Python entry point (ingest, collections, delete, compact, gc); ``Collection`` is one Iceberg table with
-its in-memory index and window reads. Both are cheap to construct and hold no global state; a server keeps
+``Warehouse`` is the Python entry point (ingest, collections, delete, compact, gc); ``Collection`` is one Iceberg
+table with its in-memory index and window reads. Both are cheap to construct and hold no global state; a server keeps
 one ``Warehouse`` and asks it for collections per request.
 """
 
