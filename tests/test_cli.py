@@ -90,7 +90,7 @@ def _bad_inputs(tmp: Path, data: Path) -> dict[str, tuple[list[str], str]]:
         "unknown-product": ([good, "--product", "no-such-product", *day], "unknown product"),
         "missing-datetime": ([good], "pass --datetime"),
         "unreadable-path": ([str(tmp / "does-not-exist.tif"), *day], "no such file"),
-        "directory": ([str(tmp), *day], "cannot read raster"),
+        "directory": ([str(tmp), *day], "is a directory"),  # first-run issue: named as such
         "not-a-raster": ([str(_text_file(tmp)), *day], "cannot read raster"),
         "bad-datetime": ([good, "--datetime", "yesterday-ish"], "bad --datetime"),
         "wrong-band-count": ([good, *day, "--bands", "red,green"], "--bands names 2"),

@@ -183,10 +183,13 @@ def _server_rss(proc: subprocess.Popen) -> int:
 
 
 def test_mixed_load_at_concurrency_32_has_no_errors_and_flat_memory(warehouse: Path, tmp_path: Path) -> None:
-    """3 rounds of the same 600 mixed requests: round 1 warms up, rounds 2-3 must not grow memory.
+    """3 rounds of the same 600 mixed requests: rounds 1-2 warm up, round 3 must not grow memory.
 
-    Bounded in count (1,800 requests), so it ends by itself; the memory bound (64 MiB over two rounds of 600
-    requests) is far below what a per-request leak of a tile buffer (~0.5 MiB) would add.
+    Bounded in count (1,800 requests), so it ends by itself. Two warm-up rounds fill the bounded caches (each
+    worker's decoded-chunk cache alone may take 128 MiB); after them, a round of 600 requests must add less than
+    64 MiB, far below what a per-request leak of a tile buffer (~0.5 MiB each) would add. The header-read timeout
+    (also the keep-alive timeout) is raised so that a client starved by a loaded machine between two requests
+    on one connection does not race the server closing it: this test is about errors the server makes.
     """
     urls = []
     for z, x, y in [(10, 355, 585), (10, 356, 586), (11, 712, 1172), (12, 1424, 2344), (9, 178, 293)]:
@@ -205,8 +208,9 @@ def test_mixed_load_at_concurrency_32_has_no_errors_and_flat_memory(warehouse: P
     port = harness.free_port()
     log = tmp_path / "server.log"
     cmd = [*harness.serve_command(warehouse, port), "--workers", "2", "--log-level", "warning"]
+    env = {**os.environ, "PIXELQUERY_HEADER_TIMEOUT": "120"}
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         base = f"http://127.0.0.1:{port}"
         _wait_ready(base + "/", proc, log)
@@ -223,7 +227,7 @@ def test_mixed_load_at_concurrency_32_has_no_errors_and_flat_memory(warehouse: P
         proc.wait(timeout=30)
     assert sum(totals.values()) == 1800
     assert not [s for s in totals if s >= 500], totals
-    assert rss[2] - rss[0] < 64 * 2**20, [r / 2**20 for r in rss]
+    assert rss[2] - rss[1] < 64 * 2**20, [r / 2**20 for r in rss]
 
 
 def test_sigkilled_server_comes_back_with_the_same_bytes_and_etags(warehouse: Path, tmp_path: Path) -> None:
