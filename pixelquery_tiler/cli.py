@@ -83,7 +83,7 @@ def _existing_collections(args: argparse.Namespace) -> list[str]:
         return _warehouse(args, create=False).collections()
     except CatalogError:  # no warehouse yet: the ingest creates it
         return []
-    except Exception:  # noqa: BLE001 - a notice only (e.g. a new PostgreSQL catalog has no tables yet); the
+    except Exception:  # a notice only (e.g. a new PostgreSQL catalog has no tables yet); the
         log.debug("could not list collections before ingest", exc_info=True)  # ingest reports real problems
         return []
 

@@ -213,7 +213,7 @@ def test_band_group_of_two_files_is_one_item(tmp_path: Path) -> None:
     red, nir = (rng.integers(1, 5000, (1, 300, 400), dtype=np.uint16) for _ in range(2))
     files = [_write(tmp_path / "b4.tif", red, 0, transform), _write(tmp_path / "b5.tif", nir, 0, transform)]
     wh = Warehouse(str(tmp_path / "wh"))
-    wh.catalog  # the catalog exists before chunk files are written (as in Warehouse.ingest)
+    _ = wh.catalog  # the catalog exists before chunk files are written (as in Warehouse.ingest)
     profile = get_profile("generic")
     when = dt.datetime(2020, 5, 18, tzinfo=dt.UTC)
     item_id = new_item_id("scene", when)
@@ -319,7 +319,7 @@ def test_item_of_two_band_groups_is_one_snapshot(tmp_path: Path) -> None:
     twenty = _write(tmp_path / "b20.tif", rng.integers(1, 5000, (1, 200, 200), dtype=np.uint16), 0,
                     Affine(20, 0, 300000, 0, -20, 5000000))
     wh = Warehouse(str(tmp_path / "wh"))
-    wh.catalog  # the catalog exists before chunk files are written (as in Warehouse.ingest)
+    _ = wh.catalog  # the catalog exists before chunk files are written (as in Warehouse.ingest)
     profile = get_profile("generic")
     when = dt.datetime(2021, 6, 1, tzinfo=dt.UTC)
     item_id = new_item_id("S2_scene", when)
