@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 #: test hook: seconds to sleep after all chunk files are written and before the commit (crash tests)
 PAUSE_BEFORE_COMMIT_ENV = "PIXELQUERY_PAUSE_BEFORE_COMMIT"
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+from .names import NAME_RE as _NAME_RE  # noqa: E402  (one home for the id rule)
 
 
 class IngestError(ValueError):

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from pyiceberg.manifest import ManifestEntryStatus
 from pyiceberg.table import Table
 
@@ -27,10 +26,11 @@ from . import catalog as cat
 from .chunks import ChunkReader
 from .errors import NotFound
 from .fileio import FileEntry, WarehouseFS
-from .index import CollectionIndex
-from .ingest import IngestResult, check_name, ingest_file
+from .names import valid_name
 
-if TYPE_CHECKING:  # mosaic pulls in rio-tiler (~0.2 s of imports) that ingest and the CLI do not need
+if TYPE_CHECKING:  # imported where used: listing commands need neither rasterio (ingest) nor rio-tiler (mosaic)
+    from .index import CollectionIndex
+    from .ingest import IngestResult
     from .mosaic import WindowRead
 
 log = logging.getLogger(__name__)
@@ -102,11 +102,15 @@ class Collection:
             rows = cat.scan_rows(table) if snaps else cat.ARROW_SCHEMA.empty_table()
         rows = rows.cast(cat.ARROW_SCHEMA) if rows.schema != cat.ARROW_SCHEMA else rows
         log.info("indexed %s: %d rows, %d snapshots", self.name, rows.num_rows, len(snaps))
+        from .index import CollectionIndex
+
         return CollectionIndex(rows, snaps)
 
     @staticmethod
     def _added_rows(table: Table, snapshot_id: int) -> pa.Table:
         """Rows that one append snapshot added, read from its new data files only."""
+        import pyarrow.parquet as pq
+
         snap = table.snapshot_by_id(snapshot_id)
         io = table.io
         tables = []
@@ -188,10 +192,8 @@ class Warehouse:
         with self._lock:
             if name in self._collections:
                 return self._collections[name]
-        try:
-            check_name("collection", name)
-        except ValueError:
-            raise CollectionNotFound(f"collection {name!r} not found") from None
+        if not valid_name(name):
+            raise CollectionNotFound(f"collection {name!r} not found")
         if cat.load_table(self.catalog, name) is None:
             raise CollectionNotFound(f"collection {name!r} not found")
         with self._lock:
@@ -211,6 +213,8 @@ class Warehouse:
         Reads through this ``Warehouse`` see the new item right away (read-your-writes), not only after
         the index refresh interval.
         """
+        from .ingest import ingest_file
+
         result = ingest_file(self.fs, self.catalog, collection, path, product, datetime, bands, progress)
         self._invalidate(collection)
         return result
