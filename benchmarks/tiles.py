@@ -221,6 +221,8 @@ def bench_in_process(uri: str, collections: dict[str, str], cogs: dict[str, Path
           f"level 2) p50 {percentiles(zlib_png)[0]:.2f} ms, {sizes[1] / 1e6:.2f} MB")
     print(f"  ours: p50 tile {o50:.2f} ms of which encode floor {percentiles(our_png)[0]:.2f} ms")
 
+    pixel_agreement(uri, collections, cogs, tiles, bidx)
+
     # 10-observation mosaic vs single observation: the same tiles of the Landsat scene
     landsat = [t for n, t in tiles if n == MOSAIC_SOURCE] or [WEB.tile(-54.78, -25.2, 12)]
     for t in landsat:  # warm: the first read of a collection builds its index
@@ -245,6 +247,44 @@ def bench_in_process(uri: str, collections: dict[str, str], cogs: dict[str, Path
     nat_t = [timed(lambda: ours(collections[MOSAIC_SOURCE], native)) for _ in range(20)]
     print(f"zoomed-out (z{zoom_out}, whole collection) vs native (z{view.maxzoom}): p50 {percentiles(out_t)[0]:.2f} ms vs "
           f"{percentiles(nat_t)[0]:.2f} ms, ratio {percentiles(out_t)[0] / percentiles(nat_t)[0]:.2f} (goal <= 2)")
+
+
+def pixel_agreement(uri: str, collections: dict[str, str], cogs: dict[str, Path], tiles: list, bidx: dict) -> None:
+    """Share of pixels identical to TiTiler's (valid on both sides), at native zooms and below, for our nearest
+    read with its sampling fast path (``pixelquery_tiler.sampling``) and with GDAL's warp for every read."""
+    from rio_tiler.io import Reader
+
+    import pixelquery_tiler.mosaic as mosaic
+    from pixelquery_tiler import Warehouse
+    from pixelquery_tiler.reader import PixelQueryReader
+
+    wh = Warehouse(uri, refresh_interval=3600)
+    maxzoom = {}
+    for name, cog in cogs.items():
+        with Reader(str(cog)) as src:
+            maxzoom[name] = src.maxzoom
+    fast = mosaic._sample_nearest
+    counts: dict[tuple[str, bool], list[int]] = {}
+    for name, t in tiles:
+        with Reader(str(cogs[name])) as src:
+            ref = src.tile(t.x, t.y, t.z, indexes=bidx[name]).array
+        for label, sampler in (("sampling", fast), ("GDAL warp", lambda *a, **k: None)):
+            mosaic._sample_nearest = sampler
+            try:
+                with PixelQueryReader(wh.collection(collections[name])) as reader:
+                    img = reader.tile(t.x, t.y, t.z, indexes=bidx[name]).array
+            finally:
+                mosaic._sample_nearest = fast
+            valid = ~np.ma.getmaskarray(img).any(axis=0) & ~np.ma.getmaskarray(ref).any(axis=0)
+            same = (img.data == ref.data).all(axis=0) & valid
+            c = counts.setdefault((label, t.z >= maxzoom[name]), [0, 0])
+            c[0] += int(same.sum())
+            c[1] += int(valid.sum())
+    print("pixels identical to TiTiler's (valid on both sides), nearest:")
+    for label in ("sampling", "GDAL warp"):
+        native, below = counts.get((label, True), [0, 0]), counts.get((label, False), [0, 0])
+        print(f"  ours with {label:<10} native zooms {native[0] / max(1, native[1]):.2%}; "
+              f"below native {below[0] / max(1, below[1]):.2%}")
 
 
 def bench_asgi(uri: str, collections: dict[str, str], tiles: list, rounds: int) -> None:

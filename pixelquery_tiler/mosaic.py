@@ -36,6 +36,7 @@ from .chunks import ChunkReader
 from .crs import BBox, crs_id, transform_bounds, transformer
 from .errors import BandError, NoData
 from .index import CollectionIndex, ItemView
+from .sampling import sample_nearest
 from .view import View
 
 __all__ = ["BandError", "NoData", "WindowRead", "read_window", "transform_bounds", "choose_level"]
@@ -357,6 +358,10 @@ def _warp(
         # same CRS and pixel grid: slicing is exact and much cheaper than a warp
         return _slice_aligned(src, alpha, nodata, aligned, width, height, dtype)
     fill = nodata if nodata is not None else 0
+    if resampling == "nearest":
+        sampled = _sample_nearest(src, alpha, nodata, src_transform, src_crs, dst_transform, dst_crs, width, height)
+        if sampled is not None:
+            return np.ma.MaskedArray(sampled[0].astype(dtype, copy=False), mask=sampled[1])
     if alpha is not None:
         stack = np.concatenate([src, alpha[None].astype(src.dtype)])
         dst = np.zeros((nb + 1, height, width), src.dtype)
@@ -377,6 +382,38 @@ def _warp(
         data = dst
         mask = np.isnan(dst) if np.isnan(nodata) else dst == nodata
     return np.ma.MaskedArray(data.astype(dtype, copy=False), mask=mask.copy())
+
+
+def _sample_nearest(
+    src: np.ndarray,
+    alpha: np.ndarray | None,
+    nodata: float | None,
+    src_transform: Affine,
+    src_crs: str,
+    dst_transform: Affine,
+    dst_crs: str,
+    width: int,
+    height: int,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """``_warp``'s nearest-neighbour result without GDAL (``sampling``): (data, mask), or ``None`` to use GDAL.
+
+    Same output as the GDAL path: outside the source or where it is invalid, data is 0 (alpha sources) or
+    ``nodata``, and masked.
+    """
+    stack = src if alpha is None else np.concatenate([src, alpha[None].astype(src.dtype)])
+    sampled = sample_nearest(stack, src_transform, src_crs, dst_transform, dst_crs, width, height)
+    if sampled is None:
+        return None
+    data, inside = sampled
+    nb = src.shape[0]
+    if alpha is not None:
+        valid = inside & (data[nb] > 0)
+        data = data[:nb]
+        data[:, ~valid] = 0
+        return data, np.broadcast_to(~valid, data.shape).copy()
+    if not inside.all():
+        data[:, ~inside] = nodata
+    return data, (np.isnan(data) if np.isnan(nodata) else data == nodata)
 
 
 def _aligned_offset(src: Affine, dst: Affine) -> tuple[int, int] | None:
