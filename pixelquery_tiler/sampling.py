@@ -36,16 +36,43 @@ CACHE_BYTES = 48 * 2**20
 
 
 class _Map:
-    """Source-CRS coordinates of an output grid's pixel centres and the largest interpolation error."""
+    """Source-CRS coordinates of an output grid's pixel centres, the lattice they were interpolated from
+    and the largest interpolation error."""
 
-    __slots__ = ("xs", "ys", "error")
+    __slots__ = ("xs", "ys", "error", "cell_x", "cell_y")
 
-    def __init__(self, xs: np.ndarray, ys: np.ndarray, error: float):
+    def __init__(self, xs: np.ndarray, ys: np.ndarray, error: float, gx: np.ndarray, gy: np.ndarray):
         self.xs, self.ys, self.error = xs, ys, error
+        # per lattice cell, (min, max) of its four corners: a bilinear value inside the cell lies between them
+        self.cell_x, self.cell_y = _cell_ranges(gx), _cell_ranges(gy)
 
     @property
     def nbytes(self) -> int:
         return self.xs.nbytes + self.ys.nbytes
+
+    def window(self, x0: float, y0: float, x1: float, y1: float) -> tuple[slice, slice] | None:
+        """Output rows and columns (slices) holding every pixel centre inside [x0, x1] x [y0, y1], or ``None``.
+
+        A source much smaller than the output (many small items under a low-zoom tile) then costs its own
+        few pixels, not the whole tile.
+        """
+        hit = (self.cell_x[0] <= x1) & (self.cell_x[1] >= x0) & (self.cell_y[0] <= y1) & (self.cell_y[1] >= y0)
+        rows, cols = np.flatnonzero(hit.any(axis=1)), np.flatnonzero(hit.any(axis=0))
+        if rows.size == 0:
+            return None
+        height, width = self.xs.shape
+        return _pixel_span(rows[0], rows[-1], height), _pixel_span(cols[0], cols[-1], width)
+
+
+def _cell_ranges(grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    corners = np.stack([grid[:-1, :-1], grid[1:, :-1], grid[:-1, 1:], grid[1:, 1:]])
+    return corners.min(axis=0), corners.max(axis=0)
+
+
+def _pixel_span(first_cell: int, last_cell: int, n: int) -> slice:
+    """Pixel centres from lattice cell ``first_cell`` to ``last_cell`` (node k is on centre k (n-1)/(L-1))."""
+    step = (n - 1) / (LATTICE - 1)
+    return slice(max(int(np.floor(first_cell * step)), 0), min(int(np.ceil((last_cell + 1) * step)) + 1, n))
 
 
 _cache: cachetools.LRUCache = cachetools.LRUCache(maxsize=CACHE_BYTES, getsizeof=lambda m: m.nbytes)
@@ -87,7 +114,7 @@ def _build(src_crs: str, dst_crs: str, dst_transform: Affine, width: int, height
     iy = (gy[:-1, :-1] + gy[1:, :-1] + gy[:-1, 1:] + gy[1:, 1:]) / 4
     error = float(max(np.abs(ix - ex).max(), np.abs(iy - ey).max()))
     rows_at, cols_at = _nodes(height, LATTICE), _nodes(width, LATTICE)
-    return _Map(_interpolate(gx, rows_at, cols_at), _interpolate(gy, rows_at, cols_at), error)
+    return _Map(_interpolate(gx, rows_at, cols_at), _interpolate(gy, rows_at, cols_at), error, gx, gy)
 
 
 def _coordinate_map(src_crs: str, dst_crs: str, dst_transform: Affine, width: int, height: int) -> _Map | None:
@@ -123,13 +150,23 @@ def sample_nearest(
     cmap = _coordinate_map(src_crs, dst_crs, dst_transform, width, height)
     if cmap is None or cmap.error > MAX_ERROR_PX * min(abs(src_transform.a), abs(src_transform.e)):
         return None
-    # + 1e-10: GDAL's nearest kernel nudges coordinates the same way before truncating
-    col = np.floor((cmap.xs - src_transform.c) / src_transform.a + 1e-10)
-    row = np.floor((cmap.ys - src_transform.f) / src_transform.e + 1e-10)
     nb, sh, sw = src.shape
-    inside = (col >= 0) & (col < sw) & (row >= 0) & (row < sh)
-    flat = np.where(inside, row * sw + col, 0).astype(np.intp)
-    data = src.reshape(nb, sh * sw).take(flat.ravel(), axis=1).reshape(nb, height, width)
-    if not inside.all():
-        data[:, ~inside] = 0
+    data = np.zeros((nb, height, width), src.dtype)
+    inside = np.zeros((height, width), bool)
+    xa, ya = src_transform @ (0, 0)
+    xb, yb = src_transform @ (sw, sh)
+    pad = 1e-6 * min(abs(src_transform.a), abs(src_transform.e))  # covers the 1e-10 px nudge below
+    win = cmap.window(min(xa, xb) - pad, min(ya, yb) - pad, max(xa, xb) + pad, max(ya, yb) + pad)
+    if win is None:
+        return data, inside
+    # + 1e-10: GDAL's nearest kernel nudges coordinates the same way before truncating
+    col = np.floor((cmap.xs[win] - src_transform.c) / src_transform.a + 1e-10)
+    row = np.floor((cmap.ys[win] - src_transform.f) / src_transform.e + 1e-10)
+    hit = (col >= 0) & (col < sw) & (row >= 0) & (row < sh)
+    flat = np.where(hit, row * sw + col, 0).astype(np.intp)
+    part = src.reshape(nb, sh * sw).take(flat.ravel(), axis=1).reshape(nb, *hit.shape)
+    if not hit.all():
+        part[:, ~hit] = 0
+    data[(slice(None), *win)] = part
+    inside[win] = hit
     return data, inside
