@@ -92,8 +92,11 @@ def _nodes(n: int, points: int) -> tuple[np.ndarray, np.ndarray]:
 def _interpolate(grid: np.ndarray, rows: tuple[np.ndarray, np.ndarray], cols: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """Bilinear interpolation of a lattice to pixel centres, separably (elementwise: no BLAS threads)."""
     (r, fr), (c, fc) = rows, cols
-    along = grid[:, c] * (1 - fc) + grid[:, c + 1] * fc  # (points, width)
-    return along[r] * (1 - fr)[:, None] + along[r + 1] * fr[:, None]
+    along = grid[:, c] + (grid[:, c + 1] - grid[:, c]) * fc  # (points, width)
+    out = np.diff(along, axis=0).take(r, axis=0)  # in place from here: the (height, width) passes dominate
+    out *= fr[:, None]
+    out += along.take(r, axis=0)
+    return out
 
 
 def _build(src_crs: str, dst_crs: str, dst_transform: Affine, width: int, height: int) -> _Map | None:
