@@ -8,7 +8,9 @@ Run from the repository root::
 Each command runs ``--repeat`` times as a fresh ``python -m pixelquery_tiler`` subprocess (what a user pays:
 interpreter start, imports, work); the medians are printed. With ``--base`` the two code trees alternate
 run by run, so both see the same machine load. The warehouse for ``collections`` (two collections, one
-item each, from the shared rasters) is built once with this checkout. ``--importtime`` also prints the
+item each, from the shared rasters) is built once with this checkout. The floor row runs pyiceberg alone
+(open the SQLite catalog, load each table's metadata): what ``collections`` cannot go below while it reads
+the catalog through pyiceberg. ``--importtime`` also prints the
 largest cumulative imports of each command (``python -X importtime``).
 """
 
@@ -41,6 +43,26 @@ def run(code_root: Path, args: list[str], importtime: bool = False) -> tuple[flo
     return wall, (after.children_user - before.children_user) + (after.children_system - before.children_system), proc.stderr
 
 
+#: what listing needs from pyiceberg alone: open the SQLite catalog, load every table's metadata
+FLOOR = """
+import sys
+from pyiceberg.catalog.sql import SqlCatalog
+wh = sys.argv[1]
+catalog = SqlCatalog("pixelquery", uri=f"sqlite:///{wh}/catalog.db", warehouse=wh)
+for ident in catalog.list_tables("pixelquery"):
+    catalog.load_table(ident).metadata.snapshots
+"""
+
+
+def run_floor(wh: Path) -> tuple[float, float]:
+    before = os.times()
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", FLOOR, str(wh)], check=True, capture_output=True, cwd=tempfile.gettempdir())
+    wall = time.perf_counter() - start
+    after = os.times()
+    return wall, (after.children_user - before.children_user) + (after.children_system - before.children_system)
+
+
 def top_imports(stderr: str, count: int) -> list[str]:
     rows = []
     for line in stderr.splitlines():
@@ -70,10 +92,12 @@ def main() -> None:
             for tree, root in trees.items():
                 for label, argv in commands.items():
                     times[tree, label].append(run(root, argv)[:2])
+        floor = [run_floor(wh) for _ in range(args.repeat)]
+        times["pyiceberg", "load tables only"] = floor
         for (tree, label), samples in times.items():
             wall = statistics.median(s[0] for s in samples)
             cpu = statistics.median(s[1] for s in samples)
-            print(f"{tree:<5} {label:<16} wall median {wall:6.3f} s   CPU median {cpu:6.3f} s   ({len(samples)} runs)")
+            print(f"{tree:<9} {label:<16} wall median {wall:6.3f} s   CPU median {cpu:6.3f} s   ({len(samples)} runs)")
         if args.importtime:
             for tree, root in trees.items():
                 for label, argv in commands.items():
