@@ -619,15 +619,19 @@ def bench_soak(uri: str, collections: dict[str, str], tiles: list, seconds: floa
         paths = [f"/collections/{collections[n]}/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png?{bidx[n]}" for n, t in tiles]
         base = f"http://127.0.0.1:{port}"
         asyncio.run(load([base + p for p in paths] * 2, 8))
-        rss0 = process_tree_rss(proc.pid)
-        r = run_wrk(base, paths, concurrency, seconds, workdir)
-        rss1 = process_tree_rss(proc.pid)
+        rss = [process_tree_rss(proc.pid)]
+        parts = []
+        for _ in range(2):  # two halves: RSS in the middle tells warming caches from a steady leak
+            parts.append(run_wrk(base, paths, concurrency, seconds / 2, workdir))
+            rss.append(process_tree_rss(proc.pid))
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    print(f"soak: wrk -t1 -c{concurrency} -d{round(seconds)}s over {len(set(paths))} tiles, 2 workers: {r['requests']} requests, "
-          f"{r['requests'] / r['elapsed']:.1f}/s, errors {r['errors']}, p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms; "
-          f"RSS MB per process (master, workers) start {rss0} end {rss1}")
+    for i, r in enumerate(parts):
+        print(f"soak half {i + 1}: wrk -t1 -c{concurrency} -d{round(seconds / 2)}s over {len(set(paths))} tiles, 2 workers: "
+              f"{r['requests']} requests, {r['requests'] / r['elapsed']:.1f}/s, errors {r['errors']}, p50 {r['p50']:.1f} ms, "
+              f"p99 {r['p99']:.1f} ms")
+    print(f"soak RSS MB per process (master, workers...): start {rss[0]}, middle {rss[1]}, end {rss[2]}")
 
 
 def process_tree_rss(pid: int) -> list[int]:
