@@ -36,7 +36,7 @@ from .chunks import ChunkReader
 from .crs import BBox, crs_id, transform_bounds, transformer
 from .errors import BandError, NoData
 from .index import CollectionIndex, ItemView
-from .sampling import sample_nearest
+from .sampling import inside_extent, sample_nearest
 from .view import View
 
 __all__ = ["BandError", "NoData", "WindowRead", "read_window", "transform_bounds", "choose_level"]
@@ -228,6 +228,12 @@ def _footprint(
     key = (index.items[pos].crs, float(minx), float(miny), float(maxx), float(maxy))
     if key in cache:
         return cache[key]
+    # the read's coordinate map answers "centre inside the extent" per pixel without a rasterize call (whose
+    # fixed cost dominates for many small items under a low-zoom tile); within a quarter of the half pixel
+    inside = inside_extent(key[0], dst_crs, transform, shape[1], shape[0], key[1:], tolerance=half / 4)
+    if inside is not None:
+        cache[key] = inside
+        return inside
     edge = np.linspace(0.0, 1.0, 16)
     xs = np.concatenate([minx + (maxx - minx) * edge, np.full(16, maxx), maxx - (maxx - minx) * edge, np.full(16, minx)])
     ys = np.concatenate([np.full(16, maxy), maxy - (maxy - miny) * edge, np.full(16, miny), miny + (maxy - miny) * edge])
@@ -401,18 +407,17 @@ def _sample_nearest(
     ``nodata``, and masked.
     """
     stack = src if alpha is None else np.concatenate([src, alpha[None].astype(src.dtype)])
-    sampled = sample_nearest(stack, src_transform, src_crs, dst_transform, dst_crs, width, height)
+    fill = 0 if nodata is None else nodata
+    sampled = sample_nearest(stack, src_transform, src_crs, dst_transform, dst_crs, width, height, fill)
     if sampled is None:
         return None
-    data, inside = sampled
+    data, _ = sampled
     nb = src.shape[0]
     if alpha is not None:
-        valid = inside & (data[nb] > 0)
+        invalid = data[nb] == 0  # outside the source too: alpha was filled with 0 there
         data = data[:nb]
-        data[:, ~valid] = 0
-        return data, np.broadcast_to(~valid, data.shape).copy()
-    if not inside.all():
-        data[:, ~inside] = nodata
+        data[:, invalid] = 0
+        return data, np.broadcast_to(invalid, data.shape).copy()
     return data, (np.isnan(data) if np.isnan(nodata) else data == nodata)
 
 

@@ -141,11 +141,12 @@ def sample_nearest(
     dst_crs: str,
     width: int,
     height: int,
+    fill: float = 0,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """``src`` (bands, rows, cols) sampled at the output pixel centres: (data, inside) or ``None``.
 
-    ``data`` is (bands, height, width) with 0 where the centre falls outside ``src``; ``inside`` says where
-    it falls inside. Like GDAL's nearest kernel, the source pixel is ``floor`` of the centre's source pixel
+    ``data`` is (bands, height, width) with ``fill`` where the centre falls outside ``src``; ``inside`` says
+    where it falls inside. Like GDAL's nearest kernel, the source pixel is ``floor`` of the centre's source pixel
     coordinate.
     """
     if src_transform.b != 0 or src_transform.d != 0:
@@ -154,7 +155,7 @@ def sample_nearest(
     if cmap is None or cmap.error > MAX_ERROR_PX * min(abs(src_transform.a), abs(src_transform.e)):
         return None
     nb, sh, sw = src.shape
-    data = np.zeros((nb, height, width), src.dtype)
+    data = np.full((nb, height, width), fill, src.dtype)
     inside = np.zeros((height, width), bool)
     xa, ya = src_transform @ (0, 0)
     xb, yb = src_transform @ (sw, sh)
@@ -169,7 +170,31 @@ def sample_nearest(
     flat = np.where(hit, row * sw + col, 0).astype(np.intp)
     part = src.reshape(nb, sh * sw).take(flat.ravel(), axis=1).reshape(nb, *hit.shape)
     if not hit.all():
-        part[:, ~hit] = 0
+        part[:, ~hit] = fill
     data[(slice(None), *win)] = part
     inside[win] = hit
     return data, inside
+
+
+def inside_extent(
+    src_crs: str,
+    dst_crs: str,
+    dst_transform: Affine,
+    width: int,
+    height: int,
+    extent: tuple[float, float, float, float],
+    tolerance: float,
+) -> np.ndarray | None:
+    """Output pixels whose centre lies inside ``extent`` (minx, miny, maxx, maxy in ``src_crs``), from the same
+    cached map; ``None`` when the map's interpolation error exceeds ``tolerance`` (``src_crs`` units) or there
+    is no map. Exact along curved edges, and only the window over the extent is computed."""
+    cmap = _coordinate_map(src_crs, dst_crs, dst_transform, width, height)
+    if cmap is None or cmap.error > tolerance:
+        return None
+    inside = np.zeros((height, width), bool)
+    x0, y0, x1, y1 = extent
+    win = cmap.window(x0, y0, x1, y1)
+    if win is not None:
+        xs, ys = cmap.xs[win], cmap.ys[win]
+        inside[win] = (xs >= x0) & (xs <= x1) & (ys >= y0) & (ys <= y1)
+    return inside
