@@ -76,3 +76,21 @@ def test_leaves_to_gdal_what_the_lattice_cannot_approximate() -> None:
     assert sampling.sample_nearest(src, st, UTM21S, world, "EPSG:3857", 256, 256) is None
     rotated = Affine(30.0, 1.0, 700005, 0, -30.0, -2780025)
     assert sampling.sample_nearest(src, rotated, UTM21S, world, "EPSG:3857", 256, 256) is None
+
+
+def test_inside_extent_matches_exact_centres() -> None:
+    """Footprints for the 'first' mosaic: output pixels whose centre lies inside an item's extent."""
+    extent = (700005.0, -2780025.0 - 27000, 700005.0 + 24000, -2780025.0)
+    lon, lat = Transformer.from_crs(UTM21S, "EPSG:4326", always_xy=True).transform(700005 + 12000, -2780025 - 13500)
+    tile = WEB.tile(lon, lat, 10)  # the extent covers part of the tile
+    b = WEB.xy_bounds(tile)
+    dst = Affine((b.right - b.left) / 256, 0, b.left, 0, -(b.top - b.bottom) / 256, b.top)
+    cols, rows = np.meshgrid(np.arange(256) + 0.5, np.arange(256) + 0.5)
+    x, y = Transformer.from_crs("EPSG:3857", UTM21S, always_xy=True).transform(*(dst @ (cols, rows)))
+    want = (x >= extent[0]) & (x <= extent[2]) & (y >= extent[1]) & (y <= extent[3])
+    tolerance = 7.5  # metres: a quarter of a 30 m pixel's half, as the mosaic asks
+    got = sampling.inside_extent(UTM21S, "EPSG:3857", dst, 256, 256, extent, tolerance)
+    assert got is not None and 0 < got.mean() < 1
+    # only centres within the tolerance of an edge may differ
+    near_edge = np.minimum.reduce([np.abs(x - extent[0]), np.abs(x - extent[2]), np.abs(y - extent[1]), np.abs(y - extent[3])])
+    assert (near_edge[got != want] <= tolerance).all()
