@@ -40,7 +40,8 @@ def run(code_root: Path, args: list[str], importtime: bool = False) -> tuple[flo
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True, cwd=tempfile.gettempdir())
     wall = time.perf_counter() - start
     after = os.times()
-    return wall, (after.children_user - before.children_user) + (after.children_system - before.children_system), proc.stderr
+    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    return wall, cpu, proc.stderr
 
 
 #: what listing needs from pyiceberg alone: open the SQLite catalog, load every table's metadata
