@@ -89,7 +89,10 @@ def _nodes(n: int, points: int) -> tuple[np.ndarray, np.ndarray]:
     return lo, pos - lo
 
 
-def _interpolate(grid: np.ndarray, rows: tuple[np.ndarray, np.ndarray], cols: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+Nodes = tuple[np.ndarray, np.ndarray]
+
+
+def _interpolate(grid: np.ndarray, rows: Nodes, cols: Nodes) -> np.ndarray:
     """Bilinear interpolation of a lattice to pixel centres, separably (elementwise: no BLAS threads)."""
     (r, fr), (c, fc) = rows, cols
     along = grid[:, c] + (grid[:, c + 1] - grid[:, c]) * fc  # (points, width)

@@ -21,7 +21,7 @@ class Settings(BaseSettings):
     warehouse: str | None = Field(None, description="Warehouse URI served by `app_from_env` (uvicorn workers).")
     catalog_uri: str | None = Field(None, description="Catalog URI (see catalog.open_catalog).")
     head_max_age: int = Field(10, ge=0, description="max-age (s) of collection-head responses; they change on ingest.")
-    png_zlevel: int = Field(1, ge=0, le=12, description="libdeflate level of the PNG fast path (1: fastest, zlib-2 size).")
+    png_zlevel: int = Field(1, ge=0, le=12, description="libdeflate level of the PNG fast path (1: fastest).")
     cors_origins: str = Field(
         "*", description="Comma-separated origins allowed by CORS; `*` (default) = any, never with credentials."
     )
