@@ -33,6 +33,9 @@ LATTICE = 17
 MAX_ERROR_PX = 0.125
 #: bytes of coordinate maps kept per process (a 256 px tile's map is 1 MB)
 CACHE_BYTES = 48 * 2**20
+#: largest output served here (a 1024 px tile, 16 MB of map); larger previews and parts go to GDAL, which warps
+#: in bounded chunks instead of holding two float64 coordinates per output pixel
+MAX_PIXELS = 1024 * 1024
 
 
 class _Map:
@@ -42,6 +45,7 @@ class _Map:
     __slots__ = ("xs", "ys", "error", "cell_x", "cell_y")
 
     def __init__(self, xs: np.ndarray, ys: np.ndarray, error: float, gx: np.ndarray, gy: np.ndarray):
+        xs.flags.writeable = ys.flags.writeable = False  # shared by every thread that reads this tile
         self.xs, self.ys, self.error = xs, ys, error
         # per lattice cell, (min, max) of its four corners: a bilinear value inside the cell lies between them
         self.cell_x, self.cell_y = _cell_ranges(gx), _cell_ranges(gy)
@@ -125,6 +129,8 @@ def _build(src_crs: str, dst_crs: str, dst_transform: Affine, width: int, height
 
 def _coordinate_map(src_crs: str, dst_crs: str, dst_transform: Affine, width: int, height: int) -> _Map | None:
     """The cached map of an output grid into ``src_crs`` (``None``, not cached, where there is none)."""
+    if width * height > MAX_PIXELS:
+        return None
     key = (src_crs, dst_crs, tuple(dst_transform)[:6], width, height)
     with _lock:
         found = _cache.get(key)

@@ -76,6 +76,10 @@ def test_leaves_to_gdal_what_the_lattice_cannot_approximate() -> None:
     assert sampling.sample_nearest(src, st, UTM21S, world, "EPSG:3857", 256, 256) is None
     rotated = Affine(30.0, 1.0, 700005, 0, -30.0, -2780025)
     assert sampling.sample_nearest(src, rotated, UTM21S, world, "EPSG:3857", 256, 256) is None
+    # outputs beyond a 1024 px tile (large previews and parts) are warped by GDAL in bounded chunks
+    part = Affine(30.0, 0, 700005, 0, -30.0, -2780025)
+    assert sampling.sample_nearest(src, st, UTM21S, part, UTM21S, 1100, 1000) is None
+    assert sampling.sample_nearest(src, st, UTM21S, part, UTM21S, 1024, 1024) is not None
 
 
 def test_inside_extent_matches_exact_centres() -> None:
