@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from .warehouse import Collection, CollectionNotFound, Warehouse
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 __all__ = ["Collection", "CollectionNotFound", "Warehouse", "__version__", "create_app"]
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+
+    from .warehouse import Collection, CollectionNotFound, Warehouse
+
+#: names re-exported from ``.warehouse`` on first use (PEP 562): importing the package (and so the CLI's
+#: ``--help``) must not pay for pyiceberg, pyarrow and rasterio (~1 s of imports)
+_LAZY = {"Warehouse", "Collection", "CollectionNotFound"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from . import warehouse
+
+        return getattr(warehouse, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def create_app(warehouse: str, **kwargs) -> FastAPI:

@@ -449,6 +449,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _loaded_user_errors() -> tuple[type[Exception], ...]:
+    """The package's user-facing error classes among the modules a command imported.
+
+    Looked up in ``sys.modules`` instead of imported, so that a light command (``--help``, ``collections``)
+    does not pay for rasterio or pyiceberg only to name exceptions it cannot raise.
+    """
+    found = []
+    for module, name in (
+        ("pixelquery_tiler.ingest", "IngestError"),
+        ("pixelquery_tiler.catalog", "CatalogError"),
+        ("pixelquery_tiler.storage_config", "StorageConfigError"),
+    ):
+        if module in sys.modules:
+            found.append(getattr(sys.modules[module], name))
+    return tuple(found)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -461,13 +478,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("rasterio").setLevel(logging.CRITICAL)
         # pyiceberg warns on every optimistic-concurrency retry; they are expected under concurrent ingest
         logging.getLogger("pyiceberg").setLevel(logging.ERROR)
-    from .catalog import CatalogError
-    from .ingest import IngestError
-    from .storage_config import StorageConfigError
-
     try:
         return args.func(args)
-    except (CliError, IngestError, CatalogError, StorageConfigError) as exc:
+    except (CliError, *_loaded_user_errors()) as exc:
         print(f"pixelquery-tiler: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -58,7 +58,7 @@ PAUSE_BEFORE_COMMIT_ENV = "PIXELQUERY_PAUSE_BEFORE_COMMIT"
 DEFAULT_COMPRESSION: str | None = "zstd"
 #: Iceberg table property that overrides the codec per collection (``none``, ``lz4`` or ``zstd``)
 COMPRESSION_PROPERTY = "pixelquery.chunk-compression"
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+from .names import NAME_RE as _NAME_RE  # noqa: E402  (one home for the id rule)
 
 
 class IngestError(ValueError):

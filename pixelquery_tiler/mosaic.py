@@ -36,6 +36,7 @@ from .chunks import ChunkReader
 from .crs import BBox, crs_id, transform_bounds, transformer
 from .errors import BandError, NoData
 from .index import CollectionIndex, ItemView
+from .sampling import inside_extent, sample_nearest
 from .view import View
 
 __all__ = ["BandError", "NoData", "WindowRead", "choose_level", "read_window", "transform_bounds"]
@@ -229,6 +230,12 @@ def _footprint(
     key = (index.items[pos].crs, float(minx), float(miny), float(maxx), float(maxy))
     if key in cache:
         return cache[key]
+    # the read's coordinate map answers "centre inside the extent" per pixel without a rasterize call (whose
+    # fixed cost dominates for many small items under a low-zoom tile); within a quarter of the half pixel
+    inside = inside_extent(key[0], dst_crs, transform, shape[1], shape[0], key[1:], tolerance=half / 4)
+    if inside is not None:
+        cache[key] = inside
+        return inside
     edge = np.linspace(0.0, 1.0, 16)
     xs = np.concatenate([minx + (maxx - minx) * edge, np.full(16, maxx), maxx - (maxx - minx) * edge, np.full(16, minx)])
     ys = np.concatenate([np.full(16, maxy), maxy - (maxy - miny) * edge, np.full(16, miny), miny + (maxy - miny) * edge])
@@ -359,6 +366,10 @@ def _warp(
         # same CRS and pixel grid: slicing is exact and much cheaper than a warp
         return _slice_aligned(src, alpha, nodata, aligned, width, height, dtype)
     fill = nodata if nodata is not None else 0
+    if resampling == "nearest":
+        sampled = _sample_nearest(src, alpha, nodata, src_transform, src_crs, dst_transform, dst_crs, width, height)
+        if sampled is not None:
+            return np.ma.MaskedArray(sampled[0].astype(dtype, copy=False), mask=sampled[1])
     if alpha is not None:
         stack = np.concatenate([src, alpha[None].astype(src.dtype)])
         dst = np.zeros((nb + 1, height, width), src.dtype)
@@ -380,6 +391,37 @@ def _warp(
         data = dst
         mask = np.isnan(dst) if np.isnan(nodata) else dst == nodata
     return np.ma.MaskedArray(data.astype(dtype, copy=False), mask=mask.copy())
+
+
+def _sample_nearest(
+    src: np.ndarray,
+    alpha: np.ndarray | None,
+    nodata: float | None,
+    src_transform: Affine,
+    src_crs: str,
+    dst_transform: Affine,
+    dst_crs: str,
+    width: int,
+    height: int,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """``_warp``'s nearest-neighbour result without GDAL (``sampling``): (data, mask), or ``None`` to use GDAL.
+
+    Same output as the GDAL path: outside the source or where it is invalid, data is 0 (alpha sources) or
+    ``nodata``, and masked.
+    """
+    stack = src if alpha is None else np.concatenate([src, alpha[None].astype(src.dtype)])
+    fill = 0 if nodata is None else nodata
+    sampled = sample_nearest(stack, src_transform, src_crs, dst_transform, dst_crs, width, height, fill)
+    if sampled is None:
+        return None
+    data, _ = sampled
+    nb = src.shape[0]
+    if alpha is not None:
+        invalid = data[nb] == 0  # outside the source too: alpha was filled with 0 there
+        data = data[:nb]
+        data[:, invalid] = 0
+        return data, np.broadcast_to(invalid, data.shape).copy()
+    return data, (np.isnan(data) if np.isnan(nodata) else data == nodata)
 
 
 def _aligned_offset(src: Affine, dst: Affine) -> tuple[int, int] | None:

@@ -26,13 +26,14 @@ from . import catalog as cat
 from .chunks import ChunkReader
 from .errors import NotFound
 from .fileio import FileEntry, WarehouseFS
-from .index import CollectionIndex
-from .ingest import IngestResult, check_name, ingest_file
+from .names import valid_name
 
-if TYPE_CHECKING:  # mosaic pulls in rio-tiler (~0.2 s of imports) that ingest and the CLI do not need
+if TYPE_CHECKING:  # imported where used: listing commands need neither rasterio (ingest) nor rio-tiler (mosaic)
     from pyiceberg.catalog import Catalog
 
     from .analysis import QueryResult
+    from .index import CollectionIndex
+    from .ingest import IngestResult
     from .scenes import ItemPlan, ItemResult
     from .mosaic import WindowRead
 
@@ -100,6 +101,8 @@ class Collection:
             rows = store.rows(table) if snaps else cat.ARROW_SCHEMA.empty_table()
         rows = rows.cast(cat.ARROW_SCHEMA) if rows.schema != cat.ARROW_SCHEMA else rows
         log.info("indexed %s: %d rows, %d snapshots, %d deletes", self.name, rows.num_rows, len(snaps), len(deleted))
+        from .index import CollectionIndex
+
         return CollectionIndex(rows, snaps, deleted)
 
     @staticmethod
@@ -243,10 +246,8 @@ class Warehouse:
         with self._lock:
             if name in self._collections:
                 return self._collections[name]
-        try:
-            check_name("collection", name)
-        except ValueError:
-            raise CollectionNotFound(f"collection {name!r} not found") from None
+        if not valid_name(name):
+            raise CollectionNotFound(f"collection {name!r} not found")
         if cat.load_table(self.catalog, name) is None:
             raise CollectionNotFound(f"collection {name!r} not found")
         with self._lock:
@@ -294,6 +295,8 @@ class Warehouse:
             item = ingest_plan(self.fs, self.catalog, collection, path, progress)
             self._invalidate(collection)
             return item
+        from .ingest import ingest_file
+
         result = ingest_file(self.fs, self.catalog, collection, path, product, datetime, bands, progress)
         self._invalidate(collection)
         return result
@@ -317,6 +320,7 @@ class Warehouse:
         Every header is checked and duplicates refused before the first commit, so bad input anywhere commits
         nothing. Returns one ``scenes.ItemResult`` per item.
         """
+        from .ingest import check_name
         from .scenes import check_duplicates, plan_items
 
         check_name("collection", collection)
