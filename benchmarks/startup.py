@@ -86,7 +86,7 @@ def main() -> None:
         trees = {"this": REPO, **({"base": args.base} if args.base else {})}
         commands = {"--help": ["--help"], "collections WH": ["collections", str(wh)]}
         times: dict[tuple[str, str], list[tuple[float, float]]] = {(t, c): [] for t in trees for c in commands}
-        for tree, root in trees.items():  # warm the page cache for both trees
+        for root in trees.values():  # warm the page cache for both trees
             for argv in commands.values():
                 run(root, argv)
         for _ in range(args.repeat):

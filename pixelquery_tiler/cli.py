@@ -480,13 +480,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("pyiceberg").setLevel(logging.ERROR)
     try:
         return args.func(args)
-    except (CliError, *_loaded_user_errors()) as exc:
-        print(f"pixelquery-tiler: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("pixelquery-tiler: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # unexpected: still one line, the traceback with -v
+    except Exception as exc:
+        # the user errors of the modules the command imported, looked up now that it has run
+        if isinstance(exc, (CliError, *_loaded_user_errors())):
+            print(f"pixelquery-tiler: error: {exc}", file=sys.stderr)
+            return 2
+        # unexpected: still one line, the traceback with -v
         log.info("unexpected error", exc_info=True)
         print(f"pixelquery-tiler: error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", file=sys.stderr)
         return 1

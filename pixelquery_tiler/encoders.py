@@ -19,7 +19,7 @@ from deflate import zlib_compress
 PNG_ZLEVEL = 1
 
 
-def _png_chunk(tag: bytes, body: bytes) -> bytes:
+def _png_chunk(tag: bytes, body: bytes | bytearray) -> bytes:
     return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(body, zlib.crc32(tag)))
 
 

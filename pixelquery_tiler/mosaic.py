@@ -421,6 +421,7 @@ def _sample_nearest(
         data = data[:nb]
         data[:, invalid] = 0
         return data, np.broadcast_to(invalid, data.shape).copy()
+    assert nodata is not None  # chunks without a valid column take their validity from nodata
     return data, (np.isnan(data) if np.isnan(nodata) else data == nodata)
 
 

@@ -112,11 +112,11 @@ def _build(src_crs: str, dst_crs: str, dst_transform: Affine, width: int, height
     cols = 0.5 + np.linspace(0, width - 1, LATTICE)
     rows = 0.5 + np.linspace(0, height - 1, LATTICE)
     cc, rr = np.meshgrid(cols, rows)
-    gx, gy = to_src.transform(*(dst_transform @ (cc, rr)))
+    gx, gy = to_src.transform(*(dst_transform @ (cc, rr)))  # type: ignore[operator]  # affine maps arrays too
     # cell centres, to measure the bilinear interpolation's error against the exact transform
     mid_c, mid_r = (cols[:-1] + cols[1:]) / 2, (rows[:-1] + rows[1:]) / 2
     mc, mr = np.meshgrid(mid_c, mid_r)
-    ex, ey = to_src.transform(*(dst_transform @ (mc, mr)))
+    ex, ey = to_src.transform(*(dst_transform @ (mc, mr)))  # type: ignore[operator]  # affine maps arrays too
     if not all(np.isfinite(a).all() for a in (gx, gy, ex, ey)):
         return None
     gx, gy = np.asarray(gx), np.asarray(gy)
