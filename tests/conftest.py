@@ -1,7 +1,17 @@
 """Shared pytest fixtures. Each block below belongs to one area; add yours in its own block."""
 
 # --- warehouse engine (ingest, CLI, concurrency, crash/gc): fixtures live in tests/warehouse_fixtures.py ---
+from warehouse_fixtures import ingested_warehouse, landsat_pair, shared_data  # noqa: F401
+
+# --- end warehouse engine ---
+# isort: split
+
+# --- STAC API: fixtures live in tests/stac_fixtures.py ---
+from stac_fixtures import offline_stac_validation, stac_data_dir, stac_server, stac_warehouse  # noqa: F401
+
 # --- end STAC API ---
+# isort: split
+
 # --- tile serving (reader, tile HTTP, WMTS): fixtures below ---
 import os as _os
 import socket as _socket
@@ -11,11 +21,6 @@ from dataclasses import dataclass as _dataclass
 from pathlib import Path as _Path
 
 import pytest as _pytest
-
-# --- end warehouse engine ---
-# --- STAC API: fixtures live in tests/stac_fixtures.py ---
-from stac_fixtures import offline_stac_validation, stac_data_dir, stac_server, stac_warehouse  # noqa: F401
-from warehouse_fixtures import ingested_warehouse, landsat_pair, shared_data  # noqa: F401
 
 TILE_DATA_DIR = _Path(_os.environ.get("PIXELQUERY_TEST_DATA", _Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 #: acquisition dates for the shared rasters (their names/tags carry none, except Landsat's)

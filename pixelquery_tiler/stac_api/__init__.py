@@ -11,6 +11,9 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
+from . import _quiet_defaults  # noqa: F401  (first: stac-fastapi warns at import about settings we do set)
+
+# isort: split
 import attr
 from fastapi import APIRouter, FastAPI, Query
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -37,7 +40,6 @@ from starlette.middleware import Middleware
 
 from ..temporal import parse_interval
 from ..warehouse import Warehouse
-from . import _quiet_defaults  # noqa: F401  (first: stac-fastapi warns at import about settings we do set)
 from .client import PixelQueryCoreClient, PixelQueryFiltersClient, PixelQuerySortablesClient
 from .documents import STAC_VERSION
 from .extension import add_extension_schema
