@@ -141,6 +141,8 @@ def database_uri(warehouse: Warehouse) -> str:
     """
     uri = warehouse._catalog_uri or os.environ.get(cat.CATALOG_URI_ENV)
     local = warehouse.fs.local_path()
+    if uri and "://" not in uri:  # a plain path to the SQLite catalog file
+        return f"sqlite:///{os.path.abspath(os.path.expanduser(uri))}?timeout=30"
     if uri and not uri.startswith(("http://", "https://")):
         return uri
     if local is None:

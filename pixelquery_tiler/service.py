@@ -166,10 +166,17 @@ def add_jobs_api(app: FastAPI, warehouse: Warehouse, settings: ServiceSettings |
     settings = settings or ServiceSettings.from_env()
     keys = KeyRing(settings.api_keys)
     metrics = Metrics()
+    import sqlalchemy.exc
+
     try:
         store: JobStore | None = JobStore.for_warehouse(warehouse)
     except CatalogError as exc:  # a remote warehouse on a REST catalog: no SQL database for a job table
         log.warning("jobs disabled: %s", exc)
+        store = None
+    except sqlalchemy.exc.OperationalError as exc:
+        # the catalog database is down while this replica starts: serve reads (503 until the catalog is back,
+        # see app.py) rather than refuse to start; this replica runs no jobs until it is restarted
+        log.warning("jobs disabled on this replica: catalog database unreachable at start-up (%s)", exc.orig)
         store = None
     if store is not None:
         metrics.add_jobs_gauge(store.counts)
