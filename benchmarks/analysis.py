@@ -62,7 +62,11 @@ def make_cog(src: Path, dst: Path, band: int | None = None) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cog_translate(
-            str(src), str(dst), cog_profiles.get("deflate"), indexes=[band] if band else None, quiet=True,
+            str(src),
+            str(dst),
+            cog_profiles.get("deflate"),
+            indexes=[band] if band else None,
+            quiet=True,
             overview_resampling="average",
         )
     return dst

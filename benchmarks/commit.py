@@ -33,7 +33,14 @@ MILESTONES = (10, 100, 1000, 2000, 5000)
 def tiny_geotiff(path: Path) -> Path:
     """A 16 x 16 px GeoTIFF: one chunk, one level, so one catalog row per ingest."""
     with rasterio.open(
-        path, "w", driver="GTiff", width=16, height=16, count=1, dtype="uint16", crs="EPSG:32621",
+        path,
+        "w",
+        driver="GTiff",
+        width=16,
+        height=16,
+        count=1,
+        dtype="uint16",
+        crs="EPSG:32621",
         transform=Affine(30, 0, 7680 * 92, 0, -30, -7680 * 362),  # inside one storage-grid chunk
     ) as dst:
         dst.write(np.arange(256, dtype="uint16").reshape(1, 16, 16))
@@ -104,14 +111,17 @@ def main() -> None:
         t0 = time.perf_counter()
         history = wh.collection("bench").snapshots()
         print(f"history {len(history)} snapshots listed in {1000 * (time.perf_counter() - t0):.0f} ms")
+
         def build_index() -> None:
             cat._log_cache.clear()  # a new server process starts with no cached item log
             t0 = time.perf_counter()
             fresh = Warehouse(str(root / "wh")).collection("bench")
             index = fresh.index()
             files = len(list(fresh.table().scan().plan_files()))
-            print(f"index of {len(index.items)} items ({files} data files) built from scratch in "
-                  f"{1000 * (time.perf_counter() - t0):.0f} ms")
+            print(
+                f"index of {len(index.items)} items ({files} data files) built from scratch in "
+                f"{1000 * (time.perf_counter() - t0):.0f} ms"
+            )
 
         build_index()
         t0 = time.perf_counter()

@@ -58,8 +58,14 @@ def build_table(root: Path, tif: Path, items: int, rows_per_item: int):
         item_id = f"synthetic-{i:06d}"
         when = start + dt.timedelta(hours=6 * i)
         rows = [
-            {**template, "item_id": item_id, "datetime": when, "batch_index": b, "level": 0,
-             "chunk_file": f"chunks/bench/{item_id}/L0.arrow"}
+            {
+                **template,
+                "item_id": item_id,
+                "datetime": when,
+                "batch_index": b,
+                "level": 0,
+                "chunk_file": f"chunks/bench/{item_id}/L0.arrow",
+            }
             for b in range(rows_per_item)
         ]
         pq.write_table(pa.Table.from_pylist(rows, schema=plain), folder / f"{item_id}.parquet", compression="zstd")
@@ -67,8 +73,14 @@ def build_table(root: Path, tif: Path, items: int, rows_per_item: int):
         props = {"item_id": item_id, "datetime": when.isoformat(), "product": template["product"]}
         infos.append(
             cat.SnapshotInfo(
-                snapshot_id=10**12 + i, parent_id=10**12 + i - 1 if i > 1 else None, sequence_number=i,
-                timestamp=when, item_id=item_id, datetime=when, properties=props, operation="append",
+                snapshot_id=10**12 + i,
+                parent_id=10**12 + i - 1 if i > 1 else None,
+                sequence_number=i,
+                timestamp=when,
+                item_id=item_id,
+                datetime=when,
+                properties=props,
+                operation="append",
             )
         )
     store = cat.CollectionTable.of(table)
@@ -150,16 +162,24 @@ def main() -> None:
                 if state == "after compact":
                     t0 = time.perf_counter()
                     report = wh.collection("bench").compact()
-                    print(f"  compact: {report.files_before} -> {report.files_after} data files in "
-                          f"{time.perf_counter() - t0:.2f} s", flush=True)
+                    print(
+                        f"  compact: {report.files_before} -> {report.files_after} data files in "
+                        f"{time.perf_counter() - t0:.2f} s",
+                        flush=True,
+                    )
                     with wh.collection("bench").table().transaction() as tx:  # back to the default threshold
                         tx.set_properties({cat.COMPACT_MIN_FILES_PROPERTY: str(cat.DEFAULT_COMPACT_MIN_FILES)})
                 times, n, files = index_build(uri, args.repeat)
-                print(f"  {state}: index build {statistics.median(times):.2f} s median of {args.repeat} "
-                      f"({', '.join(f'{t:.2f}' for t in times)}) | {n} items | {files} data files", flush=True)
+                print(
+                    f"  {state}: index build {statistics.median(times):.2f} s median of {args.repeat} "
+                    f"({', '.join(f'{t:.2f}' for t in times)}) | {n} items | {files} data files",
+                    flush=True,
+                )
                 wall, cpu = commits(wh, tif, args.commits, day0=5000 if state == "before compact" else 6000)
-                print(f"  {state}: commit ms {summarize(wall)} | CPU ms {summarize(cpu)} | {len(wall)} real ingests",
-                      flush=True)
+                print(
+                    f"  {state}: commit ms {summarize(wall)} | CPU ms {summarize(cpu)} | {len(wall)} real ingests",
+                    flush=True,
+                )
         finally:
             shutil.rmtree(root, ignore_errors=True)
 

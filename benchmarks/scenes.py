@@ -32,9 +32,20 @@ BANDS = ["B1", "B2", "B3", "B4", "B5", "B6", "B7"]
 def synth(folder: Path, width: int, height: int) -> list[Path]:
     """Seven smooth uint16 bands (sums of low-frequency sines plus mild noise), one file each, written by strips."""
     rng = np.random.default_rng(7)
-    profile = dict(driver="GTiff", width=width, height=height, count=1, dtype="uint16", crs="EPSG:32621",
-                   transform=Affine(30, 0, 600000, 0, -30, -2700000), tiled=True, blockxsize=512, blockysize=512,
-                   compress="deflate", nodata=0)
+    profile = dict(
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=1,
+        dtype="uint16",
+        crs="EPSG:32621",
+        transform=Affine(30, 0, 600000, 0, -30, -2700000),
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        compress="deflate",
+        nodata=0,
+    )
     x = np.linspace(0, 6 * np.pi, width, dtype=np.float32)[None, :]
     paths = []
     for b, name in enumerate(BANDS):
@@ -63,9 +74,11 @@ def bench_ingest(folder: Path, files: list[Path]) -> None:
     t0, c0 = time.perf_counter(), time.process_time()
     [result] = Warehouse(str(folder / "wh")).ingest_sources([str(f) for f in files], "bench")
     ours, ours_cpu = time.perf_counter() - t0, time.process_time() - c0
-    print(f"ingest of {len(files)} band files ({result.result.chunks} chunks): {ours:.2f} s "
-          f"({ours / len(files):.2f} s per band file, CPU {ours_cpu:.1f} s); rio cogeo create: {cog:.2f} s "
-          f"(CPU {cog_cpu:.1f} s); ratio {ours / cog:.2f} (CPU ratio {ours_cpu / cog_cpu:.2f})")
+    print(
+        f"ingest of {len(files)} band files ({result.result.chunks} chunks): {ours:.2f} s "
+        f"({ours / len(files):.2f} s per band file, CPU {ours_cpu:.1f} s); rio cogeo create: {cog:.2f} s "
+        f"(CPU {cog_cpu:.1f} s); ratio {ours / cog:.2f} (CPU ratio {ours_cpu / cog_cpu:.2f})"
+    )
 
 
 def bench_tiles(folder: Path, files: list[Path], n: int) -> None:
@@ -92,12 +105,18 @@ def bench_tiles(folder: Path, files: list[Path], n: int) -> None:
         w, s, e, nn = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
         proj = {"proj:epsg": 32621, "proj:shape": [src.height, src.width], "proj:transform": list(src.transform)[:6]}
     item = {
-        "type": "Feature", "stac_version": "1.0.0", "id": SCENE, "bbox": [w, s, e, nn],
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "id": SCENE,
+        "bbox": [w, s, e, nn],
         "geometry": {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, nn], [w, nn], [w, s]]]},
-        "properties": {"datetime": "2020-05-18T13:00:00Z", **proj}, "links": [],
+        "properties": {"datetime": "2020-05-18T13:00:00Z", **proj},
+        "links": [],
         "stac_extensions": ["https://stac-extensions.github.io/projection/v1.1.0/schema.json"],
-        "assets": {k: {"href": str(v), "type": "image/tiff; application=geotiff; profile=cloud-optimized",
-                       "roles": ["data"]} for k, v in cogs.items()},
+        "assets": {
+            k: {"href": str(v), "type": "image/tiff; application=geotiff; profile=cloud-optimized", "roles": ["data"]}
+            for k, v in cogs.items()
+        },
     }
     (folder / "item.json").write_text(json.dumps(item))
     titiler = FastAPI()
@@ -109,8 +128,11 @@ def bench_tiles(folder: Path, files: list[Path], n: int) -> None:
     ring = sorted(((dx, dy) for dx in range(-3, 4) for dy in range(-3, 4)), key=lambda d: max(abs(d[0]), abs(d[1])))
     tiles = [(t0.x + dx, t0.y + dy) for dx, dy in ring][:n]  # centre outwards: all inside a full-size scene
     ours_url = "/collections/rgb/tiles/WebMercatorQuad/{z}/{x}/{y}.npy?bands=red,green,blue"
-    theirs_url = "/tiles/WebMercatorQuad/{z}/{x}/{y}.npy?url=" + str(folder / "item.json") + \
-        "&assets=red&assets=green&assets=blue"
+    theirs_url = (
+        "/tiles/WebMercatorQuad/{z}/{x}/{y}.npy?url="
+        + str(folder / "item.json")
+        + "&assets=red&assets=green&assets=blue"
+    )
     with TestClient(create_app(str(folder / "wh3"))) as ours, TestClient(titiler) as theirs:
         times: dict[str, list[float]] = {"ours": [], "titiler": []}
         for label, client, url in (("ours", ours, ours_url), ("titiler", theirs, theirs_url)):
@@ -123,8 +145,10 @@ def bench_tiles(folder: Path, files: list[Path], n: int) -> None:
                 times[label].append(time.perf_counter() - t)
                 assert r.status_code == 200, r.text
     p50 = {k: statistics.median(v) * 1000 for k, v in times.items()}
-    print(f"RGB tile p50 over {len(tiles)} tiles (z{z}): ours {p50['ours']:.1f} ms, titiler STACReader "
-          f"{p50['titiler']:.1f} ms; ratio {p50['ours'] / p50['titiler']:.2f}")
+    print(
+        f"RGB tile p50 over {len(tiles)} tiles (z{z}): ours {p50['ours']:.1f} ms, titiler STACReader "
+        f"{p50['titiler']:.1f} ms; ratio {p50['ours'] / p50['titiler']:.2f}"
+    )
 
 
 def main() -> None:

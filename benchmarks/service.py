@@ -48,8 +48,13 @@ def serve_main(mode: str, warehouse: str, port: int, imports: str) -> None:
     from pixelquery_tiler.ops import MetricsMiddleware, RateLimitMiddleware
     from pixelquery_tiler.service import ServiceSettings
 
-    settings = ServiceSettings(api_keys=[KEY], read_auth=mode == "on", rate_limit="100000/s" if mode == "on" else None,
-                               import_roots=[imports], job_workers=1)
+    settings = ServiceSettings(
+        api_keys=[KEY],
+        read_auth=mode == "on",
+        rate_limit="100000/s" if mode == "on" else None,
+        import_roots=[imports],
+        job_workers=1,
+    )
     app = create_app(warehouse, service_settings=settings)
     if mode == "off":
         stripped = (MetricsMiddleware, RateLimitMiddleware, ReadAuthMiddleware)
@@ -100,8 +105,12 @@ def bench_tiles(warehouse: str, imports: str, rounds: int, count: int) -> None:
     coll = Warehouse(warehouse).collection("l8")
     idx = coll.index()
     rows = idx.rows
-    bounds = (min(rows.column("west").to_pylist()), min(rows.column("south").to_pylist()),
-              max(rows.column("east").to_pylist()), max(rows.column("north").to_pylist()))
+    bounds = (
+        min(rows.column("west").to_pylist()),
+        min(rows.column("south").to_pylist()),
+        max(rows.column("east").to_pylist()),
+        max(rows.column("north").to_pylist()),
+    )
     paths = tile_paths("l8", bounds, count)
     procs, bases = {}, {}
     for mode in ("off", "on"):
@@ -133,10 +142,14 @@ def bench_tiles(warehouse: str, imports: str, rounds: int, count: int) -> None:
     p50 = {m: statistics.median(v) * 1000 for m, v in lat.items()}
     rps = {m: statistics.median(v) for m, v in thr.items()}
     print(f"tiles: {len(paths)} per round, {rounds} rounds, alternating off/on; 'on' server counted {served}")
-    print(f"  p50 latency (concurrency 1):  off {p50['off']:.2f} ms   on {p50['on']:.2f} ms   "
-          f"overhead {100 * (p50['on'] / p50['off'] - 1):+.1f}%")
-    print(f"  throughput (concurrency 4):   off {rps['off']:.1f} /s   on {rps['on']:.1f} /s   "
-          f"overhead {100 * (rps['off'] / rps['on'] - 1):+.1f}%")
+    print(
+        f"  p50 latency (concurrency 1):  off {p50['off']:.2f} ms   on {p50['on']:.2f} ms   "
+        f"overhead {100 * (p50['on'] / p50['off'] - 1):+.1f}%"
+    )
+    print(
+        f"  throughput (concurrency 4):   off {rps['off']:.1f} /s   on {rps['on']:.1f} /s   "
+        f"overhead {100 * (rps['off'] / rps['on'] - 1):+.1f}%"
+    )
 
 
 def bench_jobs(warehouse: str, imports: str, repeats: int) -> None:
@@ -162,15 +175,20 @@ def bench_jobs(warehouse: str, imports: str, repeats: int) -> None:
         with httpx.Client(timeout=60) as client:
             for i in range(repeats + 1):
                 t0 = time.perf_counter()
-                r = client.post(base + "/jobs", headers=auth,
-                                json={"collection": "jobs", "sources": [src], "datetime": f"2020-02-{i + 1:02d}"})
+                r = client.post(
+                    base + "/jobs",
+                    headers=auth,
+                    json={"collection": "jobs", "sources": [src], "datetime": f"2020-02-{i + 1:02d}"},
+                )
                 job_id = r.json()["id"]
                 while True:
                     job = client.get(f"{base}/jobs/{job_id}").json()
                     if job["status"] == "failed":
                         raise RuntimeError(job["error"])
-                    if job["status"] == "succeeded" and client.get(
-                            f"{base}/stac/collections/jobs/items/{job['items'][0]}").status_code == 200:
+                    if (
+                        job["status"] == "succeeded"
+                        and client.get(f"{base}/stac/collections/jobs/items/{job['items'][0]}").status_code == 200
+                    ):
                         break
                     time.sleep(0.02)
                 if i:  # the first job pays the first-use costs (collection creation): not counted
@@ -179,8 +197,10 @@ def bench_jobs(warehouse: str, imports: str, repeats: int) -> None:
         proc.terminate()
         proc.wait(20)
     b, j = statistics.median(bare), statistics.median(job_times)
-    print(f"job latency ({SOURCE}, {repeats} runs, medians): bare ingest {b * 1000:.0f} ms, "
-          f"POST /jobs -> item in STAC {j * 1000:.0f} ms, over bare {(j - b) * 1000:+.0f} ms")
+    print(
+        f"job latency ({SOURCE}, {repeats} runs, medians): bare ingest {b * 1000:.0f} ms, "
+        f"POST /jobs -> item in STAC {j * 1000:.0f} ms, over bare {(j - b) * 1000:+.0f} ms"
+    )
 
 
 def bench_middleware(warehouse: str, imports: str, n: int) -> None:
@@ -195,22 +215,28 @@ def bench_middleware(warehouse: str, imports: str, n: int) -> None:
 
     apps = {}
     for mode in ("off", "on"):
-        settings = ServiceSettings(api_keys=[KEY], read_auth=mode == "on", job_workers=0,
-                                   rate_limit="100000/s" if mode == "on" else None)
+        settings = ServiceSettings(
+            api_keys=[KEY], read_auth=mode == "on", job_workers=0, rate_limit="100000/s" if mode == "on" else None
+        )
         apps[mode] = create_app(warehouse, service_settings=settings)
         if mode == "off":
             stripped = (MetricsMiddleware, RateLimitMiddleware, ReadAuthMiddleware)
             apps[mode].user_middleware = [m for m in apps[mode].user_middleware if m.cls not in stripped]
 
     coll_rows = Warehouse(warehouse).collection("l8").index().rows
-    bounds = (min(coll_rows.column("west").to_pylist()), min(coll_rows.column("south").to_pylist()),
-              max(coll_rows.column("east").to_pylist()), max(coll_rows.column("north").to_pylist()))
+    bounds = (
+        min(coll_rows.column("west").to_pylist()),
+        min(coll_rows.column("south").to_pylist()),
+        max(coll_rows.column("east").to_pylist()),
+        max(coll_rows.column("north").to_pylist()),
+    )
     requests_by_kind = {"404 job lookup": ["/jobs/none"] * n, "tile": tile_paths("l8", bounds, 40)}
 
     async def run(mode: str, paths: list[str]) -> float:
         transport = httpx.ASGITransport(app=apps[mode])
-        async with httpx.AsyncClient(transport=transport, base_url="http://bench",
-                                     headers={"Authorization": f"Bearer {KEY}"}) as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://bench", headers={"Authorization": f"Bearer {KEY}"}
+        ) as client:
             await client.get(paths[0])
             t0 = time.process_time()  # CPU time: on a shared machine wall time is mostly other processes' load
             for path in paths:
@@ -223,8 +249,10 @@ def bench_middleware(warehouse: str, imports: str, n: int) -> None:
             for mode in ("off", "on"):
                 times[mode].append(asyncio.run(run(mode, paths)))
         off, on = (statistics.median(times[m]) * 1e6 for m in ("off", "on"))
-        print(f"in-process CPU per request, {kind} ({len(paths)} x 4, median): off {off:.0f} us, on {on:.0f} us, "
-              f"{on - off:+.0f} us ({100 * (on / off - 1):+.1f}%)")
+        print(
+            f"in-process CPU per request, {kind} ({len(paths)} x 4, median): off {off:.0f} us, on {on:.0f} us, "
+            f"{on - off:+.0f} us ({100 * (on / off - 1):+.1f}%)"
+        )
 
 
 def main() -> None:

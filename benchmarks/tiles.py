@@ -68,7 +68,9 @@ def build(workdir: Path, quiet: bool = False) -> tuple[str, dict[str, str], dict
         profile = cog_profiles.get("deflate") | {"blockxsize": 256, "blockysize": 256}
         cog_translate(str(src), str(cogs[src.name]), profile, overview_resampling="average", quiet=True)
     for i in range(10):
-        wh.ingest(str(DATA / MOSAIC_SOURCE), "mosaic10", datetime=(dt.datetime(2020, 1, 1) + dt.timedelta(days=i)).isoformat())
+        wh.ingest(
+            str(DATA / MOSAIC_SOURCE), "mosaic10", datetime=(dt.datetime(2020, 1, 1) + dt.timedelta(days=i)).isoformat()
+        )
     if not quiet:
         print(f"warehouse: {uri} ({len(collections)} collections + mosaic10)")
     return uri, collections, cogs
@@ -185,14 +187,13 @@ def bench_in_process(uri: str, collections: dict[str, str], cogs: dict[str, Path
     row("p50", o50, t50)
     row("p95", o95, t95)
 
+    import zlib
+
     from rio_tiler.io import Reader
     from rio_tiler.utils import render
 
-    from pixelquery_tiler.tiles import encode_png
-
-    import zlib
-
     import pixelquery_tiler.encoders as encoders
+    from pixelquery_tiler.tiles import encode_png
 
     def zlib2_png(data: np.ndarray, mask: np.ndarray) -> bytes:
         """The encoder before libdeflate: the same PNG framing, stdlib zlib at level 2."""
@@ -216,9 +217,11 @@ def bench_in_process(uri: str, collections: dict[str, str], cogs: dict[str, Path
         sizes[0] += len(encode_png(data, mask))
         sizes[1] += len(zlib2_png(data, mask))
     print("PNG-encode floor (same tiles, 8-bit + alpha):")
-    print(f"  GDAL PNG zlevel 6 (TiTiler) p50 {percentiles(gdal_png)[0]:.2f} ms; ours (libdeflate level "
-          f"{encoders.PNG_ZLEVEL}) p50 {percentiles(our_png)[0]:.2f} ms, {sizes[0] / 1e6:.2f} MB; previous (zlib "
-          f"level 2) p50 {percentiles(zlib_png)[0]:.2f} ms, {sizes[1] / 1e6:.2f} MB")
+    print(
+        f"  GDAL PNG zlevel 6 (TiTiler) p50 {percentiles(gdal_png)[0]:.2f} ms; ours (libdeflate level "
+        f"{encoders.PNG_ZLEVEL}) p50 {percentiles(our_png)[0]:.2f} ms, {sizes[0] / 1e6:.2f} MB; previous (zlib "
+        f"level 2) p50 {percentiles(zlib_png)[0]:.2f} ms, {sizes[1] / 1e6:.2f} MB"
+    )
     print(f"  ours: p50 tile {o50:.2f} ms of which encode floor {percentiles(our_png)[0]:.2f} ms")
 
     pixel_agreement(uri, collections, cogs, tiles, bidx)
@@ -230,8 +233,10 @@ def bench_in_process(uri: str, collections: dict[str, str], cogs: dict[str, Path
         ours("mosaic10", t)
     single = [timed(lambda: ours(collections[MOSAIC_SOURCE], t)) for t in landsat for _ in range(5)]
     mosaic = [timed(lambda: ours("mosaic10", t)) for t in landsat for _ in range(5)]
-    print(f"10-observation mosaic vs single ({len(landsat)} tiles): p50 {percentiles(mosaic)[0]:.2f} ms vs "
-          f"{percentiles(single)[0]:.2f} ms, ratio {percentiles(mosaic)[0] / percentiles(single)[0]:.2f} (goal <= 1.5)")
+    print(
+        f"10-observation mosaic vs single ({len(landsat)} tiles): p50 {percentiles(mosaic)[0]:.2f} ms vs "
+        f"{percentiles(single)[0]:.2f} ms, ratio {percentiles(mosaic)[0] / percentiles(single)[0]:.2f} (goal <= 1.5)"
+    )
 
     # zoomed-out tile covering the whole collection vs a native-zoom tile
     from pixelquery_tiler import Warehouse
@@ -245,9 +250,11 @@ def bench_in_process(uri: str, collections: dict[str, str], cogs: dict[str, Path
     ours(collections[MOSAIC_SOURCE], whole)
     out_t = [timed(lambda: ours(collections[MOSAIC_SOURCE], whole)) for _ in range(20)]
     nat_t = [timed(lambda: ours(collections[MOSAIC_SOURCE], native)) for _ in range(20)]
-    print(f"zoomed-out (z{zoom_out}, whole collection) vs native (z{view.maxzoom}): "
-          f"p50 {percentiles(out_t)[0]:.2f} ms vs "
-          f"{percentiles(nat_t)[0]:.2f} ms, ratio {percentiles(out_t)[0] / percentiles(nat_t)[0]:.2f} (goal <= 2)")
+    print(
+        f"zoomed-out (z{zoom_out}, whole collection) vs native (z{view.maxzoom}): "
+        f"p50 {percentiles(out_t)[0]:.2f} ms vs "
+        f"{percentiles(nat_t)[0]:.2f} ms, ratio {percentiles(out_t)[0] / percentiles(nat_t)[0]:.2f} (goal <= 2)"
+    )
 
 
 def pixel_agreement(uri: str, collections: dict[str, str], cogs: dict[str, Path], tiles: list, bidx: dict) -> None:
@@ -289,14 +296,18 @@ def pixel_agreement(uri: str, collections: dict[str, str], cogs: dict[str, Path]
             c = counts.setdefault((label, t.z >= maxzoom[name]), [0, 0])
             c[0] += int(same.sum())
             c[1] += int(valid.sum())
-    print(f"read CPU per tile (reader.tile, no encode, no cached map; alternating per tile): sampling "
-          f"{cpu['sampling'] / len(tiles) * 1000:.2f} ms, GDAL warp {cpu['GDAL warp'] / len(tiles) * 1000:.2f} ms, "
-          f"ratio {cpu['sampling'] / max(cpu['GDAL warp'], 1e-9):.2f}")
+    print(
+        f"read CPU per tile (reader.tile, no encode, no cached map; alternating per tile): sampling "
+        f"{cpu['sampling'] / len(tiles) * 1000:.2f} ms, GDAL warp {cpu['GDAL warp'] / len(tiles) * 1000:.2f} ms, "
+        f"ratio {cpu['sampling'] / max(cpu['GDAL warp'], 1e-9):.2f}"
+    )
     print("pixels identical to TiTiler's (valid on both sides), nearest:")
     for label in ("sampling", "GDAL warp"):
         native, below = counts.get((label, True), [0, 0]), counts.get((label, False), [0, 0])
-        print(f"  ours with {label:<10} native zooms {native[0] / max(1, native[1]):.2%}; "
-              f"below native {below[0] / max(1, below[1]):.2%}")
+        print(
+            f"  ours with {label:<10} native zooms {native[0] / max(1, native[1]):.2%}; "
+            f"below native {below[0] / max(1, below[1]):.2%}"
+        )
 
 
 def bench_asgi(uri: str, collections: dict[str, str], tiles: list, rounds: int) -> None:
@@ -325,9 +336,11 @@ def bench_asgi(uri: str, collections: dict[str, str], tiles: list, rounds: int) 
         caps_cpu = (time.process_time() - cpu) / len(caps_t) * 1000
     (t50, t95), (c50, c95) = percentiles(tile_t), percentiles(caps_t)
     # process CPU per request (all threads) is steadier than wall time on a shared machine
-    print(f"app in-process (ASGI), {len(urls)} tiles x {rounds}: p50 {t50:.2f} ms, p95 {t95:.2f} ms, "
-          f"CPU {tile_cpu:.2f} ms/request; WMTS capabilities p50 {c50:.2f} ms, p95 {c95:.2f} ms, "
-          f"CPU {caps_cpu:.2f} ms/request")
+    print(
+        f"app in-process (ASGI), {len(urls)} tiles x {rounds}: p50 {t50:.2f} ms, p95 {t95:.2f} ms, "
+        f"CPU {tile_cpu:.2f} ms/request; WMTS capabilities p50 {c50:.2f} ms, p95 {c95:.2f} ms, "
+        f"CPU {caps_cpu:.2f} ms/request"
+    )
 
 
 # -- index lookup at 1M rows -------------------------------------------------------------------------------------------
@@ -352,26 +365,42 @@ def bench_index(rows: int, seed: int) -> None:
     lon0, lat0 = -57 + (minx - 300_000) / 111_000, -18 + maxy / 111_000
     base = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
     n = items * per_item
-    table = pa.table({
-        "item_id": pa.array([f"item-{i:05d}" for i in item_idx]),
-        "collection": pa.array(["synthetic"] * n),
-        "product": pa.array(["landsat-c2-l2"] * n),
-        "datetime": pa.array([base + dt.timedelta(days=int(i)) for i in range(items)], pa.timestamp("us", "UTC")).take(pa.array(item_idx)),
-        "tile_id": pa.array(k.astype(str)),
-        "level": pa.array(np.zeros(n, np.int32)),
-        "crs": pa.array(["EPSG:32721"] * n),
-        "minx": minx, "miny": maxy - size, "maxx": minx + size, "maxy": maxy,
-        "west": lon0, "south": lat0 - 0.07, "east": lon0 + 0.07, "north": lat0,
-        "res_x": np.full(n, 30.0), "res_y": np.full(n, 30.0),
-        "height": np.full(n, 256, np.int32), "width": np.full(n, 256, np.int32),
-        "transform": pa.array([[30.0, 0.0, 0.0, 0.0, -30.0, 0.0]] * n, pa.list_(pa.float64())),
-        "chunk_file": pa.array(["chunks/x.arrow"] * n), "batch_index": pa.array(k.astype(np.int32)),
-        "bands": pa.array([["blue"]] * n, pa.list_(pa.string())), "dtype": pa.array(["uint16"] * n),
-        "nodata": pa.array([None] * n, pa.float64()),
-        "band_min": pa.array([[0.0]] * n, pa.list_(pa.float64())), "band_max": pa.array([[1.0]] * n, pa.list_(pa.float64())),
-        "band_mean": pa.array([[0.5]] * n, pa.list_(pa.float64())), "valid_percent": np.full(n, 100.0),
-        "cloud_cover": pa.array([None] * n, pa.float64()),
-    })
+    table = pa.table(
+        {
+            "item_id": pa.array([f"item-{i:05d}" for i in item_idx]),
+            "collection": pa.array(["synthetic"] * n),
+            "product": pa.array(["landsat-c2-l2"] * n),
+            "datetime": pa.array(
+                [base + dt.timedelta(days=int(i)) for i in range(items)], pa.timestamp("us", "UTC")
+            ).take(pa.array(item_idx)),
+            "tile_id": pa.array(k.astype(str)),
+            "level": pa.array(np.zeros(n, np.int32)),
+            "crs": pa.array(["EPSG:32721"] * n),
+            "minx": minx,
+            "miny": maxy - size,
+            "maxx": minx + size,
+            "maxy": maxy,
+            "west": lon0,
+            "south": lat0 - 0.07,
+            "east": lon0 + 0.07,
+            "north": lat0,
+            "res_x": np.full(n, 30.0),
+            "res_y": np.full(n, 30.0),
+            "height": np.full(n, 256, np.int32),
+            "width": np.full(n, 256, np.int32),
+            "transform": pa.array([[30.0, 0.0, 0.0, 0.0, -30.0, 0.0]] * n, pa.list_(pa.float64())),
+            "chunk_file": pa.array(["chunks/x.arrow"] * n),
+            "batch_index": pa.array(k.astype(np.int32)),
+            "bands": pa.array([["blue"]] * n, pa.list_(pa.string())),
+            "dtype": pa.array(["uint16"] * n),
+            "nodata": pa.array([None] * n, pa.float64()),
+            "band_min": pa.array([[0.0]] * n, pa.list_(pa.float64())),
+            "band_max": pa.array([[1.0]] * n, pa.list_(pa.float64())),
+            "band_mean": pa.array([[0.5]] * n, pa.list_(pa.float64())),
+            "valid_percent": np.full(n, 100.0),
+            "cloud_cover": pa.array([None] * n, pa.float64()),
+        }
+    )
     table = table.select(ARROW_SCHEMA.names).cast(ARROW_SCHEMA)
     start = time.perf_counter()
     index = CollectionIndex(table, [])
@@ -382,15 +411,22 @@ def bench_index(rows: int, seed: int) -> None:
         b = index.item_bbox[pos]
         cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
         bbox = (cx - 0.05, cy - 0.05, cx + 0.05, cy + 0.05)
-        native = (minx[pos * per_item] + 1000, maxy[pos * per_item] - 9000, minx[pos * per_item] + 9000, maxy[pos * per_item] - 1000)
+        native = (
+            minx[pos * per_item] + 1000,
+            maxy[pos * per_item] - 9000,
+            minx[pos * per_item] + 9000,
+            maxy[pos * per_item] - 1000,
+        )
         t0 = time.perf_counter()
         positions = index.select_items(bbox)
         for p in positions[:3]:
             index.chunk_rows(int(p), 0, native)
         lookups.append(time.perf_counter() - t0)
     p50, p95 = percentiles(lookups)
-    print(f"index lookup at {len(index):,} rows ({len(index.items):,} items): p50 {p50:.3f} ms, p95 {p95:.3f} ms "
-          f"(goal < 1 ms); index build {built:.1f} s")
+    print(
+        f"index lookup at {len(index):,} rows ({len(index.items):,} items): p50 {p50:.3f} ms, p95 {p95:.3f} ms "
+        f"(goal < 1 ms); index build {built:.1f} s"
+    )
 
 
 # -- through uvicorn ---------------------------------------------------------------------------------------------------
@@ -413,7 +449,9 @@ def free_port() -> int:
 
 
 def start(cmd: list[str], port: int, env: dict | None = None) -> subprocess.Popen:
-    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     import httpx
 
     deadline = time.monotonic() + 90
@@ -478,13 +516,34 @@ def run_wrk(base: str, paths: list[str], concurrency: int, seconds: float, workd
     script.write_text(WRK_LUA)
     url_file.write_text("\n".join(paths) + "\n")
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "60s", "-s", str(script), base, "--", str(url_file)],
-        capture_output=True, text=True, timeout=seconds + 120, check=True,
+        [
+            "wrk",
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{max(1, round(seconds))}s",
+            "--timeout",
+            "60s",
+            "-s",
+            str(script),
+            base,
+            "--",
+            str(url_file),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 120,
+        check=True,
     ).stdout
     line = next(ln for ln in out.splitlines() if ln.startswith("PQRESULT"))
     reqs, micros, status_err, sock_err, p50, p95, p99 = line.split()[1:]
-    return {"requests": int(reqs), "elapsed": int(micros) / 1e6, "errors": int(status_err) + int(sock_err),
-            "p50": float(p50), "p95": float(p95), "p99": float(p99)}
+    return {
+        "requests": int(reqs),
+        "elapsed": int(micros) / 1e6,
+        "errors": int(status_err) + int(sock_err),
+        "p50": float(p50),
+        "p95": float(p95),
+        "p99": float(p99),
+    }
 
 
 def process_tree_cpu(pid: int) -> dict[int, float]:
@@ -495,7 +554,7 @@ def process_tree_cpu(pid: int) -> dict[int, float]:
         p = pids.pop()
         try:
             stat = Path(f"/proc/{p}/stat").read_text()
-            fields = stat[stat.rindex(")") + 2:].split()
+            fields = stat[stat.rindex(")") + 2 :].split()
             cpu[p] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
             for task in Path(f"/proc/{p}/task").iterdir():
                 pids.extend(int(c) for c in (task / "children").read_text().split())
@@ -505,28 +564,71 @@ def process_tree_cpu(pid: int) -> dict[int, float]:
 
 
 def bench_http(
-    uri: str, collections: dict[str, str], cogs: dict[str, Path], tiles: list, requests: int, concurrency: int,
-    seconds: float, workdir: Path, loader: str = "auto",
+    uri: str,
+    collections: dict[str, str],
+    cogs: dict[str, Path],
+    tiles: list,
+    requests: int,
+    concurrency: int,
+    seconds: float,
+    workdir: Path,
+    loader: str = "auto",
 ) -> None:
     """Both servers under load, one after the other (2 uvicorn workers each, access logs off on both)."""
     import shutil
 
     use_wrk = loader == "wrk" or (loader == "auto" and shutil.which("wrk") is not None)
     ours_port, their_port = free_port(), free_port()
-    ours = start([sys.executable, "-m", "pixelquery_tiler", "serve", uri, "--host", "127.0.0.1", "--port", str(ours_port),
-                  "--workers", "2", "--log-level", "warning"], ours_port)
+    ours = start(
+        [
+            sys.executable,
+            "-m",
+            "pixelquery_tiler",
+            "serve",
+            uri,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(ours_port),
+            "--workers",
+            "2",
+            "--log-level",
+            "warning",
+        ],
+        ours_port,
+    )
     theirs = start(
-        [sys.executable, "-m", "uvicorn", "tiles:titiler_app", "--factory", "--app-dir", str(Path(__file__).parent),
-         "--host", "127.0.0.1", "--port", str(their_port), "--workers", "2", "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "tiles:titiler_app",
+            "--factory",
+            "--app-dir",
+            str(Path(__file__).parent),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(their_port),
+            "--workers",
+            "2",
+            "--log-level",
+            "warning",
+        ],
         their_port,
     )
     try:
         picks = [tiles[i % len(tiles)] for i in range(requests)]
         bidx = {name: "".join(f"&bidx={i}" for i in render_indexes(name) or ()) for name in collections}
-        our_paths = [f"/collections/{collections[n]}/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png?{bidx[n]}" for n, t in picks]
+        our_paths = [
+            f"/collections/{collections[n]}/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png?{bidx[n]}" for n, t in picks
+        ]
         their_paths = [f"/cog/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.png?url={cogs[n]}{bidx[n]}" for n, t in picks]
         results = {}
-        for label, proc, port, paths in (("ours", ours, ours_port, our_paths), ("titiler", theirs, their_port, their_paths)):
+        for label, proc, port, paths in (
+            ("ours", ours, ours_port, our_paths),
+            ("titiler", theirs, their_port, their_paths),
+        ):
             base = f"http://127.0.0.1:{port}"
             # warm the workers: every distinct tile twice (PROJ, open files, per-collection index)
             asyncio.run(load([base + p for p in dict.fromkeys(paths)] * 2, concurrency))
@@ -548,15 +650,22 @@ def bench_http(
             proc.terminate()
             proc.wait(timeout=30)
     o, t = results["ours"], results["titiler"]
-    how = (f"wrk -t1 -c{concurrency} -d{max(1, round(seconds))}s over {len(set(our_paths))} distinct tiles" if use_wrk
-           else f"asyncio/httpx loader in the benchmark process (wrk not found), {requests} requests")
-    print(f"through uvicorn (2 workers each, concurrency {concurrency}; load: {how}; "
-          f"requests ours {o['requests']}, titiler {t['requests']}; errors ours {o['errors']}, titiler {t['errors']}):")
+    how = (
+        f"wrk -t1 -c{concurrency} -d{max(1, round(seconds))}s over {len(set(our_paths))} distinct tiles"
+        if use_wrk
+        else f"asyncio/httpx loader in the benchmark process (wrk not found), {requests} requests"
+    )
+    print(
+        f"through uvicorn (2 workers each, concurrency {concurrency}; load: {how}; "
+        f"requests ours {o['requests']}, titiler {t['requests']}; errors ours {o['errors']}, titiler {t['errors']}):"
+    )
     row("p50", o["p50"], t["p50"])
     row("p95", o["p95"], t["p95"])
     o_tps, t_tps = o["requests"] / o["elapsed"], t["requests"] / t["elapsed"]
-    print(f"  {'throughput':<38} ours {o_tps:9.1f} tile/s titiler {t_tps:9.1f} tile/s "
-          f"ratio {o_tps / t_tps:6.2f} (goal >= 3)")
+    print(
+        f"  {'throughput':<38} ours {o_tps:9.1f} tile/s titiler {t_tps:9.1f} tile/s "
+        f"ratio {o_tps / t_tps:6.2f} (goal >= 3)"
+    )
     row("server CPU per request (all workers)", o["cpu_ms"], t["cpu_ms"])
     print(f"  CPU seconds per server process (busiest first): ours {o['split']}; titiler {t['split']}")
 
@@ -579,8 +688,17 @@ def bench_many_items(uri: str, collections: dict[str, str], workdir: Path, count
         path = workdir / f"many-{i:03d}.tif"
         x0, y0 = 700005 + rng.uniform(-40_000, 40_000), -2780025 + rng.uniform(-40_000, 40_000)
         with rasterio.open(
-            path, "w", driver="GTiff", width=1024, height=1024, count=1, dtype="uint16", crs="EPSG:32721",
-            transform=rasterio.transform.from_origin(x0, y0, 30, 30), nodata=0, tiled=True,
+            path,
+            "w",
+            driver="GTiff",
+            width=1024,
+            height=1024,
+            count=1,
+            dtype="uint16",
+            crs="EPSG:32721",
+            transform=rasterio.transform.from_origin(x0, y0, 30, 30),
+            nodata=0,
+            tiled=True,
         ) as dst:
             dst.write(rng.integers(1, 20000, (1, 1024, 1024), dtype=np.uint16))
         files.append(path)
@@ -608,8 +726,10 @@ def bench_many_items(uri: str, collections: dict[str, str], workdir: Path, count
     m, o = percentiles(many_t)[0], percentiles(one_t)[0]
     with PixelQueryReader(wh.collection("many")) as reader:
         used = len(reader.tile(z6.x, z6.y, z6.z).metadata["items"])
-    print(f"z{z6.z} tile over {count} overlapping items ({used} contributing; ingest {ingest_s:.1f} s) vs native "
-          f"z{native.z} single item: p50 {m:.2f} ms vs {o:.2f} ms, ratio {m / o:.2f} (goal <= 2)")
+    print(
+        f"z{z6.z} tile over {count} overlapping items ({used} contributing; ingest {ingest_s:.1f} s) vs native "
+        f"z{native.z} single item: p50 {m:.2f} ms vs {o:.2f} ms, ratio {m / o:.2f} (goal <= 2)"
+    )
 
 
 def bench_soak(
@@ -617,8 +737,24 @@ def bench_soak(
 ) -> None:
     """Our server alone under wrk at ``concurrency`` for ``seconds``: errors, p50/p99, worker RSS start/end."""
     port = free_port()
-    proc = start([sys.executable, "-m", "pixelquery_tiler", "serve", uri, "--host", "127.0.0.1", "--port", str(port),
-                  "--workers", "2", "--log-level", "warning"], port)
+    proc = start(
+        [
+            sys.executable,
+            "-m",
+            "pixelquery_tiler",
+            "serve",
+            uri,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--log-level",
+            "warning",
+        ],
+        port,
+    )
     try:
         bidx = {name: "".join(f"&bidx={i}" for i in render_indexes(name) or ()) for name in collections}
         paths = [
@@ -635,9 +771,11 @@ def bench_soak(
         proc.terminate()
         proc.wait(timeout=30)
     for i, r in enumerate(parts):
-        print(f"soak half {i + 1}: wrk -t1 -c{concurrency} -d{round(seconds / 2)}s over {len(set(paths))} tiles, "
-              f"2 workers: {r['requests']} requests, {r['requests'] / r['elapsed']:.1f}/s, errors {r['errors']}, "
-              f"p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms")
+        print(
+            f"soak half {i + 1}: wrk -t1 -c{concurrency} -d{round(seconds / 2)}s over {len(set(paths))} tiles, "
+            f"2 workers: {r['requests']} requests, {r['requests'] / r['elapsed']:.1f}/s, errors {r['errors']}, "
+            f"p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms"
+        )
     print(f"soak RSS MB per process (master, workers...): start {rss[0]}, middle {rss[1]}, end {rss[2]}")
 
 
@@ -673,12 +811,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run: few tiles, short load, small loops")
     parser.add_argument("--tiles", type=int, default=200, help="seeded WebMercatorQuad tiles (default 200)")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--requests", type=int, default=800,
-                        help="URL list length per server through uvicorn (the asyncio loader sends exactly these)")
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=800,
+        help="URL list length per server through uvicorn (the asyncio loader sends exactly these)",
+    )
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--http-seconds", type=float, default=30, help="wrk load duration per server (default 30)")
-    parser.add_argument("--loader", choices=("auto", "wrk", "asyncio"), default="auto",
-                        help="HTTP load generator: wrk if installed (auto), else the in-process asyncio/httpx loader")
+    parser.add_argument(
+        "--loader",
+        choices=("auto", "wrk", "asyncio"),
+        default="auto",
+        help="HTTP load generator: wrk if installed (auto), else the in-process asyncio/httpx loader",
+    )
     parser.add_argument("--index-rows", type=int, default=1_000_000)
     parser.add_argument("--rss-tiles", type=int, default=10_000)
     parser.add_argument("--no-http", action="store_true", help="skip the uvicorn comparison")
@@ -706,7 +852,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             bench_many_items(uri, collections, workdir, 10 if args.quick else args.many_items)
             print()
         if not args.no_http:
-            bench_http(uri, collections, cogs, tiles, args.requests, args.concurrency, args.http_seconds, workdir, args.loader)
+            bench_http(
+                uri, collections, cogs, tiles, args.requests, args.concurrency, args.http_seconds, workdir, args.loader
+            )
             print()
         if args.soak_seconds:
             bench_soak(uri, collections, tiles, args.soak_seconds, args.soak_concurrency, workdir)

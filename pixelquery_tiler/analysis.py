@@ -75,7 +75,14 @@ def _read_observation(
     """(bands, height, width) of one observation (or one day's mosaic), ``None`` where it holds no pixels."""
     try:
         window = collection.read(
-            bounds, crs, width, height, bands=bands, datetime=datetime, snapshot_id=snapshot_id, item_id=item_id,
+            bounds,
+            crs,
+            width,
+            height,
+            bands=bands,
+            datetime=datetime,
+            snapshot_id=snapshot_id,
+            item_id=item_id,
             resampling=resampling,
         )
     except NoData:
@@ -383,9 +390,16 @@ def query_by_bounds(
             continue  # this observation lacks a requested band
         try:
             data = _read_observation(
-                collection, grid, crs_key, width, height, plan.read,
-                item_id=members[0].item_id if datetime is None else None, datetime=datetime,
-                snapshot_id=as_of_snapshot_id, resampling=resampling,
+                collection,
+                grid,
+                crs_key,
+                width,
+                height,
+                plan.read,
+                item_id=members[0].item_id if datetime is None else None,
+                datetime=datetime,
+                snapshot_id=as_of_snapshot_id,
+                resampling=resampling,
             )
         except BandError:  # no observation of this day holds every requested band
             continue
@@ -401,8 +415,16 @@ def query_by_bounds(
         else:
             cube[name] = np.ma.masked_all((0, height, width), "float64" if plan.blocks else "float32")
     return QueryResult(
-        plan.outputs, cube, times, ids, crs_key, transform, width, height,
-        snapshot_id=as_of_snapshot_id, attrs={"resolution": res, "collection": collection.name},
+        plan.outputs,
+        cube,
+        times,
+        ids,
+        crs_key,
+        transform,
+        width,
+        height,
+        snapshot_id=as_of_snapshot_id,
+        attrs={"resolution": res, "collection": collection.name},
     )
 
 
@@ -438,8 +460,12 @@ def band_statistics(values: np.ma.MaskedArray, total: int | None = None) -> dict
     if count == 0:
         return {"min": None, "max": None, "mean": None, "std": None, "count": 0, "valid_percent": percent}
     return {
-        "min": float(picked.min()), "max": float(picked.max()), "mean": float(picked.mean()),
-        "std": float(picked.std()), "count": count, "valid_percent": percent,
+        "min": float(picked.min()),
+        "max": float(picked.max()),
+        "mean": float(picked.mean()),
+        "std": float(picked.std()),
+        "count": count,
+        "valid_percent": percent,
     }
 
 
@@ -563,8 +589,13 @@ def polygon_statistics(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 inside = rasterize(
-                    [native_geom], out_shape=(height, width), all_touched=False, fill=0, default_value=1,
-                    dtype="uint8", transform=from_origin(bounds[0], bounds[3], grid.resolution, grid.resolution),
+                    [native_geom],
+                    out_shape=(height, width),
+                    all_touched=False,
+                    fill=0,
+                    default_value=1,
+                    dtype="uint8",
+                    transform=from_origin(bounds[0], bounds[3], grid.resolution, grid.resolution),
                 ).astype(bool)
             total = int(inside.sum())
             if total == 0:

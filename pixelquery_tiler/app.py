@@ -70,8 +70,12 @@ ERROR_EXCERPT = 80
 
 
 def create_app(
-    warehouse: str | Warehouse, *, catalog_uri: str | None = None, refresh_interval: float = 1.0,
-    settings: Settings | None = None, service_settings: Any = None,
+    warehouse: str | Warehouse,
+    *,
+    catalog_uri: str | None = None,
+    refresh_interval: float = 1.0,
+    settings: Settings | None = None,
+    service_settings: Any = None,
 ) -> FastAPI:
     """Serve ``warehouse`` (a URI or an open ``Warehouse``); ``service_settings``: jobs/auth/ops (default: env)."""
     from .stac_api import add_stac_api
@@ -80,10 +84,16 @@ def create_app(
     from .viewer import add_api_docs, add_viewer
 
     settings = settings or Settings()
-    wh = warehouse if isinstance(warehouse, Warehouse) else Warehouse(warehouse, catalog_uri=catalog_uri, refresh_interval=refresh_interval)
+    wh = (
+        warehouse
+        if isinstance(warehouse, Warehouse)
+        else Warehouse(warehouse, catalog_uri=catalog_uri, refresh_interval=refresh_interval)
+    )
     app = FastAPI(
-        title="pixelquery-tiler", description="XYZ/WMTS tiles and a STAC API over a PixelQuery warehouse",
-        docs_url=None, openapi_url="/api",
+        title="pixelquery-tiler",
+        description="XYZ/WMTS tiles and a STAC API over a PixelQuery warehouse",
+        docs_url=None,
+        openapi_url="/api",
     )
     app.state.warehouse = wh
     app.state.settings = settings
@@ -111,8 +121,11 @@ def _add_catalog_unavailable(app: FastAPI) -> None:
 
     def unavailable(request: Request, exc: Exception) -> JSONResponse:
         text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        return JSONResponse({"detail": f"catalog unavailable: {text}"}, status_code=503,
-                            headers={"Retry-After": "1", "Cache-Control": "no-store"})
+        return JSONResponse(
+            {"detail": f"catalog unavailable: {text}"},
+            status_code=503,
+            headers={"Retry-After": "1", "Cache-Control": "no-store"},
+        )
 
     for exc_type in unavailable_errors():
         app.add_exception_handler(exc_type, unavailable)
@@ -126,9 +139,12 @@ def add_middleware(app: FastAPI, settings: Settings) -> None:
     """
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(
-        CORSMiddleware, allow_origins=settings.cors_origin_list, allow_credentials=False,
+        CORSMiddleware,
+        allow_origins=settings.cors_origin_list,
+        allow_credentials=False,
         # writes (jobs, uploads, STAC Transactions) send a bearer key and may DELETE
-        allow_methods=["OPTIONS", "POST", "GET", "DELETE"], allow_headers=["Content-Type", "Authorization"],
+        allow_methods=["OPTIONS", "POST", "GET", "DELETE"],
+        allow_headers=["Content-Type", "Authorization"],
         max_age=600,
     )
 
@@ -185,5 +201,8 @@ def app_from_env() -> FastAPI:
     if not settings.warehouse:
         raise RuntimeError(f"{WAREHOUSE_ENV} is not set")
     return create_app(
-        settings.warehouse, catalog_uri=settings.catalog_uri, refresh_interval=settings.refresh_interval, settings=settings,
+        settings.warehouse,
+        catalog_uri=settings.catalog_uri,
+        refresh_interval=settings.refresh_interval,
+        settings=settings,
     )

@@ -74,8 +74,11 @@ def write_guard(keys: KeyRing):
             raise HTTPException(403, "writes are disabled on this server (start it with --api-key)")
         key = bearer(request.headers.get("authorization"))
         if not keys.check(key):
-            raise HTTPException(401, "missing or invalid API key" if key else "an API key is required: "
-                                "Authorization: Bearer KEY", headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                401,
+                "missing or invalid API key" if key else "an API key is required: Authorization: Bearer KEY",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
 
     return require_write_key
 
@@ -84,8 +87,14 @@ def _is_public(path: str) -> bool:
     return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
 
 
-_LINKED_TYPES = (b"application/json", b"application/geo+json", b"application/xml", b"text/xml",
-                 b"application/vnd.oai", b"application/schema+json")
+_LINKED_TYPES = (
+    b"application/json",
+    b"application/geo+json",
+    b"application/xml",
+    b"text/xml",
+    b"application/vnd.oai",
+    b"application/schema+json",
+)
 
 
 class ReadAuthMiddleware:
@@ -115,9 +124,17 @@ class ReadAuthMiddleware:
 
 async def _unauthorized(send: Send, had_key: bool) -> None:
     body = b'{"detail":"' + (b"invalid API key" if had_key else b"an API key is required (Bearer or ?token=)") + b'"}'
-    await send({"type": "http.response.start", "status": 401, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        (b"www-authenticate", b"Bearer")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 401,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"www-authenticate", b"Bearer"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

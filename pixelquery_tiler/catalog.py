@@ -135,7 +135,12 @@ def _fields() -> list[NestedField]:
 SCHEMA = Schema(*_fields())
 ARROW_SCHEMA: pa.Schema = SCHEMA.as_arrow()
 PARTITION_SPEC = PartitionSpec(
-    PartitionField(source_id=SCHEMA.find_field("datetime").field_id, field_id=1000, transform=MonthTransform(), name="datetime_month")
+    PartitionField(
+        source_id=SCHEMA.find_field("datetime").field_id,
+        field_id=1000,
+        transform=MonthTransform(),
+        name="datetime_month",
+    )
 )
 #: Bound the metadata a commit rewrites: keep few old metadata.json files, and merge manifests so the
 #: manifest list stays short however many snapshots exist.
@@ -164,12 +169,12 @@ DEFAULT_COMPACT_TARGET_BYTES = 64 * 1024 * 1024
 ITEM_LOG_MAX_FILES = 8
 ITEM_LOG_DIR = "pixelquery-items"
 _ITEM_LOG_FIELDS: list[pa.Field] = [
-        pa.field("snapshot_id", pa.int64(), nullable=False),
-        pa.field("parent_id", pa.int64()),
-        pa.field("sequence_number", pa.int64(), nullable=False),
-        pa.field("timestamp_ms", pa.int64(), nullable=False),
-        pa.field("operation", pa.string()),
-        pa.field("properties", pa.string(), nullable=False),  # JSON of the pixelquery.* summary properties
+    pa.field("snapshot_id", pa.int64(), nullable=False),
+    pa.field("parent_id", pa.int64()),
+    pa.field("sequence_number", pa.int64(), nullable=False),
+    pa.field("timestamp_ms", pa.int64(), nullable=False),
+    pa.field("operation", pa.string()),
+    pa.field("properties", pa.string(), nullable=False),  # JSON of the pixelquery.* summary properties
 ]
 ITEM_LOG_SCHEMA = pa.schema(_ITEM_LOG_FIELDS)
 
@@ -234,8 +239,13 @@ def unavailable_errors() -> tuple[type[Exception], ...]:
 
     from .storage_config import StorageConfigError  # the warehouse's S3 endpoint unreachable at catalog open
 
-    return (CatalogUnavailable, StorageConfigError, sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
-            requests.ConnectionError)
+    return (
+        CatalogUnavailable,
+        StorageConfigError,
+        sqlalchemy.exc.OperationalError,
+        sqlalchemy.exc.InterfaceError,
+        requests.ConnectionError,
+    )
 
 
 def open_catalog(fs: WarehouseFS, catalog_uri: str | None = None, *, create: bool = True) -> Catalog:
@@ -436,8 +446,10 @@ class CompactReport:
     def to_json(self) -> dict[str, Any]:
         """The report as ``compact --json`` prints it."""
         return {
-            "files_before": self.files_before, "files_after": self.files_after,
-            "rewritten": self.rewritten, "snapshot_id": self.snapshot_id,
+            "files_before": self.files_before,
+            "files_after": self.files_after,
+            "rewritten": self.rewritten,
+            "snapshot_id": self.snapshot_id,
         }
 
 
@@ -621,9 +633,11 @@ class CollectionTable:
                 with tx.update_snapshot(snapshot_properties=props).overwrite() as overwrite:
                     for data_file in victims:
                         overwrite.delete_data_file(data_file)
-                    written = list(_dataframe_to_data_files(
-                        table_metadata=tx.table_metadata, df=rows, io=table.io, write_uuid=overwrite.commit_uuid
-                    ))
+                    written = list(
+                        _dataframe_to_data_files(
+                            table_metadata=tx.table_metadata, df=rows, io=table.io, write_uuid=overwrite.commit_uuid
+                        )
+                    )
                     for data_file in written:
                         overwrite.append_data_file(data_file)
                 after = len(tasks) - len(victims) + len(written)
@@ -702,8 +716,11 @@ class CollectionTable:
         rows = pa.Table.from_pylist(
             [
                 {
-                    "snapshot_id": i.snapshot_id, "parent_id": i.parent_id, "sequence_number": i.sequence_number,
-                    "timestamp_ms": round(i.timestamp.timestamp() * 1000), "operation": i.operation,
+                    "snapshot_id": i.snapshot_id,
+                    "parent_id": i.parent_id,
+                    "sequence_number": i.sequence_number,
+                    "timestamp_ms": round(i.timestamp.timestamp() * 1000),
+                    "operation": i.operation,
                     "properties": json.dumps(i.properties),
                 }
                 for i in infos
@@ -933,7 +950,11 @@ def snapshot_info(snap: Snapshot) -> SnapshotInfo:
     """A snapshot as the package sees it: ids, time, and the ``pixelquery.*`` summary properties."""
     props = {}
     if snap.summary is not None:
-        props = {k[len(SUMMARY_PREFIX) :]: v for k, v in snap.summary.additional_properties.items() if k.startswith(SUMMARY_PREFIX)}
+        props = {
+            k[len(SUMMARY_PREFIX) :]: v
+            for k, v in snap.summary.additional_properties.items()
+            if k.startswith(SUMMARY_PREFIX)
+        }
     when = props.get("datetime")
     return SnapshotInfo(
         snapshot_id=snap.snapshot_id,

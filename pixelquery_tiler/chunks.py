@@ -95,7 +95,10 @@ class ChunkFileWriter:
             fields.append(pa.field(VALID_COLUMN, pa.uint8(), nullable=False))
         codec = check_codec(compression)
         meta = {
-            "format_version": FORMAT_VERSION, "crs": crs, "nodata": nodata, "bands": list(band_names),
+            "format_version": FORMAT_VERSION,
+            "crs": crs,
+            "nodata": nodata,
+            "bands": list(band_names),
             "compression": codec,
         }
         self.schema = pa.schema(fields, metadata={"pixelquery": json.dumps(meta)})
@@ -113,8 +116,10 @@ class ChunkFileWriter:
             valid = chunk.valid if chunk.valid is not None else np.ones((chunk.height, chunk.width), bool)
             columns.append(pa.array(valid.ravel().view(np.uint8) * np.uint8(255)))
         meta = {
-            b"tile_id": chunk.tile_id.encode(), b"height": str(chunk.height).encode(),
-            b"width": str(chunk.width).encode(), b"transform": json.dumps(list(chunk.transform)[:6]).encode(),
+            b"tile_id": chunk.tile_id.encode(),
+            b"height": str(chunk.height).encode(),
+            b"width": str(chunk.width).encode(),
+            b"transform": json.dumps(list(chunk.transform)[:6]).encode(),
         }
         self._writer.write_batch(pa.record_batch(columns, schema=self.schema), custom_metadata=meta)
         self.count += 1

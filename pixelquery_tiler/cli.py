@@ -62,8 +62,16 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
         # every header is checked and duplicates refused before the first commit (see Warehouse.ingest_sources)
         results = wh.ingest_sources(
-            args.files, args.collection, scene=args.scene, assets=assets, product=args.product,
-            datetime=args.datetime, bands=bands, allow_duplicate=args.allow_duplicate, jobs=args.jobs, on_result=done,
+            args.files,
+            args.collection,
+            scene=args.scene,
+            assets=assets,
+            product=args.product,
+            datetime=args.datetime,
+            bands=bands,
+            allow_duplicate=args.allow_duplicate,
+            jobs=args.jobs,
+            on_result=done,
         )
     if args.collection not in existing and results:
         # a typo in --collection silently starting a new collection is easy to miss: say so (stderr: --json
@@ -94,7 +102,9 @@ def cmd_collections(args: argparse.Namespace) -> int:
     rows = []
     for name in wh.collections():
         snaps = wh.collection(name).snapshots()
-        rows.append({"id": name, "snapshots": len(snaps), "current_snapshot_id": snaps[-1].snapshot_id if snaps else None})
+        rows.append(
+            {"id": name, "snapshots": len(snaps), "current_snapshot_id": snaps[-1].snapshot_id if snaps else None}
+        )
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -264,6 +274,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     finally:
         pool.stop()
     return 0
+
+
 def _check_serve_warehouse(args: argparse.Namespace, uri: str) -> None:
     """``serve`` never creates a warehouse unless ``--create``; a remote catalog is not probed here (a replica
     started while its catalog is down must come up and answer 503 until the catalog is back)."""
@@ -339,10 +351,14 @@ EPILOG = """examples:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser: one subcommand per ``cmd_*`` function (``--help`` documents each)."""
     parser = argparse.ArgumentParser(
-        prog="pixelquery-tiler", description=__doc__.splitlines()[0], epilog=EPILOG,
+        prog="pixelquery-tiler",
+        description=__doc__.splitlines()[0],
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details and print the traceback of unexpected errors")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log progress details and print the traceback of unexpected errors"
+    )
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"pixelquery-tiler {__version__}")
@@ -354,9 +370,15 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     def catalog_opt(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--catalog-uri", help="SQLAlchemy URI (PostgreSQL), SQLite file path or Iceberg REST URL; default SQLite in the warehouse")
         p.add_argument(
-            "--catalog-prop", action="append", default=[], metavar="KEY=VALUE",
+            "--catalog-uri",
+            help="SQLAlchemy URI (PostgreSQL), SQLite file path or Iceberg REST URL; default SQLite in the warehouse",
+        )
+        p.add_argument(
+            "--catalog-prop",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
             help="pyiceberg catalog/S3 property, repeatable (credential, token, warehouse, s3.endpoint...); "
             "also $PIXELQUERY_CATALOG_PROPS as k=v,k=v",
         )
@@ -372,7 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--datetime", help="acquisition time, ISO 8601 (default: TIFF tags or file name)")
     p.add_argument("--bands", help="comma-separated common names for the file's bands, e.g. red,green,blue,nir")
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per item")
-    p.add_argument("--jobs", type=int, default=1, help="ingest files in N worker processes (pays for many or large files)")
+    p.add_argument(
+        "--jobs", type=int, default=1, help="ingest files in N worker processes (pays for many or large files)"
+    )
     catalog_opt(p)
 
     p = add("init", cmd_init, "write a commented example pipeline.yaml")
@@ -389,11 +413,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
     p.add_argument("--workers", type=int, default=1, help="server processes (uvicorn workers)")
     p.add_argument("--log-level", default="info", help="uvicorn log level (debug, info, warning, error)")
-    p.add_argument("--worker-healthcheck-timeout", type=int, default=60, help="seconds before a silent worker is restarted")
-    p.add_argument("--refresh-interval", type=float, default=1.0, metavar="SECONDS",
-                   help="how often the catalog head is re-read, i.e. how soon other writers' items appear")
-    p.add_argument("--create", action="store_true", help="start on a new, empty warehouse (filled through the jobs API)")
-    p.add_argument("--cors-origins", help="comma-separated origins allowed by CORS (default '*': any, never with credentials)")
+    p.add_argument(
+        "--worker-healthcheck-timeout", type=int, default=60, help="seconds before a silent worker is restarted"
+    )
+    p.add_argument(
+        "--refresh-interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="how often the catalog head is re-read, i.e. how soon other writers' items appear",
+    )
+    p.add_argument(
+        "--create", action="store_true", help="start on a new, empty warehouse (filled through the jobs API)"
+    )
+    p.add_argument(
+        "--cors-origins", help="comma-separated origins allowed by CORS (default '*': any, never with credentials)"
+    )
     catalog_opt(p)
     jobs = p.add_argument_group("jobs, writes and operations")
     jobs.add_argument("--api-key", action="append", metavar="KEY", help="enable writes with this key (repeatable)")
@@ -470,7 +505,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The ``pixelquery-tiler`` entry point: bad input is one line on stderr and exit 2, never a traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     if not args.verbose:
         # GDAL chatter about a broken file would bury the one-line error the user needs
         import warnings
@@ -491,7 +528,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         # unexpected: still one line, the traceback with -v
         log.info("unexpected error", exc_info=True)
-        print(f"pixelquery-tiler: error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", file=sys.stderr)
+        print(
+            f"pixelquery-tiler: error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+            file=sys.stderr,
+        )
         return 1
 
 

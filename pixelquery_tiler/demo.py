@@ -92,8 +92,14 @@ def derive(kind: str, out: Path) -> list[Path]:
 
 
 #: Sentinel-2 band file -> (Landsat 7 ETM+ band of the Olinda raster, 2x coarser grid)
-_S2_BANDS = {"B02_10m": (1, False), "B03_10m": (2, False), "B04_10m": (3, False), "B08_10m": (4, False),
-             "B11_20m": (5, True), "B12_20m": (6, True)}
+_S2_BANDS = {
+    "B02_10m": (1, False),
+    "B03_10m": (2, False),
+    "B04_10m": (3, False),
+    "B08_10m": (4, False),
+    "B11_20m": (5, True),
+    "B12_20m": (6, True),
+}
 
 
 def derive_s2(scene: str, out: Path) -> list[Path]:
@@ -109,8 +115,9 @@ def derive_s2(scene: str, out: Path) -> list[Path]:
             data = data[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)).round().astype(stack.dtype)
             transform = transform @ rasterio.Affine.scale(2)
         paths.append(out / f"{scene}_{name}.tif")
-        with rasterio.open(paths[-1], "w", **dict(profile, width=data.shape[1], height=data.shape[0],
-                                                  transform=transform)) as dst:
+        with rasterio.open(
+            paths[-1], "w", **dict(profile, width=data.shape[1], height=data.shape[0], transform=transform)
+        ) as dst:
             dst.write(np.maximum(data, 1), 1)
     return paths
 
@@ -129,7 +136,9 @@ def build_demo(warehouse: Path, progress: bool = True) -> Path:
     (warehouse / "sources").mkdir(parents=True)
     wh = Warehouse(str(warehouse))
     items = []
-    for spec in tqdm(DEMO_FILES, desc="building demo warehouse", unit="file", disable=not (progress and sys.stderr.isatty())):
+    for spec in tqdm(
+        DEMO_FILES, desc="building demo warehouse", unit="file", disable=not (progress and sys.stderr.isatty())
+    ):
         kind, _, name = spec.source.partition(":")
         if kind == "derived":
             paths = derive(name, warehouse / "sources")
@@ -137,8 +146,9 @@ def build_demo(warehouse: Path, progress: bool = True) -> Path:
             paths = derive_s2(name, warehouse / "sources")
         else:
             paths = [bundled(spec.source)]
-        [result] = wh.ingest_sources([str(p) for p in paths], spec.collection, product=spec.product,
-                                     datetime=spec.datetime)
+        [result] = wh.ingest_sources(
+            [str(p) for p in paths], spec.collection, product=spec.product, datetime=spec.datetime
+        )
         items.append(result.to_json())
     marker.write_text(json.dumps({"version": DEMO_VERSION, "items": items}, indent=2))
     return warehouse

@@ -50,14 +50,18 @@ FORCED_REFRESH_INTERVAL = 0.5
 
 DatetimeParam = Annotated[
     str | None,
-    Query(description="RFC 3339 instant, date (a whole UTC day) or interval `a/b`, `../b`, `a/..`: only "
-                      "observations acquired inside it."),
+    Query(
+        description="RFC 3339 instant, date (a whole UTC day) or interval `a/b`, `../b`, `a/..`: only "
+        "observations acquired inside it."
+    ),
 ]
 if TYPE_CHECKING:
     AlgorithmName = str
 else:  # the names titiler registers, known at run time: FastAPI publishes them as an enum and validates them
     AlgorithmName = Literal[tuple(default_algorithms.list())]
-SnapshotParam = Annotated[int | None, Query(description="Read the collection as of this Iceberg snapshot (time travel).")]
+SnapshotParam = Annotated[
+    int | None, Query(description="Read the collection as of this Iceberg snapshot (time travel).")
+]
 
 
 @dataclass
@@ -83,7 +87,10 @@ class ViewResolver:
         """Build the request's ``View`` and leave it on ``request.state`` for the route class and templates."""
         collection = self.warehouse.collection(cid)
         view = View.create(
-            collection, index=self._index_for(cid, iid, snapshot_id), snapshot_id=snapshot_id, datetime=datetime,
+            collection,
+            index=self._index_for(cid, iid, snapshot_id),
+            snapshot_id=snapshot_id,
+            datetime=datetime,
             item_id=iid,
         )
         setattr(request.state, VIEW_STATE, view)
@@ -109,9 +116,12 @@ class ViewResolver:
 
     def collection_dependency(self) -> Callable[..., View]:
         """titiler path dependency of collection routes: the view of a whole collection."""
+
         def collection_view(
-            request: Request, cid: Annotated[str, Path(description="Collection id.")],
-            datetime: DatetimeParam = None, snapshot_id: SnapshotParam = None,
+            request: Request,
+            cid: Annotated[str, Path(description="Collection id.")],
+            datetime: DatetimeParam = None,
+            snapshot_id: SnapshotParam = None,
         ) -> View:
             return self.view(request, cid, None, snapshot_id, datetime)
 
@@ -119,11 +129,13 @@ class ViewResolver:
 
     def item_dependency(self) -> Callable[..., View]:
         """titiler path dependency of item routes: the view of one item."""
+
         def item_view(
             request: Request,
             cid: Annotated[str, Path(description="Collection id.")],
             iid: Annotated[str, Path(description="Item id (one snapshot's observation).")],
-            datetime: DatetimeParam = None, snapshot_id: SnapshotParam = None,
+            datetime: DatetimeParam = None,
+            snapshot_id: SnapshotParam = None,
         ) -> View:
             return self.view(request, cid, iid, snapshot_id, datetime)
 
@@ -238,6 +250,7 @@ def checked_algorithms() -> Callable[..., Callable[[ImageData], ImageData] | Non
     ``algorithm_params`` must be a JSON object, and an algorithm applied to an image it cannot process (e.g.
     ``grayscale`` on one band) is a bad parameter, not a server error.
     """
+
     def post_process(
         algorithm: Annotated[AlgorithmName | None, Query(description="Algorithm name")] = None,
         algorithm_params: Annotated[str | None, Query(description="Algorithm parameters (a JSON object)")] = None,
@@ -262,7 +275,9 @@ def checked_algorithms() -> Callable[..., Callable[[ImageData], ImageData] | Non
 def _checked(name: str, algorithm: BaseAlgorithm) -> Callable[[ImageData], ImageData]:
     def apply(image: ImageData) -> ImageData:
         if algorithm.input_nbands is not None and image.count != algorithm.input_nbands:
-            raise InvalidParameter(f"algorithm {name} needs {algorithm.input_nbands} band(s), the image has {image.count}")
+            raise InvalidParameter(
+                f"algorithm {name} needs {algorithm.input_nbands} band(s), the image has {image.count}"
+            )
         try:
             return algorithm(image)
         except (ValueError, TypeError, IndexError, ZeroDivisionError, FloatingPointError) as exc:

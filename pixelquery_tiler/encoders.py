@@ -36,7 +36,11 @@ def encode_png(data: np.ndarray, alpha: np.ndarray | None, level: int = PNG_ZLEV
     raw[:, 1:] = pixels.reshape(height, -1).view(np.uint8)
     color_type = {1: 0, 2: 4, 3: 2, 4: 6}[count]
     header = struct.pack(">IIBBBBB", width, height, depth, color_type, 0, 0, 0)
-    return b"".join((
-        b"\x89PNG\r\n\x1a\n", _png_chunk(b"IHDR", header), _png_chunk(b"IDAT", zlib_compress(raw.data, level)),
-        _png_chunk(b"IEND", b""),
-    ))
+    return b"".join(
+        (
+            b"\x89PNG\r\n\x1a\n",
+            _png_chunk(b"IHDR", header),
+            _png_chunk(b"IDAT", zlib_compress(raw.data, level)),
+            _png_chunk(b"IEND", b""),
+        )
+    )

@@ -121,9 +121,7 @@ class StorageGrid:
         maxy = half - row * size
         return (minx, maxy - size, minx + size, maxy)
 
-    def partition(
-        self, transform: Affine, width: int, height: int, level: int
-    ) -> list[tuple[str, Window]]:
+    def partition(self, transform: Affine, width: int, height: int, level: int) -> list[tuple[str, Window]]:
         """Split a level raster into chunk windows, one per grid tile its pixel centres fall in.
 
         Returns ``(tile_id, window)`` pairs covering every pixel exactly once.

@@ -85,7 +85,10 @@ class CollectionIndex:
             # an item's band groups (rows sharing a band list, one pixel grid each) are contiguous entries
             key = _band_key(rows)
             order: list[tuple[str, Literal["ascending", "descending"]]] = [
-                ("item_id", "ascending"), ("_group", "ascending"), ("level", "ascending"), ("batch_index", "ascending")
+                ("item_id", "ascending"),
+                ("_group", "ascending"),
+                ("level", "ascending"),
+                ("batch_index", "ascending"),
             ]
             rows = rows.append_column("_group", key).sort_by(order).drop_columns(["_group"])
         self.rows = rows
@@ -113,15 +116,19 @@ class CollectionIndex:
         seg_ends = np.r_[seg_starts[1:], n].astype(np.int64)
         starts = np.flatnonzero(new_item)
         first_seg = np.searchsorted(seg_starts, starts)  # rows are sorted by level: an item's first segment is L0
-        l0_bounds = np.stack(
-            [
-                np.minimum.reduceat(self.west, seg_starts)[first_seg],
-                np.minimum.reduceat(self.south, seg_starts)[first_seg],
-                np.maximum.reduceat(self.east, seg_starts)[first_seg],
-                np.maximum.reduceat(self.north, seg_starts)[first_seg],
-            ],
-            axis=1,
-        ) if n else np.zeros((0, 4))
+        l0_bounds = (
+            np.stack(
+                [
+                    np.minimum.reduceat(self.west, seg_starts)[first_seg],
+                    np.minimum.reduceat(self.south, seg_starts)[first_seg],
+                    np.maximum.reduceat(self.east, seg_starts)[first_seg],
+                    np.maximum.reduceat(self.north, seg_starts)[first_seg],
+                ],
+                axis=1,
+            )
+            if n
+            else np.zeros((0, 4))
+        )
         seg_item = (np.cumsum(new_item)[seg_starts] - 1).tolist()
         seg_level = self.level[seg_starts].tolist()
         seg_res = rows.column("res_x").to_numpy()[seg_starts].tolist() if n else []
@@ -129,7 +136,9 @@ class CollectionIndex:
         firsts = rows.take(starts).select(first_columns).to_pylist() if n else []
         self._item_rows: list[dict[int, tuple[int, int]]] = [{} for _ in firsts]  # level -> (start, stop)
         resolutions: list[list[float]] = [[] for _ in firsts]
-        for item, level, a, b, res in zip(seg_item, seg_level, seg_starts.tolist(), seg_ends.tolist(), seg_res, strict=True):
+        for item, level, a, b, res in zip(
+            seg_item, seg_level, seg_starts.tolist(), seg_ends.tolist(), seg_res, strict=True
+        ):
             self._item_rows[item][level] = (a, b)
             resolutions[item].append(float(res))
         self.items: list[ItemView] = [

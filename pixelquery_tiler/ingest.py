@@ -444,16 +444,41 @@ class _GroupJob:
     base: dict[str, Any]  # row fields common to every chunk of the group
     rows: list[dict[str, Any]]
 
-    def row(self, chunk: Chunk, level: int, relpath: str, batch: int, native: np.ndarray, lonlat: np.ndarray,
-            bstats: list[tuple[float, float, float]], valid_pct: float) -> dict[str, Any]:
+    def row(
+        self,
+        chunk: Chunk,
+        level: int,
+        relpath: str,
+        batch: int,
+        native: np.ndarray,
+        lonlat: np.ndarray,
+        bstats: list[tuple[float, float, float]],
+        valid_pct: float,
+    ) -> dict[str, Any]:
         minx, miny, maxx, maxy = (float(v) for v in native)
         west, south, east, north = (float(v) for v in lonlat)
         return dict(
-            self.base, tile_id=chunk.tile_id, level=level,
-            minx=minx, miny=miny, maxx=maxx, maxy=maxy, west=west, south=south, east=east, north=north,
-            res_x=chunk.transform.a, res_y=-chunk.transform.e, height=chunk.height, width=chunk.width,
-            transform=list(chunk.transform)[:6], chunk_file=relpath, batch_index=batch,
-            band_min=[s[0] for s in bstats], band_max=[s[1] for s in bstats], band_mean=[s[2] for s in bstats],
+            self.base,
+            tile_id=chunk.tile_id,
+            level=level,
+            minx=minx,
+            miny=miny,
+            maxx=maxx,
+            maxy=maxy,
+            west=west,
+            south=south,
+            east=east,
+            north=north,
+            res_x=chunk.transform.a,
+            res_y=-chunk.transform.e,
+            height=chunk.height,
+            width=chunk.width,
+            transform=list(chunk.transform)[:6],
+            chunk_file=relpath,
+            batch_index=batch,
+            band_min=[s[0] for s in bstats],
+            band_max=[s[1] for s in bstats],
+            band_mean=[s[2] for s in bstats],
             valid_percent=valid_pct,
         )
 
@@ -505,8 +530,10 @@ class _LevelStream:
                     decimate(self.data[:, rows], self.valid[:, rows], self.job.resampling, self.job.fill)
                     for rows in slabs
                 ]
-                out = parts[0] if len(parts) == 1 else (
-                    np.concatenate([d for d, _ in parts], axis=1), np.concatenate([v for _, v in parts], axis=1)
+                out = (
+                    parts[0]
+                    if len(parts) == 1
+                    else (np.concatenate([d for d, _ in parts], axis=1), np.concatenate([v for _, v in parts], axis=1))
                 )
                 self.decimated = stop
         else:
@@ -539,14 +566,29 @@ class _LevelStream:
             return
         if self.writer is None:
             self.writer = job.stack.enter_context(
-                ChunkFileWriter(job.fs, self.relpath, job.band_names, job.src.dtype, job.crs, job.src.nodata,
-                                self.with_valid, job.compression)
+                ChunkFileWriter(
+                    job.fs,
+                    self.relpath,
+                    job.band_names,
+                    job.src.dtype,
+                    job.crs,
+                    job.src.nodata,
+                    self.with_valid,
+                    job.compression,
+                )
             )
-        native = np.array([
-            (c.transform.c, c.transform.f + c.height * c.transform.e, c.transform.c + c.width * c.transform.a,
-             c.transform.f)
-            for c in chunks
-        ], float)
+        native = np.array(
+            [
+                (
+                    c.transform.c,
+                    c.transform.f + c.height * c.transform.e,
+                    c.transform.c + c.width * c.transform.a,
+                    c.transform.f,
+                )
+                for c in chunks
+            ],
+            float,
+        )
         lonlat = chunk_wgs84_bounds(job.src.crs, native)
         for chunk, (bstats, valid_pct), nat, ll in zip(chunks, stats, native, lonlat, strict=True):
             batch = self.writer.write(chunk)
@@ -589,13 +631,33 @@ def write_band_group(
         levels = min(1 + overview_count(src.width, src.height), grid.max_levels)
         crs = crs_id(src.crs)
         base = {
-            "item_id": item_id, "collection": collection, "product": profile.id, "datetime": when, "crs": crs,
-            "bands": band_names, "dtype": src.dtype.name, "nodata": src.nodata, "cloud_cover": None,
+            "item_id": item_id,
+            "collection": collection,
+            "product": profile.id,
+            "datetime": when,
+            "crs": crs,
+            "bands": band_names,
+            "dtype": src.dtype.name,
+            "nodata": src.nodata,
+            "cloud_cover": None,
         }
         prefix = f"chunks/{collection}/{when:%Y/%m}/{item_id}/" + (f"{group.name}-" if group.name else "")
         fill = src.nodata if src.nodata is not None else 0
-        job = _GroupJob(fs, stack, src, grid, prefix, band_names, crs, levels, profile.overview_resampling, fill,
-                        compression, base, [])
+        job = _GroupJob(
+            fs,
+            stack,
+            src,
+            grid,
+            prefix,
+            band_names,
+            crs,
+            levels,
+            profile.overview_resampling,
+            fill,
+            compression,
+            base,
+            [],
+        )
         streams, width, height, transform = [], src.width, src.height, src.transform
         for level in range(levels):
             streams.append(_LevelStream(job, level, width, height, transform))
@@ -614,12 +676,15 @@ def write_band_group(
         raise IngestError(f"{', '.join(sources)}: raster has no valid pixels")
     level0 = [r for r in out if r["level"] == 0]
     bbox = (
-        min(r["west"] for r in level0), min(r["south"] for r in level0),
-        max(r["east"] for r in level0), max(r["north"] for r in level0),
+        min(r["west"] for r in level0),
+        min(r["south"] for r in level0),
+        max(r["east"] for r in level0),
+        max(r["north"] for r in level0),
     )
     out.sort(key=lambda r: (r["level"], r["batch_index"]))
-    log.debug("band group %s of %s: %d chunks, level 0 on zoom %d", group.name or "-", item_id, len(out),
-              grid.base_zoom)
+    log.debug(
+        "band group %s of %s: %d chunks, level 0 on zoom %d", group.name or "-", item_id, len(out), grid.base_zoom
+    )
     return GroupWrite(out, band_names, crs, float(src.transform.a), (src.height, src.width), levels, bbox, sources)
 
 
@@ -645,19 +710,27 @@ def commit_item(
     finest = min(groups, key=lambda g: g.gsd)
     rows = [r for g in groups for r in g.rows]
     bbox = (
-        min(g.bbox[0] for g in groups), min(g.bbox[1] for g in groups),
-        max(g.bbox[2] for g in groups), max(g.bbox[3] for g in groups),
+        min(g.bbox[0] for g in groups),
+        min(g.bbox[1] for g in groups),
+        max(g.bbox[2] for g in groups),
+        max(g.bbox[3] for g in groups),
     )
     props: dict[str, Any] = {
-        "item_id": item_id, "datetime": when.isoformat(), "product": profile.id,
-        "source": source, "crs": finest.crs, "gsd": finest.gsd,
-        "bbox": list(bbox), "bands": [b for g in groups for b in g.bands],
-        "levels": max(g.levels for g in groups), "chunk_count": len(rows), "shape": list(finest.shape),
+        "item_id": item_id,
+        "datetime": when.isoformat(),
+        "product": profile.id,
+        "source": source,
+        "crs": finest.crs,
+        "gsd": finest.gsd,
+        "bbox": list(bbox),
+        "bands": [b for g in groups for b in g.bands],
+        "levels": max(g.levels for g in groups),
+        "chunk_count": len(rows),
+        "shape": list(finest.shape),
     }
     if len(groups) > 1:
         props["band_groups"] = [
-            {"bands": g.bands, "crs": g.crs, "gsd": g.gsd, "shape": list(g.shape), "sources": g.sources}
-            for g in groups
+            {"bands": g.bands, "crs": g.crs, "gsd": g.gsd, "shape": list(g.shape), "sources": g.sources} for g in groups
         ]
     props.update(extra_properties or {})
     properties = cat.item_properties(props)

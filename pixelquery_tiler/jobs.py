@@ -117,17 +117,33 @@ class Job:
         """A job from a table row (JSON columns decoded: request and items are stored as text)."""
         m = row._mapping
         return cls(
-            id=m["id"], status=m["status"], request=json.loads(m["request"]), progress=m["progress"],
-            items=json.loads(m["items"]), error=m["error"], attempts=m["attempts"], max_attempts=m["max_attempts"],
-            created=m["created"], updated=m["updated"], run_after=m["run_after"], lease_until=m["lease_until"],
-            worker=m["worker"], started=m["started"],
+            id=m["id"],
+            status=m["status"],
+            request=json.loads(m["request"]),
+            progress=m["progress"],
+            items=json.loads(m["items"]),
+            error=m["error"],
+            attempts=m["attempts"],
+            max_attempts=m["max_attempts"],
+            created=m["created"],
+            updated=m["updated"],
+            run_after=m["run_after"],
+            lease_until=m["lease_until"],
+            worker=m["worker"],
+            started=m["started"],
         )
 
     def to_json(self) -> dict[str, Any]:
         """The contract's job document (plus ``collection``); sources are not echoed (they may hold secrets)."""
         return {
-            "id": self.id, "status": self.status, "progress": round(self.progress, 4), "items": self.items,
-            "error": self.error, "attempts": self.attempts, "created": _iso(self.created), "updated": _iso(self.updated),
+            "id": self.id,
+            "status": self.status,
+            "progress": round(self.progress, 4),
+            "items": self.items,
+            "error": self.error,
+            "attempts": self.attempts,
+            "created": _iso(self.created),
+            "updated": _iso(self.updated),
             "collection": self.request.get("collection"),
         }
 
@@ -181,13 +197,30 @@ class JobStore:
     def submit(self, request: dict[str, Any], max_attempts: int = 3) -> Job:
         """Queue a request (runnable at once) and return its job; workers in any process may claim it."""
         now = time.time()
-        job = Job(id=uuid.uuid4().hex, status="queued", request=request, max_attempts=max_attempts,
-                  created=now, updated=now, run_after=now)
+        job = Job(
+            id=uuid.uuid4().hex,
+            status="queued",
+            request=request,
+            max_attempts=max_attempts,
+            created=now,
+            updated=now,
+            run_after=now,
+        )
         with self.engine.begin() as conn:
-            conn.execute(JOBS.insert().values(
-                id=job.id, status=job.status, request=json.dumps(request), progress=0.0, items="[]", attempts=0,
-                max_attempts=max_attempts, created=now, updated=now, run_after=now,
-            ))
+            conn.execute(
+                JOBS.insert().values(
+                    id=job.id,
+                    status=job.status,
+                    request=json.dumps(request),
+                    progress=0.0,
+                    items="[]",
+                    attempts=0,
+                    max_attempts=max_attempts,
+                    created=now,
+                    updated=now,
+                    run_after=now,
+                )
+            )
         log.info("job %s queued for collection %s", job.id, request.get("collection"))
         return job
 
@@ -229,8 +262,12 @@ class JobStore:
         for _ in range(20):
             now = time.time()
             with self.engine.begin() as conn:
-                query = sa.select(JOBS.c.id, JOBS.c.attempts, JOBS.c.max_attempts, JOBS.c.status).where(
-                    self._claimable(now)).order_by(JOBS.c.created).limit(1)
+                query = (
+                    sa.select(JOBS.c.id, JOBS.c.attempts, JOBS.c.max_attempts, JOBS.c.status)
+                    .where(self._claimable(now))
+                    .order_by(JOBS.c.created)
+                    .limit(1)
+                )
                 if self.is_postgres:
                     query = query.with_for_update(skip_locked=True)
                 row = conn.execute(query).first()
@@ -238,14 +275,29 @@ class JobStore:
                     return None
                 if row.status == "running" and row.attempts >= row.max_attempts:
                     # its last worker died with no attempt left: give up instead of running it again
-                    conn.execute(JOBS.update().where(JOBS.c.id == row.id, self._claimable(now)).values(
-                        status="failed", error="worker lost (lease expired) after the last attempt",
-                        updated=now, lease_until=None))
+                    conn.execute(
+                        JOBS.update()
+                        .where(JOBS.c.id == row.id, self._claimable(now))
+                        .values(
+                            status="failed",
+                            error="worker lost (lease expired) after the last attempt",
+                            updated=now,
+                            lease_until=None,
+                        )
+                    )
                     continue
-                won = conn.execute(JOBS.update().where(JOBS.c.id == row.id, self._claimable(now)).values(
-                    status="running", worker=worker, attempts=JOBS.c.attempts + 1, lease_until=now + lease,
-                    updated=now, started=sa.func.coalesce(JOBS.c.started, now),
-                )).rowcount
+                won = conn.execute(
+                    JOBS.update()
+                    .where(JOBS.c.id == row.id, self._claimable(now))
+                    .values(
+                        status="running",
+                        worker=worker,
+                        attempts=JOBS.c.attempts + 1,
+                        lease_until=now + lease,
+                        updated=now,
+                        started=sa.func.coalesce(JOBS.c.started, now),
+                    )
+                ).rowcount
                 if won == 1:
                     got = conn.execute(sa.select(JOBS).where(JOBS.c.id == row.id)).first()
                     job = Job.from_row(got)
@@ -257,10 +309,16 @@ class JobStore:
         """Update ``job`` only while this worker still holds it; else ``LeaseLost``."""
         values.setdefault("updated", time.time())
         with self.engine.begin() as conn:
-            n = conn.execute(JOBS.update().where(
-                JOBS.c.id == job.id, JOBS.c.status == "running", JOBS.c.worker == job.worker,
-                JOBS.c.attempts == job.attempts,
-            ).values(**values)).rowcount
+            n = conn.execute(
+                JOBS.update()
+                .where(
+                    JOBS.c.id == job.id,
+                    JOBS.c.status == "running",
+                    JOBS.c.worker == job.worker,
+                    JOBS.c.attempts == job.attempts,
+                )
+                .values(**values)
+            ).rowcount
         if n != 1:
             raise LeaseLost(f"job {job.id}: lease lost")
 
@@ -303,7 +361,7 @@ def upload_relpath(warehouse: Warehouse, upload_id: str) -> str | None:
 def resolve_source(warehouse: Warehouse, source: str) -> str:
     """What ``rasterio``/ingest opens for a source string: an upload's file, else the source itself."""
     if source.startswith(UPLOAD_SCHEME):
-        rel = upload_relpath(warehouse, source[len(UPLOAD_SCHEME):])
+        rel = upload_relpath(warehouse, source[len(UPLOAD_SCHEME) :])
         if rel is None:
             raise SourceError(f"no such upload {source!r}")
         return warehouse.fs.local_path(rel) or warehouse.fs.uri_of(rel)
@@ -314,7 +372,7 @@ def check_source(warehouse: Warehouse, source: Any, import_roots: list[str]) -> 
     """Reject, at submit time, a source the server may not read (``SourceError``)."""
     if isinstance(source, dict):
         if source.get("type") != "Feature" or not isinstance(source.get("assets"), dict):
-            raise SourceError("a STAC item source needs \"type\": \"Feature\" and an \"assets\" object")
+            raise SourceError('a STAC item source needs "type": "Feature" and an "assets" object')
         for href in item_hrefs(source, None):
             check_source(warehouse, href, import_roots)
         return
@@ -418,8 +476,9 @@ def run_ingest(warehouse: Warehouse, job: Job, progress: Callable[[float, list[s
                 progress((i + levels / (levels + 1)) / total, items)
 
             progress(i / total, items)
-            found = warehouse.ingest(path, collection, product=request.get("product"), datetime=when, bands=bands,
-                                     progress=on_level).item_id
+            found = warehouse.ingest(
+                path, collection, product=request.get("product"), datetime=when, bands=bands, progress=on_level
+            ).item_id
         items.append(found)
         progress((i + 1) / total, items)
     return items
@@ -453,10 +512,14 @@ def _run_scene_ingest(warehouse: Warehouse, job: Job, progress: Callable[[float,
                     raise PermanentJobError(str(exc)) from None
         progress(0.0, [])
         results = warehouse.ingest_sources(
-            sources, request["collection"], assets=request.get("assets"),
+            sources,
+            request["collection"],
+            assets=request.get("assets"),
             # a STAC Item is one item already; ``scene`` groups plain files
             scene=bool(request.get("scene")) and all(isinstance(s, str) for s in request["sources"]),
-            product=request.get("product"), datetime=request.get("datetime"), bands=request.get("bands"),
+            product=request.get("product"),
+            datetime=request.get("datetime"),
+            bands=request.get("bands"),
             allow_duplicate=bool(request.get("allow_duplicate")),
         )
     items = [r.result.item_id for r in results]
@@ -468,7 +531,9 @@ def _run_scene_ingest(warehouse: Warehouse, job: Job, progress: Callable[[float,
 #: unreadable source as an ``IngestError``, so these are told apart by their message
 _TRANSIENT_READ = re.compile(
     r"CURL error|could not connect|connection (reset|refused|timed out)|timed out|temporar|"
-    r"HTTP response code: (429|5\d\d)|could not resolve", re.IGNORECASE)
+    r"HTTP response code: (429|5\d\d)|could not resolve",
+    re.IGNORECASE,
+)
 
 
 def is_permanent(exc: BaseException) -> bool:
@@ -579,7 +644,9 @@ class WorkerPool:
     def start(self) -> None:
         """Start the worker threads (daemons: they never keep the server process alive)."""
         for worker in self.workers:
-            thread = threading.Thread(target=worker.run, args=(self.stop_event,), daemon=True, name=f"job-{worker.name}")
+            thread = threading.Thread(
+                target=worker.run, args=(self.stop_event,), daemon=True, name=f"job-{worker.name}"
+            )
             thread.start()
             self.threads.append(thread)
 

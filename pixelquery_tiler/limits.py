@@ -62,7 +62,8 @@ class BodySizeLimit:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = JSONResponse(
-            {"detail": f"request body larger than {self.max_bytes} bytes"}, status_code=413,
+            {"detail": f"request body larger than {self.max_bytes} bytes"},
+            status_code=413,
             headers={"Cache-Control": NO_STORE, "Connection": "close"},
         )
         await response(scope, receive, send)

@@ -62,7 +62,10 @@ class WindowRead:
         """The essentials of an ``ImageData`` that ``read_window`` built (its metadata names what was read)."""
         meta = image.metadata or {}
         return cls(
-            image.array, list(image.band_names), list(meta["items"]), dict(meta["levels"]),
+            image.array,
+            list(image.band_names),
+            list(meta["items"]),
+            dict(meta["levels"]),
             [dt.datetime.fromisoformat(d) for d in meta["datetimes"]],
         )
 
@@ -130,8 +133,9 @@ def read_window(
     planes: list[tuple[list[int], np.ma.MaskedArray]] = []
     for band_idx, carriers in _band_sets(index, positions, band_names):
         subset = [band_names[i] for i in band_idx]
-        data = _mosaic(index, chunks, carriers, subset, bounds, dst_crs, width, height, dtype, resampling,
-                       pixel_selection, used)
+        data = _mosaic(
+            index, chunks, carriers, subset, bounds, dst_crs, width, height, dtype, resampling, pixel_selection, used
+        )
         if data is not None:
             planes.append((band_idx, data))
     if not planes:
@@ -143,15 +147,23 @@ def read_window(
         for band_idx, plane in planes:
             data[band_idx] = plane
     return ImageData(
-        data, bounds=bounds, crs=CRS.from_user_input(crs) if isinstance(crs, str) else crs,
-        band_names=list(band_names), band_descriptions=list(band_names), assets=list(used.items),
+        data,
+        bounds=bounds,
+        crs=CRS.from_user_input(crs) if isinstance(crs, str) else crs,
+        band_names=list(band_names),
+        band_descriptions=list(band_names),
+        assets=list(used.items),
         metadata={
-            "items": list(used.items), "levels": dict(used.levels), "datetimes": [d.isoformat() for d in used.datetimes],
+            "items": list(used.items),
+            "levels": dict(used.levels),
+            "datetimes": [d.isoformat() for d in used.datetimes],
         },
     )
 
 
-def _band_sets(index: CollectionIndex, positions: np.ndarray, band_names: list[str]) -> list[tuple[list[int], np.ndarray]]:
+def _band_sets(
+    index: CollectionIndex, positions: np.ndarray, band_names: list[str]
+) -> list[tuple[list[int], np.ndarray]]:
     """Requested bands grouped by the observations that carry them: [(band indices, positions)], in band order."""
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, band in enumerate(band_names):
@@ -194,7 +206,9 @@ def _mosaic(
                 continue
             region = still_empty
         window = native if region is bounds else transform_bounds(dst_crs, item.crs, region)
-        warped = _read_item(index, chunks, pos, level, window, band_names, dst_transform, dst_crs, width, height, dtype, resampling)
+        warped = _read_item(
+            index, chunks, pos, level, window, band_names, dst_transform, dst_crs, width, height, dtype, resampling
+        )
         if warped is None:
             continue
         used.add(item, level)
@@ -237,8 +251,12 @@ def _footprint(
         cache[key] = inside
         return inside
     edge = np.linspace(0.0, 1.0, 16)
-    xs = np.concatenate([minx + (maxx - minx) * edge, np.full(16, maxx), maxx - (maxx - minx) * edge, np.full(16, minx)])
-    ys = np.concatenate([np.full(16, maxy), maxy - (maxy - miny) * edge, np.full(16, miny), miny + (maxy - miny) * edge])
+    xs = np.concatenate(
+        [minx + (maxx - minx) * edge, np.full(16, maxx), maxx - (maxx - minx) * edge, np.full(16, minx)]
+    )
+    ys = np.concatenate(
+        [np.full(16, maxy), maxy - (maxy - miny) * edge, np.full(16, miny), miny + (maxy - miny) * edge]
+    )
     px, py = transformer(index.items[pos].crs, dst_crs).transform(xs, ys)
     if not (np.isfinite(px).all() and np.isfinite(py).all()):
         inside = np.ones(shape, bool)  # extent not expressible in the output CRS: be conservative
@@ -247,7 +265,12 @@ def _footprint(
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             inside = rasterize(
                 [{"type": "Polygon", "coordinates": [list(zip(px.tolist(), py.tolist(), strict=True))]}],
-                out_shape=shape, transform=transform, all_touched=False, fill=0, default_value=1, dtype="uint8",
+                out_shape=shape,
+                transform=transform,
+                all_touched=False,
+                fill=0,
+                default_value=1,
+                dtype="uint8",
             ).astype(bool)
     cache[key] = inside
     return inside
@@ -374,16 +397,31 @@ def _warp(
         stack = np.concatenate([src, alpha[None].astype(src.dtype)])
         dst = np.zeros((nb + 1, height, width), src.dtype)
         reproject(
-            stack, dst, src_transform=src_transform, src_crs=src_crs, dst_transform=dst_transform, dst_crs=dst_crs,
-            resampling=Resampling[resampling], src_alpha=nb + 1, dst_alpha=nb + 1, init_dest_nodata=False,
+            stack,
+            dst,
+            src_transform=src_transform,
+            src_crs=src_crs,
+            dst_transform=dst_transform,
+            dst_crs=dst_crs,
+            resampling=Resampling[resampling],
+            src_alpha=nb + 1,
+            dst_alpha=nb + 1,
+            init_dest_nodata=False,
         )
         data, mask = dst[:nb], np.broadcast_to(dst[nb] == 0, (nb, height, width))
     else:
         assert nodata is not None  # chunks without a valid column take their validity from nodata
         dst = np.full((nb, height, width), fill, src.dtype)
         reproject(
-            src, dst, src_transform=src_transform, src_crs=src_crs, src_nodata=nodata, dst_transform=dst_transform,
-            dst_crs=dst_crs, dst_nodata=nodata, resampling=Resampling[resampling],
+            src,
+            dst,
+            src_transform=src_transform,
+            src_crs=src_crs,
+            src_nodata=nodata,
+            dst_transform=dst_transform,
+            dst_crs=dst_crs,
+            dst_nodata=nodata,
+            resampling=Resampling[resampling],
             # per-band nodata: by default GDAL unifies it across bands, so a kernel would average a band's
             # nodata value into valid pixels wherever another band is valid (dark fringes)
             UNIFIED_SRC_NODATA="NO",
@@ -437,7 +475,13 @@ def _aligned_offset(src: Affine, dst: Affine) -> tuple[int, int] | None:
 
 
 def _slice_aligned(
-    src: np.ndarray, alpha: np.ndarray | None, nodata: float | None, offset: tuple[int, int], width: int, height: int, dtype: np.dtype
+    src: np.ndarray,
+    alpha: np.ndarray | None,
+    nodata: float | None,
+    offset: tuple[int, int],
+    width: int,
+    height: int,
+    dtype: np.dtype,
 ) -> np.ma.MaskedArray:
     nb, sh, sw = src.shape
     col, row = offset
@@ -452,5 +496,7 @@ def _slice_aligned(
             valid[:, r0 - row : r1 - row, c0 - col : c1 - col] = alpha[r0:r1, c0:c1] > 0
         else:
             assert nodata is not None  # chunks without a valid column take their validity from nodata
-            valid[:, r0 - row : r1 - row, c0 - col : c1 - col] = ~np.isnan(block) if np.isnan(nodata) else block != nodata
+            valid[:, r0 - row : r1 - row, c0 - col : c1 - col] = (
+                ~np.isnan(block) if np.isnan(nodata) else block != nodata
+            )
     return np.ma.MaskedArray(data.astype(dtype, copy=False), mask=~valid)

@@ -65,17 +65,31 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("pixelquery_http_requests_total", "HTTP requests by route template, method and status",
-                                ["method", "route", "status"], registry=self.registry)
-        self.latency = Histogram("pixelquery_http_request_duration_seconds", "HTTP request latency by route template",
-                                 ["method", "route"], registry=self.registry,
-                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.requests = Counter(
+            "pixelquery_http_requests_total",
+            "HTTP requests by route template, method and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "pixelquery_http_request_duration_seconds",
+            "HTTP request latency by route template",
+            ["method", "route"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
         self.tiles = Counter("pixelquery_tiles_served_total", "Tile images answered with 200", registry=self.registry)
-        self.not_modified = Counter("pixelquery_http_not_modified_total", "Conditional requests answered 304",
-                                    ["route"], registry=self.registry)
-        self.rate_limited = Counter("pixelquery_rate_limited_total", "Requests refused with 429", registry=self.registry)
-        self.index_refreshes = Counter("pixelquery_index_refreshes_total",
-                                       "Collection index rebuilds after a new table head", registry=self.registry)
+        self.not_modified = Counter(
+            "pixelquery_http_not_modified_total", "Conditional requests answered 304", ["route"], registry=self.registry
+        )
+        self.rate_limited = Counter(
+            "pixelquery_rate_limited_total", "Requests refused with 429", registry=self.registry
+        )
+        self.index_refreshes = Counter(
+            "pixelquery_index_refreshes_total",
+            "Collection index rebuilds after a new table head",
+            registry=self.registry,
+        )
 
     def add_jobs_gauge(self, counts: Callable[[], dict[str, int]]) -> None:
         """``pixelquery_jobs{status}`` read from the job table at scrape time (shared by every replica)."""
@@ -168,10 +182,19 @@ class MetricsMiddleware:
             if self.json_log:
                 client = scope.get("client")
                 # the path only: query strings may hold ?token=KEY
-                access_log.info(json.dumps({
-                    "ts": time.time(), "method": method, "path": scope["path"], "route": route, "status": status,
-                    "ms": round(elapsed * 1000, 2), "client": client[0] if client else None,
-                }))
+                access_log.info(
+                    json.dumps(
+                        {
+                            "ts": time.time(),
+                            "method": method,
+                            "path": scope["path"],
+                            "route": route,
+                            "status": status,
+                            "ms": round(elapsed * 1000, 2),
+                            "client": client[0] if client else None,
+                        }
+                    )
+                )
 
 
 class RateLimitMiddleware:
@@ -205,8 +228,11 @@ class RateLimitMiddleware:
         retry = max(1, math.ceil(reset - time.time()))
         if self.metrics:
             self.metrics.rate_limited.inc()
-        response = JSONResponse({"detail": f"rate limit exceeded ({self.limit}); retry in {retry} s"}, status_code=429,
-                                headers={"Retry-After": str(retry)})
+        response = JSONResponse(
+            {"detail": f"rate limit exceeded ({self.limit}); retry in {retry} s"},
+            status_code=429,
+            headers={"Retry-After": str(retry)},
+        )
         await response(scope, receive, send)
 
 
@@ -223,8 +249,10 @@ def add_operations(app: FastAPI, metrics: Metrics, ready: Callable[[], None]) ->
             ready()
         except Exception as exc:
             log.warning("not ready: %s", exc)
-            return JSONResponse({"status": "unavailable", "detail": str(exc).splitlines()[0] if str(exc) else
-                                 type(exc).__name__}, status_code=503)
+            return JSONResponse(
+                {"status": "unavailable", "detail": str(exc).splitlines()[0] if str(exc) else type(exc).__name__},
+                status_code=503,
+            )
         return JSONResponse({"status": "ready"})
 
     @app.get("/metrics", include_in_schema=False)

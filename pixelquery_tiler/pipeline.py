@@ -157,8 +157,9 @@ def _s3_listing(prefix: str, key: str) -> list[str]:
     except Exception as exc:  # pyarrow's S3 errors are OSError/ArrowInvalid with the service's message
         raise PipelineError(f"{key}.s3: cannot list {prefix} ({str(exc).splitlines()[0]})") from None
     bucket_uri = prefix.split("://", 1)[0] + "://"
-    found = sorted(bucket_uri + i.path for i in infos
-                   if i.type == pafs.FileType.File and i.path.lower().endswith(RASTER_SUFFIXES))
+    found = sorted(
+        bucket_uri + i.path for i in infos if i.type == pafs.FileType.File and i.path.lower().endswith(RASTER_SUFFIXES)
+    )
     if not found:
         raise PipelineError(f"{key}.s3: no raster under {prefix}")
     return found
@@ -250,8 +251,19 @@ def run_pipeline(
                 docs.append(doc)
         assets = job.assets or (job.stac.assets if job.stac else None)
         try:
-            plans = plan_items(paths, scene=job.scene, assets=assets, product=job.product, datetime=job.datetime,
-                               bands=job.bands, stac_docs=docs) if paths or docs else []
+            plans = (
+                plan_items(
+                    paths,
+                    scene=job.scene,
+                    assets=assets,
+                    product=job.product,
+                    datetime=job.datetime,
+                    bands=job.bands,
+                    stac_docs=docs,
+                )
+                if paths or docs
+                else []
+            )
             check_duplicates(plans, snaps, job.allow_duplicate)
         except SourceError as exc:
             raise PipelineError(f"{key}: {exc}") from None

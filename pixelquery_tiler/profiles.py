@@ -142,8 +142,7 @@ def resolve_bands(
         if spec is not None:
             return [spec]
     raise ProfileError(
-        f"file has {band_count} band(s) but product {profile.id!r} has {len(profile.bands)}; "
-        "name them with --bands"
+        f"file has {band_count} band(s) but product {profile.id!r} has {len(profile.bands)}; name them with --bands"
     )
 
 

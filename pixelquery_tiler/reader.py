@@ -56,8 +56,20 @@ PIXEL_SELECTION = ("first", "highest", "lowest", "mean", "median", "stdev", "cou
 
 #: resampling kernels ``rasterio.warp.reproject`` accepts (GDAL warp); ``gauss`` is read-only in GDAL
 RESAMPLING = (
-    "nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average", "mode",
-    "max", "min", "med", "q1", "q3", "sum", "rms",
+    "nearest",
+    "bilinear",
+    "cubic",
+    "cubic_spline",
+    "lanczos",
+    "average",
+    "mode",
+    "max",
+    "min",
+    "med",
+    "q1",
+    "q3",
+    "sum",
+    "rms",
 )
 
 _POSITIONAL_BAND = re.compile(r"^b(\d+)$")
@@ -111,8 +123,12 @@ class PixelQueryReader(BaseReader):
             self.view = self.input
         else:
             self.view = View.create(
-                self.input, index=self.index, snapshot_id=self.snapshot_id, datetime=self.datetime,
-                item_id=self.item_id, product=self.product,
+                self.input,
+                index=self.index,
+                snapshot_id=self.snapshot_id,
+                datetime=self.datetime,
+                item_id=self.item_id,
+                product=self.product,
             )
         self.pixel_selection = self.pixel_selection or "first"
         if self.pixel_selection not in PIXEL_SELECTION:
@@ -204,7 +220,9 @@ class PixelQueryReader(BaseReader):
     ) -> dict[str, BandStatistics]:
         """Statistics of a preview (at most ``max_size`` pixels on the long side), like rio-tiler's Reader."""
         image = self.preview(indexes=indexes, expression=expression, max_size=max_size, **kwargs)
-        return image.statistics(categorical=categorical, categories=categories, percentiles=percentiles, hist_options=hist_options)
+        return image.statistics(
+            categorical=categorical, categories=categories, percentiles=percentiles, hist_options=hist_options
+        )
 
     def tile(
         self,
@@ -265,8 +283,15 @@ class PixelQueryReader(BaseReader):
     ) -> ImageData:
         """The whole view, at most ``max_size`` pixels on its long side (native CRS unless ``dst_crs``)."""
         return self.part(
-            self.bounds, dst_crs=dst_crs or self.crs, bounds_crs=self.crs, indexes=indexes, expression=expression,
-            max_size=max_size, height=height, width=width, **kwargs,
+            self.bounds,
+            dst_crs=dst_crs or self.crs,
+            bounds_crs=self.crs,
+            indexes=indexes,
+            expression=expression,
+            max_size=max_size,
+            height=height,
+            width=width,
+            **kwargs,
         )
 
     def point(
@@ -292,8 +317,13 @@ class PixelQueryReader(BaseReader):
             raise PointOutsideBounds(f"point ({lon}, {lat}) has no data in this view") from None
         values = np.ma.MaskedArray(img.array.data[:, 0, 0], mask=np.ma.getmaskarray(img.array)[:, 0, 0])
         return PointData(
-            values, band_names=img.band_names, band_descriptions=img.band_descriptions, coordinates=(lon, lat),
-            crs=coord_crs, assets=img.assets, metadata=img.metadata,
+            values,
+            band_names=img.band_names,
+            band_descriptions=img.band_descriptions,
+            coordinates=(lon, lat),
+            crs=coord_crs,
+            assets=img.assets,
+            metadata=img.metadata,
         )
 
     def feature(
@@ -317,16 +347,29 @@ class PixelQueryReader(BaseReader):
         except (ValueError, TypeError, IndexError, KeyError) as exc:
             raise InvalidParameter(f"invalid geometry: {exc}") from None
         img = self.part(
-            bbox, dst_crs=dst_crs, bounds_crs=shape_crs, indexes=indexes, expression=expression,
-            max_size=max_size, height=height, width=width, buffer=buffer, **kwargs,
+            bbox,
+            dst_crs=dst_crs,
+            bounds_crs=shape_crs,
+            indexes=indexes,
+            expression=expression,
+            max_size=max_size,
+            height=height,
+            width=width,
+            buffer=buffer,
+            **kwargs,
         )
         if dst_crs != shape_crs:
             shape = transform_geom(shape_crs, dst_crs, shape)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
             outside = rasterize(
-                [shape], out_shape=(img.height, img.width), transform=img.transform, all_touched=True,
-                default_value=0, fill=1, dtype="uint8",
+                [shape],
+                out_shape=(img.height, img.width),
+                transform=img.transform,
+                all_touched=True,
+                default_value=0,
+                fill=1,
+                dtype="uint8",
             ).astype(bool)
         img.cutline_mask = outside
         img.array.mask = np.where(~outside, img.array.mask, True)
@@ -343,7 +386,11 @@ class PixelQueryReader(BaseReader):
             )
 
     def _output_size(
-        self, bbox: tuple[float, float, float, float], dst_crs: CRS, width: int | None, height: int | None,
+        self,
+        bbox: tuple[float, float, float, float],
+        dst_crs: CRS,
+        width: int | None,
+        height: int | None,
         max_size: int | None,
     ) -> tuple[int, int]:
         """Output size: as asked, else the finest native resolution, shrunk to ``max_size`` (rio-tiler rules)."""
@@ -408,7 +455,13 @@ class PixelQueryReader(BaseReader):
             raise InvalidParameter(f"resampling {resampling!r} is not supported; use one of {', '.join(RESAMPLING)}")
         bands, expression = self._resolve_bands(indexes, expression)
         img = read_window(
-            self.view, bbox, crs, width, height, bands=bands, resampling=resampling,
+            self.view,
+            bbox,
+            crs,
+            width,
+            height,
+            bands=bands,
+            resampling=resampling,
             pixel_selection=self.pixel_selection,  # type: ignore[arg-type]  # never None after __attrs_post_init__
         )
         meta = img.metadata or {}  # read_window always fills it: items, levels, datetimes

@@ -23,10 +23,20 @@ from .profiles import load_profiles
 #: query parameters (titiler's, plus ours) that choose how pixels are rendered; any of them in a request means
 #: the client chose a rendering. ``algorithm`` and ``unscale`` change the band count/value range the defaults
 #: were made for, so they count as a choice too.
-RENDERING_PARAMS = frozenset({
-    "bidx", "bands", "expression", "rescale", "colormap_name", "colormap", "color_formula",
-    "algorithm", "algorithm_params", "unscale",
-})
+RENDERING_PARAMS = frozenset(
+    {
+        "bidx",
+        "bands",
+        "expression",
+        "rescale",
+        "colormap_name",
+        "colormap",
+        "color_formula",
+        "algorithm",
+        "algorithm_params",
+        "unscale",
+    }
+)
 
 
 def has_rendering_params(keys: Iterable[str]) -> bool:
@@ -62,14 +72,14 @@ def item_rendering(index: CollectionIndex, pos: int) -> dict[str, str]:
     params = {"bands": ",".join(bands)}
     if rescale := rendering.get("rescale"):
         params["rescale"] = f"{_num(rescale[0][0])},{_num(rescale[0][1])}"
-    elif item.dtype != "uint8" and (stats := _stats_range(index, pos, [item.bands.index(b) for b in bands if b in item.bands])):
+    elif item.dtype != "uint8" and (
+        stats := _stats_range(index, pos, [item.bands.index(b) for b in bands if b in item.bands])
+    ):
         params["rescale"] = f"{_num(stats[0])},{_num(stats[1])}"
     return params
 
 
-def default_rendering(
-    index: CollectionIndex, positions: Sequence[int] | np.ndarray | None = None
-) -> dict[str, str]:
+def default_rendering(index: CollectionIndex, positions: Sequence[int] | np.ndarray | None = None) -> dict[str, str]:
     """Rendering defaults of a view: ``item_rendering`` of its newest item (``{}`` for an empty view).
 
     ``positions``: the view's items (a reader's ``positions``); default: the whole collection.

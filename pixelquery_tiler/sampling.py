@@ -42,7 +42,7 @@ class _Map:
     """Source-CRS coordinates of an output grid's pixel centres, the lattice they were interpolated from
     and the largest interpolation error."""
 
-    __slots__ = ("xs", "ys", "error", "cell_x", "cell_y")
+    __slots__ = ("cell_x", "cell_y", "error", "xs", "ys")
 
     def __init__(self, xs: np.ndarray, ys: np.ndarray, error: float, gx: np.ndarray, gy: np.ndarray):
         xs.flags.writeable = ys.flags.writeable = False  # shared by every thread that reads this tile

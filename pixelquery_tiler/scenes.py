@@ -113,8 +113,17 @@ def read_header(location: str) -> FileHeader:
                 raise SourceError(f"{location}: not georeferenced (no CRS)")
             count = sum(1 for ci in src.colorinterp if ci != ColorInterp.alpha)
             wgs84 = transform_bounds(src.crs, "EPSG:4326", *src.bounds, densify_pts=21)
-            header = FileHeader(location, fingerprint, count, src.crs, src.transform, (src.height, src.width),
-                                wgs84, src.tags(), src.dtypes[0])
+            header = FileHeader(
+                location,
+                fingerprint,
+                count,
+                src.crs,
+                src.transform,
+                (src.height, src.width),
+                wgs84,
+                src.tags(),
+                src.dtypes[0],
+            )
     except SourceError:
         raise
     except (RasterioError, OSError) as exc:
@@ -235,8 +244,12 @@ def _split_bands(bands: list[str] | None, headers: list[FileHeader]) -> list[lis
 
 
 def _raster_plan(
-    locations: list[str], keyed: dict[str, tuple[str, str, str]], scene_id: str | None,
-    product: str | None, datetime: Any, bands: list[str] | None,
+    locations: list[str],
+    keyed: dict[str, tuple[str, str, str]],
+    scene_id: str | None,
+    product: str | None,
+    datetime: Any,
+    bands: list[str] | None,
 ) -> ItemPlan:
     headers = [read_header(loc) for loc in locations]
     first = keyed.get(locations[0])
@@ -295,8 +308,9 @@ def _stac_plan(item: StacItemSource, product: str | None, datetime: Any, bands: 
     except IngestError:
         item_id = new_item_id(item.id, when)
     fingerprints = [Fingerprint(item.location), *(h.fingerprint for h in headers)]
-    return ItemPlan(item_id, when, profile, _groups(item.id, files), fingerprints, item.id, dict(item.properties),
-                    fixed_id=True)
+    return ItemPlan(
+        item_id, when, profile, _groups(item.id, files), fingerprints, item.id, dict(item.properties), fixed_id=True
+    )
 
 
 def plan_items(

@@ -33,7 +33,9 @@ class HeaderTimeoutProtocol(H11Protocol):
     #: seconds; ``None``: ``Settings().header_timeout`` (subclasses may fix it)
     header_timeout: float | None = None
 
-    def __init__(self, config: Config, server_state: ServerState, app_state: dict, _loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(
+        self, config: Config, server_state: ServerState, app_state: dict, _loop: asyncio.AbstractEventLoop | None = None
+    ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.timeout = self.header_timeout or _configured_timeout()
         self._header_timer: asyncio.TimerHandle | None = None

@@ -267,8 +267,9 @@ def _with_workers(inner, service: JobsService):
             store = service.store
             count = service.settings.job_workers if store is not None else 0
             if store is not None and count > 0:
-                service.pool = WorkerPool(service.warehouse, store, count,
-                                          WorkerOptions(lease=service.settings.job_lease))
+                service.pool = WorkerPool(
+                    service.warehouse, store, count, WorkerOptions(lease=service.settings.job_lease)
+                )
                 service.pool.start()
                 log.info("%d job worker(s) started", count)
             try:

@@ -70,7 +70,7 @@ def gdal_path(location: str, ranges: bool = True) -> str:
     if is_url(location):
         return f"/vsicurl/{location}" if ranges else f"/vsicurl_streaming/{location}"
     if location.startswith("s3://"):
-        return f"/vsis3/{location[len('s3://'):]}"
+        return f"/vsis3/{location[len('s3://') :]}"
     return location
 
 
@@ -149,8 +149,9 @@ def _probe_url(url: str) -> Fingerprint:
                 size = int(rng.rsplit("/", 1)[1])
             elif headers.get("Content-Length", "").isdigit() and resp.status == 200:
                 size = int(headers["Content-Length"])
-            return Fingerprint(url, size, mtime=headers.get("Last-Modified"), etag=headers.get("ETag"),
-                               ranges=resp.status == 206)
+            return Fingerprint(
+                url, size, mtime=headers.get("Last-Modified"), etag=headers.get("ETag"), ranges=resp.status == 206
+            )
     except urllib.error.HTTPError as exc:
         raise SourceError(f"{url}: HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError) as exc:
@@ -253,7 +254,7 @@ def parse_stac_item(doc: Any, location: str, assets: list[str] | None = None) ->
     from .temporal import parse_instant
 
     if not isinstance(doc, dict) or doc.get("type") != "Feature" or "stac_version" not in doc:
-        raise SourceError(f"{location}: not a STAC Item (needs \"type\": \"Feature\" and stac_version)")
+        raise SourceError(f'{location}: not a STAC Item (needs "type": "Feature" and stac_version)')
     item_id = doc.get("id")
     if not isinstance(item_id, str) or not item_id:
         raise SourceError(f"{location}: STAC Item has no id")

@@ -48,8 +48,13 @@ _ENV_TO_PROP = (
 #: a stopped or unreachable endpoint fails in seconds instead of after minutes of SDK retries
 CONNECT_TIMEOUT_S = 5.0
 #: other places credentials may come from; with none of them and no keys, an S3 warehouse cannot sign requests
-_CREDENTIAL_SOURCES_ENV = ("AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                           "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_SHARED_CREDENTIALS_FILE")
+_CREDENTIAL_SOURCES_ENV = (
+    "AWS_PROFILE",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_SHARED_CREDENTIALS_FILE",
+)
 
 
 class StorageConfigError(ValueError):
@@ -116,7 +121,9 @@ class StorageConfig:
 
     @classmethod
     def resolve(
-        cls, uri_props: Mapping[str, str] | None = None, props: Mapping[str, str] | None = None,
+        cls,
+        uri_props: Mapping[str, str] | None = None,
+        props: Mapping[str, str] | None = None,
         env: Mapping[str, str] | None = None,
     ) -> StorageConfig:
         """One S3 configuration: explicit ``s3.*`` properties over the URI's options over the AWS environment."""
@@ -144,8 +151,11 @@ class StorageConfig:
         """The same settings as pyiceberg FileIO properties (``s3.*``)."""
         out = {"s3.connect-timeout": str(CONNECT_TIMEOUT_S)}
         for key, value in (
-            ("s3.endpoint", self.endpoint), ("s3.region", self.region), ("s3.access-key-id", self.access_key),
-            ("s3.secret-access-key", self.secret_key), ("s3.session-token", self.session_token),
+            ("s3.endpoint", self.endpoint),
+            ("s3.region", self.region),
+            ("s3.access-key-id", self.access_key),
+            ("s3.secret-access-key", self.secret_key),
+            ("s3.session-token", self.session_token),
         ):
             if value:
                 out[key] = value
@@ -158,14 +168,19 @@ class StorageConfig:
         import pyarrow.fs as pafs
 
         kwargs: dict = {
-            "connect_timeout": CONNECT_TIMEOUT_S, "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=3),
+            "connect_timeout": CONNECT_TIMEOUT_S,
+            "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=3),
         }
         if self.endpoint:
             parts = urlsplit(self.endpoint)
             kwargs["endpoint_override"] = parts.netloc + parts.path.rstrip("/")
             kwargs["scheme"] = parts.scheme
-        for key, value in (("region", self.region), ("access_key", self.access_key), ("secret_key", self.secret_key),
-                           ("session_token", self.session_token)):
+        for key, value in (
+            ("region", self.region),
+            ("access_key", self.access_key),
+            ("secret_key", self.secret_key),
+            ("session_token", self.session_token),
+        ):
             if value:
                 kwargs[key] = value
         if self.anonymous:
@@ -194,11 +209,24 @@ def describe_os_error(exc: BaseException, uri: str, config: StorageConfig) -> st
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     where = f"{uri} (endpoint {config.endpoint or 'AWS'})"
     lower = text.lower()
-    if any(s in lower for s in ("couldn't connect", "could not connect", "connection refused", "could not resolve",
-                                "timed out", "timeout", "curl error", "failed to connect")):
+    if any(
+        s in lower
+        for s in (
+            "couldn't connect",
+            "could not connect",
+            "connection refused",
+            "could not resolve",
+            "timed out",
+            "timeout",
+            "curl error",
+            "failed to connect",
+        )
+    ):
         return f"cannot reach S3 for {where}: {text}"
-    if any(s in lower for s in ("accessdenied", "access denied", "invalidaccesskeyid", "signaturedoesnotmatch",
-                                "forbidden", "403")):
+    if any(
+        s in lower
+        for s in ("accessdenied", "access denied", "invalidaccesskeyid", "signaturedoesnotmatch", "forbidden", "403")
+    ):
         return f"S3 refused the credentials for {where}: {text}"
     if "nosuchbucket" in lower or "bucket does not exist" in lower:
         return f"S3 bucket of {where} does not exist: {text}"

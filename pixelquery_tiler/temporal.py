@@ -102,8 +102,9 @@ def parse_interval(value: str, rfc3339: bool = False) -> tuple[dt.datetime | Non
         if text in _OPEN:
             raise ValueError("empty datetime")
         if rfc3339 and _DATE.fullmatch(text):
-            raise ValueError(f"a lone date {_excerpt(text)} is not an RFC 3339 instant; for that whole UTC day "
-                             f"write {text}/{text}")
+            raise ValueError(
+                f"a lone date {_excerpt(text)} is not an RFC 3339 instant; for that whole UTC day write {text}/{text}"
+            )
         return parse_bound(text, rfc3339)
     parts = text.split("/")
     if len(parts) != 2:

@@ -85,8 +85,13 @@ def render_tile(
         rescale = color_formula = None  # already applied
     try:
         return render_image(
-            image, output_format=output_format, colormap=colormap, add_mask=add_mask, rescale=rescale,
-            color_formula=color_formula, **kwargs,
+            image,
+            output_format=output_format,
+            colormap=colormap,
+            add_mask=add_mask,
+            rescale=rescale,
+            color_formula=color_formula,
+            **kwargs,
         )
     except IndexError:
         # titiler rescales non-8/16-bit data band by band with the 2-D mask indexed per band: an image with more
@@ -104,7 +109,9 @@ class Forward:
     ``rewrite(prefix, path_params, query) -> (path, query)`` may raise ``InvalidParameter`` (400).
     """
 
-    def __init__(self, rewrite: Callable[[str, dict[str, Any], list[tuple[str, str]]], tuple[str, list[tuple[str, str]]]]):
+    def __init__(
+        self, rewrite: Callable[[str, dict[str, Any], list[tuple[str, str]]], tuple[str, list[tuple[str, str]]]]
+    ):
         self.rewrite = rewrite
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -125,7 +132,7 @@ def _prefix(scope: Scope) -> str:
     """The request path up to and including ``/collections/{cid}[/items/{iid}]`` (raw, as the client sent it)."""
     path = scope["path"]
     marker = path.find("/collections/")
-    rest = path[marker + len("/collections/"):].split("/")
+    rest = path[marker + len("/collections/") :].split("/")
     depth = 3 if len(rest) > 2 and rest[1] == "items" else 1
     return path[:marker] + "/collections/" + "/".join(rest[:depth])
 
@@ -174,14 +181,28 @@ def inline(dependency: Callable[..., Any]) -> Callable[..., Any]:
 
 #: factory dependency attributes that only parse query parameters
 _INLINE_DEPENDENCIES = (
-    "reader_dependency", "layer_dependency", "dataset_dependency", "tile_dependency", "stats_dependency",
-    "histogram_dependency", "img_preview_dependency", "img_part_dependency", "process_dependency",
-    "colormap_dependency", "render_dependency", "environment_dependency",
+    "reader_dependency",
+    "layer_dependency",
+    "dataset_dependency",
+    "tile_dependency",
+    "stats_dependency",
+    "histogram_dependency",
+    "img_preview_dependency",
+    "img_part_dependency",
+    "process_dependency",
+    "colormap_dependency",
+    "render_dependency",
+    "environment_dependency",
 )
 #: the WMTS extension calls these itself to validate the layers' query strings
 _WMTS_CHECKS = (
-    "reader_dependency", "tile_dependency", "layer_dependency", "dataset_dependency", "process_dependency",
-    "colormap_dependency", "render_dependency",
+    "reader_dependency",
+    "tile_dependency",
+    "layer_dependency",
+    "dataset_dependency",
+    "process_dependency",
+    "colormap_dependency",
+    "render_dependency",
 )
 #: routes whose documents carry tile URLs that clients use as they are
 _DOCUMENT_ROUTES = ("/{tileMatrixSetId}/tilejson.json", "/WMTSCapabilities.xml")
@@ -222,9 +243,13 @@ def add_tiles(app: FastAPI, warehouse: Warehouse, settings: Settings | None = No
             for r in factory.router.routes
             if isinstance(r, APIRoute) and r.methods
         ]
-        factory.add_route_dependencies(scopes=every_route, dependencies=[Depends(resolver.conditional_get(path_dependency))])
+        factory.add_route_dependencies(
+            scopes=every_route, dependencies=[Depends(resolver.conditional_get(path_dependency))]
+        )
         documents = [s for s in every_route if s["path"] in _DOCUMENT_ROUTES]
-        factory.add_route_dependencies(scopes=documents, dependencies=[Depends(default_rendering_dependency(path_dependency))])
+        factory.add_route_dependencies(
+            scopes=documents, dependencies=[Depends(default_rendering_dependency(path_dependency))]
+        )
         app.include_router(factory.router, prefix=prefix, tags=[tag])
     app.include_router(TMSFactory(supported_tms=TILE_MATRIX_SETS).router, tags=["TileMatrixSets"])
 

@@ -64,7 +64,12 @@ def _view(datetime: str | None) -> tuple[Any, Any]:
 
 
 def _cached(
-    request: Request, warehouse: Warehouse, head_max_age: int, cid: str, snapshot_id: int | None, body: bytes,
+    request: Request,
+    warehouse: Warehouse,
+    head_max_age: int,
+    cid: str,
+    snapshot_id: int | None,
+    body: bytes,
     compute: Callable,
 ) -> Response:
     """Answer ``compute()`` as JSON with the read caching rules (see module docstring)."""
@@ -157,7 +162,13 @@ def add_timeseries(app: FastAPI, warehouse: Warehouse, settings: Settings) -> No
 
             def compute(collection) -> dict:
                 series = point_series(
-                    collection, lon, lat, bands=bands, expression=expression, start=start, end=end,
+                    collection,
+                    lon,
+                    lat,
+                    bands=bands,
+                    expression=expression,
+                    start=start,
+                    end=end,
                     snapshot_id=snapshot_id,
                 )
                 point = {"type": "Point", "coordinates": [lon, lat]}
@@ -184,7 +195,12 @@ def add_timeseries(app: FastAPI, warehouse: Warehouse, settings: Settings) -> No
 
             def compute(collection) -> dict:
                 series = polygon_statistics(
-                    collection, geometry, bands=bands, expression=expression, start=start, end=end,
+                    collection,
+                    geometry,
+                    bands=bands,
+                    expression=expression,
+                    start=start,
+                    end=end,
                     snapshot_id=snapshot_id,
                 )
                 return {"series": series}

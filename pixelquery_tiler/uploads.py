@@ -49,8 +49,19 @@ async def receive_upload(request: Request, warehouse: Warehouse, max_bytes: int)
 
     upload_id = uuid.uuid4().hex
     fs = warehouse.fs
-    state: dict = {"headers": {}, "field": None, "header": b"", "value": b"", "name": None, "out": None,
-                   "rel": None, "size": 0, "pending": [], "pending_bytes": 0, "done": False}
+    state: dict = {
+        "headers": {},
+        "field": None,
+        "header": b"",
+        "value": b"",
+        "name": None,
+        "out": None,
+        "rel": None,
+        "size": 0,
+        "pending": [],
+        "pending_bytes": 0,
+        "done": False,
+    }
 
     def on_header_field(data: bytes, start: int, end: int) -> None:
         state["header"] += data[start:end]
@@ -83,10 +94,17 @@ async def receive_upload(request: Request, warehouse: Warehouse, max_bytes: int)
             state["done"] = True
         state["headers"], state["field"] = {}, None
 
-    parser = MultipartParser(params[b"boundary"], {
-        "on_header_field": on_header_field, "on_header_value": on_header_value, "on_header_end": on_header_end,
-        "on_headers_finished": on_headers_finished, "on_part_data": on_part_data, "on_part_end": on_part_end,
-    })
+    parser = MultipartParser(
+        params[b"boundary"],
+        {
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_headers_finished": on_headers_finished,
+            "on_part_data": on_part_data,
+            "on_part_end": on_part_end,
+        },
+    )
 
     async def flush(force: bool = False) -> None:
         if not state["pending"] or (not force and state["pending_bytes"] < _WRITE_BATCH):

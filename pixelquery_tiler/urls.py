@@ -37,8 +37,14 @@ def source_path(cid: str, iid: str | None = None) -> str:
     return collection_path(cid) if iid is None else item_path(cid, iid)
 
 
-def tile_path(base: str, tms: str = DEFAULT_TMS, z: int | str = "{z}", x: int | str = "{x}", y: int | str = "{y}",
-              fmt: str = "png") -> str:
+def tile_path(
+    base: str,
+    tms: str = DEFAULT_TMS,
+    z: int | str = "{z}",
+    x: int | str = "{x}",
+    y: int | str = "{y}",
+    fmt: str = "png",
+) -> str:
     """``{base}/tiles/{tms}/{z}/{x}/{y}.{fmt}`` (placeholders by default: an XYZ template)."""
     return f"{base}/tiles/{tms}/{z}/{x}/{y}.{fmt}"
 

@@ -171,7 +171,10 @@ class View:
             start, stop = ix.item_row_range(int(pos), item.levels[0])
             sl = slice(start, stop)
             bounds = (
-                float(ix.minx[sl].min()), float(ix.miny[sl].min()), float(ix.maxx[sl].max()), float(ix.maxy[sl].max())
+                float(ix.minx[sl].min()),
+                float(ix.miny[sl].min()),
+                float(ix.maxx[sl].max()),
+                float(ix.maxy[sl].max()),
             )
             out.append((item.crs, bounds, item.resolutions[0]))
         return out

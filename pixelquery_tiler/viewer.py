@@ -46,7 +46,9 @@ def add_viewer(app: FastAPI, warehouse: Warehouse) -> None:
     """Serve the viewer at ``/`` (and ``/viewer``) plus its static files under ``/static/``."""
     leaflet = leaflet_dir()
     if leaflet is None:  # a broken install: say so instead of serving a page that cannot work
-        raise RuntimeError("the viewer needs Leaflet from the 'django-js-lib-leaflet' package: pip install django-js-lib-leaflet")
+        raise RuntimeError(
+            "the viewer needs Leaflet from the 'django-js-lib-leaflet' package: pip install django-js-lib-leaflet"
+        )
 
     headers = {"Cache-Control": "no-cache"}
 
@@ -94,8 +96,11 @@ def add_api_docs(app: FastAPI) -> None:
     @app.get("/api.html", include_in_schema=False, name="swagger_ui_html")
     def swagger_ui_html() -> HTMLResponse:
         return get_swagger_ui_html(
-            openapi_url=openapi, title=f"{app.title} - API", swagger_js_url="static/swagger-ui/swagger-ui-bundle.js",
-            swagger_css_url="static/swagger-ui/swagger-ui.css", swagger_favicon_url="static/swagger-ui/favicon-32x32.png",
+            openapi_url=openapi,
+            title=f"{app.title} - API",
+            swagger_js_url="static/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="static/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="static/swagger-ui/favicon-32x32.png",
         )
 
     app.mount("/static/swagger-ui", StaticFiles(directory=assets), name="swagger-ui-static")

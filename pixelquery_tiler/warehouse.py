@@ -13,8 +13,8 @@ import multiprocessing
 import threading
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, overload
 
@@ -34,8 +34,8 @@ if TYPE_CHECKING:  # imported where used: listing commands need neither rasterio
     from .analysis import QueryResult
     from .index import CollectionIndex
     from .ingest import IngestResult
-    from .scenes import ItemPlan, ItemResult
     from .mosaic import WindowRead
+    from .scenes import ItemPlan, ItemResult
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class CollectionNotFound(NotFound):
 class Collection:
     """One collection (Iceberg table): snapshots, an auto-refreshing index and window reads."""
 
-    def __init__(self, warehouse: "Warehouse", name: str, refresh_interval: float):
+    def __init__(self, warehouse: Warehouse, name: str, refresh_interval: float):
         self.warehouse = warehouse
         self.name = name
         self.refresh_interval = refresh_interval
@@ -213,8 +213,12 @@ class Warehouse:
     """A PixelQuery warehouse at ``uri`` (local folder or any pyarrow filesystem URI)."""
 
     def __init__(
-        self, uri: str, catalog_uri: str | None = None, refresh_interval: float = 1.0,
-        catalog_props: dict[str, str] | None = None, create: bool = True,
+        self,
+        uri: str,
+        catalog_uri: str | None = None,
+        refresh_interval: float = 1.0,
+        catalog_props: dict[str, str] | None = None,
+        create: bool = True,
     ):
         # catalog_props: pyiceberg catalog + S3 properties (default $PIXELQUERY_CATALOG_PROPS); create=False:
         # read-only use, a missing warehouse/catalog is an error instead of being created
@@ -357,12 +361,15 @@ class Warehouse:
         kwargs.pop("progress", None)  # a callback cannot cross the process boundary
         levels = {name: logging.getLogger(name).level for name in _WORKER_LOGGERS}
         pool = ProcessPoolExecutor(
-            max_workers=min(jobs, len(paths)), mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker, initargs=(levels, list(warnings.filters)),
+            max_workers=min(jobs, len(paths)),
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(levels, list(warnings.filters)),
         )
         try:
             futures = [
-                pool.submit(_ingest_worker, self.uri, self._catalog_uri, p, collection, kwargs, self.fs.props) for p in paths
+                pool.submit(_ingest_worker, self.uri, self._catalog_uri, p, collection, kwargs, self.fs.props)
+                for p in paths
             ]
             for future in futures:
                 results.append(future.result())
@@ -395,7 +402,7 @@ class Warehouse:
         snapshots hold a subset of these). Iceberg files: see ``CollectionTable.referenced_files``; metadata
         versions committed after ``live_since`` count as live (default: all logged versions).
         """
-        since = live_since or dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+        since = live_since or dt.datetime.min.replace(tzinfo=dt.UTC)
         refs: set[str] = set()
         for name in self.collections():
             table = cat.load_table(self.catalog, name)
@@ -425,7 +432,7 @@ class Warehouse:
         snapshots' removed rows, item-log files an item-log compaction replaced. The grace period protects
         writes still in flight (written, not yet committed) and readers holding recent table metadata.
         """
-        cutoff = dt.datetime.now(dt.timezone.utc) - older_than
+        cutoff = dt.datetime.now(dt.UTC) - older_than
         refs = self.referenced_files(live_since=cutoff)
         candidates = self.fs.list_files("chunks")
         for name in self.collections():
@@ -458,7 +465,11 @@ def _files(rows: pa.Table) -> set[str]:
 
 
 def _ingest_worker(
-    uri: str, catalog_uri: str | None, path: str | ItemPlan, collection: str, kwargs: dict[str, Any],
+    uri: str,
+    catalog_uri: str | None,
+    path: str | ItemPlan,
+    collection: str,
+    kwargs: dict[str, Any],
     catalog_props: dict[str, str] | None = None,
 ) -> IngestResult | ItemResult:
     """One file in a worker process; the worker keeps one ``Warehouse`` (and catalog connection) per URI."""

@@ -52,8 +52,21 @@ WMTS_TILE_MATRIX_SETS = frozenset(
 
 #: OGC request keys (case-insensitive) that never travel on to tile URLs
 _OGC_KEYS = {
-    "service", "request", "version", "acceptversions", "sections", "updatesequence", "acceptformats",
-    "layer", "style", "format", "tilematrixset", "tilematrix", "tilerow", "tilecol", "time",
+    "service",
+    "request",
+    "version",
+    "acceptversions",
+    "sections",
+    "updatesequence",
+    "acceptformats",
+    "layer",
+    "style",
+    "format",
+    "tilematrixset",
+    "tilematrix",
+    "tilerow",
+    "tilecol",
+    "time",
 }
 #: capabilities-only keys of titiler's WMTS endpoint
 _CAPABILITIES_KEYS = {"tile_format", "use_epsg", "tilesize", "minzoom", "maxzoom"}
@@ -119,7 +132,9 @@ def wmts_templates() -> Jinja2Templates:
 def wmts_extension(tile_dependencies: list[Callable] | None = None) -> wmtsExtension:
     """titiler's WMTS extension with our template; ``tile_dependencies`` validate layer query strings."""
     return wmtsExtension(
-        templates=wmts_templates(), layer_identifier_provider=layer_identifier, tile_dependencies=tile_dependencies,
+        templates=wmts_templates(),
+        layer_identifier_provider=layer_identifier,
+        tile_dependencies=tile_dependencies,
     )
 
 

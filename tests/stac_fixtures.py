@@ -56,7 +56,9 @@ class ServerThread:
         import uvicorn
 
         self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property
@@ -140,7 +142,9 @@ def stac_warehouse(tmp_path_factory: pytest.TempPathFactory, stac_data_dir: Path
     for collection, name, when in STAC_INGESTS:
         result = wh.ingest(str(stac_data_dir / name), collection, datetime=when)
         ingests.setdefault(collection, []).append(result.to_json())
-    l_shaped = write_l_shaped(stac_data_dir / L8_60, tmp_path_factory.mktemp("stac-data") / "l_shaped_LC08_224077_20200518_B2_60m.tif")
+    l_shaped = write_l_shaped(
+        stac_data_dir / L8_60, tmp_path_factory.mktemp("stac-data") / "l_shaped_LC08_224077_20200518_B2_60m.tif"
+    )
     result = wh.ingest(str(l_shaped), "lshape", product="landsat-c2-l2", datetime="2020-08-06T13:30:00Z")
     ingests["lshape"] = [result.to_json()]
     return root, ingests

@@ -34,9 +34,18 @@ def write_global_grid(path: Path, width: int = 4320, height: int = 2160, seed: i
     ys, xs = np.linspace(0, 1, height, dtype=np.float32), np.linspace(0, 2, width, dtype=np.float32)
     data = (_field(rng, ys, xs) * 4000 + rng.normal(0, 1, (height, width))).astype(np.int16)
     profile = {
-        "driver": "GTiff", "width": width, "height": height, "count": 1, "dtype": "int16", "crs": "EPSG:4326",
-        "transform": Affine(360 / width, 0, -180, 0, -180 / height, 90), "tiled": True, "blockxsize": 256,
-        "blockysize": 256, "compress": "deflate", "predictor": 2,
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": 1,
+        "dtype": "int16",
+        "crs": "EPSG:4326",
+        "transform": Affine(360 / width, 0, -180, 0, -180 / height, 90),
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+        "compress": "deflate",
+        "predictor": 2,
     }
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data, 1)
@@ -51,14 +60,25 @@ def write_scene(path: Path, size: int = 10980, bands: int = 4, seed: int = 7, co
     """
     rng = np.random.default_rng(seed)
     profile = dict(
-        driver="GTiff", width=size, height=size, count=bands, dtype="uint16", crs="EPSG:32633",
-        transform=Affine(10, 0, 300000, 0, -10, 5000040), tiled=True, blockxsize=512, blockysize=512,
-        nodata=0, **({"compress": compress, "predictor": 2} if compress else {}),
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=bands,
+        dtype="uint16",
+        crs="EPSG:32633",
+        transform=Affine(10, 0, 300000, 0, -10, 5000040),
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        nodata=0,
+        **({"compress": compress, "predictor": 2} if compress else {}),
     )
     t = np.linspace(0, 1, size, dtype=np.float32)
     waves = [
-        [(np.sin(2 * np.pi * rng.uniform(1, 60) * t + rng.uniform(0, 6)), np.sin(2 * np.pi * rng.uniform(1, 60) * t))
-         for _ in range(3)]
+        [
+            (np.sin(2 * np.pi * rng.uniform(1, 60) * t + rng.uniform(0, 6)), np.sin(2 * np.pi * rng.uniform(1, 60) * t))
+            for _ in range(3)
+        ]
         for _ in range(bands)
     ]
     with rasterio.open(path, "w", **profile) as dst:

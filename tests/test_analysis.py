@@ -70,7 +70,8 @@ def test_point_series_as_of_first_snapshot_has_one_entry(tile_client, tile_wareh
     assert r.headers["cache-control"] == "public, max-age=31536000, immutable"
     etag = r.headers["etag"]
     again = tile_client.get(
-        f"/collections/pair/timeseries/point/{lon},{lat}", params={"snapshot_id": first.snapshot_id},
+        f"/collections/pair/timeseries/point/{lon},{lat}",
+        params={"snapshot_id": first.snapshot_id},
         headers={"If-None-Match": etag},
     )
     assert again.status_code == 304 and again.headers["etag"] == etag
@@ -154,7 +155,11 @@ def _expected_stats(path, geometry: dict) -> dict:
         inside = contains_xy(poly, np.asarray(xs), np.asarray(ys)).reshape(data.shape)
     values = data[inside].astype("float64")
     return {
-        "min": values.min(), "max": values.max(), "mean": values.mean(), "std": values.std(), "count": int(values.size)
+        "min": values.min(),
+        "max": values.max(),
+        "mean": values.mean(),
+        "std": values.std(),
+        "count": int(values.size),
     }
 
 
@@ -181,7 +186,8 @@ def test_polygon_statistics_equal_numpy_over_pixel_centres_inside(tile_client, t
 def test_polygon_statistics_snapshot_and_expression(tile_client, tile_warehouse):
     first = tile_warehouse.pair[0]
     r = tile_client.post(
-        "/collections/pair/timeseries/statistics", params={"snapshot_id": first.snapshot_id, "expression": "blue*2"},
+        "/collections/pair/timeseries/statistics",
+        params={"snapshot_id": first.snapshot_id, "expression": "blue*2"},
         json=_field(PAIR_30),
     )
     assert r.status_code == 200, r.text
@@ -209,7 +215,7 @@ def test_polygon_statistics_snapshot_and_expression(tile_client, tile_warehouse)
         b'{"type": "Polygon", "coordinates": [[[0, 0], [500, 0], [1, 1], [0, 0]]]}',
         b'{"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [2, 0], [0, 0]]]}',
         b'{"type": "MultiPolygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]}',
-        b'\xff\xfe',
+        b"\xff\xfe",
     ],
 )
 def test_malformed_geojson_is_400(tile_client, body):
@@ -342,7 +348,8 @@ def _sentinel2_scene(folder, data_dir):
     coarse = np.clip(np.rint(swir[:h, :w].reshape(h // 2, 2, w // 2, 2).astype("f8").mean(axis=(1, 3))), 1, 255)
     files = {}
     for name, data, tr, suffix in (
-        ("red", red, transform, "B04_10m"), ("nir", nir, transform, "B08_10m"),
+        ("red", red, transform, "B04_10m"),
+        ("nir", nir, transform, "B08_10m"),
         ("swir16", coarse.astype("uint8"), transform @ Affine.scale(2), "B11_20m"),
     ):
         path = folder / f"T25MGP_20200523T133239_{suffix}.tif"

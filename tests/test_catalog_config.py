@@ -25,8 +25,9 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     for key in ("PIXELQUERY_CATALOG_URI", "PIXELQUERY_CATALOG_PROPS"):
         if key not in (env or {}):
             full_env.pop(key, None)
-    return subprocess.run([sys.executable, "-m", "pixelquery_tiler", *args], capture_output=True, text=True,
-                          env=full_env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "pixelquery_tiler", *args], capture_output=True, text=True, env=full_env, timeout=120
+    )
 
 
 def one_line_error(done: subprocess.CompletedProcess) -> str:
@@ -40,7 +41,9 @@ def one_line_error(done: subprocess.CompletedProcess) -> str:
 def test_catalog_props_from_env_and_cli() -> None:
     env = {"PIXELQUERY_CATALOG_PROPS": "credential=a:b, warehouse=s3://t"}
     assert parse_props(["warehouse=s3://u", "token=x=y"], env=env) == {
-        "credential": "a:b", "warehouse": "s3://u", "token": "x=y",  # the command line wins; '=' in values kept
+        "credential": "a:b",
+        "warehouse": "s3://u",
+        "token": "x=y",  # the command line wins; '=' in values kept
     }
     with pytest.raises(StorageConfigError, match="KEY=VALUE"):
         parse_props(["novalue"], env={})
@@ -54,7 +57,11 @@ def test_one_storage_config_for_chunks_and_iceberg() -> None:
     assert base == "s3://bucket/wh"
     config = StorageConfig.resolve(uri_props, {"s3.access-key-id": "propkey"}, env=env)
     assert (config.endpoint, config.region, config.access_key, config.secret_key) == (
-        "http://query:2", "eu-west-1", "propkey", "envsecret")
+        "http://query:2",
+        "eu-west-1",
+        "propkey",
+        "envsecret",
+    )
     props = config.iceberg_properties()
     assert props["s3.endpoint"] == "http://query:2" and props["s3.access-key-id"] == "propkey"
     # a custom endpoint without a region: a fixed one, so pyiceberg never asks AWS where the bucket lives
@@ -72,10 +79,16 @@ def test_query_string_stays_out_of_paths() -> None:
 
 
 def test_missing_credentials_fail_before_any_write(tmp_path: Path) -> None:
-    env = {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
-           "AWS_EC2_METADATA_DISABLED": "true", "HOME": str(tmp_path)}
-    done = run_cli("ingest", "s3://bucket/wh", str(SMALL), "--collection", "c",
-                   "--catalog-uri", str(tmp_path / "cat.db"), env=env)
+    env = {
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "AWS_ACCESS_KEY_ID": "",
+        "AWS_SECRET_ACCESS_KEY": "",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "HOME": str(tmp_path),
+    }
+    done = run_cli(
+        "ingest", "s3://bucket/wh", str(SMALL), "--collection", "c", "--catalog-uri", str(tmp_path / "cat.db"), env=env
+    )
     assert "no S3 credentials" in one_line_error(done)
     assert not (tmp_path / "cat.db").exists()  # nothing written, not even the catalog
 
@@ -86,10 +99,15 @@ def test_unreachable_endpoint_fails_before_any_write(tmp_path: Path) -> None:
     with socket.socket() as s:  # a loopback port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s",
-           "AWS_EC2_METADATA_DISABLED": "true"}
-    done = run_cli("ingest", "s3://bucket/wh", str(SMALL), "--collection", "c",
-                   "--catalog-uri", str(tmp_path / "cat.db"), env=env)
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "k",
+        "AWS_SECRET_ACCESS_KEY": "s",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    done = run_cli(
+        "ingest", "s3://bucket/wh", str(SMALL), "--collection", "c", "--catalog-uri", str(tmp_path / "cat.db"), env=env
+    )
     assert "cannot reach S3" in one_line_error(done)
     assert not (tmp_path / "cat.db").exists()
 
@@ -138,7 +156,10 @@ def test_sqlite_default_is_not_created_beside_another_catalogs_chunks(tmp_path: 
     files but no catalog.db: forgetting --catalog-uri must not start a fresh empty catalog beside them."""
     wh = Warehouse(str(tmp_path / "wh"), catalog_uri=str(tmp_path / "other.db"))
     wh.ingest(str(SMALL), "c", datetime="2020-05-18")
-    for args in (["collections", str(tmp_path / "wh")], ["ingest", str(tmp_path / "wh"), str(SMALL), "--collection", "c"]):
+    for args in (
+        ["collections", str(tmp_path / "wh")],
+        ["ingest", str(tmp_path / "wh"), str(SMALL), "--collection", "c"],
+    ):
         line = one_line_error(run_cli(*args))
         assert "catalog" in line
     assert not (tmp_path / "wh" / "catalog.db").exists()
@@ -148,8 +169,11 @@ def test_sqlite_default_is_not_created_beside_another_catalogs_chunks(tmp_path: 
 def test_missing_psycopg2_names_the_extra(tmp_path: Path) -> None:
     """psycopg2 made unimportable (a module on PYTHONPATH that raises as a missing one does)."""
     (tmp_path / "psycopg2.py").write_text(
-        "raise ModuleNotFoundError(\"No module named 'psycopg2'\", name='psycopg2')\n")
+        "raise ModuleNotFoundError(\"No module named 'psycopg2'\", name='psycopg2')\n"
+    )
     env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}"}
-    done = run_cli("collections", str(tmp_path / "wh"), "--catalog-uri", "postgresql+psycopg2://u@localhost/db", env=env)
+    done = run_cli(
+        "collections", str(tmp_path / "wh"), "--catalog-uri", "postgresql+psycopg2://u@localhost/db", env=env
+    )
     line = one_line_error(done)
     assert "pip install 'pixelquery-tiler[postgres]'" in line

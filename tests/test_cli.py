@@ -76,6 +76,7 @@ def test_text_ingest_output_and_collection_created(tmp_path: Path) -> None:
 
 # -- bad input: non-zero exit, one line on stderr, nothing committed -----------------------------------------------
 
+
 def _bad_inputs(tmp: Path, data: Path) -> dict[str, tuple[list[str], str]]:
     """Case -> (ingest arguments, a piece of the expected message: each case fails for its own reason)."""
     # a Landsat band file cut after 300 kB: header fine, tiles missing (name keeps product and band detection)
@@ -106,13 +107,24 @@ def _text_file(tmp: Path) -> Path:
 
 
 BAD_CASES = [
-    "truncated", "no-georeferencing", "unknown-product", "missing-datetime", "unreadable-path", "directory",
-    "not-a-raster", "bad-datetime", "wrong-band-count", "bad-collection", "second-file-bad",
+    "truncated",
+    "no-georeferencing",
+    "unknown-product",
+    "missing-datetime",
+    "unreadable-path",
+    "directory",
+    "not-a-raster",
+    "bad-datetime",
+    "wrong-band-count",
+    "bad-collection",
+    "second-file-bad",
 ]
 
 
 @pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> tuple[Path, dict[str, tuple[list[str], str]]]:
+def seeded(
+    tmp_path_factory: pytest.TempPathFactory, shared_data: Path
+) -> tuple[Path, dict[str, tuple[list[str], str]]]:
     """A warehouse with one committed item in ``c``, and the bad inputs to throw at it."""
     root = tmp_path_factory.mktemp("bad")
     ingest_json(root / "wh", [write_geotiff(root / "seed.tif", datetime_tag="2019:01:01 00:00:00")], "c")

@@ -109,7 +109,9 @@ def test_snapshots_print_a_header_on_a_terminal_only(one_item_warehouse: Path) -
     leader, follower = pty.openpty()
     proc = subprocess.run(
         [sys.executable, "-m", "pixelquery_tiler", "snapshots", str(one_item_warehouse), "--collection", "landsat"],
-        stdout=follower, stderr=subprocess.PIPE, timeout=120,
+        stdout=follower,
+        stderr=subprocess.PIPE,
+        timeout=120,
     )
     os.close(follower)
     out = os.read(leader, 65536).decode()
@@ -127,8 +129,14 @@ def test_a_product_that_contradicts_the_file_is_warned_about(tmp_path: Path) -> 
 
     path = tmp_path / "rgbn_uint8.tif"
     profile = {
-        "driver": "GTiff", "width": 64, "height": 64, "count": 4, "dtype": "uint8", "crs": "EPSG:32633",
-        "transform": from_origin(300000, 5000000, 3, 3), "photometric": "MINISBLACK",
+        "driver": "GTiff",
+        "width": 64,
+        "height": 64,
+        "count": 4,
+        "dtype": "uint8",
+        "crs": "EPSG:32633",
+        "transform": from_origin(300000, 5000000, 3, 3),
+        "photometric": "MINISBLACK",
     }
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(np.random.default_rng(1).integers(1, 255, (4, 64, 64), dtype=np.uint8))

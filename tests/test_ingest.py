@@ -44,8 +44,10 @@ def test_landsat7_per_band_masks_differ(ingested_warehouse: tuple[Path, dict], s
     warehouse, _ = ingested_warehouse
     raster = shared_data / "lts_landsat7_sfbay_3857.tif"
     with rasterio.open(raster) as src:
-        out = Warehouse(str(warehouse)).collection(collection_for(raster)).read(
-            tuple(src.bounds), src.crs.to_string(), src.width, src.height
+        out = (
+            Warehouse(str(warehouse))
+            .collection(collection_for(raster))
+            .read(tuple(src.bounds), src.crs.to_string(), src.width, src.height)
         )
     mask = np.ma.getmaskarray(out.data)
     assert not np.array_equal(mask[0], mask[1]) and not np.array_equal(mask[1], mask[2])
@@ -79,6 +81,7 @@ def test_chunk_files_are_arrow_ipc_with_their_own_georeferencing(ingested_wareho
 
 # -- the 30 m + 60 m Landsat 8 pair -------------------------------------------------------------------------------
 
+
 def _level0(rows: list[dict], source: str, item_ids: dict[str, str]) -> list[dict]:
     return [r for r in rows if r["item_id"] == item_ids[source] and r["level"] == 0]
 
@@ -96,13 +99,17 @@ def test_pair_is_two_observations_of_the_same_tiles(landsat_pair: tuple[Path, li
 
 
 @pytest.mark.parametrize("source", ["gw_LC08_224077_20200518_B2_30m.tif", "gw_LC08_224077_20200518_B2_60m.tif"])
-def test_pair_read_picks_the_matching_resolution(landsat_pair: tuple[Path, list[dict]], shared_data: Path, source: str) -> None:
+def test_pair_read_picks_the_matching_resolution(
+    landsat_pair: tuple[Path, list[dict]], shared_data: Path, source: str
+) -> None:
     """Same acquisition time: a 30 m read is served by the 30 m scene, a 60 m read by the 60 m scene (native)."""
     warehouse, results = landsat_pair
     item_ids = {r["source"]: r["item_id"] for r in results}
     with rasterio.open(shared_data / source) as src:
-        out = Warehouse(str(warehouse)).collection("pair").read(
-            tuple(src.bounds), src.crs.to_string(), src.width, src.height
+        out = (
+            Warehouse(str(warehouse))
+            .collection("pair")
+            .read(tuple(src.bounds), src.crs.to_string(), src.width, src.height)
         )
         expected = src.read()
     assert out.items[0] == item_ids[source]
@@ -131,6 +138,7 @@ def test_coarse_read_uses_overviews(landsat_pair: tuple[Path, list[dict]], share
 
 # -- ingest helpers ---------------------------------------------------------------------------------------------
 
+
 def test_decimate_averages_valid_pixels_and_keeps_odd_edges() -> None:
     data = np.array([[[1, 3, 5], [5, 7, 9], [2, 0, 4]]], np.uint8)
     valid = data != 0
@@ -150,7 +158,14 @@ def test_decimate_all_invalid_block_stays_nodata() -> None:
     assert (out[:, 1, 1] == 255).all() and (out[:, 0, 0] == 10).all()
 
 
-@pytest.mark.parametrize("epsg, box", [(32621, (694005, -2812065, 754185, -2766615)), (3857, (-13651650, 4518780, -13586220, 4576290)), (32601, (166000, 0, 834000, 1000000))])
+@pytest.mark.parametrize(
+    "epsg, box",
+    [
+        (32621, (694005, -2812065, 754185, -2766615)),
+        (3857, (-13651650, 4518780, -13586220, 4576290)),
+        (32601, (166000, 0, 834000, 1000000)),
+    ],
+)
 def test_vectorised_wgs84_bounds_match_rasterio(epsg: int, box: tuple[float, ...]) -> None:
     crs = CRS.from_epsg(epsg)
     got = chunk_wgs84_bounds(crs, np.array([box], float))[0]

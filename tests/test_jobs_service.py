@@ -53,9 +53,22 @@ class Server:
         environ = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
         environ.pop("PIXELQUERY_API_KEYS", None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pixelquery_tiler", "serve", str(warehouse), "--port", str(self.port),
-             "--log-level", "warning", *(() if "--catalog-uri" in args else ("--create",)), *args],
-            env=environ, stdout=self.log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "pixelquery_tiler",
+                "serve",
+                str(warehouse),
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+                *(() if "--catalog-uri" in args else ("--create",)),
+                *args,
+            ],
+            env=environ,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 90
         while True:
@@ -118,13 +131,18 @@ def _center_tile_url(tilejson: dict, zoom_in: int) -> str:
     import morecantile
 
     west, south, east, north = tilejson["bounds"]
-    t = morecantile.tms.get("WebMercatorQuad").tile((west + east) / 2, (south + north) / 2, tilejson["minzoom"] + zoom_in)
+    t = morecantile.tms.get("WebMercatorQuad").tile(
+        (west + east) / 2, (south + north) / 2, tilejson["minzoom"] + zoom_in
+    )
     return tilejson["tiles"][0].replace("{z}", str(t.z)).replace("{x}", str(t.x)).replace("{y}", str(t.y))
 
 
 def _routes_with_status(metrics: dict, status: str) -> set[str]:
-    return {dict(lab)["route"] for (n, lab), _ in metrics.items()
-            if n == "pixelquery_http_requests_total" and dict(lab)["status"] == status}
+    return {
+        dict(lab)["route"]
+        for (n, lab), _ in metrics.items()
+        if n == "pixelquery_http_requests_total" and dict(lab)["status"] == status
+    }
 
 
 def _metrics(url: str) -> dict[tuple[str, tuple], float]:
@@ -144,8 +162,18 @@ def test_auth_matrix(tmp_path: Path, serve, imports: Path) -> None:
     assert requests.post(open_server.url + "/uploads", files={"file": b"x"}, timeout=60).status_code == 403
 
     Warehouse(str(tmp_path / "wh2")).ingest(str(imports / L8_60), "l8", datetime="2020-05-18T13:30:00Z")
-    keyed = serve(tmp_path / "wh2", "--api-key", KEY, "--api-key", "other-key", "--import-root", str(imports),
-                  "--read-auth", "--job-workers", "0")
+    keyed = serve(
+        tmp_path / "wh2",
+        "--api-key",
+        KEY,
+        "--api-key",
+        "other-key",
+        "--import-root",
+        str(imports),
+        "--read-auth",
+        "--job-workers",
+        "0",
+    )
     no_key = keyed.post_job(body, headers={})
     assert no_key.status_code == 401 and no_key.headers["WWW-Authenticate"] == "Bearer"
     assert keyed.post_job(body, headers={"Authorization": "Bearer wrong"}).status_code == 401
@@ -184,7 +212,9 @@ def test_auth_matrix(tmp_path: Path, serve, imports: Path) -> None:
 
 def test_job_from_local_source_serves_tiles(tmp_path: Path, serve, imports: Path) -> None:
     server = serve(tmp_path / "wh", "--api-key", KEY, "--import-root", str(imports))
-    accepted = server.post_job({"collection": "l8", "sources": [str(imports / L8_60)], "datetime": "2020-05-18T13:30:00Z"})
+    accepted = server.post_job(
+        {"collection": "l8", "sources": [str(imports / L8_60)], "datetime": "2020-05-18T13:30:00Z"}
+    )
     assert accepted.status_code == 202, accepted.text
     assert accepted.json()["status"] == "queued"
     job = server.wait_job(accepted.json()["id"])
@@ -202,8 +232,11 @@ def test_job_from_local_source_serves_tiles(tmp_path: Path, serve, imports: Path
     with rasterio.open(imports / L8_60) as src:
         expected = src.read(1)
         bounds, crs = src.bounds, src.crs
-    read = Warehouse(str(tmp_path / "wh")).collection("l8").read(
-        tuple(bounds), crs.to_string(), expected.shape[1], expected.shape[0], item_id=item_id)
+    read = (
+        Warehouse(str(tmp_path / "wh"))
+        .collection("l8")
+        .read(tuple(bounds), crs.to_string(), expected.shape[1], expected.shape[0], item_id=item_id)
+    )
     np.testing.assert_array_equal(np.asarray(read.data[0]), expected)
     tilejson = requests.get(f"{server.url}/collections/l8/WebMercatorQuad/tilejson.json", timeout=60).json()
     tile = requests.get(_center_tile_url(tilejson, 2), timeout=30)
@@ -218,10 +251,15 @@ def test_scene_job_is_one_item_with_every_band(tmp_path: Path, serve, imports: P
         with rasterio.open(imports / name, "w", **profile) as dst:
             dst.write(values, 1)
     server = serve(tmp_path / "wh", "--api-key", KEY, "--import-root", str(imports))
-    accepted = server.post_job({
-        "collection": "scene", "sources": [str(imports / "a.tif"), str(imports / "b.tif")], "scene": True,
-        "bands": ["red", "nir"], "datetime": "2020-05-18T13:30:00Z",
-    })
+    accepted = server.post_job(
+        {
+            "collection": "scene",
+            "sources": [str(imports / "a.tif"), str(imports / "b.tif")],
+            "scene": True,
+            "bands": ["red", "nir"],
+            "datetime": "2020-05-18T13:30:00Z",
+        }
+    )
     assert accepted.status_code == 202, accepted.text
     job = server.wait_job(accepted.json()["id"])
     assert job["status"] == "succeeded", job.get("error")
@@ -234,32 +272,43 @@ def test_scene_job_is_one_item_with_every_band(tmp_path: Path, serve, imports: P
 def test_bad_source_fails_cleanly_and_bad_bodies_are_refused(tmp_path: Path, serve, imports: Path) -> None:
     server = serve(tmp_path / "wh", "--api-key", KEY, "--import-root", str(imports))
     # a non-raster upload: the job fails at once with a one-line reason and commits nothing
-    up = requests.post(server.url + "/uploads", headers=AUTH, files={"file": ("notes.tif", b"not a tiff" * 100)}, timeout=30)
+    up = requests.post(
+        server.url + "/uploads", headers=AUTH, files={"file": ("notes.tif", b"not a tiff" * 100)}, timeout=30
+    )
     assert up.status_code == 201 and up.json()["size"] == 1000 and up.json()["source"].startswith("upload://")
     job = server.wait_job(server.post_job({"collection": "bad", "sources": [up.json()["source"]]}).json()["id"])
     assert job["status"] == "failed" and job["attempts"] == 1 and job["items"] == []
     assert "cannot read raster" in job["error"] and "\n" not in job["error"]
     assert requests.get(server.url + "/stac/collections/bad", timeout=60).status_code == 404
     # one good and one bad file in one job: checked up front, so the good one is not committed either
-    job = server.wait_job(server.post_job(
-        {"collection": "mixed", "sources": [str(imports / L8_60), up.json()["source"]]}).json()["id"])
+    job = server.wait_job(
+        server.post_job({"collection": "mixed", "sources": [str(imports / L8_60), up.json()["source"]]}).json()["id"]
+    )
     assert job["status"] == "failed" and job["items"] == []
     assert requests.get(server.url + "/stac/collections/mixed", timeout=60).status_code == 404
 
     good = str(imports / L8_60)
     bad_bodies = {
-        422: [{}, {"collection": "c"}, {"collection": "c", "sources": []}, {"sources": [good]},
-              {"collection": "c", "sources": [good], "unknown": 1}, {"collection": "bad name!", "sources": [good]},
-              {"collection": "c", "sources": [good], "bands": "red"}],
-        400: [{"collection": "c", "sources": ["/etc/hostname"]},
-              {"collection": "c", "sources": [str(imports / ".." / ".." / "x.tif")]},
-              {"collection": "c", "sources": [str(imports / "missing.tif")]},
-              {"collection": "c", "sources": ["upload://0123456789abcdef0123456789abcdef"]},
-              {"collection": "c", "sources": ["upload://../../etc"]},
-              {"collection": "c", "sources": ["ftp://example.invalid/x.tif"]},
-              {"collection": "c", "sources": [good], "product": "no-such-product"},
-              {"collection": "c", "sources": [good], "datetime": "yesterday"},
-              {"collection": "c", "sources": [{"type": "Feature", "assets": {}}]}],
+        422: [
+            {},
+            {"collection": "c"},
+            {"collection": "c", "sources": []},
+            {"sources": [good]},
+            {"collection": "c", "sources": [good], "unknown": 1},
+            {"collection": "bad name!", "sources": [good]},
+            {"collection": "c", "sources": [good], "bands": "red"},
+        ],
+        400: [
+            {"collection": "c", "sources": ["/etc/hostname"]},
+            {"collection": "c", "sources": [str(imports / ".." / ".." / "x.tif")]},
+            {"collection": "c", "sources": [str(imports / "missing.tif")]},
+            {"collection": "c", "sources": ["upload://0123456789abcdef0123456789abcdef"]},
+            {"collection": "c", "sources": ["upload://../../etc"]},
+            {"collection": "c", "sources": ["ftp://example.invalid/x.tif"]},
+            {"collection": "c", "sources": [good], "product": "no-such-product"},
+            {"collection": "c", "sources": [good], "datetime": "yesterday"},
+            {"collection": "c", "sources": [{"type": "Feature", "assets": {}}]},
+        ],
     }
     # schema errors: the app's request-validation handler (stac-fastapi's, app-wide) answers 400 rather than
     # FastAPI's 422; the contract allows either
@@ -267,8 +316,9 @@ def test_bad_source_fails_cleanly_and_bad_bodies_are_refused(tmp_path: Path, ser
         for body in bodies:
             r = server.post_job(body)
             assert r.status_code in ((400, 422) if status == 422 else (400,)), (body, r.status_code, r.text)
-    not_json = requests.post(server.url + "/jobs", data=b"{nope", headers={**AUTH, "Content-Type": "application/json"},
-                             timeout=60)
+    not_json = requests.post(
+        server.url + "/jobs", data=b"{nope", headers={**AUTH, "Content-Type": "application/json"}, timeout=60
+    )
     assert not_json.status_code in (400, 422)
     assert requests.post(server.url + "/uploads", headers=AUTH, data=b"x", timeout=60).status_code == 415
     assert requests.post(server.url + "/uploads", headers=AUTH, files={"other": b"x"}, timeout=60).status_code == 400
@@ -281,10 +331,22 @@ def test_durable_queue_survives_sigkill(tmp_path: Path, serve, imports: Path) ->
     """SIGKILL mid-job: queued jobs run after restart, the running one after its lease; nothing runs twice."""
     wh = tmp_path / "wh"
     # the ingest test hook holds each job between writing chunks and its commit, so the kill lands mid-job
-    first = serve(wh, "--api-key", KEY, "--import-root", str(imports), "--job-lease", "3",
-                  env={"PIXELQUERY_PAUSE_BEFORE_COMMIT": "30"})
-    ids = [first.post_job({"collection": "l8", "sources": [str(imports / L8_60)],
-                           "datetime": f"2020-05-{18 + i}T13:30:00Z"}).json()["id"] for i in range(3)]
+    first = serve(
+        wh,
+        "--api-key",
+        KEY,
+        "--import-root",
+        str(imports),
+        "--job-lease",
+        "3",
+        env={"PIXELQUERY_PAUSE_BEFORE_COMMIT": "30"},
+    )
+    ids = [
+        first.post_job(
+            {"collection": "l8", "sources": [str(imports / L8_60)], "datetime": f"2020-05-{18 + i}T13:30:00Z"}
+        ).json()["id"]
+        for i in range(3)
+    ]
     deadline = time.monotonic() + 60
     while requests.get(f"{first.url}/jobs/{ids[0]}", timeout=60).json()["status"] != "running":
         assert time.monotonic() < deadline
@@ -296,8 +358,11 @@ def test_durable_queue_survives_sigkill(tmp_path: Path, serve, imports: Path) ->
     before = {j["id"]: j for j in requests.get(second.url + "/jobs", timeout=60).json()["jobs"]}
     assert before[ids[0]]["status"] == "running" and before[ids[0]]["attempts"] == 1
     assert before[ids[1]]["status"] == before[ids[2]]["status"] == "queued"
-    worker = subprocess.Popen([sys.executable, "-m", "pixelquery_tiler", "worker", str(wh), "--job-lease", "3"],
-                              env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "pixelquery_tiler", "worker", str(wh), "--job-lease", "3"],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stderr=subprocess.DEVNULL,
+    )
     try:
         jobs = [second.wait_job(i) for i in ids]
     finally:
@@ -315,8 +380,9 @@ def test_two_servers_share_one_postgres_queue(tmp_path: Path, serve, imports: Pa
     servers = [serve(wh, *common), serve(wh, *common)]
     ids = []
     for i in range(10):
-        r = servers[i % 2].post_job({"collection": "l8", "sources": [str(imports / L8_60)],
-                                     "datetime": f"2020-06-{i + 1:02d}T13:30:00Z"})
+        r = servers[i % 2].post_job(
+            {"collection": "l8", "sources": [str(imports / L8_60)], "datetime": f"2020-06-{i + 1:02d}T13:30:00Z"}
+        )
         assert r.status_code == 202
         ids.append(r.json()["id"])
     jobs = [servers[(i + 1) % 2].wait_job(job_id, timeout=300) for i, job_id in enumerate(ids)]
@@ -330,8 +396,10 @@ def test_two_servers_share_one_postgres_queue(tmp_path: Path, serve, imports: Pa
 
 
 def _multipart_stream(path: Path, boundary: str, chunk: int = 1 << 20) -> Iterator[bytes]:
-    yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{path.name}\"\r\n"
-           "Content-Type: application/octet-stream\r\n\r\n").encode()
+    yield (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
     with open(path, "rb") as f:
         while block := f.read(chunk):
             yield block
@@ -348,8 +416,12 @@ def test_upload_streams_with_bounded_memory_and_size_cap(tmp_path: Path, serve) 
     proc = psutil.Process(server.proc.pid)
     rss_before = proc.memory_info().rss
     boundary = "pixelquery-test-boundary"
-    r = requests.post(server.url + "/uploads", data=_multipart_stream(big, boundary), timeout=300,
-                      headers={**AUTH, "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    r = requests.post(
+        server.url + "/uploads",
+        data=_multipart_stream(big, boundary),
+        timeout=300,
+        headers={**AUTH, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
     assert r.status_code == 201, r.text
     assert r.json()["size"] == size
     growth = proc.memory_info().rss - rss_before
@@ -364,8 +436,12 @@ def test_upload_streams_with_bounded_memory_and_size_cap(tmp_path: Path, serve) 
     over = requests.post(small.url + "/uploads", headers=AUTH, files={"file": ("x.tif", b"\0" * (2 << 20))}, timeout=30)
     assert over.status_code == 413
     # without Content-Length (chunked), the cap is enforced while streaming; the partial file is removed
-    chunked = requests.post(small.url + "/uploads", data=_multipart_stream(big, boundary, 256 << 10), timeout=60,
-                            headers={**AUTH, "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    chunked = requests.post(
+        small.url + "/uploads",
+        data=_multipart_stream(big, boundary, 256 << 10),
+        timeout=60,
+        headers={**AUTH, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
     assert chunked.status_code == 413
     assert not any(p.is_file() for p in (tmp_path / "wh2" / "uploads").rglob("*"))
 
@@ -379,14 +455,24 @@ def test_stac_transactions(tmp_path: Path, serve, imports: Path) -> None:
     assert "https://api.stacspec.org/v1.0.0/collections/extensions/transaction" not in conformance
 
     item = {
-        "type": "Feature", "stac_version": "1.1.0", "id": "l8-new", "collection": "landsat",
-        "geometry": None, "properties": {"datetime": "2020-05-18T13:30:00Z"}, "links": [],
-        "assets": {"B2": {"href": str(imports / L8_60), "type": "image/tiff; application=geotiff", "roles": ["data"]},
-                   "thumb": {"href": str(imports / "thumb.png"), "type": "image/png", "roles": ["thumbnail"]}},
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "id": "l8-new",
+        "collection": "landsat",
+        "geometry": None,
+        "properties": {"datetime": "2020-05-18T13:30:00Z"},
+        "links": [],
+        "assets": {
+            "B2": {"href": str(imports / L8_60), "type": "image/tiff; application=geotiff", "roles": ["data"]},
+            "thumb": {"href": str(imports / "thumb.png"), "type": "image/png", "roles": ["thumbnail"]},
+        },
     }
     url = server.url + "/stac/collections/landsat/items"
     assert requests.post(url, json=item, timeout=60).status_code == 401
-    assert requests.post(server.url + "/stac/collections/nope/items", json=item, headers=AUTH, timeout=60).status_code == 404
+    assert (
+        requests.post(server.url + "/stac/collections/nope/items", json=item, headers=AUTH, timeout=60).status_code
+        == 404
+    )
     assert requests.post(url, json={"type": "Feature"}, headers=AUTH, timeout=60).status_code == 400
     outside = {**item, "assets": {"B2": {**item["assets"]["B2"], "href": "/etc/hostname"}}}
     assert requests.post(url, json=outside, headers=AUTH, timeout=60).status_code == 400
@@ -437,8 +523,11 @@ def test_rate_limit_and_metrics(tmp_path: Path, serve, imports: Path) -> None:
         return sum(v for (n, lab), v in metrics.items() if n == name and set(labels.items()) <= set(lab))
 
     route = "/stac/collections"
-    assert value(after, "pixelquery_http_requests_total", route=route, status="200") - \
-        value(before, "pixelquery_http_requests_total", route=route, status="200") == codes.count(200) + 1
+    assert (
+        value(after, "pixelquery_http_requests_total", route=route, status="200")
+        - value(before, "pixelquery_http_requests_total", route=route, status="200")
+        == codes.count(200) + 1
+    )
     assert value(after, "pixelquery_http_requests_total", route=route, status="429") == codes.count(429)
     assert value(after, "pixelquery_rate_limited_total") == codes.count(429)
     assert value(after, "pixelquery_http_request_duration_seconds_count", route=route) == len(codes) + 1
@@ -464,16 +553,24 @@ def test_rate_limit_and_metrics(tmp_path: Path, serve, imports: Path) -> None:
     assert KEY not in Path(server.log.name).read_text()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--read-auth"], "--read-auth needs at least one --api-key"),
-    (["--api-key", "k", "--rate-limit", "lots"], "invalid rate limit"),
-    (["--import-root", "/no/such/dir"], "is not a directory"),
-    (["--job-workers", "-1"], "--job-workers >= 0"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--read-auth"], "--read-auth needs at least one --api-key"),
+        (["--api-key", "k", "--rate-limit", "lots"], "invalid rate limit"),
+        (["--import-root", "/no/such/dir"], "is not a directory"),
+        (["--job-workers", "-1"], "--job-workers >= 0"),
+    ],
+)
 def test_serve_rejects_bad_service_options(tmp_path: Path, args: list[str], message: str) -> None:
     (tmp_path / "wh").mkdir()
-    r = subprocess.run([sys.executable, "-m", "pixelquery_tiler", "serve", str(tmp_path / "wh"), *args],
-                       capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "pixelquery_tiler", "serve", str(tmp_path / "wh"), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=120,
+    )
     assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 

@@ -110,7 +110,12 @@ def test_rendering_passes_from_capabilities_url_to_tiles(result):
 
 def test_rest_and_kvp_render_the_same(result):
     for date in ("early", "late"):
-        assert harness.changed_fraction(result["runs"][f"auto-{date}"]["screenshot"], result["runs"][f"rest-{date}"]["screenshot"]) < 0.002
+        assert (
+            harness.changed_fraction(
+                result["runs"][f"auto-{date}"]["screenshot"], result["runs"][f"rest-{date}"]["screenshot"]
+            )
+            < 0.002
+        )
 
 
 def test_no_console_errors(result):

@@ -84,8 +84,7 @@ def test_run_is_incremental_and_dry_run_changes_nothing(scene_dir: Path, capsys:
         ([{"files": "*.tif"}], "jobs.0.collection: required key missing"),
         ([{"collection": "c", "files": "*.tif", "s3": "s3://b/p/"}], "exactly one of files, s3, stac"),
         ([{"collection": "c", "files": "nothing/*.tif"}], "jobs.0.files: 'nothing/*.tif' matches no file"),
-        ([{"collection": "landsat", "files": "data/**/*.TIF"}, {"collection": "c", "files": "notes.tif"}],
-         "jobs.1: "),
+        ([{"collection": "landsat", "files": "data/**/*.TIF"}, {"collection": "c", "files": "notes.tif"}], "jobs.1: "),
     ],
 )
 def test_bad_pipeline_fails_before_any_commit(
@@ -111,8 +110,14 @@ def stac_server(scene_dir: Path, capsys: pytest.CaptureFixture):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(str(scene_dir / "served"), refresh_interval=0.0),
-                                           host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(str(scene_dir / "served"), refresh_interval=0.0),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
@@ -125,8 +130,10 @@ def stac_server(scene_dir: Path, capsys: pytest.CaptureFixture):
 
 def test_stac_job_against_our_own_stac_api(scene_dir: Path, capsys: pytest.CaptureFixture, stac_server: str) -> None:
     """Search our /stac, ingest the found item's GeoTIFF asset into another warehouse; a re-run skips it."""
-    job = {"collection": "copy", "stac": {"url": f"{stac_server}/stac", "collections": ["scenes"],
-                                          "assets": ["overview"], "limit": 5}}
+    job = {
+        "collection": "copy",
+        "stac": {"url": f"{stac_server}/stac", "collections": ["scenes"], "assets": ["overview"], "limit": 5},
+    }
     pipeline = write_pipeline(scene_dir, [job], warehouse="copy-wh")
     code, out, err = cli(capsys, "run", pipeline, "--json")
     assert code == 0, err

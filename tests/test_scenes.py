@@ -98,8 +98,10 @@ def test_three_file_landsat_scene_is_one_item_with_true_colour(
     ref = np.ma.concatenate([r.array for r in refs])
     ref_mask = np.logical_and.reduce([r.mask == 0 for r in refs])  # tile mask: invalid where no band is valid
     with TestClient(create_app(str(tmp_path / "wh"), refresh_interval=0.0)) as client:
-        ours = npy_tile(client, f"/collections/landsat/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.npy"
-                                "?bands=red,green,blue&resampling=nearest")
+        ours = npy_tile(
+            client,
+            f"/collections/landsat/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}.npy?bands=red,green,blue&resampling=nearest",
+        )
     assert ours.shape == ref.shape
     valid = ~np.ma.getmaskarray(ours) & ~np.ma.getmaskarray(ref)
     assert valid.mean() > 0.5
@@ -129,8 +131,9 @@ def test_scene_flag_makes_one_item_and_bands_name_every_file(
     for i, path in enumerate(landsat_files):
         plain.append(tmp_path / f"band{i}.tif")
         shutil.copy(path, plain[-1])
-    [item] = ingest(capsys, tmp_path / "wh", *plain, "--collection", "c", "--scene", "--bands", "b,g,r",
-                    "--datetime", "2020-05-18")
+    [item] = ingest(
+        capsys, tmp_path / "wh", *plain, "--collection", "c", "--scene", "--bands", "b,g,r", "--datetime", "2020-05-18"
+    )
     assert item["bands"] == ["b", "g", "r"] and len(item["sources"]) == 3
     assert len(snapshot_ids(tmp_path / "wh", "c")) == 1
 
@@ -140,14 +143,23 @@ def _stac_item(folder: Path, files: list[Path], **assets_extra) -> Path:
     """A STAC 1.0 Item next to ``files`` whose assets point at them by relative href."""
     names = ["blue", "green", "red"]
     doc = {
-        "type": "Feature", "stac_version": "1.0.0", "id": "my-scene-1",
-        "geometry": None, "bbox": None,
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "id": "my-scene-1",
+        "geometry": None,
+        "bbox": None,
         "properties": {"datetime": "2020-05-18T13:10:00Z", "eo:cloud_cover": 12.5, "platform": "landsat-8"},
         "links": [],
         "assets": {
-            **{f"B{i + 2}": {"href": f"./{p.name}", "type": "image/tiff; application=geotiff; profile=cloud-optimized",
-                            "roles": ["data"], "eo:bands": [{"name": f"B{i + 2}", "common_name": names[i]}]}
-               for i, p in enumerate(files)},
+            **{
+                f"B{i + 2}": {
+                    "href": f"./{p.name}",
+                    "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+                    "roles": ["data"],
+                    "eo:bands": [{"name": f"B{i + 2}", "common_name": names[i]}],
+                }
+                for i, p in enumerate(files)
+            },
             "thumbnail": {"href": "./thumb.png", "type": "image/png", "roles": ["thumbnail"]},
             **assets_extra,
         },
@@ -222,17 +234,45 @@ def test_bad_scene_inputs_commit_nothing(
 ) -> None:
     wh = tmp_path / "wh"
     other = shared_data / "gw_LC08_224077_20200518_B2_30m.tif"  # Brazil/Paraguay border, far from Recife
-    fails(capsys, "does not overlap", "ingest", wh, landsat_files[2], other, "--collection", "c", "--scene",
-          "--datetime", "2020-05-18")
+    fails(
+        capsys,
+        "does not overlap",
+        "ingest",
+        wh,
+        landsat_files[2],
+        other,
+        "--collection",
+        "c",
+        "--scene",
+        "--datetime",
+        "2020-05-18",
+    )
     twin = tmp_path / "twin"
     twin.mkdir()
     shutil.copy(landsat_files[2], twin / landsat_files[2].name)
-    fails(capsys, "two files for band 'red'", "ingest", wh, landsat_files[2], twin / landsat_files[2].name,
-          "--collection", "c")
+    fails(
+        capsys,
+        "two files for band 'red'",
+        "ingest",
+        wh,
+        landsat_files[2],
+        twin / landsat_files[2].name,
+        "--collection",
+        "c",
+    )
     no_raster = tmp_path / "meta.json"
     meta = {"href": "./x.xml", "type": "application/xml", "roles": ["metadata"]}
-    no_raster.write_text(json.dumps({"type": "Feature", "stac_version": "1.0.0", "id": "x",
-                                     "properties": {"datetime": "2020-01-01T00:00:00Z"}, "assets": {"meta": meta}}))
+    no_raster.write_text(
+        json.dumps(
+            {
+                "type": "Feature",
+                "stac_version": "1.0.0",
+                "id": "x",
+                "properties": {"datetime": "2020-01-01T00:00:00Z"},
+                "assets": {"meta": meta},
+            }
+        )
+    )
     fails(capsys, "no raster assets", "ingest", wh, no_raster, "--collection", "c")
     fails(capsys, "unreachable", "ingest", wh, f"http://127.0.0.1:{closed_port()}/x.tif", "--collection", "c")
     with serve_folder(landsat_files[0].parent) as base:
@@ -271,7 +311,10 @@ def test_mixed_resolution_reads(tmp_path: Path, capsys: pytest.CaptureFixture, s
             assert np.isfinite(expr.data[0][both]).all() and both.mean() > 0.5
         stac = client.get(f"/stac/collections/s2/items/{item['item_id']}").json()
         assert [(b["name"], round(b["gsd"])) for b in stac["properties"]["bands"]] == [
-            ("red", 28), ("nir", 28), ("swir16", 57)]
+            ("red", 28),
+            ("nir", 28),
+            ("swir16", 57),
+        ]
         assert len(client.get("/stac/collections/s2/items").json()["features"]) == 1
 
 
@@ -295,8 +338,9 @@ def test_readme_ingest_real_imagery_commands_run(tmp_path: Path, shared_data: Pa
     _stac_item(tmp_path, landsat)
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     for command in commands:
-        proc = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True,
-                              timeout=600)
+        proc = subprocess.run(
+            ["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        )
         assert proc.returncode == 0, f"{command}: {proc.stderr}"
     wh = Warehouse(str(tmp_path / "wh"))
     assert sorted(wh.collections()) == ["landsat", "rgb", "sentinel2", "stac"]

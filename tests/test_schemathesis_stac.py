@@ -43,13 +43,20 @@ def test_no_stac_input_is_a_server_error(stac_api_schema: Any, mode: GenerationM
     for operation in operations:
 
         @given(case=operation.as_strategy(generation_mode=mode))
-        @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=MAX_EXAMPLES,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
         def run(case: Any) -> None:
             response = case.call()
             if response.status_code >= 500 or (response.status_code >= 400 and len(response.content) > 20_000):
-                failures.append(f"{case.method} {case.formatted_path} query={case.query!r} body={case.body!r:.300} "
-                                f"-> {response.status_code} {response.text[:300]}")
+                failures.append(
+                    f"{case.method} {case.formatted_path} query={case.query!r} body={case.body!r:.300} "
+                    f"-> {response.status_code} {response.text[:300]}"
+                )
 
         try:
             run()

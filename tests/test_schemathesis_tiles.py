@@ -31,9 +31,7 @@ def app_schema(tile_warehouse: TileWarehouse) -> Any:
 
     app = create_app(tile_warehouse.uri, refresh_interval=60)
     return (
-        schemathesis.openapi.from_asgi("/api", app)
-        .exclude(path_regex=r"^/stac")
-        .exclude(path_regex=r"/items/\{iid\}")
+        schemathesis.openapi.from_asgi("/api", app).exclude(path_regex=r"^/stac").exclude(path_regex=r"/items/\{iid\}")
     )
 
 
@@ -45,15 +43,22 @@ def test_no_tile_input_is_a_server_error(app_schema: Any, mode: GenerationMode) 
     for operation in operations:
 
         @given(case=operation.as_strategy(generation_mode=mode), real=st.booleans())
-        @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=MAX_EXAMPLES,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
         def run(case: Any, real: bool) -> None:
             if real and case.path_parameters and "cid" in case.path_parameters:
                 case.path_parameters["cid"] = "pair"
             response = case.call()
             if response.status_code >= 500 or (response.status_code >= 400 and len(response.content) > 20_000):
-                failures.append(f"{case.method} {case.formatted_path} query={case.query!r} body={case.body!r:.300} "
-                                f"-> {response.status_code} {response.text[:300]}")
+                failures.append(
+                    f"{case.method} {case.formatted_path} query={case.query!r} body={case.body!r:.300} "
+                    f"-> {response.status_code} {response.text[:300]}"
+                )
 
         try:
             run()

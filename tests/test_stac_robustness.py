@@ -78,7 +78,10 @@ def test_bad_get_inputs_are_4xx_with_a_short_body(stac_server: StacServer, param
 
 
 POSTS = [
-    b"null", b"[]", b"3", b'"search"',
+    b"null",
+    b"[]",
+    b"3",
+    b'"search"',
     b'{"bbox": [-Infinity, 0, 1, 1]}',
     b'{"bbox": [0, 0, 1, NaN]}',
     b'{"limit": 1e400}',
@@ -124,12 +127,21 @@ def test_partial_items_match_the_declared_response_schema(stac_server: StacServe
 
     api = httpx.get(f"{stac_server.url}/api").raise_for_status().json()
     for path, method, request in [
-        ("/stac/search", "get",
-         lambda: httpx.get(f"{stac_server.stac}/search", params={"fields": "id,properties.gsd"})),
-        ("/stac/search", "post",
-         lambda: httpx.post(f"{stac_server.stac}/search", json={"fields": {"include": ["id"]}})),
-        ("/stac/collections/{collection_id}/items", "get",
-         lambda: httpx.get(f"{stac_server.stac}/collections/landsat/items", params={"fields": "-geometry"})),
+        (
+            "/stac/search",
+            "get",
+            lambda: httpx.get(f"{stac_server.stac}/search", params={"fields": "id,properties.gsd"}),
+        ),
+        (
+            "/stac/search",
+            "post",
+            lambda: httpx.post(f"{stac_server.stac}/search", json={"fields": {"include": ["id"]}}),
+        ),
+        (
+            "/stac/collections/{collection_id}/items",
+            "get",
+            lambda: httpx.get(f"{stac_server.stac}/collections/landsat/items", params={"fields": "-geometry"}),
+        ),
         ("/stac/search", "get", lambda: httpx.get(f"{stac_server.stac}/search")),  # whole items fit too
     ]:
         declared = api["paths"][path][method]["responses"]["200"]["content"]["application/geo+json"]["schema"]

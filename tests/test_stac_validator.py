@@ -65,7 +65,10 @@ except pystac.errors.STACValidationError:
 def test_pystac_validates_items_fetching_our_schema_from_the_server(stac_server: StacServer) -> None:
     proc = subprocess.run(
         [sys.executable, "-c", PYSTAC_CHECK, f"{stac_server.stac}/collections/landsat/items?limit=1"],
-        capture_output=True, text=True, env=_shim_env(), timeout=300,
+        capture_output=True,
+        text=True,
+        env=_shim_env(),
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     used, verdict = proc.stdout.strip().splitlines()
@@ -83,16 +86,26 @@ def test_stac_api_validator_passes(stac_server: StacServer, tmp_path: Path) -> N
     conformance = ["core", "collections", "features", "item-search", "filter", "item-search#fields", "item-search#sort"]
     proc = subprocess.run(
         [
-            sys.executable, "-m", "stac_api_validator",
-            "--root-url", f"{stac_server.stac}/",
+            sys.executable,
+            "-m",
+            "stac_api_validator",
+            "--root-url",
+            f"{stac_server.stac}/",
             *(arg for c in conformance for arg in ("--conformance", c)),
-            "--collection", "landsat",
-            "--geometry", json.dumps(geometry),
-            "--fields-nested-property", "properties.gsd",
+            "--collection",
+            "landsat",
+            "--geometry",
+            json.dumps(geometry),
+            "--fields-nested-property",
+            "properties.gsd",
             "--validate-pagination",
-            "--log-level", "WARNING",
+            "--log-level",
+            "WARNING",
         ],
-        capture_output=True, text=True, env=env, timeout=900,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
     )
     report = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "Errors: none" in proc.stdout, report[-6000:]

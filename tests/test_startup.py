@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from warehouse_fixtures import ingest_json, write_geotiff
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,7 +34,11 @@ def imported_heavy(code: str) -> list[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run(
         [sys.executable, "-c", PROBE.format(code=code, heavy=HEAVY)],
-        capture_output=True, text=True, check=True, env=env, timeout=120,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        timeout=120,
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -43,20 +48,18 @@ def test_package_and_cli_import_nothing_heavy() -> None:
 
 
 def test_help_imports_nothing_heavy() -> None:
-    code = (
-        "from pixelquery_tiler.cli import main\n"
-        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass"
-    )
+    code = "from pixelquery_tiler.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass"
     assert imported_heavy(code) == []
 
 
 def test_lazy_package_names_still_resolve() -> None:
     """``from pixelquery_tiler import Warehouse`` (the public API) keeps working after the lazy import."""
-    from pixelquery_tiler import Collection, CollectionNotFound, Warehouse
-    from pixelquery_tiler import warehouse
+    from pixelquery_tiler import Collection, CollectionNotFound, Warehouse, warehouse
 
     assert (Warehouse, Collection, CollectionNotFound) == (
-        warehouse.Warehouse, warehouse.Collection, warehouse.CollectionNotFound
+        warehouse.Warehouse,
+        warehouse.Collection,
+        warehouse.CollectionNotFound,
     )
     with pytest.raises(ImportError):
         from pixelquery_tiler import no_such_name  # noqa: F401

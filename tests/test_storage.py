@@ -162,8 +162,14 @@ def test_landsat_product_nodata_masks_zeros(tmp_path: Path, shared_data: Path) -
 
 def _write(path: Path, data: np.ndarray, nodata: float | None, transform: Affine) -> Path:
     profile = {
-        "driver": "GTiff", "width": data.shape[2], "height": data.shape[1], "count": data.shape[0],
-        "dtype": data.dtype, "crs": "EPSG:32633", "transform": transform, "nodata": nodata,
+        "driver": "GTiff",
+        "width": data.shape[2],
+        "height": data.shape[1],
+        "count": data.shape[0],
+        "dtype": data.dtype,
+        "crs": "EPSG:32633",
+        "transform": transform,
+        "nodata": nodata,
     }
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
@@ -314,10 +320,18 @@ def test_decoded_chunk_cache_is_bounded_and_only_for_compressed_files(tmp_path: 
 def test_item_of_two_band_groups_is_one_snapshot(tmp_path: Path) -> None:
     """A 10 m group and a 20 m group commit as one item: one snapshot, rows per group with its own grid."""
     rng = np.random.default_rng(2)
-    ten = _write(tmp_path / "b10.tif", rng.integers(1, 5000, (2, 400, 400), dtype=np.uint16), 0,
-                 Affine(10, 0, 300000, 0, -10, 5000000))
-    twenty = _write(tmp_path / "b20.tif", rng.integers(1, 5000, (1, 200, 200), dtype=np.uint16), 0,
-                    Affine(20, 0, 300000, 0, -20, 5000000))
+    ten = _write(
+        tmp_path / "b10.tif",
+        rng.integers(1, 5000, (2, 400, 400), dtype=np.uint16),
+        0,
+        Affine(10, 0, 300000, 0, -10, 5000000),
+    )
+    twenty = _write(
+        tmp_path / "b20.tif",
+        rng.integers(1, 5000, (1, 200, 200), dtype=np.uint16),
+        0,
+        Affine(20, 0, 300000, 0, -20, 5000000),
+    )
     wh = Warehouse(str(tmp_path / "wh"))
     _ = wh.catalog  # the catalog exists before chunk files are written (as in Warehouse.ingest)
     profile = get_profile("generic")

@@ -109,7 +109,9 @@ def test_compact_changes_no_item_tile_or_time_travel(tmp_path: Path) -> None:
         assert report["files_before"] == 6 and report["files_after"] == 2  # one sorted file per month
         assert report["snapshot_id"] is not None
 
-        for url, tile in zip(urls, tiles, strict=True):  # the server picked up the new files: the same tiles, byte for byte
+        for url, tile in zip(
+            urls, tiles, strict=True
+        ):  # the server picked up the new files: the same tiles, byte for byte
             np.testing.assert_array_equal(npy_tile(client, url), tile)
     fresh = Warehouse(str(tmp_path / "wh"))
     assert data_files(fresh) == 2
@@ -151,7 +153,9 @@ def test_delete_hides_the_item_at_the_head_only(tmp_path: Path) -> None:
         pinned = npy_tile(client, pinned_url)
         assert client.get(f"/stac/collections/c/items/{third.item_id}").status_code == 200
 
-        out = json.loads(cli_ok("delete", tmp_path / "wh", "--collection", "c", "--item", third.item_id, "--json").stdout)
+        out = json.loads(
+            cli_ok("delete", tmp_path / "wh", "--collection", "c", "--item", third.item_id, "--json").stdout
+        )
         assert out["item_id"] == third.item_id
 
         assert client.get(f"/stac/collections/c/items/{third.item_id}").status_code == 404
@@ -164,13 +168,18 @@ def test_delete_hides_the_item_at_the_head_only(tmp_path: Path) -> None:
     assert coll.read(BOUNDS, CRS, 64, 64).items == [second.item_id]
     assert coll.read(BOUNDS, CRS, 64, 64, snapshot_id=third.snapshot_id).items == [third.item_id]
     with rasterio.open(tmp_path / "obsc2.tif") as src:
-        np.testing.assert_array_equal(coll.read(BOUNDS, CRS, 64, 64, snapshot_id=third.snapshot_id).data.filled(0), src.read())
+        np.testing.assert_array_equal(
+            coll.read(BOUNDS, CRS, 64, 64, snapshot_id=third.snapshot_id).data.filled(0), src.read()
+        )
     history = coll.snapshots()
     assert [s.item_id for s in history] == [first.item_id, second.item_id, third.item_id, None]
     assert history[-1].properties["deleted_item"] == third.item_id
     listed = json.loads(cli_ok("snapshots", tmp_path / "wh", "--collection", "c", "--json").stdout)
     assert [(s["kind"], s["item_id"]) for s in listed] == [
-        ("item", first.item_id), ("item", second.item_id), ("item", third.item_id), ("delete", third.item_id),
+        ("item", first.item_id),
+        ("item", second.item_id),
+        ("item", third.item_id),
+        ("delete", third.item_id),
     ]
     # its chunk files are still referenced (time travel reads them)
     assert not [f for f in fresh.gc(older_than=dt.timedelta(0), dry_run=True).orphans if f.path.startswith("chunks/")]
@@ -193,11 +202,16 @@ def test_deleted_item_survives_expiry_and_compaction(tmp_path: Path) -> None:
     for reader in (server, Warehouse(str(tmp_path / "wh"))):
         coll = reader.collection("c")
         assert coll.read(BOUNDS, CRS, 64, 64, snapshot_id=results[1].snapshot_id, pixel_selection="count").items == [
-            results[1].item_id, results[0].item_id,
+            results[1].item_id,
+            results[0].item_id,
         ]
         assert results[0].item_id not in [it.item_id for it in coll.index().items]
     with rasterio.open(tmp_path / "obsc0.tif") as src:
-        out = Warehouse(str(tmp_path / "wh")).collection("c").read(BOUNDS, CRS, 64, 64, snapshot_id=results[0].snapshot_id)
+        out = (
+            Warehouse(str(tmp_path / "wh"))
+            .collection("c")
+            .read(BOUNDS, CRS, 64, 64, snapshot_id=results[0].snapshot_id)
+        )
         np.testing.assert_array_equal(out.data.filled(0), src.read())
 
 
@@ -206,8 +220,11 @@ def test_delete_of_unknown_item_or_collection_commits_nothing(tmp_path: Path) ->
     series(wh, tmp_path, ["2021-03-01"])
     before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "wh").rglob("*") if p.is_file())
     snaps = [s.snapshot_id for s in wh.collection("c").snapshots()]
-    for args in (("--collection", "c", "--item", "nope"), ("--collection", "nope", "--item", "x"),
-                 ("--collection", "../evil", "--item", "x")):
+    for args in (
+        ("--collection", "c", "--item", "nope"),
+        ("--collection", "nope", "--item", "x"),
+        ("--collection", "../evil", "--item", "x"),
+    ):
         proc = run_cli("delete", tmp_path / "wh", *args)
         assert proc.returncode != 0 and proc.stdout == ""
         assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr, proc.stderr
@@ -255,7 +272,10 @@ def test_sigkill_during_maintenance_leaves_table_unchanged_and_gc_cleans(tmp_pat
     extra = ["--item", results[1].item_id] if command == "delete" else []
     proc = subprocess.run(
         [sys.executable, "-c", KILL_AT_COMMIT, command, str(tmp_path / "wh"), "--collection", "c", *extra],
-        capture_output=True, text=True, timeout=300, env=os.environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ,
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     left = files_under(tmp_path / "wh") - files_before

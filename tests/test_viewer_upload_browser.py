@@ -23,15 +23,22 @@ def test_upload_in_viewer_adds_a_date(tmp_path: Path) -> None:
     from pixelquery_tiler import Warehouse
 
     wh = tmp_path / "warehouse"
-    Warehouse(str(wh)).ingest(str(harness.data_file("gw_LC08_224077_20200518_B2_60m.tif")), "landsat",
-                              datetime="2020-05-18T13:30:00Z")
+    Warehouse(str(wh)).ingest(
+        str(harness.data_file("gw_LC08_224077_20200518_B2_60m.tif")), "landsat", datetime="2020-05-18T13:30:00Z"
+    )
     command = [*harness.serve_command(wh, 0), "--api-key", KEY]
     command[command.index("--port") + 1] = "{port}"
     with harness.live_server(wh, tmp_path / "server.log", command=command) as base:
-        result = harness.run_node("upload_check.mjs", {
-            "base": base, "key": KEY, "collection": "landsat", "datetime": "2021-03-04T10:00:00Z",
-            "file": str(harness.data_file("gw_LC08_224077_20200518_B2_30m.tif")),
-        })
+        result = harness.run_node(
+            "upload_check.mjs",
+            {
+                "base": base,
+                "key": KEY,
+                "collection": "landsat",
+                "datetime": "2021-03-04T10:00:00Z",
+                "file": str(harness.data_file("gw_LC08_224077_20200518_B2_30m.tif")),
+            },
+        )
     assert "error" not in result, result
     assert result["problems"] == [], result["problems"]
     assert result["datesBefore"] == ["2020-05-18"]
@@ -51,8 +58,9 @@ def test_read_only_server_has_no_upload_panel(tmp_path: Path) -> None:
     from pixelquery_tiler import Warehouse
 
     wh = tmp_path / "warehouse"
-    Warehouse(str(wh)).ingest(str(harness.data_file("gw_LC08_224077_20200518_B2_60m.tif")), "landsat",
-                              datetime="2020-05-18T13:30:00Z")
+    Warehouse(str(wh)).ingest(
+        str(harness.data_file("gw_LC08_224077_20200518_B2_60m.tif")), "landsat", datetime="2020-05-18T13:30:00Z"
+    )
     with harness.live_server(wh, tmp_path / "server.log") as base:
         import json
 

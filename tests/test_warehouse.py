@@ -37,7 +37,10 @@ def test_time_travel_sees_only_what_existed(tmp_path: Path) -> None:
     first, second, third = ingest_series(wh, tmp_path, 3)
     fresh = Warehouse(str(tmp_path / "wh"))  # a new process's view, nothing cached
     assert read_all(fresh, snapshot_id=first.snapshot_id).items == [first.item_id]
-    assert read_all(fresh, snapshot_id=second.snapshot_id, pixel_selection="count").items == [second.item_id, first.item_id]
+    assert read_all(fresh, snapshot_id=second.snapshot_id, pixel_selection="count").items == [
+        second.item_id,
+        first.item_id,
+    ]
     assert read_all(fresh).items == [third.item_id]  # head, newest first, output full after one
     with pytest.raises(SnapshotNotFound):
         read_all(fresh, snapshot_id=12345)
@@ -119,8 +122,14 @@ def test_collection_names_are_checked(tmp_path: Path) -> None:
 def test_geographic_and_nodata_synthetic_round_trip(tmp_path: Path) -> None:
     """Float data with a NaN-free nodata and a geographic CRS round-trips exactly too."""
     path = write_geotiff(
-        tmp_path / "dem.tif", width=37, height=23, crs="EPSG:4326", transform=Affine(0.01, 0, 10.005, 0, -0.01, 45.0),
-        dtype="float32", nodata=-9999.0, datetime_tag="2020:01:01 00:00:00",
+        tmp_path / "dem.tif",
+        width=37,
+        height=23,
+        crs="EPSG:4326",
+        transform=Affine(0.01, 0, 10.005, 0, -0.01, 45.0),
+        dtype="float32",
+        nodata=-9999.0,
+        datetime_tag="2020:01:01 00:00:00",
     )
     wh = Warehouse(str(tmp_path / "wh"))
     wh.ingest(str(path), "dem")

@@ -44,12 +44,17 @@ def test_owslib_parses_layers_tms_and_time(capabilities: str):
 
 
 def test_capabilities_template_details(live_server: str, tile_warehouse: TileWarehouse):
-    r = httpx.get(f"{live_server}/collections/pair/WMTSCapabilities.xml?rescale=0,10000&datetime=2020-05-01/..", timeout=60)
+    r = httpx.get(
+        f"{live_server}/collections/pair/WMTSCapabilities.xml?rescale=0,10000&datetime=2020-05-01/..", timeout=60
+    )
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/xml")
     assert "&amp;rescale=" in r.text and "&rescale" not in r.text
     root = ET.fromstring(r.content)
     sets = {s.find("ows:Identifier", NS).text: s for s in root.iterfind("wmts:Contents/wmts:TileMatrixSet", NS)}
-    assert sets["WebMercatorQuad"].find("wmts:WellKnownScaleSet", NS).text == "urn:ogc:def:wkss:OGC:1.0:GoogleMapsCompatible"
+    assert (
+        sets["WebMercatorQuad"].find("wmts:WellKnownScaleSet", NS).text
+        == "urn:ogc:def:wkss:OGC:1.0:GoogleMapsCompatible"
+    )
     assert sets["WorldCRS84Quad"].find("wmts:WellKnownScaleSet", NS) is None
     assert "CDB1GlobalGrid" not in sets  # variable matrix widths cannot be described in WMTS 1.0
     for s in sets.values():
@@ -60,17 +65,29 @@ def test_capabilities_template_details(live_server: str, tile_warehouse: TileWar
     dim = layer.find("wmts:Dimension", NS)
     assert [v.text for v in dim.iterfind("wmts:Value", NS)] == ["2020-05-18", "2020-06-03"]
     item = tile_warehouse.pair[0].item_id
-    one = ET.fromstring(httpx.get(f"{live_server}/collections/pair/items/{item}/WMTSCapabilities.xml", timeout=60).content)
+    one = ET.fromstring(
+        httpx.get(f"{live_server}/collections/pair/items/{item}/WMTSCapabilities.xml", timeout=60).content
+    )
     values = {v.text for v in one.iterfind("wmts:Contents/wmts:Layer/wmts:Dimension/wmts:Value", NS)}
     assert values == {"2020-05-18"}
 
 
 def test_owslib_gettile_kvp_and_rest(capabilities: str):
     wmts = WebMapTileService(capabilities)
-    tile = wmts.gettile(layer=LAYER, tilematrixset="WebMercatorQuad", tilematrix="10", row=586, column=356, format="image/png", Time="2020-05-18")
+    tile = wmts.gettile(
+        layer=LAYER,
+        tilematrixset="WebMercatorQuad",
+        tilematrix="10",
+        row=586,
+        column=356,
+        format="image/png",
+        Time="2020-05-18",
+    )
     body = tile.read()
     assert body.startswith(b"\x89PNG")
-    rest = wmts.buildTileResource(layer=LAYER, tilematrixset="WebMercatorQuad", tilematrix="10", row=586, column=356, Time="2020-06-03")
+    rest = wmts.buildTileResource(
+        layer=LAYER, tilematrixset="WebMercatorQuad", tilematrix="10", row=586, column=356, Time="2020-06-03"
+    )
     r = httpx.get(rest, timeout=60)
     assert r.status_code == 200 and r.content.startswith(b"\x89PNG")
 
@@ -99,7 +116,9 @@ def test_gdal_translate_cli(capabilities: str, tmp_path: Path):
     out = tmp_path / "wmts.tif"
     proc = subprocess.run(
         ["gdal_translate", "-outsize", "256", "0", gdal_wmts_name(capabilities + "?rescale=0,16000"), str(out)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     with rasterio.open(out) as ds:
@@ -125,7 +144,11 @@ def centre_of_limits(wmts: WebMapTileService, layer: str, tms: str = "WebMercato
     """(TileMatrix, row, col) in the middle of the layer's deepest TileMatrixLimits: a tile with data."""
     limits = wmts.contents[layer].tilematrixsetlinks[tms].tilematrixlimits
     deepest = limits[max(limits, key=int)]
-    return deepest.tilematrix, (deepest.mintilerow + deepest.maxtilerow) // 2, (deepest.mintilecol + deepest.maxtilecol) // 2
+    return (
+        deepest.tilematrix,
+        (deepest.mintilerow + deepest.maxtilerow) // 2,
+        (deepest.mintilecol + deepest.maxtilecol) // 2,
+    )
 
 
 def png(response: httpx.Response) -> ImageData:
@@ -139,8 +162,18 @@ def test_default_capabilities_render_the_profile(capabilities: str):
     wmts = WebMapTileService(capabilities)
     for query in (layer_query(wmts), kvp_query(wmts)):
         assert query["bands"] == ["blue"] and query["rescale"] == ["7000,14000"], query
-    rest = wmts.buildTileResource(layer=LAYER, tilematrixset="WebMercatorQuad", tilematrix="10", row=586, column=356, Time=PAIR[0][1])
-    kvp = wmts.gettile(layer=LAYER, tilematrixset="WebMercatorQuad", tilematrix="10", row=586, column=356, format="image/png", Time=PAIR[0][1])
+    rest = wmts.buildTileResource(
+        layer=LAYER, tilematrixset="WebMercatorQuad", tilematrix="10", row=586, column=356, Time=PAIR[0][1]
+    )
+    kvp = wmts.gettile(
+        layer=LAYER,
+        tilematrixset="WebMercatorQuad",
+        tilematrix="10",
+        row=586,
+        column=356,
+        format="image/png",
+        Time=PAIR[0][1],
+    )
     for image in (png(httpx.get(rest, timeout=60)), ImageData.from_bytes(kvp.read())):
         assert image.array.dtype == np.uint8  # stretched to 8 bits, not raw 16-bit reflectance
         assert image.array.count() > 0.2 * image.array.size and image.array.mean() > 30  # not near-black
@@ -168,8 +201,17 @@ def test_six_band_collection_default_tile_is_a_png(live_server: str, tile_wareho
     layer = f"{cid}_WebMercatorQuad_default"
     assert layer_query(wmts, layer)["bands"] == ["red,green,blue"] and layer_query(wmts, layer)["rescale"] == ["0,255"]
     matrix, row, col = centre_of_limits(wmts, layer)
-    assert httpx.get(f"{base}/tiles/WebMercatorQuad/{matrix}/{col}/{row}.png", timeout=60).status_code == 400  # raw: 6 bands
-    image = png(httpx.get(wmts.buildTileResource(layer=layer, tilematrixset="WebMercatorQuad", tilematrix=matrix, row=row, column=col, Time="1999-08-03"), timeout=60))
+    assert (
+        httpx.get(f"{base}/tiles/WebMercatorQuad/{matrix}/{col}/{row}.png", timeout=60).status_code == 400
+    )  # raw: 6 bands
+    image = png(
+        httpx.get(
+            wmts.buildTileResource(
+                layer=layer, tilematrixset="WebMercatorQuad", tilematrix=matrix, row=row, column=col, Time="1999-08-03"
+            ),
+            timeout=60,
+        )
+    )
     assert image.count == 3 and image.array.count() > 0 and image.array.mean() > 30
 
 
@@ -183,8 +225,16 @@ def test_tile_url_documents_share_the_default_rendering(live_server: str, tile_w
         collection = httpx.get(f"{live_server}/stac/collections/{cid}", timeout=60).raise_for_status().json()
         xyz = next(link["href"] for link in collection["links"] if link["rel"] == "xyz")
         wmts = WebMapTileService(f"{live_server}/collections/{cid}/WMTSCapabilities.xml")
-        tilejson = httpx.get(f"{live_server}/collections/{cid}/WebMercatorQuad/tilejson.json", timeout=60).raise_for_status().json()
-        queries = [parse_qs(urlsplit(xyz).query), layer_query(wmts, f"{cid}_WebMercatorQuad_default"), parse_qs(urlsplit(tilejson["tiles"][0]).query)]
+        tilejson = (
+            httpx.get(f"{live_server}/collections/{cid}/WebMercatorQuad/tilejson.json", timeout=60)
+            .raise_for_status()
+            .json()
+        )
+        queries = [
+            parse_qs(urlsplit(xyz).query),
+            layer_query(wmts, f"{cid}_WebMercatorQuad_default"),
+            parse_qs(urlsplit(tilejson["tiles"][0]).query),
+        ]
         for query in queries:
             assert {k: v for k, v in query.items() if k in ("bands", "rescale")} == expected, (cid, query)
 
@@ -202,18 +252,31 @@ def test_snapshot_pinned_capabilities_list_that_snapshots_dates(live_server: str
     first, second = tile_warehouse.pair
     base = f"{live_server}/collections/pair"
     for snapshot, dates in ((first.snapshot_id, [PAIR[0][1]]), (second.snapshot_id, [PAIR[0][1], PAIR[1][1]])):
-        for url in (f"{base}/WMTSCapabilities.xml?snapshot_id={snapshot}", f"{base}/wmts?SERVICE=WMTS&REQUEST=GetCapabilities&snapshot_id={snapshot}"):
+        for url in (
+            f"{base}/WMTSCapabilities.xml?snapshot_id={snapshot}",
+            f"{base}/wmts?SERVICE=WMTS&REQUEST=GetCapabilities&snapshot_id={snapshot}",
+        ):
             r = httpx.get(url, timeout=60)
             assert r.status_code == 200 and "immutable" in r.headers["cache-control"]
             layers = time_values(r.content)
             assert layers and all(values == [*dates, dates[-1]] for values in layers), (url, layers[:1])
             root = ET.fromstring(r.content)
-            templates = [html.unescape(u.get("template")) for u in root.iterfind("wmts:Contents/wmts:Layer/wmts:ResourceURL", NS)]
+            templates = [
+                html.unescape(u.get("template")) for u in root.iterfind("wmts:Contents/wmts:Layer/wmts:ResourceURL", NS)
+            ]
             assert all(parse_qs(urlsplit(t).query)["snapshot_id"] == [str(snapshot)] for t in templates)
             assert all("bands=blue" in t and "rescale=7000%2C14000" in t for t in templates)
     wmts = WebMapTileService(f"{base}/WMTSCapabilities.xml?snapshot_id={first.snapshot_id}")
     assert kvp_query(wmts)["snapshot_id"] == [str(first.snapshot_id)]
-    tile = wmts.gettile(layer=LAYER, tilematrixset="WebMercatorQuad", tilematrix="10", row=586, column=356, format="image/png", Time=PAIR[0][1])
+    tile = wmts.gettile(
+        layer=LAYER,
+        tilematrixset="WebMercatorQuad",
+        tilematrix="10",
+        row=586,
+        column=356,
+        format="image/png",
+        Time=PAIR[0][1],
+    )
     assert tile.read().startswith(b"\x89PNG")
     for ingest, date in zip((first, second), (PAIR[0][1], PAIR[1][1]), strict=True):
         r = httpx.get(f"{base}/items/{ingest.item_id}/WMTSCapabilities.xml", timeout=60)

@@ -42,12 +42,17 @@ def collection_for(path: Path) -> str:
     return path.stem.lower().replace(".", "-")[:60]
 
 
-def run_cli(*args: str | os.PathLike, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str | os.PathLike, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
     """``python -m pixelquery_tiler ARGS`` in a subprocess (text output captured)."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "pixelquery_tiler", *map(str, args)],
-        capture_output=True, text=True, env=full_env, timeout=timeout,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
     )
 
 

@@ -89,7 +89,9 @@ class FieldsGetRequest(APIRequest):
 class FieldsPostRequest(BaseModel):
     """``fields`` object; ``null`` is rejected (the fields extension gives it no meaning)."""
 
-    fields: PostFieldsExtension = Field(default_factory=PostFieldsExtension, description="Fields to include or exclude.")
+    fields: PostFieldsExtension = Field(
+        default_factory=PostFieldsExtension, description="Fields to include or exclude."
+    )
 
 
 DATETIME_DESCRIPTION = (
@@ -158,16 +160,32 @@ def add_stac_api(app: FastAPI, warehouse: Warehouse) -> StacApi:
     sortables = PixelQuerySortablesClient(backend=backend)
     filters = PixelQueryFiltersClient(backend=backend)
     search_extensions = [
-        SearchFilterExtension(client=filters, conformance_classes=[*FILTER_CONFORMANCE, FilterConformanceClasses.SEARCH]),
-        SearchSortExtension(client=sortables, conformance_classes=[
-            SortConformanceClasses.ITEM_SEARCH_SORT, SortConformanceClasses.ITEM_SEARCH_SORTABLES, SORT_V1_0["search"]]),
+        SearchFilterExtension(
+            client=filters, conformance_classes=[*FILTER_CONFORMANCE, FilterConformanceClasses.SEARCH]
+        ),
+        SearchSortExtension(
+            client=sortables,
+            conformance_classes=[
+                SortConformanceClasses.ITEM_SEARCH_SORT,
+                SortConformanceClasses.ITEM_SEARCH_SORTABLES,
+                SORT_V1_0["search"],
+            ],
+        ),
         PixelQueryFieldsExtension(conformance_classes=[FieldsConformanceClasses.SEARCH]),
         TokenPaginationExtension(),
     ]
     items_extensions = [
-        ItemCollectionFilterExtension(client=filters, conformance_classes=[*FILTER_CONFORMANCE, FilterConformanceClasses.ITEMS]),
-        ItemCollectionSortExtension(client=sortables, conformance_classes=[
-            SortConformanceClasses.FEATURES_SORT, SortConformanceClasses.FEATURES_SORTABLES, SORT_V1_0["items"]]),
+        ItemCollectionFilterExtension(
+            client=filters, conformance_classes=[*FILTER_CONFORMANCE, FilterConformanceClasses.ITEMS]
+        ),
+        ItemCollectionSortExtension(
+            client=sortables,
+            conformance_classes=[
+                SortConformanceClasses.FEATURES_SORT,
+                SortConformanceClasses.FEATURES_SORTABLES,
+                SORT_V1_0["items"],
+            ],
+        ),
         PixelQueryFieldsExtension(conformance_classes=[FieldsConformanceClasses.ITEMS]),
         TokenPaginationExtension(),
     ]

@@ -41,6 +41,7 @@ from .search import (
 
 log = logging.getLogger(__name__)
 
+
 class JSONResponse(StarletteJSONResponse):
     """JSON via orjson: item collections are mostly coordinates, which the stdlib encoder formats ~10x slower."""
 
@@ -99,9 +100,17 @@ def _get_query(
     """A ``SearchQuery`` from GET parameters (``/search`` and ``/collections/{id}/items`` alike)."""
     start, end = parse_datetime(datetime)
     return SearchQuery(
-        collections=collections, ids=ids, bbox=parse_bbox(bbox), intersects=parse_intersects(intersects),
-        start=start, end=end, limit=limit or 10, token=token, filter=_filter(filter_expr, filter_lang, filter_crs),
-        sortby=parse_sortby(sortby), fields=parse_fields_get(fields),
+        collections=collections,
+        ids=ids,
+        bbox=parse_bbox(bbox),
+        intersects=parse_intersects(intersects),
+        start=start,
+        end=end,
+        limit=limit or 10,
+        token=token,
+        filter=_filter(filter_expr, filter_lang, filter_crs),
+        sortby=parse_sortby(sortby),
+        fields=parse_fields_get(fields),
     )
 
 
@@ -164,7 +173,18 @@ class PixelQueryCoreClient(BaseCoreClient):
         if self.backend.records(collection_id) is None:
             raise NotFoundError(f"collection {excerpt(collection_id)} not found")
         query = _get_query(
-            [collection_id], None, bbox, None, datetime, limit, token, filter_expr, filter_lang, filter_crs, sortby, fields
+            [collection_id],
+            None,
+            bbox,
+            None,
+            datetime,
+            limit,
+            token,
+            filter_expr,
+            filter_lang,
+            filter_crs,
+            sortby,
+            fields,
         )
         links = item_collection_links(_bases(request)[0], collection_id)
         return self._respond(request, query, self.backend.search(query), links)
@@ -190,8 +210,18 @@ class PixelQueryCoreClient(BaseCoreClient):
         if bbox is not None and intersects:
             raise bad_request("bbox and intersects are mutually exclusive")
         query = _get_query(
-            _split(collections), _split(ids), bbox, intersects, datetime, limit, token, filter_expr, filter_lang, filter_crs,
-            sortby, fields,
+            _split(collections),
+            _split(ids),
+            bbox,
+            intersects,
+            datetime,
+            limit,
+            token,
+            filter_expr,
+            filter_lang,
+            filter_crs,
+            sortby,
+            fields,
         )
         return self._respond(request, query, self.backend.search(query))
 
@@ -203,12 +233,21 @@ class PixelQueryCoreClient(BaseCoreClient):
             fields = FieldsSpec(include, frozenset(requested.exclude or ()))
         start, end = parse_datetime(search_request.datetime)
         query = SearchQuery(
-            collections=search_request.collections, ids=search_request.ids, bbox=parse_bbox(search_request.bbox),
-            intersects=parse_intersects(search_request.intersects), start=start, end=end,
-            limit=search_request.limit or 10, token=getattr(search_request, "token", None),
-            filter=_filter(getattr(search_request, "filter_expr", None), getattr(search_request, "filter_lang", None),
-                           getattr(search_request, "filter_crs", None)),
-            sortby=parse_sortby(getattr(search_request, "sortby", None)), fields=fields,
+            collections=search_request.collections,
+            ids=search_request.ids,
+            bbox=parse_bbox(search_request.bbox),
+            intersects=parse_intersects(search_request.intersects),
+            start=start,
+            end=end,
+            limit=search_request.limit or 10,
+            token=getattr(search_request, "token", None),
+            filter=_filter(
+                getattr(search_request, "filter_expr", None),
+                getattr(search_request, "filter_lang", None),
+                getattr(search_request, "filter_crs", None),
+            ),
+            sortby=parse_sortby(getattr(search_request, "sortby", None)),
+            fields=fields,
         )
         result = self.backend.search(query)
         next_body = None
@@ -255,7 +294,9 @@ class PixelQueryFiltersClient(BaseFiltersClient):
 
     backend: StacBackend = attr.ib(default=None)
 
-    def get_queryables(self, collection_id: str | None = None, request: Request | None = None, **kwargs: Any) -> JSONSchemaResponse:
+    def get_queryables(
+        self, collection_id: str | None = None, request: Request | None = None, **kwargs: Any
+    ) -> JSONSchemaResponse:
         assert request is not None
         records = None
         if collection_id is not None:
@@ -269,7 +310,7 @@ class PixelQueryFiltersClient(BaseFiltersClient):
                 "type": "object",
                 "title": f"Queryables of {collection_id}" if collection_id else "Queryables of pixelquery-tiler",
                 "description": "Properties usable in CQL2 filters (cql2-text and cql2-json); "
-                               "other names are accepted and evaluate as missing (null).",
+                "other names are accepted and evaluate as missing (null).",
                 "properties": queryables(records),
                 "additionalProperties": True,
             }
@@ -296,7 +337,9 @@ class PixelQuerySortablesClient(BaseSortablesClient):
     def get_sortables(self, request: Request | None = None, **kwargs: Any) -> dict[str, Any]:
         return self._schema(request, "Sortables of item search")
 
-    def get_collection_sortables(self, collection_id: str, request: Request | None = None, **kwargs: Any) -> dict[str, Any]:
+    def get_collection_sortables(
+        self, collection_id: str, request: Request | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
         if self.backend.records(collection_id) is None:
             raise NotFoundError(f"collection {excerpt(collection_id)} not found")
         return self._schema(request, f"Sortables of {collection_id}")

@@ -198,12 +198,23 @@ class Literal:
 
 UNKNOWN = "unknown"
 _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
-    "=": operator.eq, "<>": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+    "=": operator.eq,
+    "<>": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
 }
 _FLIP = {"=": "=", "<>": "<>", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 _SPATIAL = {
-    "s_intersects": "intersects", "s_disjoint": "disjoint", "s_within": "within", "s_contains": "contains",
-    "s_equals": "equals", "s_touches": "touches", "s_overlaps": "overlaps", "s_crosses": "crosses",
+    "s_intersects": "intersects",
+    "s_disjoint": "disjoint",
+    "s_within": "within",
+    "s_contains": "contains",
+    "s_equals": "equals",
+    "s_touches": "touches",
+    "s_overlaps": "overlaps",
+    "s_crosses": "crosses",
 }
 _SPATIAL_SWAP = {"within": "contains", "contains": "within"}
 _TEMPORAL = {"t_intersects", "t_disjoint", "t_before", "t_after", "t_equals", "t_during", "t_contains"}
@@ -359,8 +370,12 @@ class Evaluator:
             return Literal("time", _time_range(node))
         if "bbox" in node:
             box = node["bbox"]
-            if not isinstance(box, list) or len(box) not in (4, 6) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(_to_float(v)) for v in box
+            if (
+                not isinstance(box, list)
+                or len(box) not in (4, 6)
+                or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(_to_float(v)) for v in box
+                )
             ):
                 raise FilterError("BBOX needs 4 or 6 finite numbers")
             w, s, e, n = (box[0], box[1], box[2], box[3]) if len(box) == 4 else (box[0], box[1], box[3], box[4])
@@ -385,7 +400,11 @@ class Evaluator:
             a, b, op = b, a, _FLIP[op]
         if isinstance(a, Literal):
             return self._const(self._compare_literals(op, a, b))  # type: ignore[arg-type]  # b too: pairs flipped above
-        if a.kind == UNKNOWN or (isinstance(b, Column) and b.kind == UNKNOWN) or (isinstance(b, Literal) and b.kind == "null"):
+        if (
+            a.kind == UNKNOWN
+            or (isinstance(b, Column) and b.kind == UNKNOWN)
+            or (isinstance(b, Literal) and b.kind == "null")
+        ):
             return self._unknown()
         if isinstance(b, Column):
             kinds = {a.kind, b.kind}

@@ -40,10 +40,47 @@ GEOTIFF = "image/tiff; application=geotiff"
 
 #: ``eo:common_name`` values the eo extension accepts; other band names (b1, class...) carry no common name
 EO_COMMON_NAMES = frozenset(
-    ["pan", "coastal", "blue", "green", "green05", "yellow", "red", "rededge", "rededge071", "rededge075", "rededge078", "nir", "nir08", "nir09", "cirrus", "swir16", "swir22", "lwir", "lwir11", "lwir12"]
+    [
+        "pan",
+        "coastal",
+        "blue",
+        "green",
+        "green05",
+        "yellow",
+        "red",
+        "rededge",
+        "rededge071",
+        "rededge075",
+        "rededge078",
+        "nir",
+        "nir08",
+        "nir09",
+        "cirrus",
+        "swir16",
+        "swir22",
+        "lwir",
+        "lwir11",
+        "lwir12",
+    ]
 )
 STAC_DATA_TYPES = frozenset(
-    ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64", "cint16", "cint32", "cfloat32", "cfloat64"]
+    [
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float16",
+        "float32",
+        "float64",
+        "cint16",
+        "cint32",
+        "cfloat32",
+        "cfloat64",
+    ]
 )
 
 
@@ -130,7 +167,7 @@ def item_document(records: ItemRecords, i: int) -> dict[str, Any]:
     properties: dict[str, Any] = {
         "title": f"{source or iid} ({item.product})",
         "description": f"Snapshot {snap.snapshot_id} of the Iceberg table {NAMESPACE}.{cid}: ingest of "
-                       f"{source or 'a raster'} as {item.product}, {len(item.bands)} band(s), {len(item.levels)} level(s).",
+        f"{source or 'a raster'} as {item.product}, {len(item.bands)} band(s), {len(item.levels)} level(s).",
         **document_properties(records, i),
     }
     if profile is not None and profile.instruments:
@@ -142,8 +179,10 @@ def item_document(records: ItemRecords, i: int) -> dict[str, Any]:
 
     render = item_rendering(records.index, int(records.positions[i]))
     base = item_path(cid, iid)
-    links = [*web_map_links(base, urlencode(render, safe=","), wmts_layer(cid, iid), "this snapshot"),
-             time_travel_link(cid, snap.snapshot_id, render)]
+    links = [
+        *web_map_links(base, urlencode(render, safe=","), wmts_layer(cid, iid), "this snapshot"),
+        time_travel_link(cid, snap.snapshot_id, render),
+    ]
     thumb_query = urlencode([*render.items(), ("max_size", str(THUMBNAIL_SIZE))], safe=",")
     extensions = [_PIXELQUERY_EXTENSION_REF, PROJECTION_EXTENSION, WEB_MAP_LINKS_EXTENSION]
     if any(k.startswith("eo:") for b in bands for k in b) or "eo:cloud_cover" in properties:
@@ -216,7 +255,9 @@ def collection_document(records: ItemRecords) -> dict[str, Any]:
     bands: dict[str, dict[str, Any]] = {}
     for it in items:
         for band in band_objects(it, profiles.get(it.product)):
-            bands.setdefault(band["name"], {k: v for k, v in band.items() if k in ("name", "description") or k.startswith("eo:")})
+            bands.setdefault(
+                band["name"], {k: v for k, v in band.items() if k in ("name", "description") or k.startswith("eo:")}
+            )
     products = Counter(it.product for it in items)
     summaries: dict[str, Any] = {
         "platform": sorted({p.platform for p in profiles.values() if p.platform}),

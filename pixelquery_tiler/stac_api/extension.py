@@ -38,11 +38,17 @@ def add_extension_schema(app: FastAPI, prefix: str) -> None:
     """``GET {prefix}/extensions/pixelquery/v1.0.0/schema.json``: the schema, ``$id`` = the URL requested."""
 
     def extension_schema(request: Request) -> SchemaResponse:
-        return SchemaResponse({**load_schema(), "$id": str(request.url.replace(query=""))},
-                              headers={"Cache-Control": "public, max-age=3600"})
+        return SchemaResponse(
+            {**load_schema(), "$id": str(request.url.replace(query=""))},
+            headers={"Cache-Control": "public, max-age=3600"},
+        )
 
     app.add_api_route(
-        f"{prefix}/{PIXELQUERY_EXTENSION_PATH}", extension_schema, methods=["GET"], tags=["STAC"],
-        summary="JSON Schema of the pixelquery STAC extension", response_class=SchemaResponse,
+        f"{prefix}/{PIXELQUERY_EXTENSION_PATH}",
+        extension_schema,
+        methods=["GET"],
+        tags=["STAC"],
+        summary="JSON Schema of the pixelquery STAC extension",
+        response_class=SchemaResponse,
         responses={200: {"content": {"application/schema+json": {"schema": {"type": "object"}}}}},
     )

@@ -26,21 +26,38 @@ def _with_query(path: str, query: str) -> str:
 def web_map_links(base: str, query: str, layer: str, what: str) -> list[dict[str, Any]]:
     """``xyz``/``wmts``/``tilejson`` links (STAC web-map-links extension) of one tile endpoint family."""
     return [
-        {"rel": "xyz", "type": "image/png", "title": f"XYZ tiles of {what}",
-         "href": _with_query(tile_path(base), query)},
-        {"rel": "wmts", "type": "image/png", "title": f"WMTS of {what}",
-         "href": _with_query(capabilities_path(base), query),
-         "wmts:layer": layer, "wmts:encoding": "rest"},
-        {"rel": "tilejson", "type": "application/json", "title": f"TileJSON of {what}",
-         "href": _with_query(tilejson_path(base), query)},
+        {
+            "rel": "xyz",
+            "type": "image/png",
+            "title": f"XYZ tiles of {what}",
+            "href": _with_query(tile_path(base), query),
+        },
+        {
+            "rel": "wmts",
+            "type": "image/png",
+            "title": f"WMTS of {what}",
+            "href": _with_query(capabilities_path(base), query),
+            "wmts:layer": layer,
+            "wmts:encoding": "rest",
+        },
+        {
+            "rel": "tilejson",
+            "type": "application/json",
+            "title": f"TileJSON of {what}",
+            "href": _with_query(tilejson_path(base), query),
+        },
     ]
 
 
 def time_travel_link(cid: str, snapshot_id: int, render: dict[str, str]) -> dict[str, Any]:
     """``xyz`` tiles of the whole collection as of one snapshot (the ``snapshot_id`` parameter)."""
     query = urlencode([("snapshot_id", str(snapshot_id)), *render.items()], safe=",")
-    return {"rel": "xyz", "type": PNG, "title": "XYZ tiles of the collection as of this snapshot (time travel)",
-            "href": f"{tile_path(collection_path(cid))}?{query}"}
+    return {
+        "rel": "xyz",
+        "type": PNG,
+        "title": "XYZ tiles of the collection as of this snapshot (time travel)",
+        "href": f"{tile_path(collection_path(cid))}?{query}",
+    }
 
 
 def absolute(app_base: str, href: str) -> str:
@@ -97,8 +114,13 @@ def item_collection_links(stac_base: str, cid: str) -> list[dict[str, Any]]:
     return [{"rel": "collection", "type": JSON, "href": url}, {"rel": "parent", "type": JSON, "href": url}]
 
 
-def search_links(stac_base: str, self_href: str, extra: list[dict[str, Any]] | None = None, next_get: str | None = None,
-                 next_post: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def search_links(
+    stac_base: str,
+    self_href: str,
+    extra: list[dict[str, Any]] | None = None,
+    next_get: str | None = None,
+    next_post: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     """``self``/``root`` of a page of items, ``extra`` links, and its ``next`` page: a GET URL, or the POST body
     to send again."""
     links: list[dict[str, Any]] = [
@@ -107,8 +129,9 @@ def search_links(stac_base: str, self_href: str, extra: list[dict[str, Any]] | N
         *(extra or []),
     ]
     if next_post is not None:
-        links.append({"rel": "next", "type": GEOJSON, "href": self_href, "method": "POST", "body": next_post,
-                      "merge": False})
+        links.append(
+            {"rel": "next", "type": GEOJSON, "href": self_href, "method": "POST", "body": next_post, "merge": False}
+        )
     elif next_get is not None:
         links.append({"rel": "next", "type": GEOJSON, "method": "GET", "href": next_get})
     return links

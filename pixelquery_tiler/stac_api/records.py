@@ -130,7 +130,9 @@ class ItemRecords:
         entries = [pos for pos, it in enumerate(index.items) if it.group == 0]
         served = [pos for pos in entries if index.items[pos].snapshot is not None]
         if len(served) != len(entries):
-            log.warning("%s: %d item(s) without a known snapshot are not served", collection, len(entries) - len(served))
+            log.warning(
+                "%s: %d item(s) without a known snapshot are not served", collection, len(entries) - len(served)
+            )
         self.positions = np.asarray(served, np.int64)
         self.items: list[ItemView] = [index.items[p] for p in served]
         n = len(self.items)
@@ -274,7 +276,11 @@ class ItemRecords:
                 to_wgs84 = wgs84_transformer(item.crs)
                 geom = shapely.transform(dense, lambda xy: np.column_stack(to_wgs84.transform(xy[:, 0], xy[:, 1])))
                 if geom.bounds[2] - geom.bounds[0] > 180:  # crosses the antimeridian: let GDAL cut it
-                    geom = shape(transform_geom(item.crs, "EPSG:4326", shapely.geometry.mapping(dense), antimeridian_cutting=True))
+                    geom = shape(
+                        transform_geom(
+                            item.crs, "EPSG:4326", shapely.geometry.mapping(dense), antimeridian_cutting=True
+                        )
+                    )
                 gw, gs, ge, gn = geom.bounds
                 degree_pixel = pixel * max((ge - gw) / max(maxx - minx, 1e-12), (gn - gs) / max(maxy - miny, 1e-12))
             # outward only: grow by a pixel, then simplify by half of it (Douglas-Peucker moves edges by at most

@@ -39,7 +39,17 @@ from .records import ItemRecords, LRUCache
 log = logging.getLogger(__name__)
 
 #: fields kept when the fields extension is asked for nothing in particular
-DEFAULT_FIELDS = ("type", "stac_version", "id", "collection", "geometry", "bbox", "links", "assets", "properties.datetime")
+DEFAULT_FIELDS = (
+    "type",
+    "stac_version",
+    "id",
+    "collection",
+    "geometry",
+    "bbox",
+    "links",
+    "assets",
+    "properties.datetime",
+)
 #: fields every item keeps whatever ``include`` says, so a partial item still says what it is
 ALWAYS_FIELDS = ("type", "stac_version", "id", "collection")
 
@@ -405,7 +415,9 @@ class StacBackend:
         return out
 
     @staticmethod
-    def _order(parts: list[tuple[ItemRecords, np.ndarray]], sortby: list[tuple[str, bool]]) -> tuple[np.ndarray, np.ndarray]:
+    def _order(
+        parts: list[tuple[ItemRecords, np.ndarray]], sortby: list[tuple[str, bool]]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(part index, row) of every match in result order: ``sortby``, else newest acquisition first.
 
         Ties end in (collection, newest snapshot): a snapshot's sequence number is unique in its table, so
@@ -428,8 +440,12 @@ class StacBackend:
         return part_of[order], rows[order]
 
     @staticmethod
-    def _cursor_start(parts: list[tuple[ItemRecords, np.ndarray]], part_of: np.ndarray, rows: np.ndarray,
-                      cursor: tuple[str, str, int] | None) -> int:
+    def _cursor_start(
+        parts: list[tuple[ItemRecords, np.ndarray]],
+        part_of: np.ndarray,
+        rows: np.ndarray,
+        cursor: tuple[str, str, int] | None,
+    ) -> int:
         if cursor is None:
             return 0
         collection, item_id, offset = cursor

@@ -41,8 +41,12 @@ def add_transactions(app: FastAPI, service: JobsService, require_write: Depends)
     """Register the item transaction routes (same auth as ``/jobs``) and advertise their conformance class."""
     warehouse = service.warehouse
 
-    @app.post(f"{PREFIX}/collections/{{collection_id}}/items", status_code=202, dependencies=[require_write],
-              tags=["Transaction Extension"])
+    @app.post(
+        f"{PREFIX}/collections/{{collection_id}}/items",
+        status_code=202,
+        dependencies=[require_write],
+        tags=["Transaction Extension"],
+    )
     def create_item(collection_id: str, item: dict[str, Any] = Body(...)) -> Response:
         """Ingest the rasters a STAC Item's assets point at, as a job."""
         try:
@@ -66,8 +70,12 @@ def add_transactions(app: FastAPI, service: JobsService, require_write: Depends)
             raise HTTPException(400, str(exc)) from None
         return service.submit(body)
 
-    @app.delete(f"{PREFIX}/collections/{{collection_id}}/items/{{item_id}}", status_code=200,
-                dependencies=[require_write], tags=["Transaction Extension"])
+    @app.delete(
+        f"{PREFIX}/collections/{{collection_id}}/items/{{item_id}}",
+        status_code=200,
+        dependencies=[require_write],
+        tags=["Transaction Extension"],
+    )
     def delete_item(collection_id: str, item_id: str) -> dict:
         """Remove the item from the collection's head in a new snapshot."""
         try:

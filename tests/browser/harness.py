@@ -94,7 +94,9 @@ def live_server(warehouse: Path | str, log_path: Path, startup_timeout: float = 
         deadline = time.monotonic() + startup_timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}:\n{log_path.read_text(errors='replace')[-3000:]}")
+                raise RuntimeError(
+                    f"server exited with {proc.returncode}:\n{log_path.read_text(errors='replace')[-3000:]}"
+                )
             try:
                 status, _, _ = http_get(base + "stac/", timeout=2)
                 if status == 200:
@@ -129,7 +131,9 @@ def run_node(script: str, config: dict, timeout: float = 240.0) -> dict:
     )
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
     if proc.returncode != 0 or not lines:
-        raise AssertionError(f"{script} failed ({proc.returncode}):\nstdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"{script} failed ({proc.returncode}):\nstdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
+        )
     return json.loads(lines[-1])
 
 
@@ -165,7 +169,16 @@ def prefix_proxy(backend: str, prefix: str = "/pq"):
     import http.server
     import threading
 
-    hop = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authenticate", "proxy-authorization"}
+    hop = {
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-authenticate",
+        "proxy-authorization",
+    }
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -234,7 +247,9 @@ def publish_docs(src: str | Path, name: str) -> Path | None:
 def _write_jpeg(out: Path, img: np.ndarray) -> None:
     import rasterio
 
-    with rasterio.open(out, "w", driver="JPEG", width=img.shape[2], height=img.shape[1], count=3, dtype="uint8", quality=85) as dst:
+    with rasterio.open(
+        out, "w", driver="JPEG", width=img.shape[2], height=img.shape[1], count=3, dtype="uint8", quality=85
+    ) as dst:
         dst.write(img)
 
 

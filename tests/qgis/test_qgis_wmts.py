@@ -24,13 +24,20 @@ EARLY, LATE = "2020-05-18", "2020-07-21"
 
 pytestmark = [
     pytest.mark.qgis,
-    pytest.mark.skipif(os.environ.get("PIXELQUERY_QGIS") != "1", reason="QGIS test is opt-in: PIXELQUERY_QGIS=1 (install: bash tests/qgis/setup.sh)"),
+    pytest.mark.skipif(
+        os.environ.get("PIXELQUERY_QGIS") != "1",
+        reason="QGIS test is opt-in: PIXELQUERY_QGIS=1 (install: bash tests/qgis/setup.sh)",
+    ),
 ]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    probe = subprocess.run([SYSTEM_PYTHON, "-c", "import qgis.core"], capture_output=True, env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    probe = subprocess.run(
+        [SYSTEM_PYTHON, "-c", "import qgis.core"],
+        capture_output=True,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+    )
     if probe.returncode != 0:
         pytest.fail("PyQGIS not importable by /usr/bin/python3: run bash tests/qgis/setup.sh")
     with harness.two_date_landsat_server(tmp_path_factory.mktemp("qgis"), EARLY, LATE) as base:
@@ -41,7 +48,15 @@ def render(server: str, time: str | None) -> dict:
     harness.ARTIFACTS.mkdir(parents=True, exist_ok=True)
     out = harness.ARTIFACTS / f"qgis-{time or 'default'}.png"
     out.unlink(missing_ok=True)
-    cmd = [SYSTEM_PYTHON, str(HERE / "render_wmts.py"), f"{server}collections/landsat/WMTSCapabilities.xml?bands=blue&rescale=7000,14000", "--layer", "landsat", "--out", str(out)]
+    cmd = [
+        SYSTEM_PYTHON,
+        str(HERE / "render_wmts.py"),
+        f"{server}collections/landsat/WMTSCapabilities.xml?bands=blue&rescale=7000,14000",
+        "--layer",
+        "landsat",
+        "--out",
+        str(out),
+    ]
     if time:
         cmd += ["--time", time]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
