@@ -122,7 +122,8 @@ def bad_request_handler(request: Request, exc: Exception) -> JSONResponse:
 def add_limits(app: FastAPI, prefix: str) -> None:
     """Register the body limit for ``prefix`` and the brief validation-error handlers (app-wide)."""
     app.add_middleware(BodyLimitMiddleware, prefix=prefix)
-    app.add_exception_handler(RequestValidationError, validation_error_handler)  # type: ignore[arg-type]  # typed for its own exception
+    # typed for the exception it is registered for (Starlette's signature says any Exception)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(InvalidQueryParameter, bad_request_handler)
 
 
