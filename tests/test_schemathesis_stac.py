@@ -18,6 +18,8 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis.errors import Unsatisfiable  # noqa: E402
 from schemathesis.generation import GenerationMode  # noqa: E402
 
+from schemathesis_checks import failure  # noqa: E402
+
 MAX_EXAMPLES = 30
 MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
 
@@ -51,12 +53,8 @@ def test_no_stac_input_is_a_server_error(stac_api_schema: Any, mode: GenerationM
             suppress_health_check=list(HealthCheck),
         )
         def run(case: Any) -> None:
-            response = case.call()
-            if response.status_code >= 500 or (response.status_code >= 400 and len(response.content) > 20_000):
-                failures.append(
-                    f"{case.method} {case.formatted_path} query={case.query!r} body={case.body!r:.300} "
-                    f"-> {response.status_code} {response.text[:300]}"
-                )
+            if (problem := failure(case, case.call())) is not None:
+                failures.append(problem)
 
         try:
             run()

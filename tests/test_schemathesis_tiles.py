@@ -20,6 +20,7 @@ from hypothesis.errors import Unsatisfiable  # noqa: E402
 from schemathesis.generation import GenerationMode  # noqa: E402
 
 from conftest import TileWarehouse  # noqa: E402
+from schemathesis_checks import failure  # noqa: E402
 
 MAX_EXAMPLES = 8
 MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
@@ -53,12 +54,8 @@ def test_no_tile_input_is_a_server_error(app_schema: Any, mode: GenerationMode) 
         def run(case: Any, real: bool) -> None:
             if real and case.path_parameters and "cid" in case.path_parameters:
                 case.path_parameters["cid"] = "pair"
-            response = case.call()
-            if response.status_code >= 500 or (response.status_code >= 400 and len(response.content) > 20_000):
-                failures.append(
-                    f"{case.method} {case.formatted_path} query={case.query!r} body={case.body!r:.300} "
-                    f"-> {response.status_code} {response.text[:300]}"
-                )
+            if (problem := failure(case, case.call())) is not None:
+                failures.append(problem)
 
         try:
             run()
