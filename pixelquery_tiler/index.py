@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -28,6 +29,8 @@ from cachetools import LRUCache
 
 from .catalog import ARROW_SCHEMA, SnapshotInfo
 from .errors import NotFound
+
+T = TypeVar("T")
 
 
 class SnapshotNotFound(NotFound):
@@ -75,6 +78,9 @@ class CollectionIndex:
         self.deleted = deleted or []
         self._as_of_cache: LRUCache[tuple[int, ...], CollectionIndex] = LRUCache(maxsize=4)
         self._as_of_lock = threading.Lock()
+        #: facts its readers derive from this (immutable) index, e.g. a view's zoom range per TileMatrixSet
+        self._derived: LRUCache[Hashable, object] = LRUCache(maxsize=1024)
+        self._derived_lock = threading.Lock()
         self.snapshots = snapshots
         self.snapshot_id = snapshots[-1].snapshot_id if snapshots else None
         self._snap_by_id = {s.snapshot_id: s for s in snapshots}
@@ -215,6 +221,17 @@ class CollectionIndex:
         with self._as_of_lock:
             self._as_of_cache[later] = index
         return index
+
+    def remembered(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """``compute()``, remembered on this index under ``key``: the index never changes, so neither does it."""
+        with self._derived_lock:
+            hit = self._derived.get(key)
+        if hit is not None:
+            return hit  # type: ignore[return-value]  # stored by this method under the same key
+        value = compute()
+        with self._derived_lock:
+            self._derived[key] = value
+        return value
 
     def item(self, item_id: str) -> ItemView | None:
         """An item by id, ``None`` if the index does not hold it (deleted or newer than the index)."""

@@ -53,6 +53,13 @@ class ProductProfile:
     filename_patterns: tuple[str, ...] = ()
     rendering: dict[str, Any] = field(default_factory=dict)
 
+    def unscale(self, data: np.ma.MaskedArray) -> np.ma.MaskedArray:
+        """Physical values of stored ``data``: ``data * scale + offset`` (float32), unchanged without either."""
+        if self.scale is None and self.offset is None:
+            return data
+        out = data.astype("float32") * (self.scale if self.scale is not None else 1.0)
+        return np.ma.asarray(out + (self.offset or 0.0))
+
     def band(self, key: str) -> BandSpec | None:
         """A band by native or common name (case-insensitive)."""
         key = key.lower()

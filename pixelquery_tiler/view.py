@@ -6,22 +6,19 @@ interval. It owns everything derived from those choices alone: the visible items
 first), their bands, extent, native resolution and zoom range per TileMatrixSet. Reads
 (``mosaic.read_window``) then only intersect the visible items with the window they are asked for.
 
-A ``View`` is immutable; derived facts are computed lazily and remembered on the instance. Zoom ranges are
-also remembered per index (``_ZOOMS``: dropped with the index), because WMTS capabilities and TileJSON ask
-for every TileMatrixSet on each request.
+A ``View``'s choices are immutable; derived facts are computed lazily and remembered on the instance. Zoom
+ranges are also remembered on the index (``CollectionIndex.remembered``: dropped with it), because WMTS
+capabilities and TileJSON ask for every TileMatrixSet on each request.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-import threading
-import weakref
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-import cachetools
 import numpy as np
 from morecantile import TileMatrixSet
 from rasterio.crs import CRS
@@ -29,18 +26,15 @@ from rasterio.rio.overview import get_maximum_overview_level
 from rasterio.warp import calculate_default_transform
 
 from .crs import BBox, crs_id, transform_bounds
-from .errors import InvalidParameter, ItemNotFound, NoData
+from .errors import InvalidParameter, ItemNotFound, NoData, OutputTooLarge
 from .index import CollectionIndex
+from .profiles import ProductProfile, ProfileError, get_profile
 from .temporal import parse_interval
 
 if TYPE_CHECKING:
     from .warehouse import Collection
 
 WGS84 = CRS.from_epsg(4326)
-
-#: per index: (view key, TMS id) -> (minzoom, maxzoom); an index is immutable, so entries never go stale
-_ZOOMS: weakref.WeakKeyDictionary[CollectionIndex, cachetools.LRUCache] = weakref.WeakKeyDictionary()
-_ZOOMS_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True, eq=False)
@@ -155,6 +149,26 @@ class View:
         """One dtype that holds every visible item's bands (numpy's promotion), for mosaics of mixed items."""
         return str(np.result_type(*{np.dtype(self.index.items[p].dtype) for p in self.require_items()}))
 
+    def product_profile(self, item_id: str) -> ProductProfile | None:
+        """The product profile of one of the view's items (scale/offset, rendering), ``None`` if unknown."""
+        item = self.index.item(item_id)
+        try:
+            return get_profile(item.product) if item is not None else None
+        except ProfileError:
+            return None
+
+    def contents(self) -> dict:
+        """What the view holds, as ``info`` reports it: snapshot, items, datetimes, products, finest resolution."""
+        items = [self.index.items[p] for p in self.require_items()]
+        out = {
+            "snapshot_id": self.snapshot,
+            "items": len({it.item_id for it in items}),  # a multi-resolution scene has one entry per band group
+            "datetimes": sorted({it.datetime.isoformat() for it in items}),
+            "products": sorted({it.product for it in items}),
+            "resolution": min(it.resolutions[0] for it in items),
+        }
+        return out | ({"nodata_value": items[0].nodata} if items[0].nodata is not None else {})
+
     def acquisition_dates(self) -> list[str]:
         """Distinct UTC acquisition dates (``YYYY-MM-DD``) of the visible items, oldest first."""
         items = self.index.items
@@ -207,19 +221,31 @@ class View:
             cache[key] = min(_resolution_in(c, b, r, dst_crs) for c, b, r in set(self.extents))
         return cache[key]
 
+    def output_size(
+        self, bbox: BBox, dst_crs: CRS, width: int | None, height: int | None, max_size: int | None
+    ) -> tuple[int, int]:
+        """Output size of a read of ``bbox`` (in ``dst_crs``): as asked, else the finest native resolution,
+        shrunk to ``max_size`` on the long side (rio-tiler's rules)."""
+        span_x, span_y = bbox[2] - bbox[0], bbox[3] - bbox[1]
+        if width and height:
+            return int(width), int(height)
+        if width:
+            return int(width), max(1, round(width * span_y / span_x))
+        if height:
+            return max(1, round(height * span_x / span_y)), int(height)
+        res = self.resolution_in(dst_crs)
+        cols, rows = span_x / res - 1e-6, span_y / res - 1e-6
+        if not (math.isfinite(cols) and math.isfinite(rows)) or max(cols, rows) > 2**40:
+            raise OutputTooLarge(f"bbox {bbox} spans too many native pixels; ask for a width/height or max_size")
+        out_w, out_h = max(1, math.ceil(cols)), max(1, math.ceil(rows))
+        if max_size and max(out_w, out_h) > max_size:
+            ratio = max_size / max(out_w, out_h)
+            out_w, out_h = max(1, round(out_w * ratio)), max(1, round(out_h * ratio))
+        return out_w, out_h
+
     def zoom_range(self, tms: TileMatrixSet) -> tuple[int, int]:
-        """(minzoom, maxzoom) of the view in ``tms``, remembered per index."""
-        with _ZOOMS_LOCK:
-            cache = _ZOOMS.get(self.index)
-            if cache is None:
-                cache = _ZOOMS[self.index] = cachetools.LRUCache(maxsize=1024)
-            hit = cache.get((self.key, tms.id))
-        if hit is not None:
-            return hit
-        zooms = self._compute_zoom_range(tms)
-        with _ZOOMS_LOCK:
-            cache[(self.key, tms.id)] = zooms
-        return zooms
+        """(minzoom, maxzoom) of the view in ``tms``, remembered on the index."""
+        return self.index.remembered(("zoom_range", self.key, tms.id), lambda: self._compute_zoom_range(tms))
 
     def _compute_zoom_range(self, tms: TileMatrixSet) -> tuple[int, int]:
         tms_crs = tms.rasterio_crs
