@@ -5,20 +5,20 @@
   ``max-age`` and an ETag that includes the head snapshot.
 - The ETag depends only on the package version, the path, the query and the view's snapshot: never on the
   ``Host`` header, so replicas behind different names agree on validators for the same bytes.
-- ``conditional_get`` (a route dependency) answers ``If-None-Match`` with 304 before anything is read;
-  ``ViewRoute`` (the routes' class) adds the headers to the endpoint's response, from the request's ``View``
-  and the metadata of the images read through it.
+- ``cache_policy_dependency`` (a dependency of every tile route) computes the policy from the request's
+  ``View`` and answers ``If-None-Match`` with 304 before anything is read; the route class
+  (``routing.ViewRoute``) receives that policy and the ``View`` as arguments and adds the headers to the
+  endpoint's response, the diagnostics from the metadata of the images read (``levels_header``).
 - Error responses are never publicly cacheable (``no-store``, set by the app's exception handlers).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
-from fastapi.routing import APIRoute
+from fastapi import Depends
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -28,8 +28,6 @@ from .view import View
 IMMUTABLE = "public, max-age=31536000, immutable"
 #: Cache-Control of every error response
 NO_STORE = "no-store"
-#: where the path dependency leaves the request's view for ``ViewRoute`` and the WMTS template context
-VIEW_STATE = "pixelquery_view"
 
 
 @dataclass(frozen=True)
@@ -83,9 +81,20 @@ def cache_policy(view: View, request: Request, head_max_age: int) -> CachePolicy
     return CachePolicy(tag, IMMUTABLE if view.pinned else f"public, max-age={head_max_age}", view.snapshot)
 
 
-def request_view(request: Request) -> View | None:
-    """The view the path dependency resolved for this request (``None`` before it ran or on other routes)."""
-    return getattr(request.state, VIEW_STATE, None)
+def cache_policy_dependency(
+    path_dependency: Callable[..., View], head_max_age: int
+) -> Callable[..., Awaitable[CachePolicy]]:
+    """Dependency: the ``CachePolicy`` of a request from its ``View``; ``NotModified`` (304) when
+    ``If-None-Match`` matches, so a revalidation reads nothing."""
+
+    async def view_cache_policy(request: Request, view: View = Depends(path_dependency)) -> CachePolicy:
+        # async: a hash and a header compare, not worth a threadpool hop
+        policy = cache_policy(view, request, head_max_age)
+        if etag_matches(request.headers.get("if-none-match"), policy.etag):
+            raise NotModified(policy)
+        return policy
+
+    return view_cache_policy
 
 
 def levels_header(reads: list[dict]) -> str:
@@ -96,22 +105,10 @@ def levels_header(reads: list[dict]) -> str:
     return ",".join(f"{item}:{level}" for item, level in levels.items())
 
 
-def view_route_class(head_max_age: int) -> type[APIRoute]:
-    """An ``APIRoute`` class whose successful responses carry the view's caching and diagnostics headers."""
-
-    class ViewRoute(APIRoute):
-        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-            handler = super().get_route_handler()
-
-            async def handle(request: Request) -> Response:
-                response = await handler(request)
-                view = request_view(request)
-                if view is not None and 200 <= response.status_code < 300:
-                    response.headers.update(cache_policy(view, request, head_max_age).headers)
-                    if view.reads:
-                        response.headers["X-PixelQuery-Levels"] = levels_header(view.reads)
-                return response
-
-            return handle
-
-    return ViewRoute
+def response_headers(policy: CachePolicy, view: View) -> dict[str, str]:
+    """Headers of a successful response answered from ``view``: caching, plus ``X-PixelQuery-Levels`` (the
+    levels read, from the metadata of the images read through the view) when it read pixels."""
+    headers = policy.headers
+    if view.reads:
+        headers["X-PixelQuery-Levels"] = levels_header(view.reads)
+    return headers

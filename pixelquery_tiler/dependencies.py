@@ -3,7 +3,8 @@
 ``ViewResolver`` is the path dependency: ``/collections/{cid}[/items/{iid}]`` plus ``datetime`` and
 ``snapshot_id`` become one ``View`` (validated: ``snapshot_id`` is an integer before it reaches a header or
 the catalog). titiler hands that value to ``PixelQueryReader`` as its input. FastAPI caches a dependency's
-value per request, so the caching dependency, the default-rendering dependency and the reader share it.
+value per request, so the caching dependency, the default-rendering dependency, the route class
+(``routing.ViewRoute``) and the reader all receive the same ``View`` as an argument.
 
 The other dependencies are titiler's with caps, so no single request can ask for unbounded work or output
 (histogram bins, percentiles, expression length, algorithm parameters).
@@ -15,7 +16,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlencode
@@ -34,7 +35,6 @@ from titiler.core.dependencies import (
     StatisticsParams,
 )
 
-from .caching import VIEW_STATE, NotModified, cache_policy, etag_matches
 from .errors import InvalidParameter
 from .index import CollectionIndex
 from .reader import PIXEL_SELECTION
@@ -83,18 +83,11 @@ class ViewResolver:
         self.settings = settings
         self._forced: dict[str, float] = {}  # collection -> last forced index re-read (monotonic)
 
-    def view(self, request: Request, cid: str, iid: str | None, snapshot_id: int | None, datetime: str | None) -> View:
-        """Build the request's ``View`` and leave it on ``request.state`` for the route class and templates."""
+    def view(self, cid: str, iid: str | None, snapshot_id: int | None, datetime: str | None) -> View:
+        """The request's ``View`` of collection ``cid`` (one item if ``iid``)."""
         collection = self.warehouse.collection(cid)
-        view = View.create(
-            collection,
-            index=self._index_for(cid, iid, snapshot_id),
-            snapshot_id=snapshot_id,
-            datetime=datetime,
-            item_id=iid,
-        )
-        setattr(request.state, VIEW_STATE, view)
-        return view
+        index = self._index_for(cid, iid, snapshot_id)
+        return View.create(collection, index=index, snapshot_id=snapshot_id, datetime=datetime, item_id=iid)
 
     def _index_for(self, cid: str, iid: str | None, snapshot_id: int | None) -> CollectionIndex:
         """The collection's index; re-read at once if it lacks the requested item or snapshot.
@@ -118,12 +111,11 @@ class ViewResolver:
         """titiler path dependency of collection routes: the view of a whole collection."""
 
         def collection_view(
-            request: Request,
             cid: Annotated[str, Path(description="Collection id.")],
             datetime: DatetimeParam = None,
             snapshot_id: SnapshotParam = None,
         ) -> View:
-            return self.view(request, cid, None, snapshot_id, datetime)
+            return self.view(cid, None, snapshot_id, datetime)
 
         return collection_view
 
@@ -131,27 +123,14 @@ class ViewResolver:
         """titiler path dependency of item routes: the view of one item."""
 
         def item_view(
-            request: Request,
             cid: Annotated[str, Path(description="Collection id.")],
             iid: Annotated[str, Path(description="Item id (one snapshot's observation).")],
             datetime: DatetimeParam = None,
             snapshot_id: SnapshotParam = None,
         ) -> View:
-            return self.view(request, cid, iid, snapshot_id, datetime)
+            return self.view(cid, iid, snapshot_id, datetime)
 
         return item_view
-
-    def conditional_get(self, path_dependency: Callable[..., View]) -> Callable[..., Awaitable[None]]:
-        """Route dependency: 304 when ``If-None-Match`` matches the response the view would give."""
-        head_max_age = self.settings.head_max_age
-
-        async def conditional_get(request: Request, view: View = Depends(path_dependency)) -> None:
-            # async: a hash and a header compare, not worth a threadpool hop
-            policy = cache_policy(view, request, head_max_age)
-            if etag_matches(request.headers.get("if-none-match"), policy.etag):
-                raise NotModified(policy)
-
-        return conditional_get
 
 
 def _knows(index: CollectionIndex, iid: str | None, snapshot_id: int | None) -> bool:

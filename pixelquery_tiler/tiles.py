@@ -6,9 +6,10 @@ Routes (all of titiler's ``TilerFactory`` endpoints, for every morecantile TileM
 - ``/collections/{cid}/items/{iid}/...``: one item (one Iceberg snapshot's observation) only.
 
 A request's route, read as code: the path dependency (``dependencies.ViewResolver``) yields the ``View``;
-``conditional_get`` answers ``If-None-Match`` from it; the endpoint builds ``PixelQueryReader(view)``, which
-reads through ``mosaic.read_window``; ``render_tile`` encodes; the route class (``caching``) adds the caching
-and ``X-PixelQuery-*`` headers. The WMTS KVP binding and ``@{scale}x`` tile URLs are routes of their own that
+``caching.cache_policy_dependency`` answers ``If-None-Match`` from it; the endpoint builds
+``PixelQueryReader(view)``, which reads through ``mosaic.read_window``; ``render_tile`` encodes; the route
+class (``routing.ViewRoute``), handed the same ``View`` and policy as arguments, adds the caching and
+``X-PixelQuery-*`` headers. The WMTS KVP binding and ``@{scale}x`` tile URLs are routes of their own that
 forward to the REST tile/capabilities routes, so both share one implementation, cache policy and error map.
 """
 
@@ -35,11 +36,12 @@ from titiler.core.resources.enums import ImageType
 from titiler.core.routing import EndpointScope
 from titiler.core.utils import render_image
 
-from .caching import NO_STORE, view_route_class
+from .caching import NO_STORE
 from .dependencies import ViewParams, ViewResolver, default_rendering_dependency, limited_dependencies
 from .encoders import PNG_ZLEVEL, encode_png
 from .errors import InvalidParameter, OutputTooLarge
 from .reader import PixelQueryReader
+from .routing import view_route_class
 from .settings import Settings
 from .urls import COLLECTION_PREFIX, ITEM_PREFIX, KVP_SEGMENT, SCALED_TILE_ROUTES
 from .warehouse import Warehouse
@@ -219,7 +221,6 @@ def add_tiles(app: FastAPI, warehouse: Warehouse, settings: Settings | None = No
     resolver = ViewResolver(warehouse, settings)
     deps = _factory_defaults() | {"reader_dependency": ViewParams} | limited_dependencies(settings)
     wmts_checks = [deps[n] for n in _WMTS_CHECKS]
-    route_class = view_route_class(settings.head_max_age)
     for prefix, path_dependency, name, tag in (
         (COLLECTION_PREFIX, resolver.collection_dependency(), "collection", "Collection tiles"),
         (ITEM_PREFIX, resolver.item_dependency(), "item", "Item tiles"),
@@ -229,7 +230,7 @@ def add_tiles(app: FastAPI, warehouse: Warehouse, settings: Settings | None = No
         inlined: dict[str, Any] = {attr: inline(dep) for attr, dep in deps.items()}
         factory = TilerFactory(
             reader=PixelQueryReader,
-            router=APIRouter(route_class=route_class),
+            router=APIRouter(route_class=view_route_class(path_dependency, settings.head_max_age)),
             path_dependency=path_dependency,
             router_prefix=prefix,
             name=name,
@@ -238,15 +239,11 @@ def add_tiles(app: FastAPI, warehouse: Warehouse, settings: Settings | None = No
             extensions=[wmts_extension(wmts_checks)],
             **inlined,
         )
-        every_route: list[EndpointScope] = [
+        documents: list[EndpointScope] = [
             {"path": r.path, "method": sorted(r.methods)[0]}
             for r in factory.router.routes
-            if isinstance(r, APIRoute) and r.methods
+            if isinstance(r, APIRoute) and r.methods and r.path in _DOCUMENT_ROUTES
         ]
-        factory.add_route_dependencies(
-            scopes=every_route, dependencies=[Depends(resolver.conditional_get(path_dependency))]
-        )
-        documents = [s for s in every_route if s["path"] in _DOCUMENT_ROUTES]
         factory.add_route_dependencies(
             scopes=documents, dependencies=[Depends(default_rendering_dependency(path_dependency))]
         )

@@ -13,8 +13,9 @@ titiler builds the layers (one per TileMatrixSet) and the TileMatrixSet descript
   the REST routes, so both encodings share one implementation, one cache policy and one error mapping.
 
 The extra template context comes from a Jinja2 context processor (the extension's template context is
-fixed), computed from the same reader view (and the same pinned collection index) the endpoint used, so the
-``Time`` values of ``?snapshot_id=S`` are the dates visible as of S and match the response's ETag.
+fixed), computed from the ``View`` the endpoint read (and its pinned collection index), which the route class
+hands the endpoint with its request (``routing.ViewRequest``), so the ``Time`` values of ``?snapshot_id=S``
+are the dates visible as of S and match the response's ETag.
 
 Tile URLs (ResourceURL and KVP) carry the request's query parameters; a request without rendering parameters
 gets the view's default rendering added first (``dependencies.default_rendering_dependency``).
@@ -35,8 +36,8 @@ from starlette.templating import Jinja2Templates
 from titiler.core.resources.enums import ImageType
 from titiler.extensions import wmtsExtension
 
-from .caching import request_view
 from .errors import InvalidParameter
+from .routing import ViewRequest
 from .urls import CAPABILITIES_SEGMENT, KVP_SEGMENT
 from .view import View
 
@@ -112,7 +113,7 @@ def wmts_templates() -> Jinja2Templates:
     env.filters["without_params"] = without_params
 
     def context(request: Request) -> dict[str, Any]:
-        view = request_view(request)
+        view = request.view if isinstance(request, ViewRequest) else None
         dates = view.acquisition_dates() if view is not None else []
         kvp_query = without_params(str(request.url.query), TIME_PARAM, *_OGC_KEYS, *_CAPABILITIES_KEYS)
         kvp_path = request.url.path.rsplit("/", 1)[0] + "/" + KVP_SEGMENT
