@@ -4,7 +4,8 @@ A thin adapter in the style of rio-tiler's ``io/rasterio.py``: each method valid
 request into an output window (bounds, CRS, size) and reads it with ``mosaic.read_window``. The concepts live
 in their own modules: what the view contains (items, bands, extent, zoom range, native output size) in
 ``view``, the request limits in ``limits``, band lists and band math in ``bands``; what was read (items,
-levels, datetimes) comes back in ``ImageData.metadata``.
+levels, datetimes) comes back in ``ImageData.metadata``; output windows (tile bounds, bbox checks, buffers) are
+``window``'s.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ from typing import Any
 
 import attr
 import numpy as np
-from morecantile import Tile, TileMatrixSet
+from morecantile import TileMatrixSet
 from rasterio.crs import CRS
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.features import bounds as feature_bounds
 from rasterio.features import rasterize
 from rasterio.warp import transform_geom
 from rio_tiler.constants import WEB_MERCATOR_TMS, WGS84_CRS
-from rio_tiler.errors import InvalidBufferSize, PointOutsideBounds, TileOutsideBounds
+from rio_tiler.errors import PointOutsideBounds, TileOutsideBounds
 from rio_tiler.io.base import BaseReader
 from rio_tiler.models import BandStatistics, ImageData, Info, PointData
 from rio_tiler.types import BBox, Indexes
@@ -32,20 +33,32 @@ from rio_tiler.utils import CRS_to_uri
 
 from .bands import apply_expression, select_bands, split_bands
 from .bands import expression_bands as _expression_bands  # noqa: F401  # analysis imports it from here
-from .crs import crs_id, transform_bounds
-from .errors import InvalidParameter, NoData, TileOutsideTMS
+from .errors import InvalidParameter, NoData
 from .index import CollectionIndex
 from .limits import MAX_GEOMETRY_VERTICES, MAX_OUTPUT_PIXELS, check_output_size, feature_geometry
 from .mosaic import read_window
 from .view import View
 from .warehouse import Collection
+from .window import buffered, checked_bbox, tile_window
 
 #: pixel-selection methods offered to clients (rio-tiler's, minus the last-band ones that need a QA band)
 PIXEL_SELECTION = ("first", "highest", "lowest", "mean", "median", "stdev", "count")
 #: resampling kernels ``rasterio.warp.reproject`` accepts (GDAL warp); ``gauss`` is read-only in GDAL
 RESAMPLING = (
-    *("nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average", "mode"),
-    *("max", "min", "med", "q1", "q3", "sum", "rms"),
+    "nearest",
+    "bilinear",
+    "cubic",
+    "cubic_spline",
+    "lanczos",
+    "average",
+    "mode",
+    "max",
+    "min",
+    "med",
+    "q1",
+    "q3",
+    "sum",
+    "rms",
 )
 
 
@@ -75,11 +88,17 @@ class PixelQueryReader(BaseReader):
     max_vertices: int = attr.ib(default=MAX_GEOMETRY_VERTICES)
 
     def __attrs_post_init__(self) -> None:
-        choices = dict(snapshot_id=self.snapshot_id, datetime=self.datetime, item_id=self.item_id)
-        view = self.input
-        if not isinstance(view, View):
-            view = View.create(view, index=self.index, product=self.product, **choices)  # type: ignore[arg-type]
-        self.view = view
+        if isinstance(self.input, View):
+            self.view = self.input
+        else:
+            self.view = View.create(
+                self.input,
+                index=self.index,
+                snapshot_id=self.snapshot_id,
+                datetime=self.datetime,
+                item_id=self.item_id,
+                product=self.product,
+            )
         self.pixel_selection = self.pixel_selection or "first"
         if self.pixel_selection not in PIXEL_SELECTION:
             raise InvalidParameter(f"pixel_selection must be one of {', '.join(PIXEL_SELECTION)}")
@@ -149,11 +168,9 @@ class PixelQueryReader(BaseReader):
 
     def tile(self, tile_x: int, tile_y: int, tile_z: int, tilesize: int | None = None, **kwargs: Any) -> ImageData:
         """One tile of ``tms``; ``TileOutsideTMS`` for indices the TMS lacks, ``TileOutsideBounds`` without data."""
-        matrix = _tms_matrix(self.tms, tile_x, tile_y, tile_z)
-        xy = self.tms.xy_bounds(Tile(x=tile_x, y=tile_y, z=tile_z))
-        width, height = tilesize or matrix.tileWidth, tilesize or matrix.tileHeight
+        bbox, width, height = tile_window(self.tms, tile_x, tile_y, tile_z, tilesize)
         try:
-            return self._read((xy.left, xy.bottom, xy.right, xy.top), self.tms.rasterio_crs, width, height, **kwargs)
+            return self._read(bbox, self.tms.rasterio_crs, width, height, **kwargs)
         except NoData:
             raise TileOutsideBounds(f"Tile(x={tile_x}, y={tile_y}, z={tile_z}) has no data in this view") from None
 
@@ -169,7 +186,7 @@ class PixelQueryReader(BaseReader):
     ) -> ImageData:
         """A bbox (in ``bounds_crs``) read into ``dst_crs``; size from width/height, else native, capped by max_size."""
         dst_crs = dst_crs or bounds_crs
-        box = _checked_bbox(bbox, bounds_crs, dst_crs)
+        box = checked_bbox(bbox, bounds_crs, dst_crs)
         out_w, out_h = self.view.output_size(box, dst_crs, width, height, max_size)
         return self._read(box, dst_crs, out_w, out_h, **kwargs)
 
@@ -243,7 +260,7 @@ class PixelQueryReader(BaseReader):
     ) -> ImageData:
         """Validate -> ``read_window`` -> nodata/unscale/expression on the image (rio-tiler's order)."""
         if buffer:
-            bbox, width, height = _buffered(bbox, width, height, buffer)
+            bbox, width, height = buffered(bbox, width, height, buffer)
         check_output_size(width, height, self.max_pixels)
         resampling = reproject_method or resampling_method or "nearest"
         if resampling not in RESAMPLING:
@@ -253,42 +270,11 @@ class PixelQueryReader(BaseReader):
         img = read_window(
             self.view, bbox, crs, width, height, bands=bands, resampling=resampling, pixel_selection=pixel_selection
         )
-        self.view.reads.append(img.metadata)  # the request's record of what it read (diagnostics headers)
+        meta = img.metadata or {}  # read_window always fills it: items, levels, datetimes
+        self.view.reads.append(meta)  # the request's record of what it read (diagnostics headers)
         if nodata is not None:
             hit = np.isnan(img.array.data) if np.isnan(nodata) else img.array.data == nodata
             img.array = np.ma.MaskedArray(img.array.data, mask=np.ma.getmaskarray(img.array) | hit)
-        if unscale and (profile := self.view.product_profile(img.metadata["items"][0])):
+        if unscale and (profile := self.view.product_profile(meta["items"][0])):
             img.array = profile.unscale(img.array)
         return apply_expression(img, expression) if expression else img
-
-
-def _tms_matrix(tms: TileMatrixSet, x: int, y: int, z: int) -> Any:
-    """The TileMatrix of zoom ``z``; ``TileOutsideTMS`` (a 404) for indices the TMS does not have."""
-    if not tms.minzoom <= z <= tms.maxzoom:
-        raise TileOutsideTMS(f"zoom {z} is outside {tms.id} ({tms.minzoom}-{tms.maxzoom})")
-    matrix = tms.matrix(z)
-    if not (0 <= x < matrix.matrixWidth and 0 <= y < matrix.matrixHeight):
-        raise TileOutsideTMS(
-            f"tile {z}/{x}/{y} is outside {tms.id} (x < {matrix.matrixWidth}, y < {matrix.matrixHeight})"
-        )
-    return matrix
-
-
-def _checked_bbox(bbox: BBox, bounds_crs: CRS, dst_crs: CRS) -> BBox:
-    """``bbox`` (any sequence, in ``bounds_crs``) as a finite, ordered tuple in ``dst_crs``."""
-    box: BBox = (bbox[0], bbox[1], bbox[2], bbox[3])
-    if not all(map(math.isfinite, box)) or not (box[0] < box[2] and box[1] < box[3]):
-        raise InvalidParameter(f"invalid bbox {box}: need minx < maxx and miny < maxy")
-    if bounds_crs != dst_crs:
-        box = transform_bounds(crs_id(bounds_crs), crs_id(dst_crs), box)
-    if not all(map(math.isfinite, box)) or not all(map(math.isfinite, (box[2] - box[0], box[3] - box[1]))):
-        raise InvalidParameter(f"bbox {box} is not representable in the output CRS")
-    return box
-
-
-def _buffered(bbox: BBox, width: int, height: int, buffer: float) -> tuple[BBox, int, int]:
-    """rio-tiler's tile buffer: ``buffer`` pixels more on each side, bounds grown to match."""
-    if buffer % 0.5:
-        raise InvalidBufferSize("buffer must be a multiple of 0.5")
-    dx, dy = (bbox[2] - bbox[0]) / width * buffer, (bbox[3] - bbox[1]) / height * buffer
-    return (bbox[0] - dx, bbox[1] - dy, bbox[2] + dx, bbox[3] + dy), int(width + 2 * buffer), int(height + 2 * buffer)

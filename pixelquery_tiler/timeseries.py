@@ -7,34 +7,34 @@
 
 Both take ``bands``, ``expression``, ``datetime`` and ``snapshot_id`` like the tile endpoints and cache like
 them: immutable with an ETag when ``snapshot_id`` pins the view, a short max-age with an ETag that changes
-with the table head otherwise, ``If-None-Match`` -> 304. Errors are never stored by shared caches
-(``no-store``). The pixel work lives in ``analysis``; this module only parses, validates and caches.
+with the table head otherwise, ``If-None-Match`` -> 304. Errors go through the app's exception handlers (one
+status map for every route, never stored by shared caches). The pixel work lives in ``analysis``; this
+module only parses, validates and caches, in one handler (``answer``) for both routes.
 """
 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import anyio
-from fastapi import FastAPI, Path, Query
-from starlette.exceptions import HTTPException
+from fastapi import Depends, FastAPI, Path, Query
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from . import __version__
 from .analysis import point_series, polygon_statistics
 from .caching import IMMUTABLE, etag, etag_matches
-from .errors import InvalidParameter, OutputTooLarge
-from .reader import MAX_GEOMETRY_VERTICES
+from .errors import InvalidParameter
+from .limits import check_vertices
 from .settings import Settings
 from .temporal import parse_interval
-from .warehouse import Warehouse
+from .warehouse import Collection, Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -42,19 +42,7 @@ PREFIX = "/collections/{cid}/timeseries"
 GEOMETRY_TYPES = ("Polygon", "MultiPolygon")
 
 
-def _error(request: Request, exc: Exception) -> Response:
-    """The app's own answer for ``exc`` (its exception handlers: one status map for every route), never stored
-    by shared caches; exceptions without a handler propagate (a 500 is a bug)."""
-    handlers = request.app.exception_handlers
-    handler = next((handlers[c] for c in type(exc).__mro__ if c in handlers), None)
-    if handler is None or isinstance(exc, HTTPException) or inspect.iscoroutinefunction(handler):
-        raise exc
-    response: Response = handler(request, exc)
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-def _view(datetime: str | None) -> tuple[Any, Any]:
+def _interval(datetime: str | None) -> tuple[Any, Any]:
     if not datetime:
         return None, None
     try:
@@ -114,8 +102,7 @@ def parse_geometry(body: bytes) -> dict:
                 if not (-180 <= pos[0] <= 180 and -90 <= pos[1] <= 90):
                     raise InvalidParameter(f"position {pos!r} is outside longitude/latitude range")
             vertices += len(ring)
-    if vertices > MAX_GEOMETRY_VERTICES:
-        raise OutputTooLarge(f"geometry has {vertices} vertices; at most {MAX_GEOMETRY_VERTICES} vertices are accepted")
+    check_vertices(vertices)
     try:
         geom = shape(doc)
     except Exception as exc:  # shapely raises several types for broken input
@@ -141,72 +128,69 @@ SnapshotQuery = Annotated[
 ]
 
 
+@dataclass
+class SeriesParams:
+    """Query parameters of both time-series routes (what the series is of, and which view of the collection)."""
+
+    bands: BandsQuery = None
+    expression: ExpressionQuery = None
+    datetime: DatetimeQuery = None
+    snapshot_id: SnapshotQuery = None
+
+    def __post_init__(self) -> None:
+        self.start, self.end = _interval(self.datetime)  # a bad datetime is a 400 before anything else is read
+
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments of the ``analysis`` series functions."""
+        return dict(
+            bands=self.bands, expression=self.expression, start=self.start, end=self.end, snapshot_id=self.snapshot_id
+        )
+
+
 def add_timeseries(app: FastAPI, warehouse: Warehouse, settings: Settings) -> None:
     """Register the time-series routes on ``app``."""
     head_max_age = settings.head_max_age
 
+    async def answer(
+        request: Request, cid: str, params: SeriesParams, body: bytes, document: Callable[..., dict]
+    ) -> Response:
+        """Both routes: ``document(collection, **params.options())`` as JSON, with the read caching rules."""
+
+        def compute(collection: Collection) -> dict:
+            return document(collection, **params.options())
+
+        return await anyio.to_thread.run_sync(
+            _cached, request, warehouse, head_max_age, cid, params.snapshot_id, body, compute
+        )
+
     @app.get(PREFIX + "/point/{lon},{lat}", tags=["Time series"], response_class=JSONResponse)
-    def timeseries_point(
+    async def timeseries_point(
         request: Request,
         cid: Annotated[str, Path(description="Collection id.")],
         lon: Annotated[float, Path(description="Longitude (WGS84).")],
         lat: Annotated[float, Path(description="Latitude (WGS84).")],
-        bands: BandsQuery = None,
-        expression: ExpressionQuery = None,
-        datetime: DatetimeQuery = None,
-        snapshot_id: SnapshotQuery = None,
+        params: Annotated[SeriesParams, Depends()],
     ) -> Response:
         """The pixel under (lon, lat) in every observation covering it, oldest first (masked -> null)."""
-        try:
-            start, end = _view(datetime)
 
-            def compute(collection) -> dict:
-                series = point_series(
-                    collection,
-                    lon,
-                    lat,
-                    bands=bands,
-                    expression=expression,
-                    start=start,
-                    end=end,
-                    snapshot_id=snapshot_id,
-                )
-                point = {"type": "Point", "coordinates": [lon, lat]}
-                return {"type": "Feature", "geometry": point, "properties": {"series": series}}
+        def feature(collection: Collection, **options: Any) -> dict:
+            series = point_series(collection, lon, lat, **options)
+            point = {"type": "Point", "coordinates": [lon, lat]}
+            return {"type": "Feature", "geometry": point, "properties": {"series": series}}
 
-            return _cached(request, warehouse, head_max_age, cid, snapshot_id, b"", compute)
-        except Exception as exc:
-            return _error(request, exc)
+        return await answer(request, cid, params, b"", feature)
 
     @app.post(PREFIX + "/statistics", tags=["Time series"], response_class=JSONResponse)
     async def timeseries_statistics(
         request: Request,
         cid: Annotated[str, Path(description="Collection id.")],
-        bands: BandsQuery = None,
-        expression: ExpressionQuery = None,
-        datetime: DatetimeQuery = None,
-        snapshot_id: SnapshotQuery = None,
+        params: Annotated[SeriesParams, Depends()],
     ) -> Response:
         """Per observation: min/max/mean/std/count/valid_percent over its native pixels inside the body's polygon."""
-        try:
-            start, end = _view(datetime)
-            body = await request.body()  # the app caps request bodies (limits.BodySizeLimit: 413)
-            geometry = parse_geometry(body)
+        body = await request.body()  # the app caps request bodies (limits.BodySizeLimit: 413)
+        geometry = parse_geometry(body)
 
-            def compute(collection) -> dict:
-                series = polygon_statistics(
-                    collection,
-                    geometry,
-                    bands=bands,
-                    expression=expression,
-                    start=start,
-                    end=end,
-                    snapshot_id=snapshot_id,
-                )
-                return {"series": series}
+        def statistics(collection: Collection, **options: Any) -> dict:
+            return {"series": polygon_statistics(collection, geometry, **options)}
 
-            return await anyio.to_thread.run_sync(
-                _cached, request, warehouse, head_max_age, cid, snapshot_id, body, compute
-            )
-        except Exception as exc:
-            return _error(request, exc)
+        return await answer(request, cid, params, body, statistics)
