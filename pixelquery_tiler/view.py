@@ -49,7 +49,8 @@ class View:
     product: str | None = None
     start: dt.datetime | None = None
     end: dt.datetime | None = None
-    #: metadata of each image read through this view (items, levels): the response reports it
+    #: metadata of each image read through this view (``ImageData.metadata``: items, levels), appended by the
+    #: reader; the route class, handed this view, reports it in ``X-PixelQuery-Levels``
     reads: list[dict] = field(default_factory=list, repr=False)
 
     @classmethod

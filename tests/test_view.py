@@ -76,3 +76,38 @@ def test_observation_lacking_a_band_still_gives_its_other_bands(tile_warehouse: 
     assert valid.mean() > 0.5
     assert (img.array.data[0][valid] == ref_new.data[0][valid]).mean() >= 0.99  # red: the newer scene
     assert (img.array.data[1][valid] == ref_old.data[1][valid]).mean() >= 0.99  # green: the older one
+
+
+def test_zoom_ranges_are_remembered_on_the_index(tile_warehouse: TileWarehouse, monkeypatch):
+    """Every view of one index shares its zoom ranges (capabilities ask for every TMS); a new index starts afresh."""
+    calls = []
+    original = View._compute_zoom_range
+
+    def counting(self, tms):
+        calls.append(tms.id)
+        return original(self, tms)
+
+    monkeypatch.setattr(View, "_compute_zoom_range", counting)
+    collection = Warehouse(tile_warehouse.uri).collection("pair")
+    index = collection.index()
+    first = View.create(collection, index=index).zoom_range(WEB)
+    assert View.create(collection, index=index).zoom_range(WEB) == first and calls == ["WebMercatorQuad"]
+    View.create(collection, index=index, datetime="2020-05-18").zoom_range(WEB)  # other choices: its own range
+    assert len(calls) == 2
+    fresh = Warehouse(tile_warehouse.uri).collection("pair")  # another index object of the same table
+    assert fresh.index() is not index
+    assert View.create(fresh).zoom_range(WEB) == first and len(calls) == 3
+
+
+def test_views_route_class_reports_every_read(tile_client):
+    """The route class receives the request's View as an argument: point reads report their levels too, and the
+    wrapping adds no parameter of its own to the published API."""
+    r = tile_client.get("/collections/pair/point/-54.8,-25.2")
+    assert r.status_code == 200 and r.headers["x-pixelquery-levels"] and r.headers["etag"]
+    params = {
+        p["name"]
+        for path in tile_client.get("/api").json()["paths"].values()
+        for op in path.values()
+        for p in op.get("parameters", [])
+    }
+    assert not any(name.startswith("_view") for name in params)
