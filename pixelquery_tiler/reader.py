@@ -1,11 +1,10 @@
 """``PixelQueryReader``: rio-tiler's ``BaseReader`` interface over a ``View`` of a warehouse collection.
 
 A thin adapter in the style of rio-tiler's ``io/rasterio.py``: each method validates its inputs, turns the
-request into an output window (bounds, CRS, size) and reads it with ``mosaic.read_window``. The concepts live
-in their own modules: what the view contains (items, bands, extent, zoom range, native output size) in
-``view``, the request limits in ``limits``, band lists and band math in ``bands``; what was read (items,
-levels, datetimes) comes back in ``ImageData.metadata``; output windows (tile bounds, bbox checks, buffers) are
-``window``'s.
+request into an output window and reads it with ``mosaic.read_window``. The concepts live in their own
+modules: what the view contains (items, bands, extent, zoom range, native output size) in ``view``, output
+windows (tile bounds, bbox checks, buffers) in ``window``, request limits in ``limits``, band lists and band
+math in ``bands``. What was read (items, levels, datetimes) comes back in ``ImageData.metadata``.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ import attr
 import numpy as np
 from morecantile import TileMatrixSet
 from rasterio.crs import CRS
+from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.features import bounds as feature_bounds
 from rasterio.features import rasterize
@@ -44,22 +44,7 @@ from .window import buffered, checked_bbox, tile_window
 #: pixel-selection methods offered to clients (rio-tiler's, minus the last-band ones that need a QA band)
 PIXEL_SELECTION = ("first", "highest", "lowest", "mean", "median", "stdev", "count")
 #: resampling kernels ``rasterio.warp.reproject`` accepts (GDAL warp); ``gauss`` is read-only in GDAL
-RESAMPLING = (
-    "nearest",
-    "bilinear",
-    "cubic",
-    "cubic_spline",
-    "lanczos",
-    "average",
-    "mode",
-    "max",
-    "min",
-    "med",
-    "q1",
-    "q3",
-    "sum",
-    "rms",
-)
+RESAMPLING = tuple(r.name for r in Resampling if r is not Resampling.gauss)
 
 
 @attr.s
