@@ -78,9 +78,8 @@ class ViewParams(DefaultDependency):
 class ViewResolver:
     """Resolves request paths to ``View``s over ``warehouse`` (see module docstring)."""
 
-    def __init__(self, warehouse: Warehouse, settings: Settings) -> None:
+    def __init__(self, warehouse: Warehouse) -> None:
         self.warehouse = warehouse
-        self.settings = settings
         self._forced: dict[str, float] = {}  # collection -> last forced index re-read (monotonic)
 
     def view(self, cid: str, iid: str | None, snapshot_id: int | None, datetime: str | None) -> View:

@@ -218,7 +218,7 @@ def _factory_defaults() -> dict[str, Callable[..., Any]]:
 def add_tiles(app: FastAPI, warehouse: Warehouse, settings: Settings | None = None) -> None:
     """Register collection and item tile routes, WMTS (REST and KVP), ``@{scale}x`` tiles and TileMatrixSets."""
     settings = settings or Settings()
-    resolver = ViewResolver(warehouse, settings)
+    resolver = ViewResolver(warehouse)
     deps = _factory_defaults() | {"reader_dependency": ViewParams} | limited_dependencies(settings)
     wmts_checks = [deps[n] for n in _WMTS_CHECKS]
     for prefix, path_dependency, name, tag in (
