@@ -43,7 +43,7 @@ from .errors import InvalidParameter, OutputTooLarge
 from .reader import PixelQueryReader
 from .routing import view_route_class
 from .settings import Settings
-from .urls import COLLECTION_PREFIX, ITEM_PREFIX, KVP_SEGMENT, SCALED_TILE_ROUTES
+from .urls import COLLECTION_PREFIX, ITEM_PREFIX, SCALED_TILE_ROUTES, kvp_path, tile_path
 from .warehouse import Warehouse
 from .wmts import kvp_to_rest, wmts_extension
 
@@ -152,12 +152,11 @@ def _scaled(prefix: str, params: dict[str, Any], query: list[tuple[str, str]]) -
         tms = TILE_MATRIX_SETS.get(tms_id)
         tilesize = tms.matrix(min(max(z, tms.minzoom), tms.maxzoom)).tileWidth * scale
         query = [*query, ("tilesize", str(tilesize))]
-    fmt = f".{params['format']}" if "format" in params else ""
-    return f"{prefix}/tiles/{tms_id}/{z}/{params['x']}/{params['y']}{fmt}", query
+    return tile_path(prefix, tms_id, z, params["x"], params["y"], params.get("format")), query
 
 
 def _forward_routes(prefix: str) -> list[Route]:
-    routes = [Route(prefix + "/" + KVP_SEGMENT, Forward(_kvp), methods=["GET", "HEAD"])]
+    routes = [Route(kvp_path(prefix), Forward(_kvp), methods=["GET", "HEAD"])]
     routes += [Route(prefix + path, Forward(_scaled), methods=["GET", "HEAD"]) for path in SCALED_TILE_ROUTES]
     return routes
 

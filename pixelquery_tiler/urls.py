@@ -43,10 +43,11 @@ def tile_path(
     z: int | str = "{z}",
     x: int | str = "{x}",
     y: int | str = "{y}",
-    fmt: str = "png",
+    fmt: str | None = "png",
 ) -> str:
-    """``{base}/tiles/{tms}/{z}/{x}/{y}.{fmt}`` (placeholders by default: an XYZ template)."""
-    return f"{base}/tiles/{tms}/{z}/{x}/{y}.{fmt}"
+    """``{base}/tiles/{tms}/{z}/{x}/{y}.{fmt}`` (placeholders by default: an XYZ template; no extension without
+    ``fmt``, titiler then picks the format)."""
+    return f"{base}/tiles/{tms}/{z}/{x}/{y}" + (f".{fmt}" if fmt else "")
 
 
 def tilejson_path(base: str, tms: str = DEFAULT_TMS) -> str:

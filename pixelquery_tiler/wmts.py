@@ -38,7 +38,7 @@ from titiler.extensions import wmtsExtension
 
 from .errors import InvalidParameter
 from .routing import ViewRequest
-from .urls import CAPABILITIES_SEGMENT, KVP_SEGMENT
+from .urls import capabilities_path, kvp_path, tile_path
 from .view import View
 
 log = logging.getLogger(__name__)
@@ -116,13 +116,13 @@ def wmts_templates() -> Jinja2Templates:
         view = request.view if isinstance(request, ViewRequest) else None
         dates = view.acquisition_dates() if view is not None else []
         kvp_query = without_params(str(request.url.query), TIME_PARAM, *_OGC_KEYS, *_CAPABILITIES_KEYS)
-        kvp_path = request.url.path.rsplit("/", 1)[0] + "/" + KVP_SEGMENT
+        kvp = kvp_path(request.url.path.rsplit("/", 1)[0])
         return {
             "service_title": f"pixelquery-tiler: {layer_identifier(view)}",
             "time_values": dates,
             "time_default": dates[-1] if dates else None,
             "time_param": TIME_PARAM,
-            "kvp_url": str(request.url.replace(path=kvp_path, query=kvp_query)) + ("&" if kvp_query else ""),
+            "kvp_url": str(request.url.replace(path=kvp, query=kvp_query)) + ("&" if kvp_query else ""),
             "well_known_scale_sets": WELL_KNOWN_SCALE_SETS,
             "wmts_tms": WMTS_TILE_MATRIX_SETS,
         }
@@ -161,7 +161,7 @@ def kvp_to_rest(base: str, query: Sequence[tuple[str, str]]) -> tuple[str, list[
         raise InvalidParameter("SERVICE must be WMTS")
     request = ogc.get("request", "").lower()
     if request == "getcapabilities":
-        return f"{base}/{CAPABILITIES_SEGMENT}", rest
+        return capabilities_path(base), rest
     if request != "gettile":
         raise InvalidParameter("REQUEST must be GetCapabilities or GetTile")
     missing = [k.upper() for k in ("tilematrixset", "tilematrix", "tilerow", "tilecol") if not ogc.get(k)]
@@ -172,8 +172,8 @@ def kvp_to_rest(base: str, query: Sequence[tuple[str, str]]) -> tuple[str, list[
             raise InvalidParameter(f"{key.upper()} must be an integer")
     if "/" in ogc["tilematrixset"]:
         raise InvalidParameter("invalid TILEMATRIXSET")
-    tile = f"{ogc['tilematrixset']}/{ogc['tilematrix']}/{ogc['tilecol']}/{ogc['tilerow']}"
-    path = f"{base}/tiles/{tile}.{_format_for(ogc.get('format'))}"
+    fmt = _format_for(ogc.get("format"))
+    path = tile_path(base, ogc["tilematrixset"], ogc["tilematrix"], ogc["tilecol"], ogc["tilerow"], fmt)
     if ogc.get("time"):
         rest = [(k, v) for k, v in rest if k.lower() != TIME_PARAM] + [(TIME_PARAM, ogc["time"])]
     return path, rest
