@@ -5,20 +5,18 @@
   ``max-age`` and an ETag that includes the head snapshot.
 - The ETag depends only on the package version, the path, the query and the view's snapshot: never on the
   ``Host`` header, so replicas behind different names agree on validators for the same bytes.
-- ``cache_policy_dependency`` (a dependency of every tile route) computes the policy from the request's
-  ``View`` and answers ``If-None-Match`` with 304 before anything is read; the route class
-  (``routing.ViewRoute``) receives that policy and the ``View`` as arguments and adds the headers to the
-  endpoint's response, the diagnostics from the metadata of the images read (``levels_header``).
+- ``routing.cache_policy_dependency`` (a dependency of every tile route) computes the policy from the
+  request's ``View`` and answers ``If-None-Match`` with 304 before anything is read; the route class
+  (``routing.ViewRoute``) receives that policy and the ``View`` as arguments and adds ``response_headers``
+  to the endpoint's response, the diagnostics from the metadata of the images read (``levels_header``).
 - Error responses are never publicly cacheable (``no-store``, set by the app's exception handlers).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from fastapi import Depends
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -79,22 +77,6 @@ def cache_policy(view: View, request: Request, head_max_age: int) -> CachePolicy
     query = request.scope.get("query_string", b"").decode("latin-1")
     tag = etag(__version__, request.scope["path"], query, "pinned" if view.pinned else view.snapshot)
     return CachePolicy(tag, IMMUTABLE if view.pinned else f"public, max-age={head_max_age}", view.snapshot)
-
-
-def cache_policy_dependency(
-    path_dependency: Callable[..., View], head_max_age: int
-) -> Callable[..., Awaitable[CachePolicy]]:
-    """Dependency: the ``CachePolicy`` of a request from its ``View``; ``NotModified`` (304) when
-    ``If-None-Match`` matches, so a revalidation reads nothing."""
-
-    async def view_cache_policy(request: Request, view: View = Depends(path_dependency)) -> CachePolicy:
-        # async: a hash and a header compare, not worth a threadpool hop
-        policy = cache_policy(view, request, head_max_age)
-        if etag_matches(request.headers.get("if-none-match"), policy.etag):
-            raise NotModified(policy)
-        return policy
-
-    return view_cache_policy
 
 
 def levels_header(reads: list[dict]) -> str:

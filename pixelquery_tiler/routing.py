@@ -3,7 +3,7 @@
 titiler's endpoints return finished ``Response``s and know nothing of our ``View``. The route class wraps each
 endpoint once, at registration, into one that also takes two dependencies, the path dependency's ``View``
 (FastAPI solves it once per request, so it is the very value the reader got) and the ``CachePolicy``
-computed from it (``caching.cache_policy_dependency``, which answers 304 before anything is read). After the
+computed from it (``cache_policy_dependency``, which answers 304 before anything is read). After the
 endpoint returns, the wrapper adds the caching and diagnostics headers (``caching.response_headers``) to its
 2xx response. Endpoints that take the ``Request`` get a ``ViewRequest``: the same request plus the view, for
 the templates' context processors (the WMTS capabilities' ``Time`` dimension), which receive only a request.
@@ -13,7 +13,7 @@ Nothing travels through ``request.state``, the ASGI scope or context variables.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import Depends
@@ -21,7 +21,7 @@ from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .caching import CachePolicy, cache_policy_dependency, response_headers
+from .caching import CachePolicy, NotModified, cache_policy, etag_matches, response_headers
 from .view import View
 
 
@@ -45,6 +45,22 @@ def view_route_class(path_dependency: Callable[..., View], head_max_age: int) ->
             super().__init__(path, endpoint, **kwargs)
 
     return ViewRoute
+
+
+def cache_policy_dependency(
+    path_dependency: Callable[..., View], head_max_age: int
+) -> Callable[..., Awaitable[CachePolicy]]:
+    """Dependency: the ``CachePolicy`` of a request from its ``View``; ``NotModified`` (304) when
+    ``If-None-Match`` matches, so a revalidation reads nothing."""
+
+    async def view_cache_policy(request: Request, view: View = Depends(path_dependency)) -> CachePolicy:
+        # async: a hash and a header compare, not worth a threadpool hop
+        policy = cache_policy(view, request, head_max_age)
+        if etag_matches(request.headers.get("if-none-match"), policy.etag):
+            raise NotModified(policy)
+        return policy
+
+    return view_cache_policy
 
 
 def with_view(
