@@ -9,11 +9,10 @@ needs ranges).
 
 from __future__ import annotations
 
+import functools
 import http.server
 import os
 import re
-import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
+
+from servers import free_port, http_server
 
 STARS = "stars_L7_ETMs_olinda_28m.tif"
 LANDSAT_ID = "LC08_L2SP_214066_20200518_20200526_02_T1"
@@ -123,20 +124,10 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
 @contextmanager
 def serve_folder(folder: Path) -> Iterator[str]:
     """Serve ``folder`` over HTTP on a free loopback port; yields the base URL, stops the server after."""
-    handler = lambda *a, **k: RangeHandler(*a, directory=str(folder), **k)  # noqa: E731
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with http_server(functools.partial(RangeHandler, directory=str(folder))) as url:
+        yield url
 
 
 def closed_port() -> int:
     """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_port()
