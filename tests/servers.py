@@ -103,17 +103,16 @@ def wait_http_ok(url: str, proc: subprocess.Popen | None, log: Path, timeout: fl
 
 def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
     """Stop a process started in its own session: ``sig`` to its whole group, SIGKILL if it outlives ``timeout``."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, sig)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
+    if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=timeout)
-    # children of a SIGKILLed leader (uvicorn workers) may outlive it: nothing of the group stays behind
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=timeout)
+    # children of a leader that died first (uvicorn workers of a SIGKILLed server) must not outlive the test
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
 
@@ -124,12 +123,15 @@ def cli() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "pixelquery_tiler"]
 
 
-def serve_command(*args: str | os.PathLike, port: int | str = "{port}", host: str = HOST) -> list[str]:
+def serve_command(
+    *args: str | os.PathLike, port: int | str = "{port}", host: str = HOST, program: Sequence[str] | None = None
+) -> list[str]:
     """``pixelquery-tiler serve ARGS --host HOST --port PORT`` (docker/Dockerfile's CMD with a test address).
 
     ``port="{port}"`` (the default) leaves a placeholder that :func:`serve` fills with the free port it picks.
+    ``program`` replaces :func:`cli` (e.g. a wrapper script that runs the CLI).
     """
-    return [*cli(), "serve", *map(str, args), "--host", host, "--port", str(port)]
+    return [*(program or cli()), "serve", *map(str, args), "--host", host, "--port", str(port)]
 
 
 @dataclass
@@ -149,10 +151,6 @@ class ServerProcess:
     @property
     def log_path(self) -> Path:
         return Path(self.log.name)
-
-    def log_text(self) -> str:
-        self.log.flush()
-        return self.log_path.read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
         """Send ``sig`` to the server's process group (SIGKILL after ``timeout``); idempotent; closes the log."""

@@ -24,7 +24,6 @@ from rasterio.errors import NotGeoreferencedWarning
 from testdata import ACQUIRED, DATA_DIR, shared_rasters
 
 
-
 def collection_for(path: Path) -> str:
     """One collection per shared raster, named after the file, so a read returns that file only."""
     return path.stem.lower().replace(".", "-")[:60]
