@@ -8,7 +8,8 @@ Two launchers share the same pieces (free port, readiness poll, stop):
   in the error (or on stderr, which pytest shows with the failure).
 - :class:`ServerThread`: the app object (``create_app(...)``) under uvicorn in a daemon thread, for tests that
   share in-process state with the server.
-- :func:`http_server`: a standard-library HTTP handler in a thread (static sites, a test proxy, a range server).
+- :func:`http_server`: a standard-library HTTP handler in a thread (static sites, a test proxy), and
+  :func:`serve_folder`: a folder over HTTP with Range requests (:class:`RangeHandler`), as GDAL's /vsicurl/ reads.
 
 Third-party servers (PostgreSQL, SeaweedFS, moto, nginx in ``scaleout_servers.py``) keep their own starters but use
 :func:`free_port`, :func:`wait_port` and :func:`stop_process` from here.
@@ -18,8 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import email.message
+import functools
 import http.server
 import os
+import re
 import shutil
 import signal
 import socket
@@ -227,13 +230,16 @@ class ServerThread:
     go through ``logging``, which pytest captures and shows with a failure.
     """
 
-    def __init__(self, app: Any, *, lifespan: str = "auto", log_level: str = "warning", timeout: float = 60.0):
+    def __init__(
+        self, app: Any, *, lifespan: str = "auto", log_level: str = "warning", timeout: float = 60.0, **config: Any
+    ):
+        """``config``: more ``uvicorn.Config`` options (e.g. ``http=`` a protocol class)."""
         import uvicorn
 
         self.port = free_port()
         self.timeout = timeout
         self.server = uvicorn.Server(
-            uvicorn.Config(app, host=HOST, port=self.port, log_level=log_level, lifespan=lifespan)
+            uvicorn.Config(app, host=HOST, port=self.port, log_level=log_level, lifespan=lifespan, **config)
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -269,3 +275,55 @@ def http_server(handler: Callable[..., http.server.BaseHTTPRequestHandler]) -> I
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+class RangeHandler(http.server.SimpleHTTPRequestHandler):
+    """Static files with single-range ``Range: bytes=a-b`` support (206), as object stores and CDNs answer."""
+
+    def log_message(self, *args) -> None:  # keep test output clean
+        pass
+
+    def send_head(self):  # type: ignore[override]
+        path = self.translate_path(self.path)
+        rng = self.headers.get("Range")
+        if not rng or not os.path.isfile(path):
+            return super().send_head()
+        m = re.fullmatch(r"bytes=(\d*)-(\d*)", rng.strip())
+        size = os.path.getsize(path)
+        if not m:
+            self.send_error(416)
+            return None
+        start = int(m.group(1)) if m.group(1) else max(0, size - int(m.group(2)))
+        end = min(int(m.group(2)), size - 1) if m.group(1) and m.group(2) else size - 1
+        if start >= size:
+            self.send_error(416)
+            return None
+        f = open(path, "rb")  # noqa: SIM115  (returned to http.server, which closes it after copyfile)
+        f.seek(start)
+        self.send_response(206)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.send_header("Content-Length", str(end - start + 1))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        self._remaining = end - start + 1
+        return f
+
+    def copyfile(self, source, outputfile) -> None:  # type: ignore[override]
+        remaining = getattr(self, "_remaining", None)
+        if remaining is None:
+            return super().copyfile(source, outputfile)
+        while remaining > 0:
+            buf = source.read(min(65536, remaining))
+            if not buf:
+                break
+            outputfile.write(buf)
+            remaining -= len(buf)
+        self._remaining = None
+
+
+@contextlib.contextmanager
+def serve_folder(folder: Path) -> Iterator[str]:
+    """Serve ``folder`` over HTTP on a free loopback port; yields the base URL, stops the server after."""
+    with http_server(functools.partial(RangeHandler, directory=str(folder))) as url:
+        yield url
