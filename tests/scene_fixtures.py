@@ -3,24 +3,18 @@
 Nothing ships a multi-file Landsat C2 or Sentinel-2 scene small enough for tests, so the bands of
 ``stars_L7_ETMs_olinda_28m.tif`` (real ETM+ pixels) are written one per file under the product naming
 conventions; the "20 m" Sentinel-2 band is that file's band 5 averaged 2x2 (a true coarser grid over the same
-area). Also: a tiny threaded HTTP server with Range support, serving a folder on loopback (GDAL's /vsicurl/
-needs ranges).
+area). ``serve_folder`` (from ``servers.py``) serves such files over HTTP with Range support.
 """
 
 from __future__ import annotations
 
-import http.server
-import os
-import re
-import socket
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from affine import Affine
+
+from servers import free_port, serve_folder  # noqa: F401  (test_scenes imports serve_folder from here)
 
 STARS = "stars_L7_ETMs_olinda_28m.tif"
 LANDSAT_ID = "LC08_L2SP_214066_20200518_20200526_02_T1"
@@ -75,68 +69,6 @@ def sentinel2_scene(folder: Path, data_dir: Path) -> dict[str, Path]:
     }
 
 
-class RangeHandler(http.server.SimpleHTTPRequestHandler):
-    """Static files with single-range ``Range: bytes=a-b`` support (206), as object stores and CDNs answer."""
-
-    def log_message(self, *args) -> None:  # keep test output clean
-        pass
-
-    def send_head(self):  # type: ignore[override]
-        path = self.translate_path(self.path)
-        rng = self.headers.get("Range")
-        if not rng or not os.path.isfile(path):
-            return super().send_head()
-        m = re.fullmatch(r"bytes=(\d*)-(\d*)", rng.strip())
-        size = os.path.getsize(path)
-        if not m:
-            self.send_error(416)
-            return None
-        start = int(m.group(1)) if m.group(1) else max(0, size - int(m.group(2)))
-        end = min(int(m.group(2)), size - 1) if m.group(1) and m.group(2) else size - 1
-        if start >= size:
-            self.send_error(416)
-            return None
-        f = open(path, "rb")  # noqa: SIM115  (returned to http.server, which closes it after copyfile)
-        f.seek(start)
-        self.send_response(206)
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-        self.send_header("Content-Length", str(end - start + 1))
-        self.send_header("Accept-Ranges", "bytes")
-        self.end_headers()
-        self._remaining = end - start + 1
-        return f
-
-    def copyfile(self, source, outputfile) -> None:  # type: ignore[override]
-        remaining = getattr(self, "_remaining", None)
-        if remaining is None:
-            return super().copyfile(source, outputfile)
-        while remaining > 0:
-            buf = source.read(min(65536, remaining))
-            if not buf:
-                break
-            outputfile.write(buf)
-            remaining -= len(buf)
-        self._remaining = None
-
-
-@contextmanager
-def serve_folder(folder: Path) -> Iterator[str]:
-    """Serve ``folder`` over HTTP on a free loopback port; yields the base URL, stops the server after."""
-    handler = lambda *a, **k: RangeHandler(*a, directory=str(folder), **k)  # noqa: E731
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-
-
 def closed_port() -> int:
     """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_port()

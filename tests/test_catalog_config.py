@@ -14,9 +14,9 @@ import pytest
 from pixelquery_tiler import Warehouse
 from pixelquery_tiler.fileio import WarehouseFS
 from pixelquery_tiler.storage_config import StorageConfig, StorageConfigError, parse_props, split_uri
+from testdata import DATA_DIR as DATA
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("PIXELQUERY_TEST_DATA", REPO.parent / "shared" / "data"))
 SMALL = DATA / "gw_LC08_224077_20200518_B2_60m.tif"
 
 
@@ -94,11 +94,9 @@ def test_missing_credentials_fail_before_any_write(tmp_path: Path) -> None:
 
 
 def test_unreachable_endpoint_fails_before_any_write(tmp_path: Path) -> None:
-    import socket
+    from servers import free_port
 
-    with socket.socket() as s:  # a loopback port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # a loopback port nothing listens on
     env = {
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
         "AWS_ACCESS_KEY_ID": "k",
@@ -143,9 +141,10 @@ def test_serve_on_an_empty_dir_creates_nothing(tmp_path: Path) -> None:
 
 
 def test_serve_create_starts_on_a_new_warehouse(tmp_path: Path) -> None:
-    from scaleout_servers import http_get, serve
+    from servers import http_get, serve
 
-    with serve([str(tmp_path / "new"), "--create"], {}, tmp_path / "serve.log") as (base, _):
+    with serve([tmp_path / "new", "--create"], tmp_path / "serve.log") as server:
+        base = server.url
         status, body, _ = http_get(base + "/stac/collections")
         assert status == 200 and b'"collections":[]' in body.replace(b" ", b"")
     assert (tmp_path / "new" / "catalog.db").exists()

@@ -8,7 +8,6 @@ ships), from an empty warehouse folder. The 60 s is the issue's start-up budget 
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -21,15 +20,14 @@ from rasterio.io import MemoryFile
 sys.path.insert(0, str(Path(__file__).resolve().parent / "browser"))
 import harness
 
+import servers
 from pixelquery_tiler.demo import DEMO_FILES, build_demo
 
 STARTUP_BUDGET_S = 60.0
 
 
 def demo_command(warehouse: Path) -> list[str]:
-    exe = shutil.which("pixelquery-tiler", path=str(Path(sys.executable).parent))
-    head = [exe] if exe else [sys.executable, "-m", "pixelquery_tiler"]
-    return [*head, "demo", "--port", "{port}", "--warehouse", str(warehouse)]
+    return [*servers.cli(), "demo", "--port", "{port}", "--warehouse", str(warehouse)]
 
 
 def test_demo_serves_stac_and_a_tile_within_budget(tmp_path: Path) -> None:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-import time
 
 import httpx
 import morecantile
@@ -18,6 +16,7 @@ from rasterio.crs import CRS
 from rio_tiler.io import Reader
 
 from conftest import TILE_DATA_DIR, TileWarehouse
+from servers import ServerThread
 
 WEB = morecantile.tms.get("WebMercatorQuad")
 PAIR_30 = "gw_LC08_224077_20200518_B2_30m.tif"
@@ -193,30 +192,14 @@ def test_serve_accepts_cors_origins():
 @pytest.fixture()
 def slow_header_server(tile_warehouse: TileWarehouse):
     """uvicorn with the header-timeout protocol (1 s) on a loopback port; yields (host, port)."""
-    import uvicorn
-
     from pixelquery_tiler import create_app
     from pixelquery_tiler.server import HeaderTimeoutProtocol
 
     class OneSecond(HeaderTimeoutProtocol):
         header_timeout = 1.0
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(tile_warehouse.uri), host="127.0.0.1", port=port, log_level="warning", http=OneSecond
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield "127.0.0.1", port
-    server.should_exit = True
-    thread.join(timeout=10)
+    with ServerThread(create_app(tile_warehouse.uri), http=OneSecond) as server:
+        yield "127.0.0.1", server.port
 
 
 def test_slow_header_clients_neither_starve_others_nor_hold_connections(slow_header_server):

@@ -15,7 +15,8 @@ from rasterio.warp import transform_bounds
 from pixelquery_tiler import Warehouse
 from pixelquery_tiler.ingest import chunk_wgs84_bounds, decimate
 from pixelquery_tiler.profiles import detect_product
-from warehouse_fixtures import collection_for, shared_rasters
+from testdata import shared_rasters
+from warehouse_fixtures import collection_for
 
 
 @pytest.mark.parametrize("raster", shared_rasters(), ids=lambda p: p.name)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import time
 from pathlib import Path
 
@@ -11,8 +10,9 @@ import pytest
 
 from pixelquery_tiler import Warehouse
 from pixelquery_tiler.jobs import JobStore, JobWorker, LeaseLost, WorkerOptions
+from servers import free_port
+from testdata import DATA_DIR as DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 L8_60 = "gw_LC08_224077_20200518_B2_60m.tif"
 
 
@@ -59,9 +59,8 @@ def test_retry_after_a_crash_between_commit_and_bookkeeping_adds_no_duplicate(se
 
 def test_transient_errors_back_off_then_fail_after_the_last_attempt(setup) -> None:
     wh, store, _ = setup
-    with socket.socket() as s:  # a loopback port nobody listens on: connection refused, a network error
-        s.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{s.getsockname()[1]}/scene.tif"
+    # a loopback port nobody listens on: connection refused, a network error
+    url = f"http://127.0.0.1:{free_port()}/scene.tif"
     job = store.submit({"collection": "l8", "sources": [url]}, max_attempts=2)
     worker = JobWorker(wh, store, WorkerOptions(lease=30, backoff=0.5))
     assert worker.run_once()

@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,71 +25,34 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from pixelquery_tiler import Warehouse
+from servers import ServerProcess, free_port, serve_command
+from servers import start as start_server
 from test_postgres_catalog import postgres_uri  # noqa: F401  (the throwaway PostgreSQL server fixture)
+from testdata import DATA_DIR as DATA
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
 L8_60 = "gw_LC08_224077_20200518_B2_60m.tif"
 OLINDA = "stars_L7_ETMs_olinda_28m.tif"
 KEY = "test-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class Server(ServerProcess):
+    """``pixelquery-tiler serve WAREHOUSE ARGS`` on a free loopback port (started by :meth:`start`)."""
 
-
-class Server:
-    """``pixelquery-tiler serve WAREHOUSE ARGS`` on a free loopback port."""
-
-    def __init__(self, warehouse: Path, *args: str, env: dict[str, str] | None = None):
+    @classmethod
+    def start(cls, warehouse: Path, *args: str, env: dict[str, str] | None = None) -> Server:
         warehouse.mkdir(parents=True, exist_ok=True)  # serve needs the folder; an empty warehouse is fine
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(warehouse.parent / f"serve-{self.port}.log", "wb")  # noqa: SIM115  (closed by stop())
-        environ = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-        environ.pop("PIXELQUERY_API_KEYS", None)
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "pixelquery_tiler",
-                "serve",
-                str(warehouse),
-                "--port",
-                str(self.port),
-                "--log-level",
-                "warning",
-                *(() if "--catalog-uri" in args else ("--create",)),
-                *args,
-            ],
-            env=environ,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
+        port = free_port()
+        create = () if "--catalog-uri" in args else ("--create",)
+        started = start_server(
+            serve_command(warehouse, "--log-level", "warning", *create, *args, port=port),
+            warehouse.parent / f"serve-{port}.log",
+            port=port,
+            env={"PIXELQUERY_API_KEYS": None, **(env or {})},
+            ready="/healthz",
         )
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if requests.get(self.url + "/healthz", timeout=5).status_code == 200:
-                    break
-            except requests.RequestException:  # not listening yet, or a busy machine is slow to answer
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"server did not start: {Path(self.log.name).read_text()[-2000:]}")
-            time.sleep(0.2)
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
+        return cls(started.url, started.port, started.proc, started.log)
 
     def post_job(self, body: dict, headers: dict | None = None) -> requests.Response:
         return requests.post(self.url + "/jobs", json=body, headers=AUTH if headers is None else headers, timeout=30)
@@ -106,14 +68,14 @@ class Server:
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator:
-    servers: list[Server] = []
+    started: list[Server] = []
 
     def start(warehouse: Path, *args: str, env: dict[str, str] | None = None) -> Server:
-        servers.append(Server(warehouse, *args, env=env))
-        return servers[-1]
+        started.append(Server.start(warehouse, *args, env=env))
+        return started[-1]
 
     yield start
-    for server in servers:
+    for server in started:
         server.stop()
 
 
@@ -578,7 +540,7 @@ def test_readyz_reports_an_unreachable_catalog(tmp_path: Path, serve) -> None:
     ok = serve(tmp_path / "wh", "--job-workers", "0")
     assert requests.get(ok.url + "/readyz", timeout=60).json() == {"status": "ready"}
     # an Iceberg REST catalog on a loopback port nobody listens on: the process lives, the catalog does not
-    down = serve(tmp_path / "wh2", "--job-workers", "0", "--catalog-uri", f"http://127.0.0.1:{_free_port()}")
+    down = serve(tmp_path / "wh2", "--job-workers", "0", "--catalog-uri", f"http://127.0.0.1:{free_port()}")
     r = requests.get(down.url + "/readyz", timeout=30)
     assert r.status_code == 503 and r.json()["status"] == "unavailable"
     assert requests.get(down.url + "/healthz", timeout=60).status_code == 200

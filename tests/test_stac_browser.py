@@ -17,13 +17,14 @@ import json
 import os
 import re
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "browser"))
 import harness
+
+import servers
 
 pytestmark = pytest.mark.browser
 
@@ -66,14 +67,8 @@ def stac_browser_site(catalog_url: str):
             self.end_headers()
             self.wfile.write(body)
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(DIST)))
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with servers.http_server(functools.partial(Handler, directory=str(DIST))) as url:
+        yield url + "/"
 
 
 @pytest.fixture(scope="module")

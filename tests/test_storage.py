@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import http.server
-import re
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import ClassVar
@@ -43,6 +40,7 @@ from pixelquery_tiler.ingest import (
 )
 from pixelquery_tiler.profiles import BandSpec, get_profile
 from pixelquery_tiler.reader import PixelQueryReader
+from servers import RangeHandler, http_server
 from synth_rasters import write_global_grid, write_scene
 
 PER_BAND_NODATA = {"vrt_options": {"UNIFIED_SRC_NODATA": "NO"}}
@@ -235,52 +233,36 @@ def test_band_group_of_two_files_is_one_item(tmp_path: Path) -> None:
     np.testing.assert_array_equal(out.data.data, np.concatenate([red, nir]))
 
 
-class _RangeHandler(http.server.SimpleHTTPRequestHandler):
-    """Static files with HTTP Range support (what GDAL's /vsicurl/ needs); records each response's size."""
+class _RangeHandler(RangeHandler):
+    """Static files with HTTP Range support (what GDAL's /vsicurl/ needs); records each response body's size."""
 
     sizes: ClassVar[list[int]] = []
 
-    def log_message(self, *args: object) -> None:
-        pass
+    def copyfile(self, source, outputfile) -> None:  # type: ignore[override]
+        counted = _CountingWriter(outputfile)
+        super().copyfile(source, counted)
+        type(self).sizes.append(counted.written)
 
-    def do_GET(self) -> None:
-        path = Path(self.translate_path(self.path))
-        if not path.is_file():
-            self.send_error(404)
-            return
-        data = path.read_bytes()
-        start, end = 0, len(data) - 1
-        if m := re.match(r"bytes=(\d+)-(\d*)", self.headers.get("Range", "")):
-            start, end = int(m.group(1)), min(int(m.group(2) or end), end)
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
-        else:
-            self.send_response(200)
-        body = data[start : end + 1]
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Accept-Ranges", "bytes")
-        self.end_headers()
-        self.wfile.write(body)
-        type(self).sizes.append(len(body))
+
+class _CountingWriter:
+    def __init__(self, out) -> None:
+        self.out, self.written = out, 0
+
+    def write(self, data: bytes) -> int:
+        self.written += len(data)
+        return self.out.write(data)
 
 
 def test_remote_source_is_read_by_ranges(tmp_path: Path, shared_data: Path) -> None:
     """A /vsicurl/ source (loopback HTTP) ingests like the local file, read by range requests, never whole."""
     name = "gw_LC08_224077_20200518_B2_30m.tif"
     handler = functools.partial(_RangeHandler, directory=str(shared_data))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     _RangeHandler.sizes = []
-    try:
-        url = f"/vsicurl/http://127.0.0.1:{server.server_address[1]}/{name}"
+    with http_server(handler) as base:
+        url = f"/vsicurl/{base}/{name}"
         gdal_env = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "VSI_CACHE": "FALSE"}
         with rasterio.Env(**gdal_env):
             remote = Warehouse(str(tmp_path / "remote")).ingest(url, "r")
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
     size = (shared_data / name).stat().st_size
     assert len(_RangeHandler.sizes) > 1 and max(_RangeHandler.sizes) < size, (len(_RangeHandler.sizes), size)
     local = Warehouse(str(tmp_path / "local")).ingest(str(shared_data / name), "r")

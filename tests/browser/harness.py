@@ -1,5 +1,5 @@
-"""Shared plumbing for the browser tests: a live ``pixelquery-tiler serve`` subprocess, small real warehouses,
-Node/Playwright scripts against Debian's chromium, and PNG analysis.
+"""Shared plumbing for the browser tests: a live ``pixelquery-tiler serve`` subprocess (``tests/servers.py``), small
+real warehouses, Node/Playwright scripts against Debian's chromium, and PNG analysis.
 
 The browser side runs as Node scripts (``tests/browser/*.mjs``, playwright-core from ``node_modules`` driving
 ``/usr/bin/chromium`` via ``executablePath``); each prints one JSON object on its last stdout line, which the pytest
@@ -12,10 +12,8 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import warnings
@@ -27,19 +25,16 @@ import pytest
 HERE = Path(__file__).resolve().parent
 TESTS = HERE.parent
 REPO = TESTS.parent
-DATA = Path(os.environ.get("PIXELQUERY_TEST_DATA", REPO.parent / "shared" / "data"))
-PACKAGE_DATA = REPO / "pixelquery_tiler" / "data"
+if str(TESTS) not in sys.path:  # the shared test modules below (pytest puts tests/ first when conftest loads)
+    sys.path.insert(0, str(TESTS))
+
+import servers  # noqa: E402
+from servers import free_port, http_get  # noqa: E402,F401  (the browser tests' names for them)
+from testdata import data_file  # noqa: E402
+
 ARTIFACTS = TESTS / "artifacts"
 CHROMIUM = os.environ.get("PIXELQUERY_CHROMIUM", "/usr/bin/chromium")
 NODE_MODULES = HERE / "node_modules"
-
-
-def data_file(name: str) -> Path:
-    """A real raster from ``../shared/data`` (or the copy the package ships)."""
-    for base in (DATA, PACKAGE_DATA):
-        if (base / name).is_file():
-            return base / name
-    pytest.skip(f"test raster {name} not found in {DATA} or {PACKAGE_DATA}")
 
 
 def require_browser() -> None:
@@ -59,63 +54,17 @@ def require_browser() -> None:
         pytest.skip(msg)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_get(url: str, timeout: float = 10.0) -> tuple[int, bytes, dict]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status, r.read(), dict(r.headers)
-    except urllib.error.HTTPError as e:
-        return e.code, e.read(), dict(e.headers)
-
-
-def serve_command(warehouse: Path | str, port: int, host: str = "127.0.0.1") -> list[str]:
-    """The same command line as docker/Dockerfile's CMD, with a test port (console script if on PATH)."""
-    exe = shutil.which("pixelquery-tiler", path=str(Path(sys.executable).parent)) or shutil.which("pixelquery-tiler")
-    head = [exe] if exe else [sys.executable, "-m", "pixelquery_tiler"]
-    return [*head, "serve", str(warehouse), "--host", host, "--port", str(port)]
+def serve_command(warehouse: Path | str, port: int | str = "{port}") -> list[str]:
+    """The same command line as docker/Dockerfile's CMD, on loopback (``"{port}"``: the server's free port)."""
+    return servers.serve_command(warehouse, port=port)
 
 
 @contextlib.contextmanager
 def live_server(warehouse: Path | str, log_path: Path, startup_timeout: float = 90.0, command: list[str] | None = None):
-    """Run ``pixelquery-tiler serve`` on a free loopback port; yield its base URL (with trailing slash)."""
-    port = free_port()
-    cmd = command or serve_command(warehouse, port)
-    if command:
-        cmd = [c.replace("{port}", str(port)) for c in command]
-    log = open(log_path, "wb")  # noqa: SIM115  (closed in the finally below, once the server has stopped)
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=str(log_path.parent))
-    base = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + startup_timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"server exited with {proc.returncode}:\n{log_path.read_text(errors='replace')[-3000:]}"
-                )
-            try:
-                status, _, _ = http_get(base + "stac/", timeout=2)
-                if status == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                log_tail = log_path.read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"server not answering /stac/ after {startup_timeout} s:\n{log_tail}")
-            time.sleep(0.25)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        log.close()
+    """``pixelquery-tiler serve WAREHOUSE`` (or ``command``) via :func:`servers.serve`; yields its base URL with a
+    trailing slash, the form the browser scripts join relative paths to."""
+    with servers.serve([warehouse], log_path, command=command, timeout=startup_timeout, cwd=log_path.parent) as server:
+        yield server.base
 
 
 def run_node(script: str, config: dict, timeout: float = 240.0) -> dict:
@@ -167,7 +116,6 @@ def prefix_proxy(backend: str, prefix: str = "/pq"):
     """A minimal reverse proxy on a free loopback port serving ``backend`` under ``prefix`` (GET/HEAD only), which
     does not tell the backend about the prefix: the set-up that breaks absolute URLs. Yields the proxied base URL."""
     import http.server
-    import threading
 
     hop = {
         "connection",
@@ -213,15 +161,8 @@ def prefix_proxy(backend: str, prefix: str = "/pq"):
         def do_HEAD(self):
             self._forward(True)
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}{prefix}/"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with servers.http_server(Handler) as url:
+        yield f"{url}{prefix}/"
 
 
 DOCS_SCREENSHOTS = REPO / "docs" / "screenshots"
