@@ -198,11 +198,13 @@ def bench_point(work: Path, dates: int, repeat: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repeats, 20 dates")
+    parser.add_argument("--only-point", action="store_true", help="run only the point time series (2.)")
     args = parser.parse_args()
     repeat = 5 if args.quick else 30
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory(prefix="pq-bench-analysis-") as tmp:
-        bench_cube(Path(tmp), repeat)
+        if not args.only_point:
+            bench_cube(Path(tmp), repeat)
         bench_point(Path(tmp), 20 if args.quick else 100, repeat)
     print(f"load average {os.getloadavg()[0]:.2f}")
 

@@ -20,6 +20,7 @@ import datetime as dt
 import logging
 import warnings
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from affine import Affine
@@ -36,7 +37,7 @@ from .chunks import ChunkReader
 from .crs import BBox, crs_id, transform_bounds, transformer
 from .errors import BandError, NoData
 from .index import CollectionIndex, ItemView
-from .sampling import inside_extent, sample_nearest
+from .sampling import MAX_ERROR_PX, CoordinateMap, coordinate_map, inside_extent, sample_nearest
 from .view import View
 
 __all__ = ["BandError", "NoData", "WindowRead", "choose_level", "read_window", "transform_bounds"]
@@ -187,6 +188,8 @@ def _mosaic(
     used: _Contributions,
 ) -> np.ma.MaskedArray | None:
     """One band set: observations (all carrying ``band_names``) mosaicked newest first; ``None`` if none overlap."""
+    if pixel_selection == "first" and resampling == "nearest":
+        return _mosaic_first_nearest(index, chunks, positions, band_names, bounds, dst_crs, width, height, dtype, used)
     dst_transform = from_bounds(*bounds, width, height)
     method = PixelSelectionMethod[pixel_selection].value()
     region = bounds
@@ -224,6 +227,178 @@ def _mosaic(
     if data.dtype != dtype and pixel_selection in ("first", "highest", "lowest"):
         data = data.astype(dtype)
     return data
+
+
+class _ItemPlan(NamedTuple):
+    """How one observation enters a batched mosaic: its level, the request in its CRS, and where it lands."""
+
+    pos: int
+    level: int
+    native: BBox  # the request in the item's CRS
+    extent: tuple[float, float, float, float]  # the item-level's chunks, item CRS
+    cmap: CoordinateMap | None  # the output grid in the item's CRS; None: warp the item whole (``_read_item``)
+    window: tuple[int, int, int, int]  # output rows [r0, r1), columns [c0, c1) that can hold its pixel centres
+
+
+def _plan_items(
+    index: CollectionIndex,
+    positions: np.ndarray,
+    bounds: BBox,
+    dst_crs: str,
+    dst_transform: Affine,
+    width: int,
+    height: int,
+) -> list[_ItemPlan]:
+    """Level, extent and output window of every observation, computed per CRS and vectorised over items.
+
+    The request in an item's CRS, the target resolution and the coordinate map depend on the CRS only; extents,
+    tolerance checks and the windows of all items sharing a CRS come from array passes (``CoordinateMap.windows``).
+    """
+    per_crs: dict[str, tuple[BBox, float, CoordinateMap | None]] = {}
+    levels, starts, stops, crs_of = [], [], [], []
+    for pos in positions:
+        item = index.items[pos]
+        if item.crs not in per_crs:
+            native = transform_bounds(dst_crs, item.crs, bounds)
+            target = min((native[2] - native[0]) / width, (native[3] - native[1]) / height)
+            per_crs[item.crs] = (native, target, coordinate_map(item.crs, dst_crs, dst_transform, width, height))
+        level = choose_level(item, per_crs[item.crs][1])
+        start, stop = index.item_row_range(pos, level)
+        levels.append(level)
+        starts.append(start)
+        stops.append(stop)
+        crs_of.append(item.crs)
+    # extents of the item-levels' rows (reduceat over [start, stop) pairs; the in-between pairs are dropped)
+    edges = np.ravel(np.column_stack([starts, stops]))
+    pad = lambda a: np.append(a, a[:1])  # noqa: E731  # reduceat indices may equal len(a)
+    extents = np.column_stack(
+        [
+            np.minimum.reduceat(pad(index.minx), edges)[::2],
+            np.minimum.reduceat(pad(index.miny), edges)[::2],
+            np.maximum.reduceat(pad(index.maxx), edges)[::2],
+            np.maximum.reduceat(pad(index.maxy), edges)[::2],
+        ]
+    )
+    t = index.transform[starts]  # (a, b, c, d, e, f) of each item-level's grid
+    res = np.minimum(np.abs(t[:, 0]), np.abs(t[:, 4]))
+    windows = np.zeros((len(starts), 4), np.int64)
+    windows[:, 1], windows[:, 3] = height, width
+    mapped = np.zeros(len(starts), bool)
+    for crs, (_, _, cmap) in per_crs.items():
+        if cmap is None:
+            continue
+        # rotated grids, maps beyond GDAL's tolerance for the grid, and aligned grids (sliced exactly): per item
+        ok = np.array([c == crs for c in crs_of]) & (t[:, 1] == 0) & (t[:, 3] == 0) & (cmap.error <= MAX_ERROR_PX * res)
+        if crs == dst_crs:
+            ok &= [_aligned_offset(Affine(*row[:6]), dst_transform) is None for row in t]
+        if ok.any():
+            windows[ok] = cmap.windows(extents[ok])
+            mapped |= ok
+    return [
+        _ItemPlan(
+            int(pos),
+            levels[k],
+            per_crs[crs_of[k]][0],
+            tuple(extents[k].tolist()),  # type: ignore[arg-type]
+            per_crs[crs_of[k]][2] if mapped[k] else None,
+            tuple(windows[k].tolist()),  # type: ignore[arg-type]
+        )
+        for k, pos in enumerate(positions)
+    ]
+
+
+def _mosaic_first_nearest(
+    index: CollectionIndex,
+    chunks: ChunkReader,
+    positions: np.ndarray,
+    band_names: list[str],
+    bounds: BBox,
+    dst_crs: str,
+    width: int,
+    height: int,
+    dtype: np.dtype,
+    used: _Contributions,
+) -> np.ma.MaskedArray | None:
+    """``_mosaic`` for pixel selection "first" with nearest resampling, batched over observations.
+
+    The result is what rio-tiler's ``FirstMethod`` makes of each observation's whole nearest warp, newest first
+    (per band, the first valid value), but an observation costs only its own output window: the coordinate map
+    of the output grid is shared by every item of a CRS (one "warp" geometry for all), windows are located for
+    all items at once, an item is read only where output pixels inside its extent are still empty, from just the
+    chunks under those pixels, and sampled on that window only. A z6 tile over 100 small items thus costs about
+    one tile plus the items' own few pixels, not 100 tile-sized array passes. Items the map cannot serve (aligned
+    grids, rotated grids, beyond GDAL's tolerance) take the per-item warp and join the same mosaic.
+    """
+    dst_transform = from_bounds(*bounds, width, height)
+    nb = len(band_names)
+    data: np.ndarray | None = None
+    mask = np.ones((nb, height, width), bool)
+    need = np.ones((height, width), bool)  # output pixels some band still lacks
+    everything = (slice(None), slice(None))
+    for plan in _plan_items(index, positions, bounds, dst_crs, dst_transform, width, height):
+        item = index.items[plan.pos]
+        if plan.cmap is None:
+            warped = _read_item(
+                index, chunks, plan.pos, plan.level, plan.native, band_names, dst_transform, dst_crs,
+                width, height, dtype, "nearest",
+            )  # fmt: skip
+            if warped is None:
+                continue
+            part = np.ma.getdata(warped)
+            part_mask = np.broadcast_to(np.ma.getmaskarray(warped), part.shape)
+            win = everything
+        else:
+            r0, r1, c0, c1 = plan.window
+            wanted = need[r0:r1, c0:c1]
+            if not wanted.any():
+                continue  # nothing left to fill where this item may lie
+            grid = _source_grid(index, plan.pos, plan.level, plan.native, KERNEL_MARGIN["nearest"])
+            if grid is None:
+                continue
+            # the source pixel under each output pixel centre, as ``sample_nearest`` computes it on the
+            # per-item path's source array (same transform, same GDAL-style nudge), then shifted onto the grid
+            t, (wr0, wr1, wc0, wc1) = grid.transform, grid.window
+            col = np.floor((plan.cmap.xs[r0:r1, c0:c1] - t.c) / t.a + 1e-10)
+            row = np.floor((plan.cmap.ys[r0:r1, c0:c1] - t.f) / t.e + 1e-10)
+            wanted = wanted & (col >= 0) & (col < wc1 - wc0) & (row >= 0) & (row < wr1 - wr0)
+            rr, cc = np.nonzero(wanted)
+            if rr.size == 0:
+                continue
+            cols = col[rr, cc].astype(np.int64) + wc0
+            rows = row[rr, cc].astype(np.int64) + wr0
+            values, alpha = _gather(index, chunks, plan.pos, grid, cols, rows, band_names)
+            # validity exactly as the per-item path decides it for a source pixel
+            checked = _slice_aligned(
+                values[:, None, :], None if alpha is None else alpha[None], item.nodata, (0, 0), rr.size, 1, dtype
+            )
+            part, part_mask = np.ma.getdata(checked)[:, 0, :], np.ma.getmaskarray(checked)[:, 0, :]
+            win = ((rr + r0) * width + (cc + c0),)  # flat output positions
+        first = data is None
+        if data is None:  # the first observation also sets the values under the mask, as FirstMethod does
+            if win is everything:
+                data, mask = part.astype(dtype, copy=True), part_mask.copy()
+            else:
+                fill = item.nodata if item.nodata is not None else 0
+                data, mask = np.full((nb, height, width), fill, dtype), np.ones((nb, height, width), bool)
+        if win is everything:
+            fresh = mask & ~part_mask
+            data[fresh] = part[fresh]
+            mask[fresh] = False
+            need = mask.any(axis=0)
+            filled = first or bool(fresh.any())
+        else:
+            (pix,) = win
+            flat_data, flat_mask = data.reshape(nb, -1), mask.reshape(nb, -1)
+            band, at = np.nonzero(flat_mask[:, pix] & ~part_mask)
+            flat_data[band, pix[at]] = part[band, at]
+            flat_mask[band, pix[at]] = False
+            need.reshape(-1)[pix] = flat_mask[:, pix].any(axis=0)
+            filled = first or band.size > 0
+        if filled:
+            used.add(item, plan.level)
+            if not need.any():
+                break
+    return None if data is None else np.ma.MaskedArray(data, mask=mask)
 
 
 def _footprint(
@@ -281,8 +456,8 @@ def _pixel_bounds(pixels: np.ndarray, transform: Affine) -> BBox | None:
     rows, cols = np.flatnonzero(pixels.any(axis=1)), np.flatnonzero(pixels.any(axis=0))
     if rows.size == 0:
         return None
-    left, top = transform * (cols[0], rows[0])
-    right, bottom = transform * (cols[-1] + 1, rows[-1] + 1)
+    left, top = transform @ (cols[0], rows[0])
+    right, bottom = transform @ (cols[-1] + 1, rows[-1] + 1)
     return (min(left, right), min(top, bottom), max(left, right), max(top, bottom))
 
 
@@ -330,7 +505,28 @@ def _read_item(
     resampling: str,
 ) -> np.ma.MaskedArray | None:
     """One observation at one level, warped into the output grid (``None`` if it does not overlap)."""
+    source = _read_source(index, chunks, pos, level, native, band_names, KERNEL_MARGIN.get(resampling, 4))
+    if source is None:
+        return None
+    src, alpha, src_transform = source
     item = index.items[pos]
+    return _warp(
+        src, alpha, item.nodata, src_transform, item.crs, dst_transform, dst_crs, width, height, dtype, resampling
+    )
+
+
+class _SourceGrid(NamedTuple):
+    """The chunks of one item-level under a request and the window they fill on the level's pixel grid."""
+
+    rows: np.ndarray  # index rows (chunks)
+    col_off: np.ndarray  # each chunk's first column / row on the grid (origin: the first chunk's corner)
+    row_off: np.ndarray
+    window: tuple[int, int, int, int]  # [wr0, wr1) x [wc0, wc1) on the grid, clipped to the chunks' union
+    transform: Affine  # of the window's corner pixel
+
+
+def _source_grid(index: CollectionIndex, pos: int, level: int, native: BBox, margin: int) -> _SourceGrid | None:
+    """Which chunks of one item-level lie under ``native`` (item CRS, plus ``margin`` pixels), and where."""
     rows = index.chunk_rows(pos, level, native)
     if rows.size == 0:
         return None
@@ -340,7 +536,6 @@ def _read_item(
     ox, oy = t[2], t[5]
     col_off = np.rint((index.transform[rows, 2] - ox) / res_x).astype(np.int64)
     row_off = np.rint((oy - index.transform[rows, 5]) / res_y).astype(np.int64)
-    margin = KERNEL_MARGIN.get(resampling, 4)
     # window of the request (plus kernel margin) on that grid, clipped to the chunks' union
     wc0 = max(int(np.floor((native[0] - ox) / res_x)) - margin, int(col_off.min()))
     wc1 = min(int(np.ceil((native[2] - ox) / res_x)) + margin, int((col_off + index.width[rows]).max()))
@@ -348,11 +543,30 @@ def _read_item(
     wr1 = min(int(np.ceil((oy - native[1]) / res_y)) + margin, int((row_off + index.height[rows]).max()))
     if wc1 <= wc0 or wr1 <= wr0:
         return None
-    nodata = item.nodata
+    transform = Affine(res_x, 0, ox + wc0 * res_x, 0, -res_y, oy - wr0 * res_y)
+    return _SourceGrid(rows, col_off, row_off, (wr0, wr1, wc0, wc1), transform)
+
+
+def _read_source(
+    index: CollectionIndex,
+    chunks: ChunkReader,
+    pos: int,
+    level: int,
+    native: BBox,
+    band_names: list[str],
+    margin: int,
+) -> tuple[np.ndarray, np.ndarray | None, Affine] | None:
+    """The chunks of one item-level under ``native`` (item CRS, plus ``margin`` pixels) pasted into one array on
+    the level's own pixel grid: (bands, alpha or ``None`` when validity comes from nodata, transform)."""
+    grid = _source_grid(index, pos, level, native, margin)
+    if grid is None:
+        return None
+    wr0, wr1, wc0, wc1 = grid.window
+    nodata = index.items[pos].nodata
     nb = len(band_names)
-    src = np.full((nb, wr1 - wr0, wc1 - wc0), nodata if nodata is not None else 0, dtype=np.dtype(item.dtype))
+    src = np.full((nb, wr1 - wr0, wc1 - wc0), nodata if nodata is not None else 0, index.items[pos].dtype)
     alpha = None if nodata is not None else np.zeros((wr1 - wr0, wc1 - wc0), np.uint8)
-    for r, c0, r0 in zip(rows, col_off, row_off, strict=True):
+    for r, c0, r0 in zip(grid.rows, grid.col_off, grid.row_off, strict=True):
         h, w = int(index.height[r]), int(index.width[r])
         # overlap of chunk [r0, r0+h) x [c0, c0+w) with window
         a0, a1 = max(r0, wr0), min(r0 + h, wr1)
@@ -366,8 +580,36 @@ def _read_item(
             src[i][ws] = band[cs]
         if alpha is not None:
             alpha[ws] = 255 if valid is None else np.where(valid[cs], 255, 0)
-    src_transform = Affine(res_x, 0, ox + wc0 * res_x, 0, -res_y, oy - wr0 * res_y)
-    return _warp(src, alpha, nodata, src_transform, item.crs, dst_transform, dst_crs, width, height, dtype, resampling)
+    return src, alpha, grid.transform
+
+
+def _gather(
+    index: CollectionIndex,
+    chunks: ChunkReader,
+    pos: int,
+    grid: _SourceGrid,
+    cols: np.ndarray,
+    rows: np.ndarray,
+    band_names: list[str],
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The source pixels at grid (``cols``, ``rows``), read from just the chunks holding them, without pasting
+    the chunks into one array: (bands, n) and alpha (n,) or ``None``, filled like ``_read_source``'s array."""
+    item = index.items[pos]
+    nodata = item.nodata
+    values = np.full((len(band_names), cols.size), nodata if nodata is not None else 0, item.dtype)
+    alpha = None if nodata is not None else np.zeros(cols.size, np.uint8)
+    heights, widths = index.height[grid.rows], index.width[grid.rows]
+    for r, c0, r0, h, w in zip(grid.rows, grid.col_off, grid.row_off, heights, widths, strict=True):
+        inside = np.flatnonzero((cols >= c0) & (cols < c0 + w) & (rows >= r0) & (rows < r0 + h))
+        if inside.size == 0:
+            continue
+        bands_data, valid = chunks.read(index.chunk_file[r], int(index.batch_index[r]), int(h), int(w), band_names)
+        flat = (rows[inside] - r0) * w + (cols[inside] - c0)
+        for i, band in enumerate(bands_data):
+            values[i, inside] = band.reshape(-1)[flat]
+        if alpha is not None:
+            alpha[inside] = 255 if valid is None else np.where(valid.reshape(-1)[flat], 255, 0)
+    return values, alpha
 
 
 def _warp(
