@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import warnings
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -40,7 +41,7 @@ from .index import CollectionIndex, ItemView
 from .sampling import MAX_ERROR_PX, CoordinateMap, coordinate_map, inside_extent, sample_nearest
 from .view import View
 
-__all__ = ["BandError", "NoData", "WindowRead", "choose_level", "read_window", "transform_bounds"]
+__all__ = ["BandError", "NoData", "WindowRead", "choose_level", "read_window", "sample_pixels", "transform_bounds"]
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +161,45 @@ def read_window(
             "datetimes": [d.isoformat() for d in used.datetimes],
         },
     )
+
+
+def sample_pixels(
+    index: CollectionIndex, chunks: ChunkReader, requests: list[tuple[int, float, float, list[str]]]
+) -> list[np.ma.MaskedArray | None]:
+    """The level-0 pixel under a point of each index entry, for many entries at once (a point's time series).
+
+    ``requests``: (entry position, x, y in the entry's CRS, bands). Per request, the (bands,) values of the
+    stored pixel containing the point, masked where invalid, or ``None`` when no chunk of the entry holds that
+    pixel. What a 1 x 1 ``read_window`` of that native pixel returns, without a ``View``, a level choice or a warp
+    per entry: each entry's chunk and pixel are located directly on its level-0 grid, each chunk is read once and
+    validity is decided as the aligned read path decides it (``_slice_aligned``).
+    """
+    out: list[np.ma.MaskedArray | None] = []
+    for pos, x, y, bands in requests:
+        item = index.items[pos]
+        start, stop = index.item_row_range(pos, item.levels[0])
+        t = index.transform[start:stop]
+        res_x, res_y, ox, oy = t[0, 0], -t[0, 4], t[0, 2], t[0, 5]
+        col, row = math.floor((x - ox) / res_x), math.floor((oy - y) / res_y)
+        col_off = np.rint((t[:, 2] - ox) / res_x).astype(np.int64)
+        row_off = np.rint((oy - t[:, 5]) / res_y).astype(np.int64)
+        height, width = index.height[start:stop], index.width[start:stop]
+        hit = np.flatnonzero((col_off <= col) & (col < col_off + width) & (row_off <= row) & (row < row_off + height))
+        if hit.size == 0:
+            out.append(None)
+            continue
+        k = int(hit[0])
+        r, c = row - int(row_off[k]), col - int(col_off[k])
+        data, valid = chunks.read(
+            index.chunk_file[start + k], int(index.batch_index[start + k]), int(height[k]), int(width[k]), bands
+        )
+        values = np.array([band[r, c] for band in data], item.dtype).reshape(len(bands), 1, 1)
+        alpha = None
+        if item.nodata is None:
+            alpha = np.full((1, 1), 255 if valid is None or valid[r, c] else 0, np.uint8)
+        pixel = _slice_aligned(values, alpha, item.nodata, (0, 0), 1, 1, values.dtype)
+        out.append(pixel[:, 0, 0])
+    return out
 
 
 def _band_sets(
@@ -352,14 +392,20 @@ def _mosaic_first_nearest(
             wanted = need[r0:r1, c0:c1]
             if not wanted.any():
                 continue  # nothing left to fill where this item may lie
+            xs, ys = plan.cmap.xs[r0:r1, c0:c1], plan.cmap.ys[r0:r1, c0:c1]
+            x0, y0, x1, y1 = plan.extent
+            pad = 1e-6 * (x1 - x0)  # >= 1e-6 px: covers the sampler's 1e-10 px nudge
+            wanted = wanted & (xs >= x0 - pad) & (xs <= x1 + pad) & (ys >= y0 - pad) & (ys <= y1 + pad)
+            if not wanted.any():
+                continue  # the window is whole lattice cells: its empty pixels may all lie outside the item
             grid = _source_grid(index, plan.pos, plan.level, plan.native, KERNEL_MARGIN["nearest"])
             if grid is None:
                 continue
             # the source pixel under each output pixel centre, as ``sample_nearest`` computes it on the
             # per-item path's source array (same transform, same GDAL-style nudge), then shifted onto the grid
             t, (wr0, wr1, wc0, wc1) = grid.transform, grid.window
-            col = np.floor((plan.cmap.xs[r0:r1, c0:c1] - t.c) / t.a + 1e-10)
-            row = np.floor((plan.cmap.ys[r0:r1, c0:c1] - t.f) / t.e + 1e-10)
+            col = np.floor((xs - t.c) / t.a + 1e-10)
+            row = np.floor((ys - t.f) / t.e + 1e-10)
             wanted = wanted & (col >= 0) & (col < wc1 - wc0) & (row >= 0) & (row < wr1 - wr0)
             rr, cc = np.nonzero(wanted)
             if rr.size == 0:
@@ -505,14 +551,33 @@ def _read_item(
     resampling: str,
 ) -> np.ma.MaskedArray | None:
     """One observation at one level, warped into the output grid (``None`` if it does not overlap)."""
-    source = _read_source(index, chunks, pos, level, native, band_names, KERNEL_MARGIN.get(resampling, 4))
-    if source is None:
-        return None
-    src, alpha, src_transform = source
     item = index.items[pos]
-    return _warp(
-        src, alpha, item.nodata, src_transform, item.crs, dst_transform, dst_crs, width, height, dtype, resampling
-    )
+    grid = _source_grid(index, pos, level, native, KERNEL_MARGIN.get(resampling, 4))
+    if grid is None:
+        return None
+    rows, col_off, row_off = grid.rows, grid.col_off, grid.row_off
+    wr0, wr1, wc0, wc1 = grid.window
+    res_x, res_y, ox, oy = grid.res_x, grid.res_y, grid.ox, grid.oy
+    nodata = item.nodata
+    nb = len(band_names)
+    src = np.full((nb, wr1 - wr0, wc1 - wc0), nodata if nodata is not None else 0, dtype=np.dtype(item.dtype))
+    alpha = None if nodata is not None else np.zeros((wr1 - wr0, wc1 - wc0), np.uint8)
+    for r, c0, r0 in zip(rows, col_off, row_off, strict=True):
+        h, w = int(index.height[r]), int(index.width[r])
+        # overlap of chunk [r0, r0+h) x [c0, c0+w) with window
+        a0, a1 = max(r0, wr0), min(r0 + h, wr1)
+        b0, b1 = max(c0, wc0), min(c0 + w, wc1)
+        if a1 <= a0 or b1 <= b0:
+            continue
+        bands_data, valid = chunks.read(index.chunk_file[r], int(index.batch_index[r]), h, w, band_names)
+        cs = (slice(a0 - r0, a1 - r0), slice(b0 - c0, b1 - c0))
+        ws = (slice(a0 - wr0, a1 - wr0), slice(b0 - wc0, b1 - wc0))
+        for i, band in enumerate(bands_data):
+            src[i][ws] = band[cs]
+        if alpha is not None:
+            alpha[ws] = 255 if valid is None else np.where(valid[cs], 255, 0)
+    src_transform = Affine(res_x, 0, ox + wc0 * res_x, 0, -res_y, oy - wr0 * res_y)
+    return _warp(src, alpha, nodata, src_transform, item.crs, dst_transform, dst_crs, width, height, dtype, resampling)
 
 
 class _SourceGrid(NamedTuple):
@@ -522,7 +587,16 @@ class _SourceGrid(NamedTuple):
     col_off: np.ndarray  # each chunk's first column / row on the grid (origin: the first chunk's corner)
     row_off: np.ndarray
     window: tuple[int, int, int, int]  # [wr0, wr1) x [wc0, wc1) on the grid, clipped to the chunks' union
-    transform: Affine  # of the window's corner pixel
+    res_x: float
+    res_y: float
+    ox: float  # the grid's origin (the first chunk's top-left corner)
+    oy: float
+
+    @property
+    def transform(self) -> Affine:
+        """The transform of the window's top-left pixel (the per-item path's source array)."""
+        wr0, _, wc0, _ = self.window
+        return Affine(self.res_x, 0, self.ox + wc0 * self.res_x, 0, -self.res_y, self.oy - wr0 * self.res_y)
 
 
 def _source_grid(index: CollectionIndex, pos: int, level: int, native: BBox, margin: int) -> _SourceGrid | None:
@@ -543,44 +617,7 @@ def _source_grid(index: CollectionIndex, pos: int, level: int, native: BBox, mar
     wr1 = min(int(np.ceil((oy - native[1]) / res_y)) + margin, int((row_off + index.height[rows]).max()))
     if wc1 <= wc0 or wr1 <= wr0:
         return None
-    transform = Affine(res_x, 0, ox + wc0 * res_x, 0, -res_y, oy - wr0 * res_y)
-    return _SourceGrid(rows, col_off, row_off, (wr0, wr1, wc0, wc1), transform)
-
-
-def _read_source(
-    index: CollectionIndex,
-    chunks: ChunkReader,
-    pos: int,
-    level: int,
-    native: BBox,
-    band_names: list[str],
-    margin: int,
-) -> tuple[np.ndarray, np.ndarray | None, Affine] | None:
-    """The chunks of one item-level under ``native`` (item CRS, plus ``margin`` pixels) pasted into one array on
-    the level's own pixel grid: (bands, alpha or ``None`` when validity comes from nodata, transform)."""
-    grid = _source_grid(index, pos, level, native, margin)
-    if grid is None:
-        return None
-    wr0, wr1, wc0, wc1 = grid.window
-    nodata = index.items[pos].nodata
-    nb = len(band_names)
-    src = np.full((nb, wr1 - wr0, wc1 - wc0), nodata if nodata is not None else 0, index.items[pos].dtype)
-    alpha = None if nodata is not None else np.zeros((wr1 - wr0, wc1 - wc0), np.uint8)
-    for r, c0, r0 in zip(grid.rows, grid.col_off, grid.row_off, strict=True):
-        h, w = int(index.height[r]), int(index.width[r])
-        # overlap of chunk [r0, r0+h) x [c0, c0+w) with window
-        a0, a1 = max(r0, wr0), min(r0 + h, wr1)
-        b0, b1 = max(c0, wc0), min(c0 + w, wc1)
-        if a1 <= a0 or b1 <= b0:
-            continue
-        bands_data, valid = chunks.read(index.chunk_file[r], int(index.batch_index[r]), h, w, band_names)
-        cs = (slice(a0 - r0, a1 - r0), slice(b0 - c0, b1 - c0))
-        ws = (slice(a0 - wr0, a1 - wr0), slice(b0 - wc0, b1 - wc0))
-        for i, band in enumerate(bands_data):
-            src[i][ws] = band[cs]
-        if alpha is not None:
-            alpha[ws] = 255 if valid is None else np.where(valid[cs], 255, 0)
-    return src, alpha, grid.transform
+    return _SourceGrid(rows, col_off, row_off, (wr0, wr1, wc0, wc1), res_x, res_y, ox, oy)
 
 
 def _gather(
