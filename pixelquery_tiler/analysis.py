@@ -509,19 +509,23 @@ def point_series(
         return sample_pixels(index, collection.warehouse.chunk_reader, requests)
 
     def entry(obs: Observation, got: list[tuple[Part, Any]]) -> dict[str, Any] | None:
-        pixel: dict[str, Any] = {}  # band -> its native pixel under the point (each band on its own grid)
+        pixel: dict[str, tuple[Any, bool]] = {}  # band -> (value, masked) of its native pixel (on its own grid)
         for (_, wanted, _), data in got:
             if data is not None:
-                pixel.update((band, data[i]) for i, band in enumerate(wanted))
+                values_masks = zip(np.ma.getdata(data).tolist(), np.ma.getmaskarray(data).tolist(), strict=True)
+                pixel.update(zip(wanted, values_masks, strict=True))
         if not any(data is not None for _, data in got) and any(b in obs.bands for b in plan.read):
             return None  # the item's bbox covers the point but none of its pixels does
         values: dict[str, float | None] = dict.fromkeys(plan.outputs)
-        if len(pixel) == len(plan.read):
-            stack = np.ma.stack([np.ma.MaskedArray([pixel[b]]).reshape(1, 1) for b in plan.read])
+        if len(pixel) == len(plan.read) and plan.blocks is not None:
+            stack = np.ma.MaskedArray(
+                np.array([pixel[b][0] for b in plan.read]).reshape(-1, 1, 1),
+                mask=np.array([pixel[b][1] for b in plan.read]).reshape(-1, 1, 1),
+            )
             out = plan.apply(stack)
             values = {name: _json_number(out[i, 0, 0]) for i, name in enumerate(plan.outputs)}
-        elif plan.blocks is None:  # an observation lacking some bands: those stay null (expressions need them all)
-            values.update((band, _json_number(value)) for band, value in pixel.items())
+        elif plan.blocks is None:  # bands as stored; an observation lacking some: those stay null
+            values.update((band, None if masked else _json_number(value)) for band, (value, masked) in pixel.items())
         return {"values": values}
 
     return _series(observations, plan, read, entry, one_grid=False)
