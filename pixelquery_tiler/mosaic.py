@@ -190,9 +190,9 @@ def sample_pixels(
             continue
         k = int(hit[0])
         r, c = row - int(row_off[k]), col - int(col_off[k])
-        data, valid = chunks.read(
-            index.chunk_file[start + k], int(index.batch_index[start + k]), int(height[k]), int(width[k]), bands
-        )
+        relpath = index.chunk_file[start + k]
+        assert relpath is not None  # every catalog row names its chunk file
+        data, valid = chunks.read(relpath, int(index.batch_index[start + k]), int(height[k]), int(width[k]), bands)
         values = np.array([band[r, c] for band in data], item.dtype).reshape(len(bands), 1, 1)
         alpha = None
         if item.nodata is None:
@@ -339,9 +339,9 @@ def _plan_items(
             int(pos),
             levels[k],
             per_crs[crs_of[k]][0],
-            tuple(extents[k].tolist()),  # type: ignore[arg-type]
+            tuple(extents[k].tolist()),
             per_crs[crs_of[k]][2] if mapped[k] else None,
-            tuple(windows[k].tolist()),  # type: ignore[arg-type]
+            tuple(windows[k].tolist()),
         )
         for k, pos in enumerate(positions)
     ]
@@ -370,11 +370,7 @@ def _mosaic_first_nearest(
     grids, rotated grids, beyond GDAL's tolerance) take the per-item warp and join the same mosaic.
     """
     dst_transform = from_bounds(*bounds, width, height)
-    nb = len(band_names)
-    data: np.ndarray | None = None
-    mask = np.ones((nb, height, width), bool)
-    need = np.ones((height, width), bool)  # output pixels some band still lacks
-    everything = (slice(None), slice(None))
+    out = _FirstMosaic(len(band_names), height, width, dtype)
     for plan in _plan_items(index, positions, bounds, dst_crs, dst_transform, width, height):
         item = index.items[plan.pos]
         if plan.cmap is None:
@@ -384,67 +380,108 @@ def _mosaic_first_nearest(
             )  # fmt: skip
             if warped is None:
                 continue
-            part = np.ma.getdata(warped)
-            part_mask = np.broadcast_to(np.ma.getmaskarray(warped), part.shape)
-            win = everything
+            part = np.ma.getdata(warped).reshape(len(band_names), -1)
+            part_mask = np.broadcast_to(np.ma.getmaskarray(warped), warped.shape).reshape(len(band_names), -1)
+            pixels = None
         else:
-            r0, r1, c0, c1 = plan.window
-            wanted = need[r0:r1, c0:c1]
-            if not wanted.any():
-                continue  # nothing left to fill where this item may lie
-            xs, ys = plan.cmap.xs[r0:r1, c0:c1], plan.cmap.ys[r0:r1, c0:c1]
-            x0, y0, x1, y1 = plan.extent
-            pad = 1e-6 * (x1 - x0)  # >= 1e-6 px: covers the sampler's 1e-10 px nudge
-            wanted = wanted & (xs >= x0 - pad) & (xs <= x1 + pad) & (ys >= y0 - pad) & (ys <= y1 + pad)
-            if not wanted.any():
-                continue  # the window is whole lattice cells: its empty pixels may all lie outside the item
-            grid = _source_grid(index, plan.pos, plan.level, plan.native, KERNEL_MARGIN["nearest"])
-            if grid is None:
+            sampled = _sample_window(index, chunks, plan, band_names, out.need, dtype)
+            if sampled is None:
                 continue
-            # the source pixel under each output pixel centre, as ``sample_nearest`` computes it on the
-            # per-item path's source array (same transform, same GDAL-style nudge), then shifted onto the grid
-            t, (wr0, wr1, wc0, wc1) = grid.transform, grid.window
-            col = np.floor((xs - t.c) / t.a + 1e-10)
-            row = np.floor((ys - t.f) / t.e + 1e-10)
-            wanted = wanted & (col >= 0) & (col < wc1 - wc0) & (row >= 0) & (row < wr1 - wr0)
-            rr, cc = np.nonzero(wanted)
-            if rr.size == 0:
-                continue
-            cols = col[rr, cc].astype(np.int64) + wc0
-            rows = row[rr, cc].astype(np.int64) + wr0
-            values, alpha = _gather(index, chunks, plan.pos, grid, cols, rows, band_names)
-            # validity exactly as the per-item path decides it for a source pixel
-            checked = _slice_aligned(
-                values[:, None, :], None if alpha is None else alpha[None], item.nodata, (0, 0), rr.size, 1, dtype
-            )
-            part, part_mask = np.ma.getdata(checked)[:, 0, :], np.ma.getmaskarray(checked)[:, 0, :]
-            win = ((rr + r0) * width + (cc + c0),)  # flat output positions
-        first = data is None
-        if data is None:  # the first observation also sets the values under the mask, as FirstMethod does
-            if win is everything:
-                data, mask = part.astype(dtype, copy=True), part_mask.copy()
-            else:
-                fill = item.nodata if item.nodata is not None else 0
-                data, mask = np.full((nb, height, width), fill, dtype), np.ones((nb, height, width), bool)
-        if win is everything:
+            part, part_mask, pixels = sampled
+        if out.feed(item, part, part_mask, pixels):
+            used.add(item, plan.level)
+            if out.done:
+                break
+    return out.result()
+
+
+class _FirstMosaic:
+    """rio-tiler's ``FirstMethod`` over flat output pixels: per band, the first valid value fed wins.
+
+    Fed a few pixels at a time (an item's window), so a small item costs its own pixels, not a tile-sized pass.
+    Masked pixels hold the first observation's fill value, as ``FirstMethod``'s first array sets them.
+    """
+
+    def __init__(self, bands: int, height: int, width: int, dtype: np.dtype):
+        self.shape = (bands, height, width)
+        self.dtype = dtype
+        self.data: np.ndarray | None = None
+        self.mask = np.ones(self.shape, bool)
+        self.need = np.ones((height, width), bool)  # output pixels some band still lacks
+
+    @property
+    def done(self) -> bool:
+        """Whether every band of every pixel holds a value."""
+        return not self.need.any()
+
+    def feed(self, item: ItemView, part: np.ndarray, part_mask: np.ndarray, pixels: np.ndarray | None) -> bool:
+        """Fill still-masked pixels from ``part`` (bands, n) at flat output ``pixels`` (``None``: all); whether
+        the observation counts as read (it filled something, or it is the first: ``FirstMethod`` keeps it)."""
+        first = self.data is None
+        if self.data is None:
+            self.data = np.full(self.shape, item.nodata if item.nodata is not None else 0, self.dtype)
+            if pixels is None:
+                self.data.reshape(part.shape)[:] = part
+        data, mask = self.data.reshape(self.shape[0], -1), self.mask.reshape(self.shape[0], -1)
+        if pixels is None:
             fresh = mask & ~part_mask
             data[fresh] = part[fresh]
             mask[fresh] = False
-            need = mask.any(axis=0)
-            filled = first or bool(fresh.any())
-        else:
-            (pix,) = win
-            flat_data, flat_mask = data.reshape(nb, -1), mask.reshape(nb, -1)
-            band, at = np.nonzero(flat_mask[:, pix] & ~part_mask)
-            flat_data[band, pix[at]] = part[band, at]
-            flat_mask[band, pix[at]] = False
-            need.reshape(-1)[pix] = flat_mask[:, pix].any(axis=0)
-            filled = first or band.size > 0
-        if filled:
-            used.add(item, plan.level)
-            if not need.any():
-                break
-    return None if data is None else np.ma.MaskedArray(data, mask=mask)
+            self.need = np.asarray(self.mask.any(axis=0))
+            return first or bool(fresh.any())
+        band, at = np.nonzero(mask[:, pixels] & ~part_mask)
+        data[band, pixels[at]] = part[band, at]
+        mask[band, pixels[at]] = False
+        self.need.reshape(-1)[pixels] = mask[:, pixels].any(axis=0)
+        return first or band.size > 0
+
+    def result(self) -> np.ma.MaskedArray | None:
+        """The mosaic, ``None`` if nothing was fed."""
+        return None if self.data is None else np.ma.MaskedArray(self.data, mask=self.mask)
+
+
+def _sample_window(
+    index: CollectionIndex,
+    chunks: ChunkReader,
+    plan: _ItemPlan,
+    band_names: list[str],
+    need: np.ndarray,
+    dtype: np.dtype,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """One observation's nearest samples at the still-needed output pixels of its window: (bands, n) values, their
+    mask and their flat output positions; ``None`` when it has nothing there. The pixels are those the per-item
+    warp would pick (``sample_nearest``'s arithmetic on the same source transform) and their validity is decided
+    as that path decides it (``_slice_aligned``), but only the window is computed and only its chunks are read."""
+    assert plan.cmap is not None
+    item = index.items[plan.pos]
+    r0, r1, c0, c1 = plan.window
+    wanted = need[r0:r1, c0:c1]
+    if not wanted.any():
+        return None  # nothing left to fill where this item may lie
+    xs, ys = plan.cmap.xs[r0:r1, c0:c1], plan.cmap.ys[r0:r1, c0:c1]
+    x0, y0, x1, y1 = plan.extent
+    pad = 1e-6 * (x1 - x0)  # >= 1e-6 px: covers the sampler's 1e-10 px nudge
+    wanted = wanted & (xs >= x0 - pad) & (xs <= x1 + pad) & (ys >= y0 - pad) & (ys <= y1 + pad)
+    if not wanted.any():
+        return None  # the window is whole lattice cells: its empty pixels may all lie outside the item
+    grid = _source_grid(index, plan.pos, plan.level, plan.native, KERNEL_MARGIN["nearest"])
+    if grid is None:
+        return None
+    t, (wr0, wr1, wc0, wc1) = grid.transform, grid.window
+    # + 1e-10: GDAL's nearest kernel nudges coordinates the same way before truncating (as ``sample_nearest``)
+    col = np.floor((xs - t.c) / t.a + 1e-10)
+    row = np.floor((ys - t.f) / t.e + 1e-10)
+    wanted &= (col >= 0) & (col < wc1 - wc0) & (row >= 0) & (row < wr1 - wr0)
+    rr, cc = np.nonzero(wanted)
+    if rr.size == 0:
+        return None
+    cols, rows = col[rr, cc].astype(np.int64) + wc0, row[rr, cc].astype(np.int64) + wr0
+    values, alpha = _gather(index, chunks, plan.pos, grid, cols, rows, band_names)
+    checked = _slice_aligned(
+        values[:, None, :], None if alpha is None else alpha[None], item.nodata, (0, 0), rr.size, 1, dtype
+    )
+    pixels = (rr + r0) * need.shape[1] + (cc + c0)
+    return np.ma.getdata(checked)[:, 0, :], np.ma.getmaskarray(checked)[:, 0, :], pixels
 
 
 def _footprint(

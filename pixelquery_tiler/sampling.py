@@ -74,13 +74,13 @@ class CoordinateMap:
         """
         x0, y0, x1, y1 = (extents[:, i, None, None] for i in range(4))
         hit = (self.cell_x[0] <= x1) & (self.cell_x[1] >= x0) & (self.cell_y[0] <= y1) & (self.cell_y[1] >= y0)
-        rows, cols = hit.any(axis=2), hit.any(axis=1)  # (n, cells) each
+        rows, cols = np.any(hit, axis=2), np.any(hit, axis=1)  # (n, cells) each
         cells = LATTICE - 1
         first_r, last_r = rows.argmax(axis=1), cells - 1 - rows[:, ::-1].argmax(axis=1)
         first_c, last_c = cols.argmax(axis=1), cells - 1 - cols[:, ::-1].argmax(axis=1)
         height, width = self.xs.shape
         out = np.stack([*_pixel_spans(first_r, last_r, height), *_pixel_spans(first_c, last_c, width)], axis=1)
-        out[~rows.any(axis=1)] = 0
+        out[~np.any(rows, axis=1)] = 0
         return out
 
     def fits(self, src_transform: Affine) -> bool:
