@@ -45,6 +45,9 @@ __all__ = ["BandError", "NoData", "WindowRead", "choose_level", "read_window", "
 
 log = logging.getLogger(__name__)
 
+#: a batched mosaic gathers an item's pixels one by one while they are fewer than this fraction of the tile, and
+#: warps the source under them densely (``_read_item``) beyond: a gather costs per pixel, a dense warp per tile
+DENSE_FRACTION = 16
 #: extra source pixels around the request so resampling kernels see their neighbours
 KERNEL_MARGIN = {"nearest": 1, "bilinear": 2, "cubic": 3, "cubic_spline": 3, "lanczos": 4}
 
@@ -373,18 +376,32 @@ def _mosaic_first_nearest(
     out = _FirstMosaic(len(band_names), height, width, dtype)
     for plan in _plan_items(index, positions, bounds, dst_crs, dst_transform, width, height):
         item = index.items[plan.pos]
-        if plan.cmap is None:
+        native, found = plan.native, None
+        r0, r1, c0, c1 = plan.window
+        large = (r1 - r0) * (c1 - c0) > width * height // DENSE_FRACTION
+        if plan.cmap is not None and not (large and out.data is None):  # (the first large one: a plain warp)
+            found = _still_needed(plan, out.need)
+            if found is None:
+                continue
+            wanted, (r0, r1, c0, c1) = found
+            if wanted.size > width * height // DENSE_FRACTION:
+                # a large part of the tile: one dense warp of just the source under those pixels beats gathering
+                xs, ys = plan.cmap.xs[r0:r1, c0:c1][wanted], plan.cmap.ys[r0:r1, c0:c1][wanted]
+                native, found = (xs.min(), ys.min(), xs.max(), ys.max()), None
+        if found is None:  # the per-item warp (the whole read, or the source under the still-needed pixels)
             warped = _read_item(
-                index, chunks, plan.pos, plan.level, plan.native, band_names, dst_transform, dst_crs,
+                index, chunks, plan.pos, plan.level, native, band_names, dst_transform, dst_crs,
                 width, height, dtype, "nearest",
             )  # fmt: skip
             if warped is None:
                 continue
-            part = np.ma.getdata(warped).reshape(len(band_names), -1)
-            part_mask = np.broadcast_to(np.ma.getmaskarray(warped), warped.shape).reshape(len(band_names), -1)
+            part, part_mask = np.ma.getdata(warped), np.ma.getmaskarray(warped)
+            if part_mask.shape != part.shape:
+                part_mask = np.broadcast_to(part_mask, part.shape).copy()
+            part, part_mask = part.reshape(len(band_names), -1), part_mask.reshape(len(band_names), -1)
             pixels = None
         else:
-            sampled = _sample_window(index, chunks, plan, band_names, out.need, dtype)
+            sampled = _sample_window(index, chunks, plan, found, band_names, width, dtype)
             if sampled is None:
                 continue
             part, part_mask, pixels = sampled
@@ -406,7 +423,7 @@ class _FirstMosaic:
         self.shape = (bands, height, width)
         self.dtype = dtype
         self.data: np.ndarray | None = None
-        self.mask = np.ones(self.shape, bool)
+        self.mask = np.ones((1, 1, 1), bool)  # (bands, height, width) from the first feed
         self.need = np.ones((height, width), bool)  # output pixels some band still lacks
 
     @property
@@ -417,11 +434,15 @@ class _FirstMosaic:
     def feed(self, item: ItemView, part: np.ndarray, part_mask: np.ndarray, pixels: np.ndarray | None) -> bool:
         """Fill still-masked pixels from ``part`` (bands, n) at flat output ``pixels`` (``None``: all); whether
         the observation counts as read (it filled something, or it is the first: ``FirstMethod`` keeps it)."""
+        if self.data is None and pixels is None:  # FirstMethod's first array: taken as it is (it is ours)
+            self.data = part.reshape(self.shape).astype(self.dtype, copy=False)
+            self.mask = part_mask.reshape(self.shape)
+            self.need = np.asarray(self.mask.any(axis=0))
+            return True
         first = self.data is None
         if self.data is None:
             self.data = np.full(self.shape, item.nodata if item.nodata is not None else 0, self.dtype)
-            if pixels is None:
-                self.data.reshape(part.shape)[:] = part
+            self.mask = np.ones(self.shape, bool)
         data, mask = self.data.reshape(self.shape[0], -1), self.mask.reshape(self.shape[0], -1)
         if pixels is None:
             fresh = mask & ~part_mask
@@ -440,20 +461,10 @@ class _FirstMosaic:
         return None if self.data is None else np.ma.MaskedArray(self.data, mask=self.mask)
 
 
-def _sample_window(
-    index: CollectionIndex,
-    chunks: ChunkReader,
-    plan: _ItemPlan,
-    band_names: list[str],
-    need: np.ndarray,
-    dtype: np.dtype,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """One observation's nearest samples at the still-needed output pixels of its window: (bands, n) values, their
-    mask and their flat output positions; ``None`` when it has nothing there. The pixels are those the per-item
-    warp would pick (``sample_nearest``'s arithmetic on the same source transform) and their validity is decided
-    as that path decides it (``_slice_aligned``), but only the window is computed and only its chunks are read."""
+def _still_needed(plan: _ItemPlan, need: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
+    """The output pixels an observation may still fill: those of its window that some band still lacks and whose
+    centre lies in its extent, as a mask over the smallest window holding them (``None``: there are none)."""
     assert plan.cmap is not None
-    item = index.items[plan.pos]
     r0, r1, c0, c1 = plan.window
     wanted = need[r0:r1, c0:c1]
     if not wanted.any():
@@ -462,8 +473,31 @@ def _sample_window(
     x0, y0, x1, y1 = plan.extent
     pad = 1e-6 * (x1 - x0)  # >= 1e-6 px: covers the sampler's 1e-10 px nudge
     wanted = wanted & (xs >= x0 - pad) & (xs <= x1 + pad) & (ys >= y0 - pad) & (ys <= y1 + pad)
-    if not wanted.any():
+    rows, cols = np.flatnonzero(wanted.any(axis=1)), np.flatnonzero(wanted.any(axis=0))
+    if rows.size == 0:
         return None  # the window is whole lattice cells: its empty pixels may all lie outside the item
+    wanted = wanted[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    return wanted, (r0 + int(rows[0]), r0 + int(rows[-1]) + 1, c0 + int(cols[0]), c0 + int(cols[-1]) + 1)
+
+
+def _sample_window(
+    index: CollectionIndex,
+    chunks: ChunkReader,
+    plan: _ItemPlan,
+    found: tuple[np.ndarray, tuple[int, int, int, int]],
+    band_names: list[str],
+    width: int,
+    dtype: np.dtype,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """One observation's nearest samples at the still-needed output pixels ``found`` (``_still_needed``): (bands,
+    n) values, their mask and their flat output positions; ``None`` when it has nothing there. The pixels are
+    those the per-item warp would pick (``sample_nearest``'s arithmetic on the same source transform) and their
+    validity is decided as that path decides it (``_slice_aligned``), but only those pixels are computed and only
+    the chunks under them are read (no source array is pasted)."""
+    assert plan.cmap is not None
+    item = index.items[plan.pos]
+    wanted, (r0, r1, c0, c1) = found
+    xs, ys = plan.cmap.xs[r0:r1, c0:c1], plan.cmap.ys[r0:r1, c0:c1]
     grid = _source_grid(index, plan.pos, plan.level, plan.native, KERNEL_MARGIN["nearest"])
     if grid is None:
         return None
@@ -471,7 +505,7 @@ def _sample_window(
     # + 1e-10: GDAL's nearest kernel nudges coordinates the same way before truncating (as ``sample_nearest``)
     col = np.floor((xs - t.c) / t.a + 1e-10)
     row = np.floor((ys - t.f) / t.e + 1e-10)
-    wanted &= (col >= 0) & (col < wc1 - wc0) & (row >= 0) & (row < wr1 - wr0)
+    wanted = wanted & (col >= 0) & (col < wc1 - wc0) & (row >= 0) & (row < wr1 - wr0)
     rr, cc = np.nonzero(wanted)
     if rr.size == 0:
         return None
@@ -480,7 +514,7 @@ def _sample_window(
     checked = _slice_aligned(
         values[:, None, :], None if alpha is None else alpha[None], item.nodata, (0, 0), rr.size, 1, dtype
     )
-    pixels = (rr + r0) * need.shape[1] + (cc + c0)
+    pixels = (rr + r0) * width + (cc + c0)
     return np.ma.getdata(checked)[:, 0, :], np.ma.getmaskarray(checked)[:, 0, :], pixels
 
 
