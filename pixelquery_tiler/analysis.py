@@ -1,8 +1,9 @@
 """Analysis on the lake: a datacube per area and date range, time series per point and per polygon.
 
-Everything here reads pixels through ``Collection.read`` (the same read path as tiles: level choice, one warp
-per observation, masks kept) and learns which observations exist from the collection index. Both uses sit in
-``_read_observation`` and ``_observations`` below, so a change of the read API is a one-place fix.
+Windows are read through ``Collection.read`` (the same read path as tiles: level choice, one warp per
+observation, masks kept) in ``_read_observation``; a point's series samples the stored pixel of every observation
+at once (``mosaic.sample_pixels``: no warp, each chunk read once); which observations exist comes from the
+collection index (``_observations``). Point and polygon series share one loop (``_parts``/``_series``).
 
 - ``query_by_bounds``: one time step per observation (item), or per UTC day with ``groupby="day"`` (same-day
   items mosaicked newest first), at a target resolution in the output CRS -> ``QueryResult`` with

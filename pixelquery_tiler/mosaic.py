@@ -8,6 +8,13 @@ share it, so there are no seams between chunks), and warps that once into the ou
 ``rasterio.warp.reproject``. Observations are mosaicked with rio-tiler's pixel-selection methods, newest
 first, stopping early when the output is full.
 
+The default (pixel selection ``first``, nearest) is batched over observations (``_mosaic_first_nearest``): the
+output grid's coordinate map is shared by all observations of a CRS, their windows are located at once, and an
+observation covering a small part of the output is read only where output pixels are still empty, by gathering
+those pixels from the chunks under them, instead of one tile-sized warp and mosaic pass per observation. Its
+result equals ``FirstMethod`` over every observation's own warp (``tests/test_batched_reads.py``).
+``sample_pixels`` is the point form: the stored pixel under a point for many observations at once (time series).
+
 Bands are mosaicked per *band set*: the requested bands that the same observations carry. An observation
 lacking a band is skipped for that band only, so observations holding different bands (and, later, items
 made of several band groups on different grids) mosaic band by band; when every observation carries every
