@@ -395,6 +395,13 @@ def _mosaic_first_nearest(
                 # a large part of the tile: one dense warp of just the source under those pixels beats gathering
                 xs, ys = plan.cmap.xs[r0:r1, c0:c1][wanted], plan.cmap.ys[r0:r1, c0:c1][wanted]
                 native, found = (xs.min(), ys.min(), xs.max(), ys.max()), None
+        if plan.cmap is None and out.data is not None:
+            # no coordinate map (aligned or rotated grids, large outputs): warp only the source under the
+            # bounding box of the pixels still empty, as the per-item mosaic does
+            region = _pixel_bounds(out.need, dst_transform)
+            if region is None:
+                break
+            native = transform_bounds(dst_crs, item.crs, region)
         if found is None:  # the per-item warp (the whole read, or the source under the still-needed pixels)
             warped = _read_item(
                 index, chunks, plan.pos, plan.level, native, band_names, dst_transform, dst_crs,

@@ -76,20 +76,21 @@ def npy(response) -> tuple[np.ndarray, np.ndarray]:
     return arr[:-1], arr[-1] > 0
 
 
-def per_item_reference(uri: str, t: morecantile.Tile) -> np.ma.MaskedArray | None:
+def per_item_reference(uri: str, t: morecantile.Tile, size: int = 256) -> np.ma.MaskedArray | None:
     """``FirstMethod`` fed with every item's whole nearest warp into tile ``t``, newest first (no batching)."""
     collection = Warehouse(uri).collection("many")
     view = View.create(collection)
     bounds = tuple(WEB.xy_bounds(t))
-    dst = from_bounds(*bounds, 256, 256)
+    dst = from_bounds(*bounds, size, size)
     method = PixelSelectionMethod["first"].value()
     for pos in view.intersecting(transform_bounds("EPSG:3857", "EPSG:4326", bounds)):
         item = view.index.items[pos]
-        native, _, level = read_path._item_level(item, bounds, "EPSG:3857", 256, 256)
+        native, _, level = read_path._item_level(item, bounds, "EPSG:3857", size, size)
         chunks = collection.warehouse.chunk_reader
         bands = ["red", "green", "blue"]
+        dtype = np.dtype("uint16")
         warped = read_path._read_item(
-            view.index, chunks, pos, level, native, bands, dst, "EPSG:3857", 256, 256, np.dtype("uint16"), "nearest"
+            view.index, chunks, pos, level, native, bands, dst, "EPSG:3857", size, size, dtype, "nearest"
         )
         if warped is not None:
             method.feed(warped)
@@ -117,6 +118,27 @@ def test_first_mosaic_equals_feeding_each_items_warp(mosaic: tuple[str, list[str
                 np.testing.assert_array_equal(data[:, valid], np.ma.getdata(want)[:, valid], err_msg=f"tile {t}")
                 compared += int(valid.sum())
     assert compared > 100_000  # the tiles hold data: the comparison is not vacuous
+
+
+def test_first_mosaic_without_coordinate_map(mosaic: tuple[str, list[str]]):
+    """Outputs over ``sampling.MAX_PIXELS`` have no coordinate map: every item is warped by GDAL, later ones only
+    under the still-empty pixels (as before batching). GDAL's approximate transformer depends slightly on the
+    source window it is given, so a pixel centre within its 0.125 px error of a source pixel edge may pick the
+    neighbour: >= 99.9 % of the valid pixels are identical (measured 99.995 % at this z11 tile; 100 % at z10,
+    99.3 % at z12 where 1100 px oversample the 30 m source 3x and more centres sit near edges), masks likewise
+    (measured: all agree)."""
+    uri, _ = mosaic
+    lon, lat = Transformer.from_crs("EPSG:32633", "EPSG:4326", always_xy=True).transform(403_000, 4_999_000)
+    t = WEB.tile(lon, lat, 11)
+    size = 1100  # > 1024 x 1024
+    got = Warehouse(uri).collection("many").read(tuple(WEB.xy_bounds(t)), "EPSG:3857", size, size).data
+    want = per_item_reference(uri, t, size)
+    assert want is not None
+    mask, want_mask = np.ma.getmaskarray(got), np.ma.getmaskarray(want)
+    assert (mask == want_mask).mean() >= 0.999
+    both = ~mask & ~want_mask
+    assert both.sum() > 100_000
+    assert (got.data[both] == want.data[both]).mean() >= 0.999
 
 
 def test_point_sampler_equals_one_pixel_reads(mosaic: tuple[str, list[str]]):
