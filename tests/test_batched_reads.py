@@ -172,3 +172,15 @@ def test_point_sampler_equals_one_pixel_reads(mosaic: tuple[str, list[str]]):
             checked += 1
             masked += int(np.ma.getmaskarray(got).all())
     assert checked > 50 and masked > 0  # valid and masked pixels both compared
+
+
+def test_pixel_bounds_uses_affine_matmul():
+    """``_pixel_bounds`` maps pixel corners with ``@``: affine's ``*`` on tuples raises a PendingDeprecationWarning."""
+    import warnings
+
+    pixels = np.zeros((4, 5), bool)
+    pixels[1:3, 2:4] = True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bounds = read_path._pixel_bounds(pixels, from_origin(100.0, 200.0, 10.0, 10.0))
+    assert bounds == (120.0, 170.0, 140.0, 190.0)
