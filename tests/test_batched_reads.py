@@ -180,7 +180,8 @@ def test_pixel_bounds_uses_affine_matmul():
 
     pixels = np.zeros((4, 5), bool)
     pixels[1:3, 2:4] = True
+    transform = from_origin(100.0, 200.0, 10.0, 10.0)  # (rasterio's own from_origin still uses ``*``)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        bounds = read_path._pixel_bounds(pixels, from_origin(100.0, 200.0, 10.0, 10.0))
+        bounds = read_path._pixel_bounds(pixels, transform)
     assert bounds == (120.0, 170.0, 140.0, 190.0)
