@@ -1,8 +1,9 @@
 """Analysis on the lake: a datacube per area and date range, time series per point and per polygon.
 
-Everything here reads pixels through ``Collection.read`` (the same read path as tiles: level choice, one warp
-per observation, masks kept) and learns which observations exist from the collection index. Both uses sit in
-``_read_observation`` and ``_observations`` below, so a change of the read API is a one-place fix.
+Windows are read through ``Collection.read`` (the same read path as tiles: level choice, one warp per
+observation, masks kept) in ``_read_observation``; a point's series samples the stored pixel of every observation
+at once (``mosaic.sample_pixels``: no warp, each chunk read once); which observations exist comes from the
+collection index (``_observations``). Point and polygon series share one loop (``_parts``/``_series``).
 
 - ``query_by_bounds``: one time step per observation (item), or per UTC day with ``groupby="day"`` (same-day
   items mosaicked newest first), at a target resolution in the output CRS -> ``QueryResult`` with
@@ -21,7 +22,7 @@ import datetime as dt
 import logging
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ from rio_tiler.expression import apply_expression, get_expression_blocks
 from .crs import transform_bounds
 from .errors import BandError, InvalidParameter, NoData, OutputTooLarge
 from .index import CollectionIndex, ItemView
+from .mosaic import sample_pixels
 from .reader import MAX_OUTPUT_PIXELS, _expression_bands
 from .temporal import format_instant, parse_interval
 
@@ -97,6 +99,7 @@ class Grid:
     bands: tuple[str, ...]
     resolution: float  # item CRS units
     origin: tuple[float, float]  # x of a column edge, y of a row edge, item CRS
+    entry: int = -1  # the band group's position in the collection index
 
     def cell(self, x: float, y: float) -> tuple[float, float, float, float]:
         """Bounds of the native pixel containing (x, y)."""
@@ -152,7 +155,7 @@ def _observations(
         first, _ = index.item_row_range(int(pos), item.levels[0])
         t = index.transform[first]
         entries.setdefault(item.item_id, []).append(item)
-        grid = Grid(item.bands, float(item.resolutions[0]), (float(t[2]), float(t[5])))
+        grid = Grid(item.bands, float(item.resolutions[0]), (float(t[2]), float(t[5])), int(pos))
         grids.setdefault(item.item_id, []).append(grid)
     out = [
         Observation(item_id, items[0].datetime, items[0].crs, tuple(sorted(grids[item_id], key=lambda g: g.resolution)))
@@ -494,40 +497,39 @@ def point_series(
     """
     if not (-180 <= lon <= 180 and -90 <= lat <= 90):
         raise InvalidParameter(f"point ({lon}, {lat}) is outside longitude/latitude range")
-    _, observations = _observations(collection, (lon, lat, lon, lat), start, end, snapshot_id)
+    index, observations = _observations(collection, (lon, lat, lon, lat), start, end, snapshot_id)
     if not observations:
         return []
     newest = observations[-1]
     plan = plan_bands(_available(observations), bands, expression, newest.bands)
-    series = []
-    in_crs: dict[str, tuple[float, float]] = {}  # the point in each CRS (a long series shares one or two)
-    for obs in observations:
-        if obs.crs not in in_crs:
-            in_crs[obs.crs] = _to_item_crs(obs.crs, lon, lat)
-        x, y = in_crs[obs.crs]
-        pixel: dict[str, Any] = {}  # band -> its native pixel under the point (each band on its own grid)
-        covered = False
-        for grid in obs.grids:
-            wanted = [b for b in plan.read if b in grid.bands]
-            if not wanted:
-                continue
-            data = _read_observation(
-                collection, grid.cell(x, y), obs.crs, 1, 1, wanted, item_id=obs.item_id, snapshot_id=snapshot_id
-            )
+    in_crs = {crs: _to_item_crs(crs, lon, lat) for crs in {obs.crs for obs in observations}}  # one or two CRSs
+
+    def read(parts: list[tuple[Observation, Part]]) -> list[np.ma.MaskedArray | None]:
+        # every observation's pixel in one batched read: chunks and pixels located directly, no warp
+        requests = [(grid.entry, *in_crs[obs.crs], wanted) for obs, (grid, wanted, _) in parts]
+        return sample_pixels(index, collection.warehouse.chunk_reader, requests)
+
+    def entry(obs: Observation, got: list[tuple[Part, Any]]) -> dict[str, Any] | None:
+        pixel: dict[str, tuple[Any, bool]] = {}  # band -> (value, masked) of its native pixel (on its own grid)
+        for (_, wanted, _), data in got:
             if data is not None:
-                covered = True
-                pixel.update((band, data[i, 0, 0]) for i, band in enumerate(wanted))
-        if not covered and any(b in obs.bands for b in plan.read):
-            continue  # the item's bbox covers the point but none of its pixels does
+                values_masks = zip(np.ma.getdata(data).tolist(), np.ma.getmaskarray(data).tolist(), strict=True)
+                pixel.update(zip(wanted, values_masks, strict=True))
+        if not any(data is not None for _, data in got) and any(b in obs.bands for b in plan.read):
+            return None  # the item's bbox covers the point but none of its pixels does
         values: dict[str, float | None] = dict.fromkeys(plan.outputs)
-        if len(pixel) == len(plan.read):
-            stack = np.ma.stack([np.ma.MaskedArray([pixel[b]]).reshape(1, 1) for b in plan.read])
+        if len(pixel) == len(plan.read) and plan.blocks is not None:
+            stack = np.ma.MaskedArray(
+                np.array([pixel[b][0] for b in plan.read]).reshape(-1, 1, 1),
+                mask=np.array([pixel[b][1] for b in plan.read]).reshape(-1, 1, 1),
+            )
             out = plan.apply(stack)
             values = {name: _json_number(out[i, 0, 0]) for i, name in enumerate(plan.outputs)}
-        elif plan.blocks is None:  # an observation lacking some bands: those stay null (expressions need them all)
-            values.update((band, _json_number(value)) for band, value in pixel.items())
-        series.append({"datetime": format_instant(obs.datetime), "item_id": obs.item_id, "values": values})
-    return series
+        elif plan.blocks is None:  # bands as stored; an observation lacking some: those stay null
+            values.update((band, None if masked else _json_number(value)) for band, (value, masked) in pixel.items())
+        return {"values": values}
+
+    return _series(observations, plan, read, entry, one_grid=False)
 
 
 def _to_item_crs(crs: str, lon: float, lat: float) -> tuple[float, float]:
@@ -557,35 +559,33 @@ def polygon_statistics(
     if not observations:
         return []
     plan = plan_bands(_available(observations), bands, expression, observations[-1].bands)
-    # per observation: (grid, bands read on it, outputs) -- each band group on its own native grid; an expression
-    # mixing groups is evaluated on the finest grid among them (coarser bands repeat their pixels there)
-    reads: list[tuple[Observation, dict, list[tuple[Grid, list[str], list[str]]]]] = []
+    observations = [obs for obs in observations if set(plan.read) <= set(obs.bands)]
+    # each observation's geometry in its CRS and the window of each part, checked against the budget before reading
+    windows: dict[tuple[str, int], tuple[dict, tuple[float, float, float, float], int, int]] = {}
     for obs in observations:
-        if not set(plan.read) <= set(obs.bands):
-            continue
-        if plan.blocks is not None:
-            parts = [(next(g for g in obs.grids if set(g.bands) & set(plan.read)), plan.read, plan.outputs)]
-        else:
-            parts = [(g, wanted, wanted) for g in obs.grids if (wanted := [b for b in plan.read if b in g.bands])]
         native_geom = transform_geom("EPSG:4326", obs.crs, geometry) if obs.crs != "EPSG:4326" else geometry
-        for grid, _, _ in parts:
-            _, width, height = grid.window(shape(native_geom).bounds)
+        for grid, _, _ in _parts(obs, plan, one_grid=True):
+            bounds, width, height = grid.window(shape(native_geom).bounds)
             if width * height > MAX_OUTPUT_PIXELS:
                 raise OutputTooLarge(
                     f"the geometry covers {width}x{height} native pixels of item {obs.item_id!r}, over the limit of "
                     f"{MAX_OUTPUT_PIXELS} pixels (4096x4096): use a smaller polygon"
                 )
-        reads.append((obs, native_geom, parts))
-    series = []
-    for obs, native_geom, parts in reads:
-        stats: dict[str, dict] = {}
-        for grid, read, outputs in parts:
-            bounds, width, height = grid.window(shape(native_geom).bounds)
-            data = _read_observation(
-                collection, bounds, obs.crs, width, height, read, item_id=obs.item_id, snapshot_id=snapshot_id
+            windows[(obs.item_id, grid.entry)] = (native_geom, bounds, width, height)
+
+    def read(parts: list[tuple[Observation, Part]]) -> Iterator[np.ma.MaskedArray | None]:
+        for obs, (grid, wanted, _) in parts:  # one window at a time: memory stays one read
+            _, bounds, width, height = windows[(obs.item_id, grid.entry)]
+            yield _read_observation(
+                collection, bounds, obs.crs, width, height, wanted, item_id=obs.item_id, snapshot_id=snapshot_id
             )
+
+    def entry(obs: Observation, got: list[tuple[Part, Any]]) -> dict[str, Any] | None:
+        stats: dict[str, dict] = {}
+        for (grid, _, outputs), data in got:
             if data is None:
                 continue
+            native_geom, bounds, width, height = windows[(obs.item_id, grid.entry)]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 inside = rasterize(
@@ -606,7 +606,42 @@ def polygon_statistics(
                 inside_only = np.ma.MaskedArray(np.ma.getdata(band), mask=np.ma.getmaskarray(band) | ~inside)
                 stats[name] = band_statistics(inside_only, total)
         if len(stats) < len(plan.outputs):
-            continue  # the observation holds no pixel (centre) inside the geometry
-        stats = {name: stats[name] for name in plan.outputs}
-        series.append({"datetime": format_instant(obs.datetime), "item_id": obs.item_id, "statistics": stats})
+            return None  # the observation holds no pixel (centre) inside the geometry
+        return {"statistics": {name: stats[name] for name in plan.outputs}}
+
+    return _series(observations, plan, read, entry, one_grid=True)
+
+
+# -- the one loop behind both time series -------------------------------------------------------------------------
+#: one grid of an observation, the bands read on it, and the outputs they give
+Part = tuple[Grid, list[str], list[str]]
+
+
+def _parts(obs: Observation, plan: BandPlan, *, one_grid: bool) -> list[Part]:
+    """Where an observation's requested bands are read: each band group on its own native grid (never resampled);
+    with ``one_grid`` an expression is evaluated on the finest grid holding any of its bands (coarser bands repeat
+    their pixels there), as polygon statistics need one pixel grid per output."""
+    if one_grid and plan.blocks is not None:
+        return [(next(g for g in obs.grids if set(g.bands) & set(plan.read)), plan.read, plan.outputs)]
+    return [(g, wanted, wanted) for g in obs.grids if (wanted := [b for b in plan.read if b in g.bands])]
+
+
+def _series(
+    observations: list[Observation],
+    plan: BandPlan,
+    read: Callable[[list[tuple[Observation, Part]]], Iterable[Any]],
+    entry: Callable[[Observation, list[tuple[Part, Any]]], dict[str, Any] | None],
+    *,
+    one_grid: bool,
+) -> list[dict[str, Any]]:
+    """Per observation (oldest first): its parts (``_parts``), their data from ``read`` (given every part at once,
+    so a point can be sampled in one batch; consumed in order, so windows can be read one at a time), turned into
+    a series entry by ``entry`` (``None`` leaves the observation out)."""
+    jobs = [(obs, _parts(obs, plan, one_grid=one_grid)) for obs in observations]
+    data = iter(read([(obs, part) for obs, parts in jobs for part in parts]))
+    series = []
+    for obs, parts in jobs:
+        summary = entry(obs, [(part, next(data)) for part in parts])
+        if summary is not None:
+            series.append({"datetime": format_instant(obs.datetime), "item_id": obs.item_id, **summary})
     return series

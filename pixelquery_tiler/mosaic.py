@@ -8,6 +8,13 @@ share it, so there are no seams between chunks), and warps that once into the ou
 ``rasterio.warp.reproject``. Observations are mosaicked with rio-tiler's pixel-selection methods, newest
 first, stopping early when the output is full.
 
+The default (pixel selection ``first``, nearest) is batched over observations (``_mosaic_first_nearest``): the
+output grid's coordinate map is shared by all observations of a CRS, their windows are located at once, and an
+observation covering a small part of the output is read only where output pixels are still empty, by gathering
+those pixels from the chunks under them, instead of one tile-sized warp and mosaic pass per observation. Its
+result equals ``FirstMethod`` over every observation's own warp (``tests/test_batched_reads.py``).
+``sample_pixels`` is the point form: the stored pixel under a point for many observations at once (time series).
+
 Bands are mosaicked per *band set*: the requested bands that the same observations carry. An observation
 lacking a band is skipped for that band only, so observations holding different bands (and, later, items
 made of several band groups on different grids) mosaic band by band; when every observation carries every
@@ -18,8 +25,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import warnings
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from affine import Affine
@@ -36,13 +45,16 @@ from .chunks import ChunkReader
 from .crs import BBox, crs_id, transform_bounds, transformer
 from .errors import BandError, NoData
 from .index import CollectionIndex, ItemView
-from .sampling import inside_extent, sample_nearest
+from .sampling import MAX_ERROR_PX, CoordinateMap, coordinate_map, inside_extent, sample_nearest
 from .view import View
 
-__all__ = ["BandError", "NoData", "WindowRead", "choose_level", "read_window", "transform_bounds"]
+__all__ = ["BandError", "NoData", "WindowRead", "choose_level", "read_window", "sample_pixels", "transform_bounds"]
 
 log = logging.getLogger(__name__)
 
+#: a batched mosaic gathers an item's pixels one by one while they are fewer than this fraction of the tile, and
+#: warps the source under them densely (``_read_item``) beyond: a gather costs per pixel, a dense warp per tile
+DENSE_FRACTION = 16
 #: extra source pixels around the request so resampling kernels see their neighbours
 KERNEL_MARGIN = {"nearest": 1, "bilinear": 2, "cubic": 3, "cubic_spline": 3, "lanczos": 4}
 
@@ -161,6 +173,45 @@ def read_window(
     )
 
 
+def sample_pixels(
+    index: CollectionIndex, chunks: ChunkReader, requests: list[tuple[int, float, float, list[str]]]
+) -> list[np.ma.MaskedArray | None]:
+    """The level-0 pixel under a point of each index entry, for many entries at once (a point's time series).
+
+    ``requests``: (entry position, x, y in the entry's CRS, bands). Per request, the (bands,) values of the
+    stored pixel containing the point, masked where invalid, or ``None`` when no chunk of the entry holds that
+    pixel. What a 1 x 1 ``read_window`` of that native pixel returns, without a ``View``, a level choice or a warp
+    per entry: each entry's chunk and pixel are located directly on its level-0 grid, each chunk is read once and
+    validity is decided as the aligned read path decides it (``_slice_aligned``).
+    """
+    out: list[np.ma.MaskedArray | None] = []
+    for pos, x, y, bands in requests:
+        item = index.items[pos]
+        start, stop = index.item_row_range(pos, item.levels[0])
+        t = index.transform[start:stop]
+        res_x, res_y, ox, oy = t[0, 0], -t[0, 4], t[0, 2], t[0, 5]
+        col, row = math.floor((x - ox) / res_x), math.floor((oy - y) / res_y)
+        col_off = np.rint((t[:, 2] - ox) / res_x).astype(np.int64)
+        row_off = np.rint((oy - t[:, 5]) / res_y).astype(np.int64)
+        height, width = index.height[start:stop], index.width[start:stop]
+        hit = np.flatnonzero((col_off <= col) & (col < col_off + width) & (row_off <= row) & (row < row_off + height))
+        if hit.size == 0:
+            out.append(None)
+            continue
+        k = int(hit[0])
+        r, c = row - int(row_off[k]), col - int(col_off[k])
+        relpath = index.chunk_file[start + k]
+        assert relpath is not None  # every catalog row names its chunk file
+        data, valid = chunks.read(relpath, int(index.batch_index[start + k]), int(height[k]), int(width[k]), bands)
+        values = np.array([band[r, c] for band in data], item.dtype).reshape(len(bands), 1, 1)
+        alpha = None
+        if item.nodata is None:
+            alpha = np.full((1, 1), 255 if valid is None or valid[r, c] else 0, np.uint8)
+        pixel = _slice_aligned(values, alpha, item.nodata, (0, 0), 1, 1, values.dtype)
+        out.append(pixel[:, 0, 0])
+    return out
+
+
 def _band_sets(
     index: CollectionIndex, positions: np.ndarray, band_names: list[str]
 ) -> list[tuple[list[int], np.ndarray]]:
@@ -187,6 +238,8 @@ def _mosaic(
     used: _Contributions,
 ) -> np.ma.MaskedArray | None:
     """One band set: observations (all carrying ``band_names``) mosaicked newest first; ``None`` if none overlap."""
+    if pixel_selection == "first" and resampling == "nearest":
+        return _mosaic_first_nearest(index, chunks, positions, band_names, bounds, dst_crs, width, height, dtype, used)
     dst_transform = from_bounds(*bounds, width, height)
     method = PixelSelectionMethod[pixel_selection].value()
     region = bounds
@@ -224,6 +277,259 @@ def _mosaic(
     if data.dtype != dtype and pixel_selection in ("first", "highest", "lowest"):
         data = data.astype(dtype)
     return data
+
+
+class _ItemPlan(NamedTuple):
+    """How one observation enters a batched mosaic: its level, the request in its CRS, and where it lands."""
+
+    pos: int
+    level: int
+    native: BBox  # the request in the item's CRS
+    extent: tuple[float, float, float, float]  # the item-level's chunks, item CRS
+    cmap: CoordinateMap | None  # the output grid in the item's CRS; None: warp the item whole (``_read_item``)
+    window: tuple[int, int, int, int]  # output rows [r0, r1), columns [c0, c1) that can hold its pixel centres
+
+
+def _plan_items(
+    index: CollectionIndex,
+    positions: np.ndarray,
+    bounds: BBox,
+    dst_crs: str,
+    dst_transform: Affine,
+    width: int,
+    height: int,
+) -> list[_ItemPlan]:
+    """Level, extent and output window of every observation, computed per CRS and vectorised over items.
+
+    The request in an item's CRS, the target resolution and the coordinate map depend on the CRS only; extents,
+    tolerance checks and the windows of all items sharing a CRS come from array passes (``CoordinateMap.windows``).
+    """
+    per_crs: dict[str, tuple[BBox, float, CoordinateMap | None]] = {}
+    levels, starts, stops, crs_of = [], [], [], []
+    for pos in positions:
+        item = index.items[pos]
+        if item.crs not in per_crs:
+            native = transform_bounds(dst_crs, item.crs, bounds)
+            target = min((native[2] - native[0]) / width, (native[3] - native[1]) / height)
+            per_crs[item.crs] = (native, target, coordinate_map(item.crs, dst_crs, dst_transform, width, height))
+        level = choose_level(item, per_crs[item.crs][1])
+        start, stop = index.item_row_range(pos, level)
+        levels.append(level)
+        starts.append(start)
+        stops.append(stop)
+        crs_of.append(item.crs)
+    # extents of the item-levels' rows (reduceat over [start, stop) pairs; the in-between pairs are dropped)
+    edges = np.ravel(np.column_stack([starts, stops]))
+    pad = lambda a: np.append(a, a[:1])  # noqa: E731  # reduceat indices may equal len(a)
+    extents = np.column_stack(
+        [
+            np.minimum.reduceat(pad(index.minx), edges)[::2],
+            np.minimum.reduceat(pad(index.miny), edges)[::2],
+            np.maximum.reduceat(pad(index.maxx), edges)[::2],
+            np.maximum.reduceat(pad(index.maxy), edges)[::2],
+        ]
+    )
+    t = index.transform[starts]  # (a, b, c, d, e, f) of each item-level's grid
+    res = np.minimum(np.abs(t[:, 0]), np.abs(t[:, 4]))
+    windows = np.zeros((len(starts), 4), np.int64)
+    windows[:, 1], windows[:, 3] = height, width
+    mapped = np.zeros(len(starts), bool)
+    for crs, (_, _, cmap) in per_crs.items():
+        if cmap is None:
+            continue
+        # rotated grids, maps beyond GDAL's tolerance for the grid, and aligned grids (sliced exactly): per item
+        ok = np.array([c == crs for c in crs_of]) & (t[:, 1] == 0) & (t[:, 3] == 0) & (cmap.error <= MAX_ERROR_PX * res)
+        if crs == dst_crs:
+            ok &= [_aligned_offset(Affine(*row[:6]), dst_transform) is None for row in t]
+        if ok.any():
+            windows[ok] = cmap.windows(extents[ok])
+            mapped |= ok
+    return [
+        _ItemPlan(
+            int(pos),
+            levels[k],
+            per_crs[crs_of[k]][0],
+            tuple(extents[k].tolist()),
+            per_crs[crs_of[k]][2] if mapped[k] else None,
+            tuple(windows[k].tolist()),
+        )
+        for k, pos in enumerate(positions)
+    ]
+
+
+def _mosaic_first_nearest(
+    index: CollectionIndex,
+    chunks: ChunkReader,
+    positions: np.ndarray,
+    band_names: list[str],
+    bounds: BBox,
+    dst_crs: str,
+    width: int,
+    height: int,
+    dtype: np.dtype,
+    used: _Contributions,
+) -> np.ma.MaskedArray | None:
+    """``_mosaic`` for pixel selection "first" with nearest resampling, batched over observations.
+
+    The result is what rio-tiler's ``FirstMethod`` makes of each observation's whole nearest warp, newest first
+    (per band, the first valid value), but an observation costs only its own output window: the coordinate map
+    of the output grid is shared by every item of a CRS (one "warp" geometry for all), windows are located for
+    all items at once, an item is read only where output pixels inside its extent are still empty, from just the
+    chunks under those pixels, and sampled on that window only. A z6 tile over 100 small items thus costs about
+    one tile plus the items' own few pixels, not 100 tile-sized array passes. Items the map cannot serve (aligned
+    grids, rotated grids, beyond GDAL's tolerance) take the per-item warp and join the same mosaic.
+    """
+    dst_transform = from_bounds(*bounds, width, height)
+    out = _FirstMosaic(len(band_names), height, width, dtype)
+    for plan in _plan_items(index, positions, bounds, dst_crs, dst_transform, width, height):
+        item = index.items[plan.pos]
+        native, found = plan.native, None
+        r0, r1, c0, c1 = plan.window
+        large = (r1 - r0) * (c1 - c0) > width * height // DENSE_FRACTION
+        if plan.cmap is not None and not (large and out.data is None):  # (the first large one: a plain warp)
+            found = _still_needed(plan, out.need)
+            if found is None:
+                continue
+            wanted, (r0, r1, c0, c1) = found
+            if wanted.size > width * height // DENSE_FRACTION:
+                # a large part of the tile: one dense warp of just the source under those pixels beats gathering
+                xs, ys = plan.cmap.xs[r0:r1, c0:c1][wanted], plan.cmap.ys[r0:r1, c0:c1][wanted]
+                native, found = (xs.min(), ys.min(), xs.max(), ys.max()), None
+        if plan.cmap is None and out.data is not None:
+            # no coordinate map (aligned or rotated grids, large outputs): warp only the source under the
+            # bounding box of the pixels still empty, as the per-item mosaic does
+            region = _pixel_bounds(out.need, dst_transform)
+            if region is None:
+                break
+            native = transform_bounds(dst_crs, item.crs, region)
+        if found is None:  # the per-item warp (the whole read, or the source under the still-needed pixels)
+            warped = _read_item(
+                index, chunks, plan.pos, plan.level, native, band_names, dst_transform, dst_crs,
+                width, height, dtype, "nearest",
+            )  # fmt: skip
+            if warped is None:
+                continue
+            part, part_mask = np.ma.getdata(warped), np.ma.getmaskarray(warped)
+            if part_mask.shape != part.shape:
+                part_mask = np.broadcast_to(part_mask, part.shape).copy()
+            part, part_mask = part.reshape(len(band_names), -1), part_mask.reshape(len(band_names), -1)
+            pixels = None
+        else:
+            sampled = _sample_window(index, chunks, plan, found, band_names, width, dtype)
+            if sampled is None:
+                continue
+            part, part_mask, pixels = sampled
+        if out.feed(item, part, part_mask, pixels):
+            used.add(item, plan.level)
+            if out.done:
+                break
+    return out.result()
+
+
+class _FirstMosaic:
+    """rio-tiler's ``FirstMethod`` over flat output pixels: per band, the first valid value fed wins.
+
+    Fed a few pixels at a time (an item's window), so a small item costs its own pixels, not a tile-sized pass.
+    Masked pixels hold the first observation's fill value, as ``FirstMethod``'s first array sets them.
+    """
+
+    def __init__(self, bands: int, height: int, width: int, dtype: np.dtype):
+        self.shape = (bands, height, width)
+        self.dtype = dtype
+        self.data: np.ndarray | None = None
+        self.mask = np.ones((1, 1, 1), bool)  # (bands, height, width) from the first feed
+        self.need = np.ones((height, width), bool)  # output pixels some band still lacks
+
+    @property
+    def done(self) -> bool:
+        """Whether every band of every pixel holds a value."""
+        return not self.need.any()
+
+    def feed(self, item: ItemView, part: np.ndarray, part_mask: np.ndarray, pixels: np.ndarray | None) -> bool:
+        """Fill still-masked pixels from ``part`` (bands, n) at flat output ``pixels`` (``None``: all); whether
+        the observation counts as read (it filled something, or it is the first: ``FirstMethod`` keeps it)."""
+        if self.data is None and pixels is None:  # FirstMethod's first array: taken as it is (it is ours)
+            self.data = part.reshape(self.shape).astype(self.dtype, copy=False)
+            self.mask = part_mask.reshape(self.shape)
+            self.need = np.asarray(self.mask.any(axis=0))
+            return True
+        first = self.data is None
+        if self.data is None:
+            self.data = np.full(self.shape, item.nodata if item.nodata is not None else 0, self.dtype)
+            self.mask = np.ones(self.shape, bool)
+        data, mask = self.data.reshape(self.shape[0], -1), self.mask.reshape(self.shape[0], -1)
+        if pixels is None:
+            fresh = mask & ~part_mask
+            data[fresh] = part[fresh]
+            mask[fresh] = False
+            self.need = np.asarray(self.mask.any(axis=0))
+            return first or bool(fresh.any())
+        band, at = np.nonzero(mask[:, pixels] & ~part_mask)
+        data[band, pixels[at]] = part[band, at]
+        mask[band, pixels[at]] = False
+        self.need.reshape(-1)[pixels] = mask[:, pixels].any(axis=0)
+        return first or band.size > 0
+
+    def result(self) -> np.ma.MaskedArray | None:
+        """The mosaic, ``None`` if nothing was fed."""
+        return None if self.data is None else np.ma.MaskedArray(self.data, mask=self.mask)
+
+
+def _still_needed(plan: _ItemPlan, need: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
+    """The output pixels an observation may still fill: those of its window that some band still lacks and whose
+    centre lies in its extent, as a mask over the smallest window holding them (``None``: there are none)."""
+    assert plan.cmap is not None
+    r0, r1, c0, c1 = plan.window
+    wanted = need[r0:r1, c0:c1]
+    if not wanted.any():
+        return None  # nothing left to fill where this item may lie
+    xs, ys = plan.cmap.xs[r0:r1, c0:c1], plan.cmap.ys[r0:r1, c0:c1]
+    x0, y0, x1, y1 = plan.extent
+    pad = 1e-6 * (x1 - x0)  # >= 1e-6 px: covers the sampler's 1e-10 px nudge
+    wanted = wanted & (xs >= x0 - pad) & (xs <= x1 + pad) & (ys >= y0 - pad) & (ys <= y1 + pad)
+    rows, cols = np.flatnonzero(wanted.any(axis=1)), np.flatnonzero(wanted.any(axis=0))
+    if rows.size == 0:
+        return None  # the window is whole lattice cells: its empty pixels may all lie outside the item
+    wanted = wanted[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    return wanted, (r0 + int(rows[0]), r0 + int(rows[-1]) + 1, c0 + int(cols[0]), c0 + int(cols[-1]) + 1)
+
+
+def _sample_window(
+    index: CollectionIndex,
+    chunks: ChunkReader,
+    plan: _ItemPlan,
+    found: tuple[np.ndarray, tuple[int, int, int, int]],
+    band_names: list[str],
+    width: int,
+    dtype: np.dtype,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """One observation's nearest samples at the still-needed output pixels ``found`` (``_still_needed``): (bands,
+    n) values, their mask and their flat output positions; ``None`` when it has nothing there. The pixels are
+    those the per-item warp would pick (``sample_nearest``'s arithmetic on the same source transform) and their
+    validity is decided as that path decides it (``_slice_aligned``), but only those pixels are computed and only
+    the chunks under them are read (no source array is pasted)."""
+    assert plan.cmap is not None
+    item = index.items[plan.pos]
+    wanted, (r0, r1, c0, c1) = found
+    xs, ys = plan.cmap.xs[r0:r1, c0:c1], plan.cmap.ys[r0:r1, c0:c1]
+    grid = _source_grid(index, plan.pos, plan.level, plan.native, KERNEL_MARGIN["nearest"])
+    if grid is None:
+        return None
+    t, (wr0, wr1, wc0, wc1) = grid.transform, grid.window
+    # + 1e-10: GDAL's nearest kernel nudges coordinates the same way before truncating (as ``sample_nearest``)
+    col = np.floor((xs - t.c) / t.a + 1e-10)
+    row = np.floor((ys - t.f) / t.e + 1e-10)
+    wanted = wanted & (col >= 0) & (col < wc1 - wc0) & (row >= 0) & (row < wr1 - wr0)
+    rr, cc = np.nonzero(wanted)
+    if rr.size == 0:
+        return None
+    cols, rows = col[rr, cc].astype(np.int64) + wc0, row[rr, cc].astype(np.int64) + wr0
+    values, alpha = _gather(index, chunks, plan.pos, grid, cols, rows, band_names)
+    checked = _slice_aligned(
+        values[:, None, :], None if alpha is None else alpha[None], item.nodata, (0, 0), rr.size, 1, dtype
+    )
+    pixels = (rr + r0) * width + (cc + c0)
+    return np.ma.getdata(checked)[:, 0, :], np.ma.getmaskarray(checked)[:, 0, :], pixels
 
 
 def _footprint(
@@ -281,8 +587,8 @@ def _pixel_bounds(pixels: np.ndarray, transform: Affine) -> BBox | None:
     rows, cols = np.flatnonzero(pixels.any(axis=1)), np.flatnonzero(pixels.any(axis=0))
     if rows.size == 0:
         return None
-    left, top = transform * (cols[0], rows[0])
-    right, bottom = transform * (cols[-1] + 1, rows[-1] + 1)
+    left, top = transform @ (cols[0], rows[0])
+    right, bottom = transform @ (cols[-1] + 1, rows[-1] + 1)
     return (min(left, right), min(top, bottom), max(left, right), max(top, bottom))
 
 
@@ -331,23 +637,12 @@ def _read_item(
 ) -> np.ma.MaskedArray | None:
     """One observation at one level, warped into the output grid (``None`` if it does not overlap)."""
     item = index.items[pos]
-    rows = index.chunk_rows(pos, level, native)
-    if rows.size == 0:
+    grid = _source_grid(index, pos, level, native, KERNEL_MARGIN.get(resampling, 4))
+    if grid is None:
         return None
-    t = index.transform[rows[0]]
-    res_x, res_y = t[0], -t[4]
-    # the level's pixel grid: origin of the first chunk; all chunks of an item-level share it
-    ox, oy = t[2], t[5]
-    col_off = np.rint((index.transform[rows, 2] - ox) / res_x).astype(np.int64)
-    row_off = np.rint((oy - index.transform[rows, 5]) / res_y).astype(np.int64)
-    margin = KERNEL_MARGIN.get(resampling, 4)
-    # window of the request (plus kernel margin) on that grid, clipped to the chunks' union
-    wc0 = max(int(np.floor((native[0] - ox) / res_x)) - margin, int(col_off.min()))
-    wc1 = min(int(np.ceil((native[2] - ox) / res_x)) + margin, int((col_off + index.width[rows]).max()))
-    wr0 = max(int(np.floor((oy - native[3]) / res_y)) - margin, int(row_off.min()))
-    wr1 = min(int(np.ceil((oy - native[1]) / res_y)) + margin, int((row_off + index.height[rows]).max()))
-    if wc1 <= wc0 or wr1 <= wr0:
-        return None
+    rows, col_off, row_off = grid.rows, grid.col_off, grid.row_off
+    wr0, wr1, wc0, wc1 = grid.window
+    res_x, res_y, ox, oy = grid.res_x, grid.res_y, grid.ox, grid.oy
     nodata = item.nodata
     nb = len(band_names)
     src = np.full((nb, wr1 - wr0, wc1 - wc0), nodata if nodata is not None else 0, dtype=np.dtype(item.dtype))
@@ -368,6 +663,75 @@ def _read_item(
             alpha[ws] = 255 if valid is None else np.where(valid[cs], 255, 0)
     src_transform = Affine(res_x, 0, ox + wc0 * res_x, 0, -res_y, oy - wr0 * res_y)
     return _warp(src, alpha, nodata, src_transform, item.crs, dst_transform, dst_crs, width, height, dtype, resampling)
+
+
+class _SourceGrid(NamedTuple):
+    """The chunks of one item-level under a request and the window they fill on the level's pixel grid."""
+
+    rows: np.ndarray  # index rows (chunks)
+    col_off: np.ndarray  # each chunk's first column / row on the grid (origin: the first chunk's corner)
+    row_off: np.ndarray
+    window: tuple[int, int, int, int]  # [wr0, wr1) x [wc0, wc1) on the grid, clipped to the chunks' union
+    res_x: float
+    res_y: float
+    ox: float  # the grid's origin (the first chunk's top-left corner)
+    oy: float
+
+    @property
+    def transform(self) -> Affine:
+        """The transform of the window's top-left pixel (the per-item path's source array)."""
+        wr0, _, wc0, _ = self.window
+        return Affine(self.res_x, 0, self.ox + wc0 * self.res_x, 0, -self.res_y, self.oy - wr0 * self.res_y)
+
+
+def _source_grid(index: CollectionIndex, pos: int, level: int, native: BBox, margin: int) -> _SourceGrid | None:
+    """Which chunks of one item-level lie under ``native`` (item CRS, plus ``margin`` pixels), and where."""
+    rows = index.chunk_rows(pos, level, native)
+    if rows.size == 0:
+        return None
+    t = index.transform[rows[0]]
+    res_x, res_y = t[0], -t[4]
+    # the level's pixel grid: origin of the first chunk; all chunks of an item-level share it
+    ox, oy = t[2], t[5]
+    col_off = np.rint((index.transform[rows, 2] - ox) / res_x).astype(np.int64)
+    row_off = np.rint((oy - index.transform[rows, 5]) / res_y).astype(np.int64)
+    # window of the request (plus kernel margin) on that grid, clipped to the chunks' union
+    wc0 = max(int(np.floor((native[0] - ox) / res_x)) - margin, int(col_off.min()))
+    wc1 = min(int(np.ceil((native[2] - ox) / res_x)) + margin, int((col_off + index.width[rows]).max()))
+    wr0 = max(int(np.floor((oy - native[3]) / res_y)) - margin, int(row_off.min()))
+    wr1 = min(int(np.ceil((oy - native[1]) / res_y)) + margin, int((row_off + index.height[rows]).max()))
+    if wc1 <= wc0 or wr1 <= wr0:
+        return None
+    return _SourceGrid(rows, col_off, row_off, (wr0, wr1, wc0, wc1), res_x, res_y, ox, oy)
+
+
+def _gather(
+    index: CollectionIndex,
+    chunks: ChunkReader,
+    pos: int,
+    grid: _SourceGrid,
+    cols: np.ndarray,
+    rows: np.ndarray,
+    band_names: list[str],
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The source pixels at grid (``cols``, ``rows``), read from just the chunks holding them, without pasting
+    the chunks into one array: (bands, n) and alpha (n,) or ``None``, filled like ``_read_source``'s array."""
+    item = index.items[pos]
+    nodata = item.nodata
+    values = np.full((len(band_names), cols.size), nodata if nodata is not None else 0, item.dtype)
+    alpha = None if nodata is not None else np.zeros(cols.size, np.uint8)
+    heights, widths = index.height[grid.rows], index.width[grid.rows]
+    for r, c0, r0, h, w in zip(grid.rows, grid.col_off, grid.row_off, heights, widths, strict=True):
+        inside = np.flatnonzero((cols >= c0) & (cols < c0 + w) & (rows >= r0) & (rows < r0 + h))
+        if inside.size == 0:
+            continue
+        bands_data, valid = chunks.read(index.chunk_file[r], int(index.batch_index[r]), int(h), int(w), band_names)
+        flat = (rows[inside] - r0) * w + (cols[inside] - c0)
+        for i, band in enumerate(bands_data):
+            values[i, inside] = band.reshape(-1)[flat]
+        if alpha is not None:
+            alpha[inside] = 255 if valid is None else np.where(valid.reshape(-1)[flat], 255, 0)
+    return values, alpha
 
 
 def _warp(

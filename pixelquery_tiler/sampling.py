@@ -38,7 +38,7 @@ CACHE_BYTES = 48 * 2**20
 MAX_PIXELS = 1024 * 1024
 
 
-class _Map:
+class CoordinateMap:
     """Source-CRS coordinates of an output grid's pixel centres, the lattice they were interpolated from
     and the largest interpolation error."""
 
@@ -67,6 +67,26 @@ class _Map:
         height, width = self.xs.shape
         return _pixel_span(rows[0], rows[-1], height), _pixel_span(cols[0], cols[-1], width)
 
+    def windows(self, extents: np.ndarray) -> np.ndarray:
+        """``window`` for many extents at once: (n, 4) rows ``[row0, row1, col0, col1)``, empty where ``None``.
+
+        Many small items under one low-zoom tile are located in one pass instead of one call each.
+        """
+        x0, y0, x1, y1 = (extents[:, i, None, None] for i in range(4))
+        hit = (self.cell_x[0] <= x1) & (self.cell_x[1] >= x0) & (self.cell_y[0] <= y1) & (self.cell_y[1] >= y0)
+        rows, cols = np.any(hit, axis=2), np.any(hit, axis=1)  # (n, cells) each
+        cells = LATTICE - 1
+        first_r, last_r = rows.argmax(axis=1), cells - 1 - rows[:, ::-1].argmax(axis=1)
+        first_c, last_c = cols.argmax(axis=1), cells - 1 - cols[:, ::-1].argmax(axis=1)
+        height, width = self.xs.shape
+        out = np.stack([*_pixel_spans(first_r, last_r, height), *_pixel_spans(first_c, last_c, width)], axis=1)
+        out[~np.any(rows, axis=1)] = 0
+        return out
+
+    def fits(self, src_transform: Affine) -> bool:
+        """Whether the interpolation error is within GDAL's tolerance for this source pixel size."""
+        return self.error <= MAX_ERROR_PX * min(abs(src_transform.a), abs(src_transform.e))
+
 
 def _cell_ranges(grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     corners = np.stack([grid[:-1, :-1], grid[1:, :-1], grid[:-1, 1:], grid[1:, 1:]])
@@ -77,6 +97,13 @@ def _pixel_span(first_cell: int, last_cell: int, n: int) -> slice:
     """Pixel centres from lattice cell ``first_cell`` to ``last_cell`` (node k is on centre k (n-1)/(L-1))."""
     step = (n - 1) / (LATTICE - 1)
     return slice(max(int(np.floor(first_cell * step)), 0), min(int(np.ceil((last_cell + 1) * step)) + 1, n))
+
+
+def _pixel_spans(first: np.ndarray, last: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``_pixel_span`` for arrays of cells: (starts, stops)."""
+    step = (n - 1) / (LATTICE - 1)
+    start = np.maximum(np.floor(first * step).astype(np.int64), 0)
+    return start, np.minimum(np.ceil((last + 1) * step).astype(np.int64) + 1, n)
 
 
 _cache: cachetools.LRUCache = cachetools.LRUCache(maxsize=CACHE_BYTES, getsizeof=lambda m: m.nbytes)
@@ -106,7 +133,7 @@ def _interpolate(grid: np.ndarray, rows: Nodes, cols: Nodes) -> np.ndarray:
     return out
 
 
-def _build(src_crs: str, dst_crs: str, dst_transform: Affine, width: int, height: int) -> _Map | None:
+def _build(src_crs: str, dst_crs: str, dst_transform: Affine, width: int, height: int) -> CoordinateMap | None:
     to_src = transformer(dst_crs, src_crs)
     # lattice in output pixel coordinates: node k sits at the k/(L-1) fraction of the span of pixel centres
     cols = 0.5 + np.linspace(0, width - 1, LATTICE)
@@ -124,10 +151,10 @@ def _build(src_crs: str, dst_crs: str, dst_transform: Affine, width: int, height
     iy = (gy[:-1, :-1] + gy[1:, :-1] + gy[:-1, 1:] + gy[1:, 1:]) / 4
     error = float(max(np.abs(ix - ex).max(), np.abs(iy - ey).max()))
     rows_at, cols_at = _nodes(height, LATTICE), _nodes(width, LATTICE)
-    return _Map(_interpolate(gx, rows_at, cols_at), _interpolate(gy, rows_at, cols_at), error, gx, gy)
+    return CoordinateMap(_interpolate(gx, rows_at, cols_at), _interpolate(gy, rows_at, cols_at), error, gx, gy)
 
 
-def _coordinate_map(src_crs: str, dst_crs: str, dst_transform: Affine, width: int, height: int) -> _Map | None:
+def coordinate_map(src_crs: str, dst_crs: str, dst_transform: Affine, width: int, height: int) -> CoordinateMap | None:
     """The cached map of an output grid into ``src_crs`` (``None``, not cached, where there is none)."""
     if width * height > MAX_PIXELS:
         return None
@@ -160,8 +187,8 @@ def sample_nearest(
     """
     if src_transform.b != 0 or src_transform.d != 0:
         return None  # rotated source grids: leave them to GDAL
-    cmap = _coordinate_map(src_crs, dst_crs, dst_transform, width, height)
-    if cmap is None or cmap.error > MAX_ERROR_PX * min(abs(src_transform.a), abs(src_transform.e)):
+    cmap = coordinate_map(src_crs, dst_crs, dst_transform, width, height)
+    if cmap is None or not cmap.fits(src_transform):
         return None
     nb, sh, sw = src.shape
     data = np.full((nb, height, width), fill, src.dtype)
@@ -197,7 +224,7 @@ def inside_extent(
     """Output pixels whose centre lies inside ``extent`` (minx, miny, maxx, maxy in ``src_crs``), from the same
     cached map; ``None`` when the map's interpolation error exceeds ``tolerance`` (``src_crs`` units) or there
     is no map. Exact along curved edges, and only the window over the extent is computed."""
-    cmap = _coordinate_map(src_crs, dst_crs, dst_transform, width, height)
+    cmap = coordinate_map(src_crs, dst_crs, dst_transform, width, height)
     if cmap is None or cmap.error > tolerance:
         return None
     inside = np.zeros((height, width), bool)
