@@ -52,8 +52,6 @@ from .temporal import parse_instant
 
 log = logging.getLogger(__name__)
 
-#: test hook: seconds to sleep after all chunk files are written and before the commit (crash tests)
-PAUSE_BEFORE_COMMIT_ENV = "PIXELQUERY_PAUSE_BEFORE_COMMIT"
 #: Chunk buffer codec when the collection does not set one (chosen by benchmarks/storage.py, see docs/storage.md)
 DEFAULT_COMPRESSION: str | None = "zstd"
 #: Iceberg table property that overrides the codec per collection (``none``, ``lz4`` or ``zstd``)
@@ -735,10 +733,6 @@ def commit_item(
     props.update(extra_properties or {})
     properties = cat.item_properties(props)
     table = pa.Table.from_pylist(rows, schema=cat.ARROW_SCHEMA)
-    if pause := float(os.environ.get(PAUSE_BEFORE_COMMIT_ENV, "0") or 0):
-        import time
-
-        time.sleep(pause)
 
     def load_or_create() -> Any:
         """The table to append to (one catalog read per attempt; the collection is created on first use)."""

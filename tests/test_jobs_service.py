@@ -45,18 +45,23 @@ def _free_port() -> int:
 class Server:
     """``pixelquery-tiler serve WAREHOUSE ARGS`` on a free loopback port."""
 
-    def __init__(self, warehouse: Path, *args: str, env: dict[str, str] | None = None):
+    def __init__(self, warehouse: Path, *args: str, env: dict[str, str] | None = None, pause_commits: float = 0):
         warehouse.mkdir(parents=True, exist_ok=True)  # serve needs the folder; an empty warehouse is fine
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(warehouse.parent / f"serve-{self.port}.log", "wb")  # noqa: SIM115  (closed by stop())
         environ = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
         environ.pop("PIXELQUERY_API_KEYS", None)
+        # pause_commits: every catalog commit waits that long, so a test can kill a job mid-way (paused_commit.py)
+        cli = (
+            [str(REPO / "tests" / "paused_commit.py"), str(pause_commits)]
+            if pause_commits
+            else ["-m", "pixelquery_tiler"]
+        )
         self.proc = subprocess.Popen(
             [
                 sys.executable,
-                "-m",
-                "pixelquery_tiler",
+                *cli,
                 "serve",
                 str(warehouse),
                 "--port",
@@ -108,8 +113,8 @@ class Server:
 def serve(tmp_path: Path) -> Iterator:
     servers: list[Server] = []
 
-    def start(warehouse: Path, *args: str, env: dict[str, str] | None = None) -> Server:
-        servers.append(Server(warehouse, *args, env=env))
+    def start(warehouse: Path, *args: str, env: dict[str, str] | None = None, pause_commits: float = 0) -> Server:
+        servers.append(Server(warehouse, *args, env=env, pause_commits=pause_commits))
         return servers[-1]
 
     yield start
@@ -330,7 +335,7 @@ def test_bad_source_fails_cleanly_and_bad_bodies_are_refused(tmp_path: Path, ser
 def test_durable_queue_survives_sigkill(tmp_path: Path, serve, imports: Path) -> None:
     """SIGKILL mid-job: queued jobs run after restart, the running one after its lease; nothing runs twice."""
     wh = tmp_path / "wh"
-    # the ingest test hook holds each job between writing chunks and its commit, so the kill lands mid-job
+    # every commit is held back (tests/paused_commit.py) between writing chunks and committing: the kill lands mid-job
     first = serve(
         wh,
         "--api-key",
@@ -339,7 +344,7 @@ def test_durable_queue_survives_sigkill(tmp_path: Path, serve, imports: Path) ->
         str(imports),
         "--job-lease",
         "3",
-        env={"PIXELQUERY_PAUSE_BEFORE_COMMIT": "30"},
+        pause_commits=30,
     )
     ids = [
         first.post_job(
