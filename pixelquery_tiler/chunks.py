@@ -166,7 +166,9 @@ class ChunkReader:
 
     Both caches are ``cachetools.LRUCache`` objects behind one lock, since the threadpool that runs tile
     requests shares one reader; opening or decoding happens outside the lock, so a slow read never blocks
-    hits (two threads missing the same key may both decode it; the first stored copy wins).
+    hits (two threads missing the same key may both decode it; the first stored copy wins). The lookups are
+    written out rather than wrapped in ``cachetools.cached``: this runs once per chunk of every tile, and the
+    wrapper's key objects and indirection cost ~0.5 us per lookup (benchmarks/README.md "Settings and caches").
     """
 
     def __init__(self, fs: WarehouseFS, max_open: int = 256, decoded_bytes: int = 128 << 20):
@@ -178,21 +180,35 @@ class ChunkReader:
         self._decoded: cachetools.LRUCache[tuple[str, int], pa.RecordBatch] = cachetools.LRUCache(
             decoded_bytes, getsizeof=lambda batch: batch.nbytes
         )
-        self._reader = cachetools.cached(self._open, lock=self._lock)(self._open_file)
-        self._decode = cachetools.cached(self._decoded, lock=self._lock)(self._decode_batch)
 
-    def _open_file(self, relpath: str) -> tuple[ipc.RecordBatchFileReader, bool]:
+    def _reader(self, relpath: str) -> tuple[ipc.RecordBatchFileReader, bool]:
         """The open file and whether its buffers are compressed."""
+        with self._lock:
+            try:
+                return self._open[relpath]
+            except KeyError:
+                pass
         reader = ipc.open_file(self.fs.open_input(relpath))
         meta = json.loads((reader.schema.metadata or {}).get(b"pixelquery", b"{}"))
-        return reader, meta.get("compression") is not None
-
-    def _decode_batch(self, relpath: str, batch_index: int) -> pa.RecordBatch:
-        return self._reader(relpath)[0].get_batch(batch_index)
+        with self._lock:
+            return self._open.setdefault(relpath, (reader, meta.get("compression") is not None))
 
     def _batch(self, relpath: str, batch_index: int) -> pa.RecordBatch:
         reader, compressed = self._reader(relpath)
-        return self._decode(relpath, batch_index) if compressed else reader.get_batch(batch_index)
+        if not compressed:
+            return reader.get_batch(batch_index)
+        key = (relpath, batch_index)
+        with self._lock:
+            try:
+                return self._decoded[key]
+            except KeyError:
+                pass
+        batch = reader.get_batch(batch_index)
+        with self._lock:
+            try:
+                return self._decoded.setdefault(key, batch)
+            except ValueError:  # larger than the whole budget: not cached
+                return batch
 
     def read(
         self, relpath: str, batch_index: int, height: int, width: int, bands: Sequence[str]
