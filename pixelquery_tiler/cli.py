@@ -231,27 +231,31 @@ def _serve_settings(args: argparse.Namespace, uri: str):
     from .settings import Settings
     from .storage_config import format_props, parse_props
 
-    env = Settings()  # PIXELQUERY_API_KEYS and friends
-    options = {
+    # the environment's keys and roots; its read_auth is judged below, together with the keys the options add
+    env = Settings(read_auth=False)
+    options: dict[str, object] = {
         "warehouse": uri,
         "refresh_interval": args.refresh_interval,
         "api_keys": [*env.api_keys, *(args.api_key or [])],
         "import_roots": [*env.import_roots, *(args.import_root or [])],
-        "read_auth": env.read_auth or args.read_auth,
-        "rate_limit": args.rate_limit or env.rate_limit,
         "max_upload_mb": args.max_upload_mb,
         "job_workers": args.job_workers,
         "job_lease": args.job_lease,
         "job_attempts": args.job_attempts,
-        "access_log_json": env.access_log_json or args.access_log_json,
     }
+    if args.read_auth:
+        options["read_auth"] = True
+    if args.access_log_json:
+        options["access_log_json"] = True
+    if args.rate_limit:
+        options["rate_limit"] = args.rate_limit
     if args.catalog_uri:
         options["catalog_uri"] = args.catalog_uri
     if args.catalog_prop:
         options["catalog_props"] = format_props(parse_props(args.catalog_prop))
     if args.cors_origins is not None:
         options["cors_origins"] = args.cors_origins
-    for root in options["import_roots"]:
+    for root in [*env.import_roots, *(args.import_root or [])]:
         if not os.path.isdir(root):
             raise CliError(f"import root {root!r} is not a directory")
     return Settings(**options)  # a bad value is a SettingsError: one line, exit 2

@@ -109,3 +109,31 @@ def test_cli_reports_a_bad_environment_value_in_one_line(tmp_path: Path) -> None
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1, done.stderr
     assert "--job-attempts / PIXELQUERY_JOB_ATTEMPTS" in lines[0]
+
+
+def test_serve_options_extend_or_override_the_environment(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Keys and roots add to the environment's, switches turn on, values replace; the result goes to workers."""
+    from pixelquery_tiler.cli import _serve_settings, build_parser
+
+    other = tmp_path / "imports"
+    other.mkdir()
+    clean_env.setenv("PIXELQUERY_API_KEYS", "env-key")
+    clean_env.setenv("PIXELQUERY_IMPORT_ROOTS", str(tmp_path))
+    clean_env.setenv("PIXELQUERY_READ_AUTH", "1")  # satisfied by the environment's key
+    clean_env.setenv("PIXELQUERY_RATE_LIMIT", "10/s")
+    clean_env.setenv("PIXELQUERY_JOB_LEASE", "99")  # the option's default replaces it, as before
+    args = build_parser().parse_args(
+        ["serve", str(tmp_path), "--api-key", "cli-key", "--import-root", str(other), "--job-workers", "0"]
+    )
+    s = _serve_settings(args, str(tmp_path))
+    assert s.api_keys == ["env-key", "cli-key"] and s.import_roots == [str(tmp_path), str(other)]
+    assert s.read_auth is True and s.rate_limit == "10/s" and s.job_workers == 0 and s.job_lease == 60.0
+    assert s.warehouse == str(tmp_path)
+
+    # read auth switched on in the environment, its only key given on the command line: consistent together
+    clean_env.delenv("PIXELQUERY_API_KEYS")
+    args = build_parser().parse_args(["serve", str(tmp_path), "--api-key", "cli-key", "--rate-limit", "5/s"])
+    s = _serve_settings(args, str(tmp_path))
+    assert s.read_auth is True and s.api_keys == ["cli-key"] and s.rate_limit == "5/s"
+    with pytest.raises(SettingsError, match="--read-auth needs at least one --api-key"):
+        _serve_settings(build_parser().parse_args(["serve", str(tmp_path)]), str(tmp_path))
