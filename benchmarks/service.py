@@ -46,16 +46,16 @@ def serve_main(mode: str, warehouse: str, port: int, imports: str) -> None:
     from pixelquery_tiler.app import create_app
     from pixelquery_tiler.auth import ReadAuthMiddleware
     from pixelquery_tiler.ops import MetricsMiddleware, RateLimitMiddleware
-    from pixelquery_tiler.service import ServiceSettings
+    from pixelquery_tiler.settings import Settings
 
-    settings = ServiceSettings(
+    settings = Settings(
         api_keys=[KEY],
         read_auth=mode == "on",
         rate_limit="100000/s" if mode == "on" else None,
         import_roots=[imports],
         job_workers=1,
     )
-    app = create_app(warehouse, service_settings=settings)
+    app = create_app(warehouse, settings=settings)
     if mode == "off":
         stripped = (MetricsMiddleware, RateLimitMiddleware, ReadAuthMiddleware)
         app.user_middleware = [m for m in app.user_middleware if m.cls not in stripped]
@@ -211,14 +211,14 @@ def bench_middleware(warehouse: str, imports: str, n: int) -> None:
     from pixelquery_tiler.app import create_app
     from pixelquery_tiler.auth import ReadAuthMiddleware
     from pixelquery_tiler.ops import MetricsMiddleware, RateLimitMiddleware
-    from pixelquery_tiler.service import ServiceSettings
+    from pixelquery_tiler.settings import Settings
 
     apps = {}
     for mode in ("off", "on"):
-        settings = ServiceSettings(
+        settings = Settings(
             api_keys=[KEY], read_auth=mode == "on", job_workers=0, rate_limit="100000/s" if mode == "on" else None
         )
-        apps[mode] = create_app(warehouse, service_settings=settings)
+        apps[mode] = create_app(warehouse, settings=settings)
         if mode == "off":
             stripped = (MetricsMiddleware, RateLimitMiddleware, ReadAuthMiddleware)
             apps[mode].user_middleware = [m for m in apps[mode].user_middleware if m.cls not in stripped]

@@ -36,12 +36,10 @@ from starlette.responses import JSONResponse
 from .caching import NO_STORE, NotModified, not_modified_handler
 from .errors import BadRequest, NotFound
 from .limits import BodySizeLimit
-from .settings import Settings
+from .settings import Settings, env_name
 from .warehouse import Warehouse
 
 log = logging.getLogger(__name__)
-
-WAREHOUSE_ENV = "PIXELQUERY_WAREHOUSE"
 
 #: exception class -> HTTP status; subclasses inherit their base's entry (Starlette walks the MRO). Bad input
 #: must never surface as a 500: every exception a request can provoke is listed with its 4xx code. titiler's
@@ -75,9 +73,8 @@ def create_app(
     catalog_uri: str | None = None,
     refresh_interval: float = 1.0,
     settings: Settings | None = None,
-    service_settings: Any = None,
 ) -> FastAPI:
-    """Serve ``warehouse`` (a URI or an open ``Warehouse``); ``service_settings``: jobs/auth/ops (default: env)."""
+    """Serve ``warehouse`` (a URI or an open ``Warehouse``); ``settings`` default to the environment's."""
     from .stac_api import add_stac_api
     from .tiles import add_tiles, nullable_statistics_schema
     from .timeseries import add_timeseries
@@ -104,7 +101,7 @@ def create_app(
     add_viewer(app, wh)
     from .service import add_jobs_api
 
-    add_jobs_api(app, wh, service_settings)  # auth, rate limits, metrics: inside the app-wide middleware below
+    add_jobs_api(app, wh, settings)  # auth, rate limits, metrics: inside the app-wide middleware below
     add_api_docs(app)
     add_middleware(app, settings)
     add_exception_handlers(app, STATUS_CODES)
@@ -199,7 +196,7 @@ def app_from_env() -> FastAPI:
     """uvicorn factory for ``pixelquery-tiler serve`` (workers re-create the app from the environment)."""
     settings = Settings()
     if not settings.warehouse:
-        raise RuntimeError(f"{WAREHOUSE_ENV} is not set")
+        raise RuntimeError(f"{env_name('warehouse')} is not set")
     return create_app(
         settings.warehouse,
         catalog_uri=settings.catalog_uri,

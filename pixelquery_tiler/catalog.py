@@ -85,7 +85,6 @@ from .fileio import WarehouseFS
 log = logging.getLogger(__name__)
 
 NAMESPACE = "pixelquery"
-CATALOG_URI_ENV = "PIXELQUERY_CATALOG_URI"
 SUMMARY_PREFIX = "pixelquery."
 
 
@@ -248,6 +247,13 @@ def unavailable_errors() -> tuple[type[Exception], ...]:
     )
 
 
+def configured_catalog_uri() -> str | None:
+    """``$PIXELQUERY_CATALOG_URI`` (through the settings): the catalog when a caller names none."""
+    from .settings import Settings
+
+    return Settings().catalog_uri
+
+
 def open_catalog(fs: WarehouseFS, catalog_uri: str | None = None, *, create: bool = True) -> Catalog:
     """Open the Iceberg catalog of a warehouse.
 
@@ -261,7 +267,7 @@ def open_catalog(fs: WarehouseFS, catalog_uri: str | None = None, *, create: boo
     """
     if create:
         fs.check()  # unreachable storage or missing credentials: one line before anything is created or written
-    uri = catalog_uri or os.environ.get(CATALOG_URI_ENV)
+    uri = catalog_uri or configured_catalog_uri()
     props = {**fs.storage.iceberg_properties(), **fs.props}
     if not uri:
         local = fs.local_path()

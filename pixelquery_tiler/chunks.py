@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import json
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal, Self
 
+import cachetools
 import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
@@ -161,33 +161,37 @@ class ChunkReader:
     Files are immutable, so neither cache ever goes stale. Uncompressed chunks are zero-copy views of the
     memory-mapped file and need no cache; a compressed chunk is decoded whole on every ``get_batch``, and
     neighbouring tiles read the same chunks, so decoded chunks are kept in an LRU bounded by
-    ``decoded_bytes`` (measured: without it zstd doubled tile p50, see docs/storage.md).
+    ``decoded_bytes`` (measured: without it zstd doubled tile p50, see docs/storage.md). A single chunk larger
+    than the whole budget is decoded on every read rather than evicting everything else.
+
+    Both caches are ``cachetools.LRUCache`` objects behind one lock, since the threadpool that runs tile
+    requests shares one reader; opening or decoding happens outside the lock, so a slow read never blocks
+    hits (two threads missing the same key may both decode it; the first stored copy wins). The lookups are
+    written out rather than wrapped in ``cachetools.cached``: this runs once per chunk of every tile, and the
+    wrapper's key objects and indirection cost ~0.5 us per lookup (benchmarks/README.md "Settings and caches").
     """
 
     def __init__(self, fs: WarehouseFS, max_open: int = 256, decoded_bytes: int = 128 << 20):
         self.fs = fs
         self.max_open = max_open
         self.decoded_bytes = decoded_bytes
-        self._open: OrderedDict[str, tuple[ipc.RecordBatchFileReader, bool]] = OrderedDict()
-        self._decoded: OrderedDict[tuple[str, int], pa.RecordBatch] = OrderedDict()
-        self._decoded_size = 0
         self._lock = threading.Lock()
+        self._open: cachetools.LRUCache[str, tuple[ipc.RecordBatchFileReader, bool]] = cachetools.LRUCache(max_open)
+        self._decoded: cachetools.LRUCache[tuple[str, int], pa.RecordBatch] = cachetools.LRUCache(
+            decoded_bytes, getsizeof=lambda batch: batch.nbytes
+        )
 
     def _reader(self, relpath: str) -> tuple[ipc.RecordBatchFileReader, bool]:
         """The open file and whether its buffers are compressed."""
         with self._lock:
-            entry = self._open.get(relpath)
-            if entry is not None:
-                self._open.move_to_end(relpath)
-                return entry
+            try:
+                return self._open[relpath]
+            except KeyError:
+                pass
         reader = ipc.open_file(self.fs.open_input(relpath))
         meta = json.loads((reader.schema.metadata or {}).get(b"pixelquery", b"{}"))
-        entry = (reader, meta.get("compression") is not None)
         with self._lock:
-            self._open[relpath] = entry
-            while len(self._open) > self.max_open:
-                self._open.popitem(last=False)
-        return entry
+            return self._open.setdefault(relpath, (reader, meta.get("compression") is not None))
 
     def _batch(self, relpath: str, batch_index: int) -> pa.RecordBatch:
         reader, compressed = self._reader(relpath)
@@ -195,19 +199,16 @@ class ChunkReader:
             return reader.get_batch(batch_index)
         key = (relpath, batch_index)
         with self._lock:
-            batch = self._decoded.get(key)
-            if batch is not None:
-                self._decoded.move_to_end(key)
-                return batch
+            try:
+                return self._decoded[key]
+            except KeyError:
+                pass
         batch = reader.get_batch(batch_index)
         with self._lock:
-            if key not in self._decoded:
-                self._decoded[key] = batch
-                self._decoded_size += batch.nbytes
-            while self._decoded_size > self.decoded_bytes and len(self._decoded) > 1:
-                _, old = self._decoded.popitem(last=False)
-                self._decoded_size -= old.nbytes
-        return batch
+            try:
+                return self._decoded.setdefault(key, batch)
+            except ValueError:  # larger than the whole budget: not cached
+                return batch
 
     def read(
         self, relpath: str, batch_index: int, height: int, width: int, bands: Sequence[str]

@@ -203,17 +203,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .fileio import normalize_uri
 
     uri = normalize_uri(args.warehouse)
-    service = _service_settings(args)  # validates the service options before anything is created
+    settings = _serve_settings(args, uri)  # validates every option before anything is created
     ensure_port_free(args.host, args.port)
-    _check_serve_warehouse(args, uri)
-    # workers re-create the app from the environment (uvicorn factory), so settings travel through it
-    os.environ["PIXELQUERY_WAREHOUSE"] = uri
-    if args.catalog_uri:
-        os.environ["PIXELQUERY_CATALOG_URI"] = args.catalog_uri
-    _export_catalog_settings(args)
-    if args.cors_origins is not None:
-        os.environ["PIXELQUERY_CORS_ORIGINS"] = args.cors_origins
-    os.environ.update(service.to_env())
+    _check_serve_warehouse(args, uri, settings.catalog_uri)
+    # workers re-create the app from the environment (uvicorn factory): the one Settings travels through it
+    os.environ.update(settings.to_env())
     uvicorn.run(
         "pixelquery_tiler.app:app_from_env",
         factory=True,
@@ -229,32 +223,42 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _service_settings(args: argparse.Namespace):
-    """``serve`` options for jobs, keys, rate limits and operations (exported to the uvicorn workers)."""
-    from .ops import parse_rate
-    from .service import ServiceSettings
+def _serve_settings(args: argparse.Namespace, uri: str):
+    """The server's one ``Settings``: the ``PIXELQUERY_*`` environment, overridden or extended by the options.
 
-    settings = ServiceSettings.from_env()  # PIXELQUERY_API_KEYS and friends; options add to / override them
-    settings.api_keys = [*settings.api_keys, *(args.api_key or [])]
-    settings.import_roots = [*settings.import_roots, *(args.import_root or [])]
-    for root in settings.import_roots:
+    Keys and import roots add to the environment's, switches turn features on, the other options replace it.
+    """
+    from .settings import Settings
+    from .storage_config import format_props, parse_props
+
+    # the environment's keys and roots; its read_auth is judged below, together with the keys the options add
+    env = Settings(read_auth=False)
+    options: dict[str, object] = {
+        "warehouse": uri,
+        "refresh_interval": args.refresh_interval,
+        "api_keys": [*env.api_keys, *(args.api_key or [])],
+        "import_roots": [*env.import_roots, *(args.import_root or [])],
+        "max_upload_mb": args.max_upload_mb,
+        "job_workers": args.job_workers,
+        "job_lease": args.job_lease,
+        "job_attempts": args.job_attempts,
+    }
+    if args.read_auth:
+        options["read_auth"] = True
+    if args.access_log_json:
+        options["access_log_json"] = True
+    if args.rate_limit:
+        options["rate_limit"] = args.rate_limit
+    if args.catalog_uri:
+        options["catalog_uri"] = args.catalog_uri
+    if args.catalog_prop:
+        options["catalog_props"] = format_props(parse_props(args.catalog_prop))
+    if args.cors_origins is not None:
+        options["cors_origins"] = args.cors_origins
+    for root in [*env.import_roots, *(args.import_root or [])]:
         if not os.path.isdir(root):
             raise CliError(f"import root {root!r} is not a directory")
-    if args.rate_limit:
-        try:
-            parse_rate(args.rate_limit)
-        except ValueError as exc:
-            raise CliError(str(exc)) from None
-    if args.max_upload_mb < 1 or args.job_workers < 0 or args.job_lease <= 0 or args.job_attempts < 1:
-        raise CliError("--max-upload-mb, --job-lease and --job-attempts must be positive, --job-workers >= 0")
-    settings.read_auth = settings.read_auth or args.read_auth
-    if settings.read_auth and not settings.api_keys:
-        raise CliError("--read-auth needs at least one --api-key")
-    settings.rate_limit = args.rate_limit or settings.rate_limit
-    settings.max_upload_mb, settings.job_workers = args.max_upload_mb, args.job_workers
-    settings.job_lease, settings.job_attempts = args.job_lease, args.job_attempts
-    settings.access_log_json = settings.access_log_json or args.access_log_json
-    return settings
+    return Settings(**options)  # a bad value is a SettingsError: one line, exit 2
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -276,25 +280,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_serve_warehouse(args: argparse.Namespace, uri: str) -> None:
+def _check_serve_warehouse(args: argparse.Namespace, uri: str, catalog_uri: str | None) -> None:
     """``serve`` never creates a warehouse unless ``--create``; a remote catalog is not probed here (a replica
     started while its catalog is down must come up and answer 503 until the catalog is back)."""
     if args.create:
         _ = _warehouse(args, create=True).catalog  # creates the local catalog.db / catalog tables now
         return
-    if "://" in uri or args.catalog_uri or os.environ.get("PIXELQUERY_CATALOG_URI"):
+    if "://" in uri or catalog_uri:
         return
     if not os.path.isfile(os.path.join(uri, "catalog.db")):
         raise CliError(f"no warehouse at {args.warehouse!r} (no catalog.db): ingest first, or pass --create")
-
-
-def _export_catalog_settings(args: argparse.Namespace) -> None:
-    """``--catalog-prop`` and ``--refresh-interval`` for the server workers, through their environment."""
-    from .storage_config import CATALOG_PROPS_ENV, format_props, parse_props
-
-    if args.catalog_prop:
-        os.environ[CATALOG_PROPS_ENV] = format_props(parse_props(args.catalog_prop))
-    os.environ["PIXELQUERY_REFRESH_INTERVAL"] = str(args.refresh_interval)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -495,6 +490,7 @@ def _loaded_user_errors() -> tuple[type[Exception], ...]:
         ("pixelquery_tiler.ingest", "IngestError"),
         ("pixelquery_tiler.catalog", "CatalogError"),
         ("pixelquery_tiler.storage_config", "StorageConfigError"),
+        ("pixelquery_tiler.settings", "SettingsError"),
     ):
         if module in sys.modules:
             found.append(getattr(sys.modules[module], name))

@@ -1,20 +1,19 @@
-"""CRS keys and coordinate transforms shared by the read path (one transformer cache, thread-safe).
+"""CRS keys and coordinate transforms: the package's one home for ``pyproj`` transformers.
 
-``pyproj.Transformer`` objects are not safe to share between threads; rio-tiler and titiler call readers from
-a threadpool, so the cache below hands each thread its own transformers.
+Thread-safety rule: one process-wide cache of ``pyproj.Transformer`` objects, shared by every thread. Since
+pyproj 3.1 a ``Transformer`` keeps its PROJ object in a ``threading.local`` and builds one per thread on first
+use, so sharing the Python object between the threadpool workers that run tile, STAC and ingest-job code is
+safe (pyproj's own "multithreading" guarantee); callers must not hold the PROJ object itself.
 """
 
 from __future__ import annotations
 
-import threading
 from functools import lru_cache
 
 from pyproj import Transformer
 from rasterio.crs import CRS
 
 BBox = tuple[float, float, float, float]
-
-_local = threading.local()
 
 
 def crs_id(crs: CRS | str) -> str:
@@ -30,17 +29,10 @@ def _wkt(crs: str) -> str:
     return CRS.from_user_input(crs).to_wkt()
 
 
+@lru_cache(maxsize=256)
 def transformer(src: str, dst: str) -> Transformer:
-    """An ``always_xy`` transformer from ``src`` to ``dst`` (CRS keys), cached per thread."""
-    cache: dict[tuple[str, str], Transformer] | None = getattr(_local, "cache", None)
-    if cache is None:
-        cache = _local.cache = {}
-    key = (src, dst)
-    if key not in cache:
-        if len(cache) >= 256:
-            cache.clear()
-        cache[key] = Transformer.from_crs(_wkt(src), _wkt(dst), always_xy=True)
-    return cache[key]
+    """An ``always_xy`` transformer from ``src`` to ``dst`` (CRS keys or WKT), shared by all threads (see above)."""
+    return Transformer.from_crs(_wkt(src), _wkt(dst), always_xy=True)
 
 
 def transform_bounds(src: str, dst: str, bounds: BBox) -> BBox:

@@ -22,7 +22,6 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import PurePath
 from typing import Any
 
@@ -30,7 +29,6 @@ import numpy as np
 import pyarrow as pa
 import rasterio
 from affine import Affine
-from pyproj import Transformer
 from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import RasterioError
 from rasterio.warp import transform_bounds
@@ -38,6 +36,7 @@ from rasterio.windows import Window
 
 from . import catalog as cat
 from .chunks import Chunk, ChunkFileWriter, check_codec
+from .crs import transformer
 from .fileio import WarehouseFS
 from .grid import GridError, StorageGrid, crs_id, grid_for, overview_count
 from .profiles import (
@@ -52,8 +51,6 @@ from .temporal import parse_instant
 
 log = logging.getLogger(__name__)
 
-#: test hook: seconds to sleep after all chunk files are written and before the commit (crash tests)
-PAUSE_BEFORE_COMMIT_ENV = "PIXELQUERY_PAUSE_BEFORE_COMMIT"
 #: Chunk buffer codec when the collection does not set one (chosen by benchmarks/storage.py, see docs/storage.md)
 DEFAULT_COMPRESSION: str | None = "zstd"
 #: Iceberg table property that overrides the codec per collection (``none``, ``lz4`` or ``zstd``)
@@ -214,18 +211,13 @@ def chunk_wgs84_bounds(crs: rasterio.crs.CRS, bounds: np.ndarray, densify: int =
     minx, miny, maxx, maxy = (bounds[:, k : k + 1] for k in range(4))
     xs = np.concatenate([minx + (maxx - minx) * t, maxx + 0 * t, maxx - (maxx - minx) * t, minx + 0 * t], axis=1)
     ys = np.concatenate([miny + 0 * t, miny + (maxy - miny) * t, maxy + 0 * t, maxy - (maxy - miny) * t], axis=1)
-    lon, lat = _to_wgs84(crs.to_wkt()).transform(xs, ys)
+    lon, lat = transformer(crs.to_wkt(), "EPSG:4326").transform(xs, ys)
     lon, lat = np.asarray(lon), np.asarray(lat)
     out = np.stack([lon.min(axis=1), lat.min(axis=1), lon.max(axis=1), lat.max(axis=1)], axis=1)
     bad = ~np.isfinite(out).all(axis=1) | (out[:, 2] - out[:, 0] > 180)
     for k in np.flatnonzero(bad):
         out[k] = transform_bounds(crs, "EPSG:4326", *bounds[k], densify_pts=densify)
     return out
-
-
-@lru_cache(maxsize=32)
-def _to_wgs84(crs_wkt: str) -> Transformer:
-    return Transformer.from_crs(crs_wkt, "EPSG:4326", always_xy=True)
 
 
 def _band_stats(band: np.ndarray, valid: np.ndarray) -> tuple[float, float, float]:
@@ -735,10 +727,6 @@ def commit_item(
     props.update(extra_properties or {})
     properties = cat.item_properties(props)
     table = pa.Table.from_pylist(rows, schema=cat.ARROW_SCHEMA)
-    if pause := float(os.environ.get(PAUSE_BEFORE_COMMIT_ENV, "0") or 0):
-        import time
-
-        time.sleep(pause)
 
     def load_or_create() -> Any:
         """The table to append to (one catalog read per attempt; the collection is created on first use)."""

@@ -155,7 +155,7 @@ def database_uri(warehouse: Warehouse) -> str:
     else ``catalog.db`` of a local warehouse. An Iceberg REST catalog has no SQL database to share: its jobs
     go to ``jobs.db`` in a local warehouse.
     """
-    uri = warehouse._catalog_uri or os.environ.get(cat.CATALOG_URI_ENV)
+    uri = warehouse._catalog_uri or cat.configured_catalog_uri()
     local = warehouse.fs.local_path()
     if uri and "://" not in uri:  # a plain path to the SQLite catalog file
         return f"sqlite:///{os.path.abspath(os.path.expanduser(uri))}?timeout=30"

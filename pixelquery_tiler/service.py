@@ -1,16 +1,14 @@
 """Ingest as a service: the job and upload endpoints, API keys, rate limits and operations on one app.
 
-``add_jobs_api(app, warehouse, settings)`` is the single registration call ``create_app`` makes. Settings come
-from ``serve`` options through environment variables (uvicorn workers re-create the app from the environment),
-see ``ServiceSettings.from_env``; API keys come from ``PIXELQUERY_API_KEYS`` as the contract says.
+``add_jobs_api(app, warehouse, settings)`` is the single registration call ``create_app`` makes; its knobs
+(API keys, import roots, job workers, rate limit...) are fields of the app's one :class:`~.settings.Settings`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
@@ -37,72 +35,12 @@ from .ops import (
     parse_rate,
 )
 from .profiles import ProfileError, get_profile
+from .settings import Settings
 from .temporal import parse_instant
 from .uploads import receive_upload
 from .warehouse import Warehouse
 
 log = logging.getLogger(__name__)
-
-API_KEYS_ENV = "PIXELQUERY_API_KEYS"
-ENV = {
-    "read_auth": "PIXELQUERY_READ_AUTH",
-    "import_roots": "PIXELQUERY_IMPORT_ROOTS",  # os.pathsep-separated
-    "max_upload_mb": "PIXELQUERY_MAX_UPLOAD_MB",
-    "rate_limit": "PIXELQUERY_RATE_LIMIT",
-    "job_workers": "PIXELQUERY_JOB_WORKERS",
-    "job_lease": "PIXELQUERY_JOB_LEASE",
-    "job_attempts": "PIXELQUERY_JOB_ATTEMPTS",
-    "access_log_json": "PIXELQUERY_ACCESS_LOG_JSON",
-}
-
-
-@dataclass
-class ServiceSettings:
-    """What ``serve`` configures for writes and operations (defaults: writes off, reads open, 1 job worker)."""
-
-    api_keys: list[str] = field(default_factory=list)
-    read_auth: bool = False
-    import_roots: list[str] = field(default_factory=list)
-    max_upload_mb: int = 2048
-    rate_limit: str | None = None
-    job_workers: int = 1
-    job_lease: float = 60.0
-    job_attempts: int = 3
-    access_log_json: bool = False
-
-    @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> ServiceSettings:
-        """The service's settings from the environment (or ``environ``, for tests): read once at app creation."""
-        env = os.environ if environ is None else environ
-        keys = [k.strip() for k in env.get(API_KEYS_ENV, "").split(",") if k.strip()]
-        roots = [r for r in env.get(ENV["import_roots"], "").split(os.pathsep) if r]
-        return cls(
-            api_keys=keys,
-            read_auth=env.get(ENV["read_auth"], "") in ("1", "true", "yes"),
-            import_roots=roots,
-            max_upload_mb=int(env.get(ENV["max_upload_mb"]) or 2048),
-            rate_limit=env.get(ENV["rate_limit"]) or None,
-            job_workers=int(env.get(ENV["job_workers"]) or 1),
-            job_lease=float(env.get(ENV["job_lease"]) or 60),
-            job_attempts=int(env.get(ENV["job_attempts"]) or 3),
-            access_log_json=env.get(ENV["access_log_json"], "") in ("1", "true", "yes"),
-        )
-
-    def to_env(self) -> dict[str, str]:
-        """The inverse of ``from_env`` (``serve`` exports it before uvicorn starts its workers)."""
-        env = {
-            ENV["read_auth"]: "1" if self.read_auth else "",
-            ENV["import_roots"]: os.pathsep.join(os.path.abspath(r) for r in self.import_roots),
-            ENV["max_upload_mb"]: str(self.max_upload_mb),
-            ENV["rate_limit"]: self.rate_limit or "",
-            ENV["job_workers"]: str(self.job_workers),
-            ENV["job_lease"]: str(self.job_lease),
-            ENV["job_attempts"]: str(self.job_attempts),
-            ENV["access_log_json"]: "1" if self.access_log_json else "",
-        }
-        if self.api_keys:
-            env[API_KEYS_ENV] = ",".join(self.api_keys)
-        return env
 
 
 class JobRequest(BaseModel):
@@ -126,7 +64,7 @@ class JobRequest(BaseModel):
         return check_name("collection", value)
 
 
-def validate_job(request: JobRequest, warehouse: Warehouse, settings: ServiceSettings) -> dict[str, Any]:
+def validate_job(request: JobRequest, warehouse: Warehouse, settings: Settings) -> dict[str, Any]:
     """400 for a request that is well-formed but unusable (forbidden path, unknown upload/product, bad datetime)."""
     try:
         if request.product:
@@ -145,7 +83,7 @@ class JobsService:
     """What the routes share: the store, the in-process workers and the settings."""
 
     warehouse: Warehouse
-    settings: ServiceSettings
+    settings: Settings
     store: JobStore | None
     metrics: Metrics
     pool: WorkerPool | None = None
@@ -159,11 +97,10 @@ class JobsService:
         return JSONResponse(job.to_json(), status_code=202, headers={"Location": f"/jobs/{job.id}"})
 
 
-def add_jobs_api(app: FastAPI, warehouse: Warehouse, settings: ServiceSettings | None = None) -> JobsService:
+def add_jobs_api(app: FastAPI, warehouse: Warehouse, settings: Settings) -> JobsService:
     """Register jobs, uploads, STAC transactions, auth, rate limits and operations on ``app``."""
     from .stac_api.transactions import add_transactions
 
-    settings = settings or ServiceSettings.from_env()
     keys = KeyRing(settings.api_keys)
     metrics = Metrics()
     import sqlalchemy.exc

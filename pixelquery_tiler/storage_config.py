@@ -63,9 +63,13 @@ class StorageConfigError(ValueError):
 
 def parse_props(items: Iterable[str] | None = None, env: Mapping[str, str] | None = None) -> dict[str, str]:
     """Catalog properties from ``$PIXELQUERY_CATALOG_PROPS`` (``k=v,k=v``), overridden by ``KEY=VALUE`` items."""
-    env = os.environ if env is None else env
+    if env is None:
+        from .settings import Settings  # the one reader of PIXELQUERY_* variables
+
+        text = Settings().catalog_props.strip()
+    else:
+        text = env.get(CATALOG_PROPS_ENV, "").strip()
     props: dict[str, str] = {}
-    text = env.get(CATALOG_PROPS_ENV, "").strip()
     pairs = [p for p in text.split(",") if p.strip()] if text else []
     for source, entries in ((CATALOG_PROPS_ENV, pairs), ("--catalog-prop", list(items or []))):
         for entry in entries:

@@ -3,7 +3,6 @@ unreferenced chunk files, which ``gc`` lists and removes (after the grace period
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -16,10 +15,12 @@ import rasterio
 
 from pixelquery_tiler import Warehouse
 from pixelquery_tiler.grid import overview_count
-from pixelquery_tiler.ingest import PAUSE_BEFORE_COMMIT_ENV
 from warehouse_fixtures import cli_ok, ingest_json, write_geotiff
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+
+#: the command line with every catalog commit held back N seconds (see tests/paused_commit.py)
+PAUSED_CLI = [sys.executable, str(Path(__file__).with_name("paused_commit.py"))]
 
 
 def chunk_files(warehouse: Path) -> set[str]:
@@ -50,9 +51,8 @@ def test_sigkill_before_commit_leaves_only_orphans_for_gc(tmp_path: Path, shared
         expected_files = 1 + overview_count(src.width, src.height)  # one file per level
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "pixelquery_tiler",
+            *PAUSED_CLI,
+            "30",
             "ingest",
             str(warehouse),
             str(victim),
@@ -61,7 +61,6 @@ def test_sigkill_before_commit_leaves_only_orphans_for_gc(tmp_path: Path, shared
             "--datetime",
             "2021-01-01",
         ],
-        env={**os.environ, PAUSE_BEFORE_COMMIT_ENV: "30"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -103,8 +102,7 @@ def test_gc_keeps_files_of_an_ingest_in_flight(tmp_path: Path) -> None:
     warehouse = tmp_path / "wh"
     slow = write_geotiff(tmp_path / "slow.tif", datetime_tag="2020:01:01 00:00:00")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pixelquery_tiler", "ingest", str(warehouse), str(slow), "--collection", "c", "--json"],
-        env={**os.environ, PAUSE_BEFORE_COMMIT_ENV: "4"},
+        [*PAUSED_CLI, "4", "ingest", str(warehouse), str(slow), "--collection", "c", "--json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -41,12 +41,16 @@ class Server(ServerProcess):
     """``pixelquery-tiler serve WAREHOUSE ARGS`` on a free loopback port (started by :meth:`start`)."""
 
     @classmethod
-    def start(cls, warehouse: Path, *args: str, env: dict[str, str] | None = None) -> Server:
+    def start(cls, warehouse: Path, *args: str, env: dict[str, str] | None = None, pause_commits: float = 0) -> Server:
         warehouse.mkdir(parents=True, exist_ok=True)  # serve needs the folder; an empty warehouse is fine
         port = free_port()
         create = () if "--catalog-uri" in args else ("--create",)
+        # pause_commits: every catalog commit waits that long, so a test can kill a job mid-way (paused_commit.py)
+        program = (
+            [sys.executable, str(REPO / "tests" / "paused_commit.py"), str(pause_commits)] if pause_commits else None
+        )
         started = start_server(
-            serve_command(warehouse, "--log-level", "warning", *create, *args, port=port),
+            serve_command(warehouse, "--log-level", "warning", *create, *args, port=port, program=program),
             warehouse.parent / f"serve-{port}.log",
             port=port,
             env={"PIXELQUERY_API_KEYS": None, **(env or {})},
@@ -70,8 +74,8 @@ class Server(ServerProcess):
 def serve(tmp_path: Path) -> Iterator:
     started: list[Server] = []
 
-    def start(warehouse: Path, *args: str, env: dict[str, str] | None = None) -> Server:
-        started.append(Server.start(warehouse, *args, env=env))
+    def start(warehouse: Path, *args: str, env: dict[str, str] | None = None, pause_commits: float = 0) -> Server:
+        started.append(Server.start(warehouse, *args, env=env, pause_commits=pause_commits))
         return started[-1]
 
     yield start
@@ -292,7 +296,7 @@ def test_bad_source_fails_cleanly_and_bad_bodies_are_refused(tmp_path: Path, ser
 def test_durable_queue_survives_sigkill(tmp_path: Path, serve, imports: Path) -> None:
     """SIGKILL mid-job: queued jobs run after restart, the running one after its lease; nothing runs twice."""
     wh = tmp_path / "wh"
-    # the ingest test hook holds each job between writing chunks and its commit, so the kill lands mid-job
+    # every commit is held back (tests/paused_commit.py) between writing chunks and committing: the kill lands mid-job
     first = serve(
         wh,
         "--api-key",
@@ -301,7 +305,7 @@ def test_durable_queue_survives_sigkill(tmp_path: Path, serve, imports: Path) ->
         str(imports),
         "--job-lease",
         "3",
-        env={"PIXELQUERY_PAUSE_BEFORE_COMMIT": "30"},
+        pause_commits=30,
     )
     ids = [
         first.post_job(

@@ -294,7 +294,7 @@ def test_decoded_chunk_cache_is_bounded_and_only_for_compressed_files(tmp_path: 
             np.testing.assert_array_equal(np.stack(data), chunk.data)
             assert valid is None
     assert [k for k in reader._decoded] == [("z.arrow", 2), ("z.arrow", 3)]  # LRU kept the last two, no "n.arrow"
-    assert reader._decoded_size <= reader.decoded_bytes
+    assert reader._decoded.currsize <= reader.decoded_bytes
     first = reader._batch("z.arrow", 3)
     assert reader._batch("z.arrow", 3) is first, "a cached chunk must not be decoded again"
 

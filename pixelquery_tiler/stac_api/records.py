@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Generic, TypeVar
+from threading import Lock
+from typing import Any, TypeVar
 
+import cachetools
 import numpy as np
 import shapely
-from pyproj import Transformer
 from rasterio.crs import CRS
 from rasterio.errors import CRSError
 from rasterio.warp import transform_geom
@@ -28,6 +27,7 @@ from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
 from ..catalog import SnapshotInfo
+from ..crs import transformer
 from ..index import CollectionIndex, ItemView
 from ..profiles import ProductProfile, load_profiles
 from ..temporal import us
@@ -39,30 +39,16 @@ log = logging.getLogger(__name__)
 METRES_PER_DEGREE = 111_320.0
 WORLD = shapely.box(-180.0, -90.0, 180.0, 90.0)
 
-K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
-class LRUCache(Generic[K, V]):
-    """A small thread-safe LRU map; values are computed outside the lock (computations are idempotent)."""
+def item_cache(maxsize: int) -> Callable[[Callable[[ItemRecords, int], V]], Callable[[ItemRecords, int], V]]:
+    """Memoise ``f(records, i)`` by item ``i``'s ``(collection, item, snapshot)`` in a thread-safe LRU.
 
-    def __init__(self, maxsize: int):
-        self.maxsize = maxsize
-        self._data: OrderedDict[K, V] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: K, factory: Callable[[], V]) -> V:
-        """The cached value, else ``factory()`` computed outside the lock (slow footprints do not block hits)."""
-        with self._lock:
-            if key in self._data:
-                self._data.move_to_end(key)
-                return self._data[key]
-        value = factory()
-        with self._lock:
-            self._data[key] = value
-            while len(self._data) > self.maxsize:
-                self._data.popitem(last=False)
-        return value
+    A committed snapshot's item never changes, so results outlive the ``ItemRecords`` they were computed on
+    (an index rebuild keeps them). Values are computed outside the lock: slow footprints do not block hits.
+    """
+    return cachetools.cached(cachetools.LRUCache(maxsize), key=lambda records, i: records.item_key(i), lock=Lock())
 
 
 @dataclass(frozen=True)
@@ -90,19 +76,6 @@ def crs_facts(crs: str) -> CrsFacts:
     return CrsFacts(f"EPSG:{epsg}" if epsg else None, parsed.to_wkt(), parsed.is_geographic, factor)
 
 
-_transformers = threading.local()
-
-
-def wgs84_transformer(crs: str) -> Transformer:
-    """A transformer to lon/lat, one per thread and CRS (pyproj transformers are not thread-safe)."""
-    cache = getattr(_transformers, "by_crs", None)
-    if cache is None:
-        cache = _transformers.by_crs = {}
-    if crs not in cache:
-        cache[crs] = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
-    return cache[crs]
-
-
 def profile_for(product: str) -> ProductProfile | None:
     """The product profile of an item, or ``None`` for a product no longer in the profiles."""
     return load_profiles().get(product)
@@ -122,10 +95,11 @@ class ItemRecords:
     a known snapshot (history lost) are not served, since ``pixelquery:snapshot_id`` is required.
     """
 
-    def __init__(self, collection: str, index: CollectionIndex, footprints: LRUCache):
+    def __init__(self, collection: str, index: CollectionIndex, footprint: Callable[[ItemRecords, int], BaseGeometry]):
         self.collection: str = collection
         self.index = index
-        self._footprints = footprints
+        #: ``footprint(records, i)``: :meth:`compute_footprint`, memoised by the owner across index rebuilds
+        self._footprint = footprint
         # one record per item: its finest band group's entry (group 0) stands for the whole multi-resolution scene
         entries = [pos for pos, it in enumerate(index.items) if it.group == 0]
         served = [pos for pos in entries if index.items[pos].snapshot is not None]
@@ -178,7 +152,7 @@ class ItemRecords:
     @staticmethod
     def _footprint_bounds(bbox: np.ndarray, gsd: np.ndarray) -> np.ndarray:
         """Item bboxes grown by two native pixels, so they hold the footprints (which err outward by up to 1.5
-        pixels, see ``_compute_footprint``): search prefilters on them and collection extents contain items."""
+        pixels, see ``compute_footprint``): search prefilters on them and collection extents contain items."""
         if not len(bbox):
             return bbox
         lat = np.minimum(np.maximum(np.abs(bbox[:, 1]), np.abs(bbox[:, 3])), 89.0)
@@ -224,11 +198,14 @@ class ItemRecords:
         return prop.column(self) if prop is not None else None
 
     # -- geometry -------------------------------------------------------------------------------------------
+    def item_key(self, i: int) -> tuple[str, str, int | None]:
+        """``(collection, item, snapshot)`` of item ``i``: what its cached footprint and document are keyed by."""
+        item = self.items[i]
+        return self.collection, item.item_id, item.snapshot.snapshot_id if item.snapshot else None
+
     def footprint(self, i: int) -> BaseGeometry:
         """Item ``i``'s footprint in WGS84, cached by (collection, item, snapshot) across index rebuilds."""
-        item = self.items[i]
-        key = (self.collection, item.item_id, item.snapshot.snapshot_id if item.snapshot else None)
-        return self._footprints.get(key, lambda: self._compute_footprint(i))
+        return self._footprint(self, i)
 
     def footprints(self, rows: np.ndarray) -> np.ndarray:
         """Footprints of items ``rows`` as a shapely geometry array (memoised on this view for vectorised tests)."""
@@ -238,7 +215,7 @@ class ItemRecords:
             self._footprint_array[i] = self.footprint(int(i))
         return self._footprint_array[rows]
 
-    def _compute_footprint(self, i: int) -> BaseGeometry:
+    def compute_footprint(self, i: int) -> BaseGeometry:
         """Union of the native-level chunk boxes the snapshot added, in WGS84, never smaller than the data.
 
         The union is taken in the chunk CRS, where the boxes of one level partition the grid (no overlaps), so
@@ -273,7 +250,7 @@ class ItemRecords:
             else:
                 # vertices every 16 pixels (at most 512 per edge of the outline): chords stay well inside a pixel
                 dense = shapely.segmentize(native, max(16 * pixel, max(maxx - minx, maxy - miny) / 512))
-                to_wgs84 = wgs84_transformer(item.crs)
+                to_wgs84 = transformer(item.crs, "EPSG:4326")
                 geom = shapely.transform(dense, lambda xy: np.column_stack(to_wgs84.transform(xy[:, 0], xy[:, 1])))
                 if geom.bounds[2] - geom.bounds[0] > 180:  # crosses the antimeridian: let GDAL cut it
                     geom = shape(

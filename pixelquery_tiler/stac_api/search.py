@@ -34,7 +34,7 @@ from .cql2_filter import Evaluator, FilterError
 from .documents import collection_document, item_document
 from .limits import MAX_FIELDS, MAX_LIST_ITEMS, MAX_SORT_KEYS, MAX_VERTICES, excerpt, vertex_count
 from .properties import SORTABLES
-from .records import ItemRecords, LRUCache
+from .records import ItemRecords, item_cache
 
 log = logging.getLogger(__name__)
 
@@ -302,8 +302,8 @@ class StacBackend:
         self.warehouse = warehouse
         self._records: dict[str, ItemRecords] = {}
         self._collection_docs: dict[str, tuple[ItemRecords, dict[str, Any]]] = {}
-        self._footprints: LRUCache = LRUCache(cache_size)
-        self._documents: LRUCache = LRUCache(cache_size)
+        self._footprint = item_cache(cache_size)(ItemRecords.compute_footprint)
+        self._item_document = item_cache(cache_size)(item_document)
         self._names: tuple[float, list[str]] = (-math.inf, [])
         self._lock = threading.Lock()
 
@@ -325,7 +325,7 @@ class StacBackend:
         current = self._records.get(collection)
         if current is not None and current.index is index:
             return current
-        built = ItemRecords(collection, index, self._footprints)
+        built = ItemRecords(collection, index, self._footprint)
         with self._lock:
             current = self._records.get(collection)
             if current is None or current.index is not index:
@@ -346,9 +346,7 @@ class StacBackend:
 
     def item_document(self, records: ItemRecords, i: int) -> dict[str, Any]:
         """An item document, cached by (collection, item, snapshot): a snapshot's item never changes."""
-        item = records.items[i]
-        key = (records.collection, item.item_id, item.snapshot.snapshot_id if item.snapshot else None)
-        return self._documents.get(key, lambda: item_document(records, i))
+        return self._item_document(records, i)
 
     # -- search -----------------------------------------------------------------------------------------------
     def search(self, query: SearchQuery) -> SearchResult:
