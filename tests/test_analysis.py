@@ -266,7 +266,7 @@ def _aligned_bounds() -> tuple[tuple[float, float, float, float], str]:
     """60 x 40 px of the 30 m grid, starting on a 60 m pixel corner (both sources are on one origin)."""
     with rasterio.open(PAIR_30) as ds, rasterio.open(PAIR_60) as ds60:
         assert (ds.transform.c, ds.transform.f) == (ds60.transform.c, ds60.transform.f)
-        left, top = ds.transform * (400, 800)
+        left, top = ds.transform @ (400, 800)
         return (left, top - 40 * 30, left + 60 * 30, top), ds.crs.to_string()
 
 
@@ -409,7 +409,7 @@ def test_multi_resolution_scene_point_and_polygon(s2_scene):
 def test_multi_resolution_scene_query_by_bounds(s2_scene):
     wh, files, _item = s2_scene
     with rasterio.open(files["red"]) as ds:
-        left, top = ds.transform * (80, 100)
+        left, top = ds.transform @ (80, 100)
         res = ds.res[0]
         bounds = (left, top - 40 * res, left + 60 * res, top)
         want_red = ds.read(1, window=rasterio.windows.from_bounds(*bounds, ds.transform))
