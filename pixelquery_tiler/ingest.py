@@ -335,6 +335,8 @@ def new_item_id(path: str, when: dt.datetime) -> str:
 #: GDAL block cache while ingesting (MB). Windows are read once each, so a cache only has to hold the blocks
 #: of one strip; GDAL's default (5% of RAM) would otherwise grow with the file and defeat O(strip) memory.
 INGEST_GDAL_CACHE_MB = 64
+#: Source block heights up to this are read whole (see ``_OpenGroup.read``); taller strips are read as asked
+MAX_READ_AHEAD_ROWS = 1024
 #: Rows decimated at a time (even, so 2x2 blocks never straddle two slabs)
 DECIMATE_SLAB_ROWS = 128
 
@@ -355,9 +357,35 @@ class _OpenGroup:
     dtype: np.dtype
     nodata: float | None  # the group's stored nodata (None when files disagree or only masks apply)
     has_mask: bool  # chunks carry a validity column (masks, or nodata that differs between files)
+    block_rows: int = 1  # the first file's block height: reads are extended to whole block rows
+    _ahead: tuple[int, np.ndarray, np.ndarray] | None = None  # rows read past the last request: (first row, ...)
 
     def read(self, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rows ``[r0, r1)`` of every band: ``(data, valid)``, each ``(bands, r1 - r0, width)``."""
+        """Rows ``[r0, r1)`` of every band: ``(data, valid)``, each ``(bands, r1 - r0, width)``.
+
+        Storage chunk rows rarely line up with the source's tile rows, and GDAL decodes (over ``/vsis3/`` and
+        ``/vsicurl/``: fetches) a tile row again for each strip that cuts it. So each read runs to the end of a
+        block row and the rows past ``r1`` are kept for the next, sequential, call: every block is read once.
+        """
+        start, parts, ahead = r0, [], self._ahead
+        self._ahead = None
+        if ahead is not None and ahead[0] == r0:
+            n = min(r1 - r0, ahead[1].shape[1])
+            parts.append((ahead[1][:, :n], ahead[2][:, :n]))
+            start = r0 + n
+            if n < ahead[1].shape[1]:
+                self._ahead = (r1, ahead[1][:, n:], ahead[2][:, n:])
+        if start < r1:
+            end = min(self.height, -(-r1 // self.block_rows) * self.block_rows)
+            data, valid = self._read_rows(start, end)
+            parts.append((data[:, : r1 - start], valid[:, : r1 - start]))
+            if end > r1:
+                self._ahead = (r1, data[:, r1 - start :].copy(), valid[:, r1 - start :].copy())
+        if len(parts) == 1:
+            return parts[0]
+        return np.concatenate([d for d, _ in parts], axis=1), np.concatenate([v for _, v in parts], axis=1)
+
+    def _read_rows(self, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
         window = Window(0, r0, self.width, r1 - r0)
         parts, valids = [], []
         for ds, indexes, nodata, masked in self.datasets:
@@ -415,7 +443,12 @@ def _open_group(group: BandGroup, profile: ProductProfile, stack: contextlib.Exi
     nodatas = {None if m else nd for _, _, nd, m in datasets}
     nodata = nodatas.pop() if len(nodatas) == 1 else None
     has_mask = any(m for *_, m in datasets) or (nodata is None and any(nd is not None for _, _, nd, _ in datasets))
-    return _OpenGroup(datasets, first.transform, first.crs, first.width, first.height, dtype, nodata, has_mask)
+    # a whole-file strip (untiled, one strip) must not turn the first read into the whole raster
+    block_rows = first.block_shapes[0][0] if first.block_shapes else 1
+    block_rows = block_rows if 1 <= block_rows <= MAX_READ_AHEAD_ROWS else 1
+    return _OpenGroup(
+        datasets, first.transform, first.crs, first.width, first.height, dtype, nodata, has_mask, block_rows
+    )
 
 
 @dataclass

@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .ingest import IngestError, check_name
-from .sources import RASTER_SUFFIXES, SourceError, resolve, stac_self_href
+from .sources import RASTER_SUFFIXES, SourceError, resolve, s3_filesystem, stac_self_href
 
 if TYPE_CHECKING:
     from .scenes import ItemPlan
@@ -80,6 +80,13 @@ class Job(_Strict):
             return check_name("collection", value)
         except IngestError as exc:
             raise ValueError(str(exc)) from None
+
+    @field_validator("s3")
+    @classmethod
+    def _s3_uri(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("s3://"):
+            raise ValueError(f"expected an s3://bucket/prefix URI, got {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> Job:
@@ -152,7 +159,7 @@ def _s3_listing(prefix: str, key: str) -> list[str]:
     import pyarrow.fs as pafs
 
     try:
-        fs, path = pafs.FileSystem.from_uri(prefix)
+        fs, path = s3_filesystem(prefix)
         infos = fs.get_file_info(pafs.FileSelector(path.rstrip("/"), recursive=True))
     except Exception as exc:  # pyarrow's S3 errors are OSError/ArrowInvalid with the service's message
         raise PipelineError(f"{key}.s3: cannot list {prefix} ({str(exc).splitlines()[0]})") from None

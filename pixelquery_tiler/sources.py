@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .ingest import IngestError
+from .storage_config import StorageConfig
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +84,28 @@ def gdal_options() -> dict[str, str]:
     GDAL from listing the remote folder on every open.
     """
     opts = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_HTTP_TIMEOUT": str(REMOTE_TIMEOUT)}
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    if endpoint and "AWS_S3_ENDPOINT" not in os.environ:
-        parts = urllib.parse.urlparse(endpoint)
-        opts["AWS_S3_ENDPOINT"] = parts.netloc or parts.path
+    config = StorageConfig.resolve()
+    if config.endpoint and "AWS_S3_ENDPOINT" not in os.environ:
+        parts = urllib.parse.urlparse(config.endpoint)
+        opts["AWS_S3_ENDPOINT"] = parts.netloc + parts.path.rstrip("/")
         opts["AWS_HTTPS"] = "NO" if parts.scheme == "http" else "YES"
-        opts["AWS_VIRTUAL_HOSTING"] = "FALSE"
+    if config.endpoint and "AWS_VIRTUAL_HOSTING" not in os.environ:
+        opts["AWS_VIRTUAL_HOSTING"] = "FALSE"  # S3-compatible servers answer path-style requests
     return opts
+
+
+def s3_filesystem(uri: str) -> tuple[Any, str]:
+    """A ``pyarrow.fs`` filesystem and the path inside it for an ``s3://`` source (the settings GDAL gets).
+
+    On AWS itself (no endpoint, no region) pyarrow's ``from_uri`` asks for the bucket's region; any other
+    endpoint has none to ask, so the one configuration of ``storage_config`` is used as is.
+    """
+    import pyarrow.fs as pafs
+
+    config = StorageConfig.resolve()
+    if config.endpoint is None and config.region is None:
+        return pafs.FileSystem.from_uri(uri)
+    return config.s3_filesystem(), uri[len("s3://") :]
 
 
 @contextmanager
@@ -163,12 +179,17 @@ def _probe_s3(uri: str) -> Fingerprint:
     import pyarrow.fs as pafs
 
     try:
-        fs, path = pafs.FileSystem.from_uri(uri)
+        fs, path = s3_filesystem(uri)
         info = fs.get_file_info(path)
+        if info.type != pafs.FileType.File:
+            bucket = path.split("/", 1)[0]
+            if fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+                raise SourceError(f"{uri}: no such bucket {bucket!r}")
+            raise SourceError(f"{uri}: no such object")
+    except SourceError:
+        raise
     except Exception as exc:  # pyarrow raises OSError/ArrowInvalid with S3 error text
         raise SourceError(f"{uri}: unreachable ({str(exc).splitlines()[0]})") from None
-    if info.type != pafs.FileType.File:
-        raise SourceError(f"{uri}: no such object")
     mtime = info.mtime.astimezone(dt.UTC).isoformat() if info.mtime else None
     return Fingerprint(uri, info.size, mtime=mtime)
 
@@ -180,9 +201,7 @@ def read_text(location: str, limit: int = 16 * 1024 * 1024) -> str:
             with urllib.request.urlopen(location, timeout=REMOTE_TIMEOUT) as resp:
                 return resp.read(limit).decode("utf-8")
         if location.startswith("s3://"):
-            import pyarrow.fs as pafs
-
-            fs, path = pafs.FileSystem.from_uri(location)
+            fs, path = s3_filesystem(location)
             with fs.open_input_stream(path) as f:
                 return f.read(limit).decode("utf-8")
         with open(location, encoding="utf-8") as f:

@@ -9,9 +9,11 @@ here, from (highest precedence first):
 2. options in the warehouse URI's query string (``s3://bucket/wh?endpoint_override=...&region=...``,
    pyarrow's names),
 3. the standard AWS environment (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
-   ``AWS_SESSION_TOKEN``, ``AWS_REGION``),
+   ``AWS_SESSION_TOKEN``, ``AWS_REGION``; GDAL's ``AWS_S3_ENDPOINT`` + ``AWS_HTTPS`` when no endpoint URL is set),
 
-and handed to pyarrow (``S3FileSystem``) and to pyiceberg (as ``s3.*`` catalog properties) alike.
+and handed to pyarrow (``S3FileSystem``) and to pyiceberg (as ``s3.*`` catalog properties) alike. Ingest
+*sources* on S3 (``s3://`` rasters, STAC items, pipeline prefixes) are read with the same resolution from the
+environment alone (``sources.py``), through pyarrow and GDAL's ``/vsis3/``.
 """
 
 from __future__ import annotations
@@ -136,6 +138,10 @@ class StorageConfig:
         for name, prop in _ENV_TO_PROP:
             if env.get(name) and prop not in merged:
                 merged[prop] = env[name]
+        if "s3.endpoint" not in merged and env.get("AWS_S3_ENDPOINT"):
+            # GDAL's own names (host only; AWS_HTTPS=NO for http), so a GDAL-style environment reaches pyarrow too
+            scheme = "http" if env.get("AWS_HTTPS", "YES").upper() in ("NO", "FALSE", "OFF", "0") else "https"
+            merged["s3.endpoint"] = f"{scheme}://{env['AWS_S3_ENDPOINT']}"
         merged.update(uri_props or {})
         merged.update({k: v for k, v in (props or {}).items() if k.startswith("s3.")})
         endpoint = merged.get("s3.endpoint") or None

@@ -45,6 +45,23 @@ def test_extension_schema_is_served_where_documents_name_it(stac_server: StacSer
     }
 
 
+def test_queryables_geometry_schema_is_served_by_the_server(stac_server: StacServer) -> None:
+    """The ``geometry`` queryable refers to a GeoJSON schema this server serves (offline, behind proxies)."""
+    import jsonschema
+
+    for url in (f"{stac_server.stac}/queryables", f"{stac_server.stac}/collections/landsat/queryables"):
+        ref = httpx.get(url).raise_for_status().json()["properties"]["geometry"]["$ref"]
+        assert ref == f"{stac_server.stac}/schemas/geojson/Geometry.json"
+    r = httpx.get(ref)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/schema+json")
+    schema = r.json()
+    assert schema["$id"] == ref and schema["title"] == "GeoJSON Geometry"
+    polygon = {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]}
+    jsonschema.validate(polygon, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"type": "Polygon", "coordinates": [1, 2]}, schema)
+
+
 # pystac in a fresh process: its validator knows only the shim, so our schema must come from the server
 PYSTAC_CHECK = r"""
 import copy, json, sys, urllib.request

@@ -57,6 +57,11 @@ def viewer_warehouse(tmp_path_factory) -> Path:
     )
     # a real 6-band Landsat 7 ETM+ scene (blue, green, red, nir, swir16, swir22): NDVI from real red/nir
     wh.ingest(str(harness.data_file("stars_L7_ETMs_olinda_28m.tif")), "olinda", datetime="2002-07-04T12:00:00Z")
+    # a Sentinel-2-named scene: red and nir on the 28.5 m grid, swir16 on a 2x coarser one (real ETM+ pixels)
+    from scene_fixtures import sentinel2_scene
+
+    files = sentinel2_scene(root / "s2", harness.data_file("stars_L7_ETMs_olinda_28m.tif").parent)
+    wh.ingest_sources([str(p) for p in files.values()], "s2")
     return wh_path
 
 
@@ -71,7 +76,8 @@ def server(viewer_warehouse, tmp_path_factory):
 @pytest.fixture(scope="module")
 def run(server) -> dict:
     result = harness.run_node(
-        "viewer_check.mjs", {"base": server, "timeCollection": "landsat", "ndviCollection": "olinda"}
+        "viewer_check.mjs",
+        {"base": server, "timeCollection": "landsat", "ndviCollection": "olinda", "ratioCollection": "s2"},
     )
     if "error" in result:
         pytest.fail(f"viewer script failed: {result['error']}\nproblems: {result['problems']}")
@@ -97,7 +103,7 @@ def test_viewer_page_served(server):
 
 def test_loads_collection_and_tiles(run):
     step = run["steps"]["time-latest"]
-    assert run["collections"] == ["landsat", "olinda"]
+    assert run["collections"] == ["landsat", "olinda", "s2"]
     assert run["dates"] == DATES
     assert step["label"] == DATES[-1]
     assert f"datetime={DATES[-1]}" in step["tileUrl"]
@@ -152,6 +158,20 @@ def test_ndvi_control_changes_image(run):
         assert step["tileErrors"] == 0 and harness.background_fraction(step["screenshot"]) < 0.6
 
 
+def test_band_ratio_preset_mixes_resolutions(run):
+    """NDMI on the s2 scene: nir (28.5 m) and swir16 (57 m) from their own grids, every tile 200, not blank."""
+    default, ndmi = run["steps"]["ratio-default"], run["steps"]["ndmi"]
+    modes = {m["value"]: m["disabled"] for m in run["ratioModes"]}
+    assert modes["ndmi"] is False and modes["ndvi"] is False and modes["rgb"] is True  # s2 has no green/blue
+    assert "expression=%28nir-swir16%29%2F%28nir%2Bswir16%29" in ndmi["tileUrl"]
+    assert "rescale=-1%2C1" in ndmi["tileUrl"] and "colormap_name=rdbu" in ndmi["tileUrl"]
+    assert run["ndmiTileRequests"] and set(run["ndmiTileRequests"]) == {200}
+    assert ndmi["tileErrors"] == 0 and ndmi["tilesLoaded"] > 0
+    assert harness.background_fraction(ndmi["screenshot"]) < 0.6
+    assert harness.changed_fraction(default["screenshot"], ndmi["screenshot"]) > 0.2
+    assert "swir16" in run["ndmiHint"]
+
+
 def test_share_links_for_other_clients(run, server):
     xyz, wmts = run["share"]["xyz"], run["share"]["wmts"]
     assert xyz.startswith(server + "collections/olinda/tiles/WebMercatorQuad/{z}/{x}/{y}.png?")
@@ -165,7 +185,7 @@ def test_share_links_for_other_clients(run, server):
 
 def test_landsat_single_band_has_no_ndvi(run):
     modes = {m["value"]: m["disabled"] for m in run["modes"]}
-    assert modes["ndvi"] is True and modes["default"] is False
+    assert modes["ndvi"] is True and modes["ndmi"] is True and modes["default"] is False
 
 
 def test_no_console_errors(run):

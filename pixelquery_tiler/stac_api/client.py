@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse as StarletteJSONResponse
 
 from .cql2_filter import FilterError, parse_filter
 from .documents import resolve_collection, resolve_item
+from .extension import GEOJSON_GEOMETRY_PATH
 from .limits import excerpt
 from .links import collections_links, item_collection_links, search_links
 from .properties import SORTABLES, queryables
@@ -311,7 +312,7 @@ class PixelQueryFiltersClient(BaseFiltersClient):
                 "title": f"Queryables of {collection_id}" if collection_id else "Queryables of pixelquery-tiler",
                 "description": "Properties usable in CQL2 filters (cql2-text and cql2-json); "
                 "other names are accepted and evaluate as missing (null).",
-                "properties": queryables(records),
+                "properties": queryables(records, _bases(request)[0] + GEOJSON_GEOMETRY_PATH),
                 "additionalProperties": True,
             }
         )

@@ -18,13 +18,25 @@ from starlette.responses import JSONResponse
 
 from .documents import PIXELQUERY_EXTENSION_PATH
 
-__all__ = ["add_extension_schema", "load_schema"]
+__all__ = ["GEOJSON_GEOMETRY_PATH", "add_extension_schema", "load_geometry_schema", "load_schema"]
+
+
+#: where the server answers the GeoJSON Geometry schema (vendored, see ``schemas/geojson/NOTICE.md``), relative to
+#: the STAC root: queryables reference it there instead of geojson.org, so they resolve offline and behind proxies
+GEOJSON_GEOMETRY_PATH = "schemas/geojson/Geometry.json"
 
 
 @lru_cache(maxsize=1)
 def load_schema() -> dict[str, Any]:
     """The extension's JSON Schema as shipped (its ``$id`` names the default local server)."""
     path = resources.files(__package__) / "schemas" / "pixelquery" / "v1.0.0" / "schema.json"
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@lru_cache(maxsize=1)
+def load_geometry_schema() -> dict[str, Any]:
+    """The GeoJSON Geometry schema as published at geojson.org (a vendored copy)."""
+    path = resources.files(__package__) / "schemas" / "geojson" / "Geometry.json"
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -35,13 +47,33 @@ class SchemaResponse(JSONResponse):
 
 
 def add_extension_schema(app: FastAPI, prefix: str) -> None:
-    """``GET {prefix}/extensions/pixelquery/v1.0.0/schema.json``: the schema, ``$id`` = the URL requested."""
+    """The schemas this server's documents reference, each with ``$id`` = the URL requested.
+
+    ``GET {prefix}/extensions/pixelquery/v1.0.0/schema.json`` (the extension) and
+    ``GET {prefix}/schemas/geojson/Geometry.json`` (what the ``geometry`` queryable refers to).
+    """
 
     def extension_schema(request: Request) -> SchemaResponse:
         return SchemaResponse(
             {**load_schema(), "$id": str(request.url.replace(query=""))},
             headers={"Cache-Control": "public, max-age=3600"},
         )
+
+    def geometry_schema(request: Request) -> SchemaResponse:
+        return SchemaResponse(
+            {**load_geometry_schema(), "$id": str(request.url.replace(query=""))},
+            headers={"Cache-Control": "public, max-age=3600"},
+        )
+
+    app.add_api_route(
+        f"{prefix}/{GEOJSON_GEOMETRY_PATH}",
+        geometry_schema,
+        methods=["GET"],
+        tags=["STAC"],
+        summary="JSON Schema of GeoJSON geometries (a copy of geojson.org's, for the queryables)",
+        response_class=SchemaResponse,
+        responses={200: {"content": {"application/schema+json": {"schema": {"type": "object"}}}}},
+    )
 
     app.add_api_route(
         f"{prefix}/{PIXELQUERY_EXTENSION_PATH}",

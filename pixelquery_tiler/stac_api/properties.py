@@ -240,8 +240,11 @@ def document_properties(records: ItemRecords, i: int) -> dict[str, Any]:
     return out
 
 
-def queryables(records: ItemRecords | None = None) -> dict[str, Any]:
-    """JSON Schema ``properties`` of the queryables; with ``records``, enumerated properties list their values."""
+def queryables(records: ItemRecords | None = None, geometry_ref: str | None = None) -> dict[str, Any]:
+    """JSON Schema ``properties`` of the queryables; with ``records``, enumerated properties list their values.
+
+    ``geometry_ref``: where the server itself serves the GeoJSON Geometry schema (else geojson.org's URL).
+    """
     out: dict[str, Any] = {}
     for prop in ITEM_PROPERTIES:
         if not prop.queryable:
@@ -251,4 +254,6 @@ def queryables(records: ItemRecords | None = None) -> dict[str, Any]:
             column = prop.column(records)
             enum = sorted({str(v) for v, null in zip(column.values, column.null, strict=True) if not null})
         out[prop.name] = prop.queryable_schema(enum)
+        if geometry_ref and prop.schema is GEOMETRY:
+            out[prop.name]["$ref"] = geometry_ref
     return out

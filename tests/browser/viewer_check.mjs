@@ -1,7 +1,7 @@
 // Drives the viewer like a person would and records what it saw. Config (argv[2], JSON):
 //   base        server URL with trailing slash
 //   artifacts   folder for screenshots
-//   timeCollection / ndviCollection   collection ids to use
+//   timeCollection / ndviCollection / ratioCollection   collection ids to use
 // Prints one JSON object: screenshots, tile URLs per step, search results, problems (errors of any kind).
 import path from 'node:path';
 import { config, launch, watch, emit, sleep } from './common.mjs';
@@ -97,6 +97,18 @@ try {
     out.share = { xyz: await page.locator('#xyz-url').inputValue(), wmts: await page.locator('#wmts-url').inputValue() };
     await page.screenshot({ path: shot('ndvi-page') });
     url = await step('ndvi-band-nir', url, () => page.locator('#render-mode').selectOption('band').then(() => page.locator('#band').selectOption('nir')), 'bands=nir');
+  }
+
+  // 6. a band-ratio preset mixing bands of two resolutions (Sentinel-2 nir at 10 m, swir16 at 20 m)
+  if (cfg.ratioCollection) {
+    const prev = await page.evaluate(() => window.pqViewer.tileUrl());
+    await page.locator('#collection').selectOption(cfg.ratioCollection);
+    url = await step('ratio-default', prev);
+    out.ratioModes = await page.$$eval('#render-mode option', (os) => os.map((o) => ({ value: o.value, disabled: o.disabled })));
+    const seen = requests.length;
+    url = await step('ndmi', url, () => page.locator('#render-mode').selectOption('ndmi'));
+    out.ndmiTileRequests = requests.slice(seen).filter((r) => r.url.includes('/tiles/') && r.url.includes('swir16')).map((r) => r.status);
+    out.ndmiHint = await page.locator('#render-hint').textContent();
   }
   out.statusClass = await page.locator('#status').getAttribute('class');
 } catch (e) {

@@ -8,7 +8,15 @@
   'use strict';
 
   var TMS = 'WebMercatorQuad';
-  var NDVI = '(nir-red)/(nir+red)';
+  // Band-ratio presets: a mode is offered when the collection has every band it names. The bands of one ratio
+  // may be stored at different resolutions (Sentinel-2 nir at 10 m, swir16 at 20 m): the server reads each from
+  // its own grid and mixes them per output pixel.
+  var PRESETS = {
+    ndvi: { expression: '(nir-red)/(nir+red)', bands: ['red', 'nir'], rescale: '-1,1', colormap: 'rdylgn',
+      hint: 'NDVI from the nir and red bands, rescaled from −1…1' },
+    ndmi: { expression: '(nir-swir16)/(nir+swir16)', bands: ['nir', 'swir16'], rescale: '-1,1', colormap: 'rdbu',
+      hint: 'NDMI (moisture) from nir and swir16, each read at its own resolution, rescaled from −1…1' },
+  };
   var MAX_PAGES = 100;
 
   var $ = function (id) { return document.getElementById(id); };
@@ -169,13 +177,13 @@
       else if (def.bands) p.push(['bands', def.bands]);
     } else if (mode === 'rgb') p.push(['bands', 'red,green,blue']);
     else if (mode === 'band' && $('band').value) p.push(['bands', $('band').value]);
-    else if (mode === 'ndvi') p.push(['expression', NDVI]);
+    else if (PRESETS[mode]) p.push(['expression', PRESETS[mode].expression]);
     else if (mode === 'expression' && $('expression').value.trim()) p.push(['expression', $('expression').value.trim()]);
     if (rescale) {
       rescale.split(';').forEach(function (r) { if (r.trim()) p.push(['rescale', r.trim()]); });
     }
     var defaultSingle = def.expression ? def.expression.indexOf(';') < 0 : def.bands ? def.bands.indexOf(',') < 0 : state.bands.length === 1;
-    var singleOut = mode === 'band' || mode === 'ndvi' || mode === 'expression' || (mode === 'default' && defaultSingle);
+    var singleOut = mode === 'band' || !!PRESETS[mode] || mode === 'expression' || (mode === 'default' && defaultSingle);
     if (cmap && singleOut) p.push(['colormap_name', cmap]);
     return p;
   }
@@ -288,10 +296,10 @@
     $('band-row').classList.toggle('shown', mode === 'band');
     $('expression-row').classList.toggle('shown', mode === 'expression');
     var hint = '';
-    if (mode === 'ndvi') {
-      $('rescale').value = '-1,1';
-      $('colormap').value = 'rdylgn';
-      hint = 'NDVI from the nir and red bands, rescaled from −1…1';
+    if (PRESETS[mode]) {
+      $('rescale').value = PRESETS[mode].rescale;
+      setColormap(PRESETS[mode].colormap);
+      hint = PRESETS[mode].hint;
     } else if (mode === 'expression') {
       if (!$('expression').value) $('expression').value = state.bands.length ? state.bands[0] : 'b1';
       hint = 'band common names: ' + state.bands.join(', ');
@@ -318,7 +326,7 @@
     for (var i = 0; i < opts.length; i++) {
       var v = opts[i].value;
       if (v === 'rgb') opts[i].disabled = !(has('red') && has('green') && has('blue'));
-      if (v === 'ndvi') opts[i].disabled = !(has('red') && has('nir'));
+      if (PRESETS[v]) opts[i].disabled = !PRESETS[v].bands.every(has);
       if (v === 'band') opts[i].disabled = state.bands.length === 0;
     }
     var sel = $('band');
