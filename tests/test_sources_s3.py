@@ -28,6 +28,7 @@ from pixelquery_tiler import Warehouse
 from pixelquery_tiler.cli import main
 from scaleout_servers import MotoS3, s3_env
 from scene_fixtures import LANDSAT_ID, landsat_scene
+from servers import http_server
 
 BIG = "gw_LC08_224077_20200518_B2_30m.tif"  # 2006 x 1515 uint16, 256 x 256 tiles, 4.7 MB
 
@@ -89,15 +90,8 @@ def counting_proxy(upstream_port: int) -> Iterator[tuple[str, Wire]]:
 
         do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", wire
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with http_server(Handler) as url:
+        yield url, wire
 
 
 @dataclass
