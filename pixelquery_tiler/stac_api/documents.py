@@ -23,7 +23,7 @@ from ..temporal import format_instant
 from ..urls import collection_path, item_path, preview_path, wmts_layer
 from .links import absolute, absolute_links, collection_links, item_links, time_travel_link, web_map_links
 from .properties import document_properties
-from .records import ItemRecords, crs_facts, profile_for
+from .records import ItemRecords, crs_facts, gsd_metres, profile_for
 
 STAC_VERSION = "1.1.0"
 #: where the server itself serves the pixelquery extension's JSON Schema, relative to the STAC root ``/stac/``:
@@ -124,7 +124,7 @@ def _band_gsd(records: ItemRecords, item: ItemView) -> dict[str, float] | None:
     entries = [records.index.items[p] for p in records.index.item_entries(item.item_id)]
     if len(entries) < 2:
         return None
-    return {b: records._gsd(e) for e in entries for b in e.bands}
+    return {b: gsd_metres(e) for e in entries for b in e.bands}
 
 
 def _source_properties(summary: dict[str, str]) -> dict[str, Any]:

@@ -88,6 +88,13 @@ def _int(value: Any, default: int) -> int:
         return default
 
 
+def gsd_metres(item: ItemView) -> float:
+    """Ground sample distance in metres of the native level (STAC ``gsd`` is metres, CRS units may not be)."""
+    res = item.resolutions[0] if item.resolutions else float("nan")
+    value = abs(res) * crs_facts(item.crs).metres_per_unit
+    return float(f"{value:.4g}") if math.isfinite(value) else float("nan")
+
+
 class ItemRecords:
     """The STAC items of one collection at one index: items whose adding snapshot is in the table history.
 
@@ -135,7 +142,7 @@ class ItemRecords:
         platforms = [p.platform if p else None for p in profiles]
         self.platform = strings([p or "" for p in platforms])
         self.platform_null = np.asarray([p is None for p in platforms], bool)
-        self.gsd = np.asarray([self._gsd(it) for it in self.items], float)
+        self.gsd = np.asarray([gsd_metres(it) for it in self.items], float)
         self.levels: np.ndarray = np.asarray(
             [_int(p.get("levels"), len(it.levels)) for p, it in zip(props, self.items, strict=True)], np.int64
         )
@@ -165,13 +172,6 @@ class ItemRecords:
     def parent_snapshot_id(self, i: int) -> int | None:
         """The parent snapshot of item ``i``'s snapshot, ``None`` for the table's first."""
         return None if self.parent_null[i] else int(self.parent_id[i])
-
-    @staticmethod
-    def _gsd(item: ItemView) -> float:
-        """Ground sample distance in metres of the native level (STAC ``gsd`` is metres, CRS units may not be)."""
-        res = item.resolutions[0] if item.resolutions else float("nan")
-        value = abs(res) * crs_facts(item.crs).metres_per_unit
-        return float(f"{value:.4g}") if math.isfinite(value) else float("nan")
 
     def _cloud_cover(self) -> np.ndarray:
         """Mean cloud cover of the native-level chunks where the catalog knows it, else NaN."""
