@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal, cast
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pyarrow as pa
@@ -35,6 +36,10 @@ from .errors import NotFound
 
 class SnapshotNotFound(NotFound):
     """The snapshot id is not in the collection's history."""
+
+
+#: the epoch in the time zone Arrow gives UTC timestamps (``zoneinfo``), so items compare and print as before
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=ZoneInfo("UTC"))
 
 
 def _us(value: dt.datetime) -> int:
@@ -137,7 +142,7 @@ class CollectionIndex:
         )
         new_level = np.r_[True, self.level[1:] != self.level[:-1]] if n else np.zeros(0, bool)
         seg_starts = np.flatnonzero(new_item | new_level)
-        seg_ends = np.r_[seg_starts[1:], n].astype(np.int64)
+        seg_ends = np.r_[seg_starts[1:], n].astype(np.int64) if n else seg_starts.astype(np.int64)
         starts = np.flatnonzero(new_item)
         first_seg = np.searchsorted(seg_starts, starts)  # rows are sorted by level: an item's first segment is L0
         l0_bounds = (
@@ -156,11 +161,15 @@ class CollectionIndex:
         seg_item = (np.cumsum(new_item)[seg_starts] - 1).tolist()
         seg_level = self.level[seg_starts].tolist()
         seg_res = rows.column("res_x").to_numpy()[seg_starts].tolist() if n else []
-        first_columns = ["item_id", "product", "datetime", "crs", "bands", "dtype", "nodata"]
-        firsts = rows.take(starts).select(first_columns) if n else rows.select(first_columns)
+        first_columns = ["item_id", "product", "crs", "bands", "dtype", "nodata"]
+        firsts = rows.select([*first_columns, "datetime"])
+        firsts = firsts.take(starts) if n else firsts
         # column by column: ~4x faster than one dict per item (10,000 items: the index build is start-up time)
         first: dict[str, list[Any]] = {c: cast("list[Any]", firsts.column(c).to_pylist()) for c in first_columns}
         count = firsts.num_rows
+        self.item_time = firsts.column("datetime").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy()
+        # from the integers: Arrow's own conversion of tz-aware timestamps is ~5x slower
+        first["datetime"] = [_EPOCH + dt.timedelta(microseconds=us) for us in self.item_time.tolist()]
         self._item_rows: list[dict[int, tuple[int, int]]] = [{} for _ in range(count)]  # level -> (start, stop)
         resolutions: list[list[float]] = [[] for _ in range(count)]
         for item, level, a, b, res in zip(
@@ -193,11 +202,6 @@ class CollectionIndex:
         ]
         self._item_pos = {it.item_id: i for i, it in enumerate(self.items) if it.group == 0}
         self.item_bbox = np.asarray(l0_bounds, float).reshape(-1, 4)
-        self.item_time = (
-            firsts.column("datetime").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy()
-            if count
-            else np.zeros(0, np.int64)
-        )
         # position of the adding snapshot in history; items whose snapshot was expired count as oldest
         self.item_snap_pos = np.array(
             [self._pos_by_id.get(it.snapshot.snapshot_id, -1) if it.snapshot else -1 for it in self.items], np.int64
