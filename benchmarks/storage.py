@@ -1,5 +1,6 @@
-"""Storage cost: catalog rows and chunk files per ingested megapixel, bytes on disk vs the source file,
-and Arrow IPC buffer compression (none / lz4 / zstd): chunk bytes and chunk read speed.
+"""Storage cost: catalog rows and chunk files per ingested megapixel, bytes on disk vs the source file and vs
+the ``rio cogeo create`` COG (goal: warehouse <= 1.2x the COG), and Arrow IPC buffer compression
+(none / lz4 / zstd): chunk bytes and chunk read speed.
 
     python benchmarks/storage.py [--data ../shared/data] [--reads 3]
 
@@ -74,6 +75,16 @@ def rewrite(fs, relpath: str, codec: str | None) -> str:
     out = relpath.replace(".arrow", f".{codec or 'none'}.arrow")
     write_chunk_file(fs, out, chunks, bands, meta["crs"], meta["nodata"], compression=codec)
     return out
+
+
+def cog_size(path: Path, work: Path) -> int:
+    """Bytes of the file as ``rio cogeo create`` writes it by default (deflate profile, internal overviews)."""
+    from rio_cogeo.cogeo import cog_translate
+    from rio_cogeo.profiles import cog_profiles
+
+    out = work / f"{path.stem}.cog.tif"
+    cog_translate(str(path), str(out), cog_profiles.get("deflate"), quiet=True)
+    return out.stat().st_size
 
 
 def time_reads(fs, relpath: str, reads: int) -> tuple[float, int]:
@@ -153,7 +164,7 @@ def main() -> None:
     try:
         print(
             f"{'file':40} {'Mpx':>6} {'levels':>6} {'rows':>5} {'rows/Mpx':>8} {'files':>5}"
-            f" {'src MB':>7} {'chunks MB':>9} {'ratio':>6} {'catalog MB':>10}"
+            f" {'src MB':>7} {'chunks MB':>9} {'ratio':>6} {'catalog MB':>10} {'wh MB':>7} {'COG MB':>7} {'wh/COG':>6}"
         )
         codec_rows = []
         files = sorted(args.data.glob("*.tif"))
@@ -171,10 +182,13 @@ def main() -> None:
             chunk_bytes, files = dir_bytes(chunk_dir), sum(1 for p in chunk_dir.rglob("*.arrow"))
             catalog_bytes = dir_bytes(work / path.stem / "iceberg") + (work / path.stem / "catalog.db").stat().st_size
             src_bytes = path.stat().st_size
+            cog_bytes = cog_size(path, work)
+            wh_bytes = chunk_bytes + catalog_bytes
             print(
                 f"{path.name:40} {mpx:6.2f} {result.levels:6d} {result.chunks:5d} {result.chunks / mpx:8.1f} {files:5d}"
                 f" {src_bytes / 1e6:7.2f} {chunk_bytes / 1e6:9.2f} {chunk_bytes / src_bytes:6.2f}"
-                f" {catalog_bytes / 1e6:10.3f}",
+                f" {catalog_bytes / 1e6:10.3f} {wh_bytes / 1e6:7.2f} {cog_bytes / 1e6:7.2f}"
+                f" {wh_bytes / cog_bytes:6.2f}",
                 flush=True,
             )
             if path.parent == work:

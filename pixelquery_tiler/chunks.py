@@ -6,6 +6,11 @@ One file per ingested band group and level, one record batch per chunk, written 
 mask that is not a nodata value, a ``valid`` uint8 column (255 valid, 0 not). Primitive columns without
 nulls map to numpy without copying, and a memory-mapped file makes reading a chunk a pointer cast.
 
+Where validity is a nodata value, the value alone says which pixels are valid, except where an averaged
+overview pixel happens to equal nodata: such chunks (rare, so kept apart in their own file to leave the
+others small) carry one ``valid:<band>`` uint8 column per band, the mask kept separate from the value.
+One pixel-level column could not say it: the other bands of that pixel may really be nodata.
+
 Files are written once under a unique name and never modified: a crash leaves at most an unreferenced file
 for ``gc``; there is no rename step that an object store could not do atomically.
 
@@ -32,6 +37,8 @@ from affine import Affine
 from .fileio import WarehouseFS
 
 VALID_COLUMN = "valid"
+#: prefix of the per-band validity columns (``valid:<band>``)
+BAND_VALID_PREFIX = VALID_COLUMN + ":"
 FORMAT_VERSION = "2"
 #: An Arrow IPC buffer codec (the names ``pyarrow.ipc.IpcWriteOptions`` accepts).
 Codec = Literal["lz4", "zstd"]
@@ -58,7 +65,8 @@ class Chunk:
     tile_id: str
     transform: Affine
     data: np.ndarray  # (bands, height, width)
-    valid: np.ndarray | None  # (height, width) bool, None when validity comes from nodata only
+    #: (height, width) bool, or (bands, height, width) for per-band validity; None when validity comes from nodata
+    valid: np.ndarray | None
 
     @property
     def height(self) -> int:
@@ -75,8 +83,9 @@ class ChunkFileWriter:
     """Streams chunks of one band group and level into one IPC file; ``write`` returns the batch index.
 
     The schema is fixed when the file opens: band columns of ``dtype`` plus, when ``with_valid``, the
-    ``valid`` column (a chunk without its own mask then stores all-valid). The file is complete (footer
-    written) only on ``close``; a crash before leaves an unreadable, unreferenced file for ``gc``.
+    ``valid`` column (a chunk without its own mask then stores all-valid), or with ``band_valid`` one
+    ``valid:<band>`` column per band (chunks then carry ``(bands, h, w)`` validity). The file is complete
+    (footer written) only on ``close``; a crash before leaves an unreadable, unreferenced file for ``gc``.
     """
 
     def __init__(
@@ -89,10 +98,13 @@ class ChunkFileWriter:
         nodata: float | None,
         with_valid: bool,
         compression: str | None = None,
+        band_valid: bool = False,
     ):
         fields = [pa.field(name, pa.from_numpy_dtype(dtype), nullable=False) for name in band_names]
         if with_valid:
             fields.append(pa.field(VALID_COLUMN, pa.uint8(), nullable=False))
+        if band_valid:
+            fields.extend(pa.field(BAND_VALID_PREFIX + name, pa.uint8(), nullable=False) for name in band_names)
         codec = check_codec(compression)
         meta = {
             "format_version": FORMAT_VERSION,
@@ -103,6 +115,7 @@ class ChunkFileWriter:
         }
         self.schema = pa.schema(fields, metadata={"pixelquery": json.dumps(meta)})
         self.with_valid = with_valid
+        self.band_valid = band_valid
         self.count = 0
         self._sink = fs.open_output(relpath)
         # one thread: chunk-sized batches compress ~2x faster without the thread pool hand-off (measured)
@@ -115,6 +128,11 @@ class ChunkFileWriter:
         if self.with_valid:
             valid = chunk.valid if chunk.valid is not None else np.ones((chunk.height, chunk.width), bool)
             columns.append(pa.array(valid.ravel().view(np.uint8) * np.uint8(255)))
+        if self.band_valid:
+            assert chunk.valid is not None and chunk.valid.ndim == 3  # per-band files hold per-band validity
+            columns.extend(
+                pa.array(np.ascontiguousarray(v).ravel().view(np.uint8) * np.uint8(255)) for v in chunk.valid
+            )
         meta = {
             b"tile_id": chunk.tile_id.encode(),
             b"height": str(chunk.height).encode(),
@@ -213,11 +231,17 @@ class ChunkReader:
     def read(
         self, relpath: str, batch_index: int, height: int, width: int, bands: Sequence[str]
     ) -> tuple[list[np.ndarray], np.ndarray | None]:
-        """``([band (h, w), ...], valid (h, w) bool or None)``: read-only views, zero-copy where possible."""
+        """``([band (h, w), ...], valid)``: read-only views, zero-copy where possible.
+
+        ``valid`` is ``None`` (validity from the nodata value), a ``(h, w)`` bool pixel mask, or, for chunks
+        with per-band validity, ``(len(bands), h, w)`` bool in the order of ``bands``.
+        """
         batch = self._batch(relpath, batch_index)
         data = [_column(batch, b).reshape(height, width) for b in bands]
         valid = None
-        if batch.schema.get_field_index(VALID_COLUMN) >= 0:
+        if bands and batch.schema.get_field_index(BAND_VALID_PREFIX + bands[0]) >= 0:
+            valid = np.stack([_column(batch, BAND_VALID_PREFIX + b).reshape(height, width) > 0 for b in bands])
+        elif batch.schema.get_field_index(VALID_COLUMN) >= 0:
             valid = _column(batch, VALID_COLUMN).reshape(height, width) > 0
         return data, valid
 

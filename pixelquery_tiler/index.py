@@ -15,12 +15,15 @@ visible at S (the head index itself when none are).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
 import threading
-from collections.abc import Callable, Hashable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pyarrow as pa
@@ -37,14 +40,35 @@ class SnapshotNotFound(NotFound):
     """The snapshot id is not in the collection's history."""
 
 
+#: the epoch in the time zone Arrow gives UTC timestamps (``zoneinfo``), so items compare and print as before
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=ZoneInfo("UTC"))
+
+
 def _us(value: dt.datetime) -> int:
-    return int(value.timestamp() * 1_000_000)
+    """Microseconds since the epoch (rounded: a float's seconds times 1e6 may fall just below the integer)."""
+    return round(value.timestamp() * 1_000_000)
 
 
 def _band_key(rows: pa.Table) -> pa.ChunkedArray:
     """One string per row naming its band list: rows of one band group share it."""
     column = rows.column("bands").cast(pa.list_(pa.string()))  # binary_join has no large_list kernel
     return pc.binary_join(column, "\x1f")  # type: ignore[return-value]  # chunked in, chunked out
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a build makes ~10 objects per item that are never cyclic garbage.
+
+    CPython's collector runs every ~700 new objects and rescans the older generations as they grow: at 10,000
+    items that was 0.1-0.2 s of a 0.35 s index build (measured). Re-enabled on exit unless it was already off.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @dataclass(frozen=True)
@@ -74,6 +98,10 @@ class CollectionIndex:
     def __init__(
         self, rows: pa.Table, snapshots: list[SnapshotInfo], deleted: list[tuple[int, pa.Table]] | None = None
     ):
+        with _gc_paused():
+            self._load(rows, snapshots, deleted)
+
+    def _load(self, rows: pa.Table, snapshots: list[SnapshotInfo], deleted: list[tuple[int, pa.Table]] | None) -> None:
         #: ``(history position of the delete, rows it removed)`` of deleted items, for :meth:`as_of`
         self.deleted = deleted or []
         self._as_of_cache: LRUCache[tuple[int, ...], CollectionIndex] = LRUCache(maxsize=4)
@@ -119,7 +147,7 @@ class CollectionIndex:
         )
         new_level = np.r_[True, self.level[1:] != self.level[:-1]] if n else np.zeros(0, bool)
         seg_starts = np.flatnonzero(new_item | new_level)
-        seg_ends = np.r_[seg_starts[1:], n].astype(np.int64)
+        seg_ends = np.r_[seg_starts[1:], n].astype(np.int64) if n else seg_starts.astype(np.int64)
         starts = np.flatnonzero(new_item)
         first_seg = np.searchsorted(seg_starts, starts)  # rows are sorted by level: an item's first segment is L0
         l0_bounds = (
@@ -138,51 +166,68 @@ class CollectionIndex:
         seg_item = (np.cumsum(new_item)[seg_starts] - 1).tolist()
         seg_level = self.level[seg_starts].tolist()
         seg_res = rows.column("res_x").to_numpy()[seg_starts].tolist() if n else []
-        first_columns = ["item_id", "product", "datetime", "crs", "bands", "dtype", "nodata"]
-        firsts = rows.take(starts).select(first_columns).to_pylist() if n else []
-        self._item_rows: list[dict[int, tuple[int, int]]] = [{} for _ in firsts]  # level -> (start, stop)
-        resolutions: list[list[float]] = [[] for _ in firsts]
+        first_columns = ["item_id", "product", "crs", "bands", "dtype", "nodata"]
+        firsts = rows.select([*first_columns, "datetime"])
+        firsts = firsts.take(starts) if n else firsts
+        # column by column: ~4x faster than one dict per item (10,000 items: the index build is start-up time)
+        first: dict[str, list[Any]] = {c: cast("list[Any]", firsts.column(c).to_pylist()) for c in first_columns}
+        count = firsts.num_rows
+        self.item_time = firsts.column("datetime").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy()
+        # from the integers: Arrow's own conversion of tz-aware timestamps is ~5x slower
+        first["datetime"] = [_EPOCH + dt.timedelta(microseconds=us) for us in self.item_time.tolist()]
+        self._item_rows: list[dict[int, tuple[int, int]]] = [{} for _ in range(count)]  # level -> (start, stop)
+        resolutions: list[list[float]] = [[] for _ in range(count)]
         for item, level, a, b, res in zip(
             seg_item, seg_level, seg_starts.tolist(), seg_ends.tolist(), seg_res, strict=True
         ):
             self._item_rows[item][level] = (a, b)
             resolutions[item].append(float(res))
+        bands = [tuple(b) for b in first["bands"]]
+        group, scene = self._group_entries(first["item_id"], resolutions, bands)
+        bboxes = [tuple(b) for b in l0_bounds.tolist()]
+        ids, products, times, crss = first["item_id"], first["product"], first["datetime"], first["crs"]
+        dtypes, nodatas = first["dtype"], first["nodata"]
         self.items: list[ItemView] = [
             ItemView(
-                item_id=first["item_id"],
-                snapshot=snap_by_item.get(first["item_id"]),
-                product=first["product"],
-                datetime=first["datetime"],
-                crs=first["crs"],
-                bbox=(float(bbox[0]), float(bbox[1]), float(bbox[2]), float(bbox[3])),
-                bands=tuple(first["bands"]),
-                dtype=first["dtype"],
-                nodata=first["nodata"],
+                item_id=ids[i],
+                snapshot=snap_by_item.get(ids[i]),
+                product=products[i],
+                datetime=times[i],
+                crs=crss[i],
+                bbox=bboxes[i],
+                bands=bands[i],
+                dtype=dtypes[i],
+                nodata=nodatas[i],
                 levels=tuple(self._item_rows[i]),
                 resolutions=tuple(resolutions[i]),
+                group=group[i],
+                scene_bands=scene[i],
             )
-            for i, (first, bbox) in enumerate(zip(firsts, l0_bounds, strict=True))
+            for i in range(count)
         ]
-        self._group_entries()
         self._item_pos = {it.item_id: i for i, it in enumerate(self.items) if it.group == 0}
-        self.item_bbox = np.array([it.bbox for it in self.items], float).reshape(-1, 4)
-        self.item_time = np.array([_us(it.datetime) for it in self.items], np.int64)
+        self.item_bbox = np.asarray(l0_bounds, float).reshape(-1, 4)
         # position of the adding snapshot in history; items whose snapshot was expired count as oldest
         self.item_snap_pos = np.array(
             [self._pos_by_id.get(it.snapshot.snapshot_id, -1) if it.snapshot else -1 for it in self.items], np.int64
         )
 
-    def _group_entries(self) -> None:
-        """Number each item's band-group entries finest first and give every entry the item's full band list."""
+    def _group_entries(
+        self, item_ids: list[str], resolutions: list[list[float]], bands: list[tuple[str, ...]]
+    ) -> tuple[list[int], list[tuple[str, ...]]]:
+        """Each entry's band-group number (finest first) and the item's full band list (``scene_bands``)."""
         by_item: dict[str, list[int]] = {}
-        for pos, it in enumerate(self.items):
-            by_item.setdefault(it.item_id, []).append(pos)
+        for pos, item_id in enumerate(item_ids):
+            by_item.setdefault(item_id, []).append(pos)
         self._entries = by_item
+        group, scene = [0] * len(item_ids), list(bands)
         for positions in by_item.values():
-            positions.sort(key=lambda p: (self.items[p].resolutions[0], p))
-            scene = tuple(b for p in positions for b in self.items[p].bands)
-            for g, p in enumerate(positions):
-                self.items[p] = replace(self.items[p], group=g, scene_bands=scene)
+            if len(positions) > 1:  # a multi-resolution item (few): order its groups, share its band list
+                positions.sort(key=lambda p: (resolutions[p][0], p))
+                all_bands = tuple(b for p in positions for b in bands[p])
+                for g, p in enumerate(positions):
+                    group[p], scene[p] = g, all_bands
+        return group, scene
 
     def item_entries(self, item_id: str) -> list[int]:
         """Positions of all band-group entries of an item, finest group first (empty if unknown)."""

@@ -513,8 +513,12 @@ class _LevelStream:
 
     Rows arrive top to bottom. A chunk row (the pixel rows whose centres fall in one tile row) is written as
     soon as it is complete; rows are handed to the next level in pairs (its 2x decimation), so the buffer
-    never holds more than one chunk row plus one row. Overview files always carry the validity column when
-    the group has a nodata value: an averaged pixel that happens to equal nodata is still valid.
+    never holds more than one chunk row plus one row.
+
+    Validity: groups with masks store the ``valid`` column in every chunk. Groups with a nodata value store
+    none, except where an averaged overview pixel that is valid happens to equal nodata: such a chunk goes to
+    a second file of the level (``L<k>-valid.arrow``) with per-band validity columns, so the rare collision
+    costs bytes only where it occurs (rows name their own file, so readers need no other hint).
     """
 
     def __init__(self, job: _GroupJob, level: int, width: int, height: int, transform: Affine):
@@ -526,9 +530,12 @@ class _LevelStream:
         self.decimated = 0  # rows already handed to the next level
         self.data: np.ndarray | None = None
         self.valid: np.ndarray | None = None
-        self.writer: ChunkFileWriter | None = None
+        self.writers: dict[str, ChunkFileWriter] = {}  # by relpath, opened on their first chunk
         self.relpath = f"{job.prefix}L{level}.arrow"
-        self.with_valid = job.src.has_mask or (level > 0 and job.src.nodata is not None)
+        self.band_valid_relpath = f"{job.prefix}L{level}-valid.arrow"  # chunks where valid pixels equal nodata
+        self.with_valid = job.src.has_mask
+        # level 0 pixels equal to nodata are invalid by definition; only averages can collide with it
+        self.collisions = level > 0 and not job.src.has_mask and job.src.nodata is not None
 
     @property
     def end(self) -> int:
@@ -585,23 +592,13 @@ class _LevelStream:
             cdata = self.data[:, a:b, c0:c1]
             tile_id = job.grid.tile_id(self.level, tile_col, tile_row)
             transform = self.transform @ Affine.translation(c0, r0)
-            chunks.append(Chunk(tile_id, transform, cdata, any_valid if self.with_valid else None))
+            valid: np.ndarray | None = any_valid if self.with_valid else None
+            if self.collisions and (cvalid & (cdata == job.fill)).any():
+                valid = cvalid.copy()  # per band: the value alone would mask these pixels
+            chunks.append(Chunk(tile_id, transform, cdata, valid))
             stats.append(([_band_stats(x, v) for x, v in zip(cdata, cvalid, strict=True)], 100.0 * any_valid.mean()))
         if not chunks:
             return
-        if self.writer is None:
-            self.writer = job.stack.enter_context(
-                ChunkFileWriter(
-                    job.fs,
-                    self.relpath,
-                    job.band_names,
-                    job.src.dtype,
-                    job.crs,
-                    job.src.nodata,
-                    self.with_valid,
-                    job.compression,
-                )
-            )
         native = np.array(
             [
                 (
@@ -616,8 +613,28 @@ class _LevelStream:
         )
         lonlat = chunk_wgs84_bounds(job.src.crs, native)
         for chunk, (bstats, valid_pct), nat, ll in zip(chunks, stats, native, lonlat, strict=True):
-            batch = self.writer.write(chunk)
-            job.rows.append(job.row(chunk, self.level, self.relpath, batch, nat, ll, bstats, valid_pct))
+            relpath = self.band_valid_relpath if chunk.valid is not None and chunk.valid.ndim == 3 else self.relpath
+            batch = self._writer(relpath).write(chunk)
+            job.rows.append(job.row(chunk, self.level, relpath, batch, nat, ll, bstats, valid_pct))
+
+    def _writer(self, relpath: str) -> ChunkFileWriter:
+        """The level's file, or its per-band validity file; each opened on its first chunk."""
+        writer = self.writers.get(relpath)
+        if writer is None:
+            job, band_valid = self.job, relpath == self.band_valid_relpath
+            writer = ChunkFileWriter(
+                job.fs,
+                relpath,
+                job.band_names,
+                job.src.dtype,
+                job.crs,
+                job.src.nodata,
+                self.with_valid and not band_valid,
+                job.compression,
+                band_valid=band_valid,
+            )
+            self.writers[relpath] = job.stack.enter_context(writer)
+        return writer
 
 
 def write_band_group(

@@ -647,6 +647,7 @@ def _read_item(
     nb = len(band_names)
     src = np.full((nb, wr1 - wr0, wc1 - wc0), nodata if nodata is not None else 0, dtype=np.dtype(item.dtype))
     alpha = None if nodata is not None else np.zeros((wr1 - wr0, wc1 - wc0), np.uint8)
+    keep = None  # nodata items: (bands, h, w), valid pixels whose value equals nodata (overview averages)
     for r, c0, r0 in zip(rows, col_off, row_off, strict=True):
         h, w = int(index.height[r]), int(index.width[r])
         # overlap of chunk [r0, r0+h) x [c0, c0+w) with window
@@ -661,8 +662,16 @@ def _read_item(
             src[i][ws] = band[cs]
         if alpha is not None:
             alpha[ws] = 255 if valid is None else np.where(valid[cs], 255, 0)
+        elif valid is not None and valid.ndim == 3:  # per-band validity (a pixel-level mask is ignored here: the
+            # value says more, per band); only chunks where a valid value equals nodata store it
+            hit = valid[(slice(None), *cs)] & (src[(slice(None), *ws)] == nodata)
+            if hit.any():
+                keep = np.zeros(src.shape, bool) if keep is None else keep
+                keep[(slice(None), *ws)] = hit
     src_transform = Affine(res_x, 0, ox + wc0 * res_x, 0, -res_y, oy - wr0 * res_y)
-    return _warp(src, alpha, nodata, src_transform, item.crs, dst_transform, dst_crs, width, height, dtype, resampling)
+    return _warp(
+        src, alpha, nodata, src_transform, item.crs, dst_transform, dst_crs, width, height, dtype, resampling, keep
+    )
 
 
 class _SourceGrid(NamedTuple):
@@ -746,17 +755,30 @@ def _warp(
     height: int,
     dtype: np.dtype,
     resampling: str,
+    keep: np.ndarray | None = None,
 ) -> np.ma.MaskedArray:
+    """Warp one observation's pixels into the output grid; masked where invalid or outside the source.
+
+    Validity is ``alpha`` (mask items), else the ``nodata`` value per band, except the ``keep`` pixels (valid
+    although equal to nodata): slicing and nearest sampling keep their exact value; GDAL's kernels only know
+    nodata by value, so there they enter as a neighbouring value (``nodata_replacement``: the next integer, as
+    GDAL's overview builder stores them, or 1e-5 relative for floats).
+    """
     nb = src.shape[0]
     aligned = _aligned_offset(src_transform, dst_transform) if src_crs == dst_crs else None
     if aligned is not None:
         # same CRS and pixel grid: slicing is exact and much cheaper than a warp
-        return _slice_aligned(src, alpha, nodata, aligned, width, height, dtype)
+        return _slice_aligned(src, alpha, nodata, aligned, width, height, dtype, keep)
     fill = nodata if nodata is not None else 0
     if resampling == "nearest":
-        sampled = _sample_nearest(src, alpha, nodata, src_transform, src_crs, dst_transform, dst_crs, width, height)
+        sampled = _sample_nearest(
+            src, alpha, nodata, src_transform, src_crs, dst_transform, dst_crs, width, height, keep
+        )
         if sampled is not None:
             return np.ma.MaskedArray(sampled[0].astype(dtype, copy=False), mask=sampled[1])
+    if keep is not None:
+        assert nodata is not None  # keep is only built for nodata items
+        src = np.where(keep, nodata_replacement(nodata, src.dtype), src)
     if alpha is not None:
         stack = np.concatenate([src, alpha[None].astype(src.dtype)])
         dst = np.zeros((nb + 1, height, width), src.dtype)
@@ -805,19 +827,28 @@ def _sample_nearest(
     dst_crs: str,
     width: int,
     height: int,
+    keep: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """``_warp``'s nearest-neighbour result without GDAL (``sampling``): (data, mask), or ``None`` to use GDAL.
 
     Same output as the GDAL path: outside the source or where it is invalid, data is 0 (alpha sources) or
-    ``nodata``, and masked.
+    ``nodata``, and masked; ``keep`` pixels (valid although equal to nodata) are sampled as extra planes.
     """
     stack = src if alpha is None else np.concatenate([src, alpha[None].astype(src.dtype)])
     fill = 0 if nodata is None else nodata
+    marker = 2 if fill == 1 else 1  # a kept pixel's mark in the extra planes: never the fill outside the source
+    if keep is not None:
+        stack = np.concatenate([stack, np.where(keep, marker, 0).astype(src.dtype)])
     sampled = sample_nearest(stack, src_transform, src_crs, dst_transform, dst_crs, width, height, fill)
     if sampled is None:
         return None
     data, _ = sampled
     nb = src.shape[0]
+    if keep is not None:
+        assert nodata is not None  # keep is only built for nodata items
+        kept = data[nb:] == marker
+        data = data[:nb]
+        return data, (data == nodata) & ~kept
     if alpha is not None:
         invalid = data[nb] == 0  # outside the source too: alpha was filled with 0 there
         data = data[:nb]
@@ -846,6 +877,7 @@ def _slice_aligned(
     width: int,
     height: int,
     dtype: np.dtype,
+    keep: np.ndarray | None = None,
 ) -> np.ma.MaskedArray:
     nb, sh, sw = src.shape
     col, row = offset
@@ -863,4 +895,21 @@ def _slice_aligned(
             valid[:, r0 - row : r1 - row, c0 - col : c1 - col] = (
                 ~np.isnan(block) if np.isnan(nodata) else block != nodata
             )
+            if keep is not None:  # valid although equal to nodata
+                valid[:, r0 - row : r1 - row, c0 - col : c1 - col] |= keep[:, r0:r1, c0:c1]
     return np.ma.MaskedArray(data.astype(dtype, copy=False), mask=~valid)
+
+
+def nodata_replacement(nodata: float, dtype: np.dtype) -> np.generic:
+    """A value of ``dtype`` next to ``nodata`` that GDAL's warper takes for valid (``np.where`` keeps the type).
+
+    Integers: the next one up (down at the type's maximum), as GDAL's overview builder stores an average equal
+    to nodata (``GetReplacementValueIfNoData``). Floats: ``nodata`` moved by 1e-5 of its magnitude (at least
+    1e-5), not GDAL's next float, which GDAL's own nodata test (a tolerance of a few float epsilons) still
+    takes for nodata.
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iub":
+        return dtype.type(nodata - 1 if nodata == np.iinfo(dtype).max else nodata + 1)
+    step = max(abs(nodata), 1.0) * 1e-5
+    return dtype.type(nodata + step if nodata + step <= np.finfo(dtype).max else nodata - step)

@@ -23,6 +23,7 @@ import pytest
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.warp import transform_bounds
 from rio_tiler.io import Reader
 
 from pixelquery_tiler import Warehouse
@@ -44,6 +45,7 @@ from servers import RangeHandler, http_server
 from synth_rasters import write_global_grid, write_scene
 
 PER_BAND_NODATA = {"vrt_options": {"UNIFIED_SRC_NODATA": "NO"}}
+WGS84 = CRS.from_epsg(4326)
 
 
 @pytest.mark.parametrize("crs", [CRS.from_epsg(32633), CRS.from_epsg(4326)])
@@ -187,6 +189,118 @@ def test_overview_pixel_equal_to_nodata_stays_valid(tmp_path: Path) -> None:
     for r in level1:
         bands, valid = reader.read(r["chunk_file"], r["batch_index"], r["height"], r["width"], r["bands"])
         assert (bands[0] == 0).all() and valid is not None and valid.all()
+
+
+def test_averaged_overview_pixel_equal_to_nodata_is_valid_in_every_read_path(tmp_path: Path) -> None:
+    """int16, nodata -1: -2 and 0 average to -1. Band 0 holds a -2/0 checkerboard block, so its overview pixels
+    there are valid -1; band 1 is nodata over half of that block, so those overview pixels stay masked (one
+    pixel-level mask cannot say both; the reverted first attempt unmasked band 1 there). Read at the zoom of
+    the overview through the aligned slice, nearest sampling and GDAL's bilinear warp, against rio-tiler on
+    the same file with GDAL's average overviews.
+
+    Tolerance: 1 DN at those pixels. GDAL's overview builder stores an average equal to nodata as nodata + 1
+    (its ``GetReplacementValueIfNoData``), so rio-tiler reads 0 where we read the exact -1; our GDAL-kernel
+    path (bilinear) also feeds GDAL that replacement, so there we read 0 like rio-tiler. Masks must agree on
+    the block (both bands) exactly. Elsewhere averages differ by 1 DN where a sum ends in .5 (we round half to
+    even, GDAL half up), so aligned values match within 1 DN and warps within the ``test_reader`` bilinear
+    tolerance plus that 1 DN (mean |diff| <= 1 % of the std + 1), both sides reading the same averaged level.
+    """
+    tms = morecantile.tms.get("WebMercatorQuad")
+    z = 13
+    tile = tms.tile(-122.0, 37.0, z)
+    left, _, _, top = tms.xy_bounds(tile)
+    res = tms.matrix(z + 1).cellSize  # native = the next zoom's pixels: zoom z reads level 1
+    rng = np.random.default_rng(7)
+    data = rng.integers(100, 1000, (2, 1024, 1024)).astype(np.int16)
+    r0, r1, c0, c1 = 64, 192, 64, 192  # the block, level-0 pixels (level 1: 32:96)
+    data[0, r0:r1, c0:c1] = np.where((np.indices((r1 - r0, c1 - c0)).sum(axis=0) % 2) == 0, -2, 0)
+    data[1, r0:128, c0:c1] = -1  # band 1 really nodata on the block's upper half
+    path = tmp_path / "collide.tif"
+    profile = {"driver": "GTiff", "width": 1024, "height": 1024, "count": 2, "dtype": "int16", "nodata": -1}
+    with rasterio.open(path, "w", crs="EPSG:3857", transform=Affine(res, 0, left, 0, -res, top), **profile) as dst:
+        dst.write(data)
+        dst.build_overviews([2, 4], rasterio.enums.Resampling.average)
+    wh = Warehouse(str(tmp_path / "wh"))
+    wh.ingest(str(path), "c", product="generic", datetime="2020-01-01T00:00:00Z")
+    col = wh.collection("c")
+
+    # storage: only the chunk(s) holding the collision carry validity, per band, in their own file
+    rows = [r for r in col.index().rows.to_pylist() if r["level"] == 1]
+    with_valid = [r for r in rows if r["chunk_file"].endswith("-valid.arrow")]
+    assert with_valid and len(with_valid) < len(rows)
+    reader = ChunkReader(WarehouseFS(str(tmp_path / "wh")))
+    for r in rows:
+        bands, valid = reader.read(r["chunk_file"], r["batch_index"], r["height"], r["width"], r["bands"])
+        assert (valid is not None) == (r in with_valid)
+        assert valid is None or (valid.shape == (2, r["height"], r["width"]) and (bands[0][valid[0]] == -1).any())
+
+    ours = PixelQueryReader(col, tms=tms)
+    block = (slice(None), slice(32, 96), slice(32, 96))  # level-1 pixels = tile pixels of zoom z
+    with Reader(str(path), tms=tms) as src:
+        # aligned slice (nearest and bilinear alike: same grid), exact values
+        for method in ("nearest", "bilinear"):
+            img = ours.tile(tile.x, tile.y, z, resampling_method=method)
+            ref = src.tile(tile.x, tile.y, z, resampling_method="nearest", **PER_BAND_NODATA)
+            assert set(img.metadata["levels"].values()) == {1}
+            mine, theirs = img.array[block], ref.array[block]
+            assert (np.ma.getmaskarray(mine) == np.ma.getmaskarray(theirs)).all()
+            assert not np.ma.getmaskarray(mine[0]).any() and (mine[0] == -1).all() and (theirs[0] == 0).all()
+            assert np.ma.getmaskarray(mine[1, :32]).all() and not np.ma.getmaskarray(mine[1, 32:]).any()
+            valid = ~np.ma.getmaskarray(img.array) & ~np.ma.getmaskarray(ref.array)
+            diff = np.abs(img.array.data[valid].astype(int) - ref.array.data[valid])
+            assert diff.max() <= 1 and (diff == 0).mean() >= 0.5  # .5 averages: we round half to even, GDAL up
+    # warped into EPSG:4326 at level 1's resolution: nearest sampling and GDAL's bilinear kernel. rio-tiler reads
+    # GDAL's first overview itself (GDAL's own overview choice for a warp would differ by method)
+    bbox = transform_bounds("EPSG:3857", "EPSG:4326", *tms.xy_bounds(tile))
+    size = 240  # a little coarser than level 1 (256 px over the tile), so we read level 1
+    with rasterio.open(path, overview_level=0) as overview, Reader(None, dataset=overview) as src:
+        for method, ours_value in (("nearest", -1), ("bilinear", 0)):
+            img = ours.part(bbox, dst_crs=WGS84, width=size, height=size, resampling_method=method)
+            ref = src.part(
+                bbox,
+                dst_crs=WGS84,
+                width=size,
+                height=size,
+                resampling_method=method,
+                reproject_method=method,
+                **PER_BAND_NODATA,
+            )
+            assert set(img.metadata["levels"].values()) == {1}
+            # output pixels well inside the block (2 px margin for bilinear's kernel), from the tile's geometry
+            inner = (slice(None), slice(32 * size // 256 + 2, 96 * size // 256 - 2))
+            mine, theirs = img.array[:, inner[1], inner[1]], ref.array[:, inner[1], inner[1]]
+            assert not np.ma.getmaskarray(mine[0]).any() and not np.ma.getmaskarray(theirs[0]).any(), method
+            assert (mine[0] == ours_value).all() and (theirs[0] == 0).all(), method
+            assert np.abs(mine[0].astype(int) - theirs[0]).max() <= 1
+            assert (np.ma.getmaskarray(mine) == np.ma.getmaskarray(theirs)).mean() >= 0.99, method
+            valid = ~np.ma.getmaskarray(img.array) & ~np.ma.getmaskarray(ref.array)
+            diff = np.abs(img.array.data[valid].astype(float) - ref.array.data[valid])
+            assert diff.mean() <= 0.01 * ref.array.data[valid].astype(float).std() + 1, method
+
+
+def test_float_overview_pixel_equal_to_nodata_is_valid_in_every_read_path(tmp_path: Path) -> None:
+    """float32, nodata -1.0: -1.5 and -0.5 average to exactly -1.0. Sliced and nearest reads keep it exact; GDAL's
+    bilinear kernel reads it as -1.0 + 1e-5 (``nodata_replacement``: GDAL's own next float would still be
+    nodata to its tolerant float comparison), so there the tolerance is 1e-5."""
+    data = np.full((1, 512, 512), 5.0, np.float32)
+    data[0, 64:192, 64:192] = np.where((np.indices((128, 128)).sum(axis=0) % 2) == 0, -1.5, -0.5)
+    path = _write(tmp_path / "float.tif", data, -1.0, Affine(10, 0, 300000, 0, -10, 5000000))
+    wh = Warehouse(str(tmp_path / "wh"))
+    wh.ingest(str(path), "f", product="generic-single", datetime="2020-01-01T00:00:00Z")
+    col = wh.collection("f")
+    box = (300000.0 + 640, 5000000.0 - 1920, 300000.0 + 1920, 5000000.0 - 640)  # the block, 1280 m = 64 px at 20 m
+    geo = transform_bounds("EPSG:32633", "EPSG:4326", *box)
+    reads = [
+        (box, "EPSG:32633", "nearest", -1.0, 0.0),  # aligned slice
+        (geo, "EPSG:4326", "nearest", -1.0, 0.0),  # nearest sampling
+        (geo, "EPSG:4326", "bilinear", -1.0, 1e-5),  # GDAL's kernel
+    ]
+    for bounds, crs, method, value, tol in reads:
+        out = col.read(bounds, crs, 60, 60, resampling=method)
+        assert set(out.levels.values()) == {1}, (crs, method)
+        inner = out.data[0, 3:-3, 3:-3]
+        assert not np.ma.getmaskarray(inner).any(), (crs, method)
+        np.testing.assert_allclose(inner.data, value, rtol=0, atol=tol + 1e-7)
 
 
 def test_collection_property_overrides_the_codec(tmp_path: Path, shared_data: Path) -> None:

@@ -154,12 +154,6 @@ def test_levels_rows_and_dates(head: CollectionIndex) -> None:
     assert head.dates == ["2020-01-01", "2020-02-01"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="bug: an index of no rows fails in __init__ (seg_ends is [0] when n == 0): empty() and the index of a "
-    "collection whose last item was deleted (Warehouse.delete, then collection.index()) both raise ValueError",
-)
 def test_empty_index() -> None:
     empty = CollectionIndex.empty()
     assert len(empty) == 0 and empty.snapshot_id is None
