@@ -524,9 +524,16 @@ def _sample_window(
     if rr.size == 0:
         return None
     cols, rows = col[rr, cc].astype(np.int64) + wc0, row[rr, cc].astype(np.int64) + wr0
-    values, alpha = _gather(index, chunks, plan.pos, grid, cols, rows, band_names)
+    values, alpha, keep = _gather(index, chunks, plan.pos, grid, cols, rows, band_names)
     checked = _slice_aligned(
-        values[:, None, :], None if alpha is None else alpha[None], item.nodata, (0, 0), rr.size, 1, dtype
+        values[:, None, :],
+        None if alpha is None else alpha[None],
+        item.nodata,
+        (0, 0),
+        rr.size,
+        1,
+        dtype,
+        None if keep is None else keep[:, None, :],
     )
     pixels = (rr + r0) * width + (cc + c0)
     return np.ma.getdata(checked)[:, 0, :], np.ma.getmaskarray(checked)[:, 0, :], pixels
@@ -722,13 +729,15 @@ def _gather(
     cols: np.ndarray,
     rows: np.ndarray,
     band_names: list[str],
-) -> tuple[np.ndarray, np.ndarray | None]:
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """The source pixels at grid (``cols``, ``rows``), read from just the chunks holding them, without pasting
-    the chunks into one array: (bands, n) and alpha (n,) or ``None``, filled like ``_read_source``'s array."""
+    the chunks into one array: (bands, n), alpha (n,) or ``None``, and the (bands, n) pixels valid although equal
+    to nodata (``keep``, as ``_read_item`` builds it) or ``None``, filled like ``_read_item``'s source array."""
     item = index.items[pos]
     nodata = item.nodata
     values = np.full((len(band_names), cols.size), nodata if nodata is not None else 0, item.dtype)
     alpha = None if nodata is not None else np.zeros(cols.size, np.uint8)
+    keep: np.ndarray | None = None
     heights, widths = index.height[grid.rows], index.width[grid.rows]
     for r, c0, r0, h, w in zip(grid.rows, grid.col_off, grid.row_off, heights, widths, strict=True):
         inside = np.flatnonzero((cols >= c0) & (cols < c0 + w) & (rows >= r0) & (rows < r0 + h))
@@ -740,7 +749,12 @@ def _gather(
             values[i, inside] = band.reshape(-1)[flat]
         if alpha is not None:
             alpha[inside] = 255 if valid is None else np.where(valid.reshape(-1)[flat], 255, 0)
-    return values, alpha
+        elif valid is not None and valid.ndim == 3:  # per-band validity of nodata collisions (see _read_item)
+            hit = valid.reshape(len(band_names), -1)[:, flat] & (values[:, inside] == nodata)
+            if hit.any():
+                keep = np.zeros(values.shape, bool) if keep is None else keep
+                keep[:, inside] = hit
+    return values, alpha, keep
 
 
 def _warp(

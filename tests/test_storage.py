@@ -28,6 +28,7 @@ from rio_tiler.io import Reader
 
 from pixelquery_tiler import Warehouse
 from pixelquery_tiler import catalog as cat
+from pixelquery_tiler import mosaic as read_path
 from pixelquery_tiler.chunks import ChunkReader
 from pixelquery_tiler.fileio import WarehouseFS
 from pixelquery_tiler.grid import BASE_ZOOM, MAX_CHUNK_PX, MIN_CHUNK_PX, grid_for
@@ -276,6 +277,54 @@ def test_averaged_overview_pixel_equal_to_nodata_is_valid_in_every_read_path(tmp
             valid = ~np.ma.getmaskarray(img.array) & ~np.ma.getmaskarray(ref.array)
             diff = np.abs(img.array.data[valid].astype(float) - ref.array.data[valid])
             assert diff.mean() <= 0.01 * ref.array.data[valid].astype(float).std() + 1, method
+
+
+def test_nodata_collision_stays_valid_in_the_batched_mosaic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batched ``first``/nearest mosaic gathers an older item's pixels under a newer item's small hole
+    straight from its chunks (``mosaic._sample_window``): a valid overview pixel equal to nodata stays valid there
+    too, exactly as in the per-item warp (``pixel_selection=highest`` takes that path; here both selections give
+    the same answer, the newer item's 700 being above everything of the older one).
+
+    int16, nodata -1, EPSG:4326 read into a 1024 px EPSG:3857 output at level 1. The older item's band 0 is a
+    -2/0 checkerboard, so every level-1 average is a valid -1; its band 1 is nodata on the upper half. The newer
+    item is 700 except a 40 px nodata hole that straddles that half. Exact equality: both paths pick the same
+    nearest source pixels.
+    """
+    res, n = 0.0001, 400
+    profile = {"driver": "GTiff", "width": n, "height": n, "count": 2, "dtype": "int16", "nodata": -1}
+    older = np.where((np.indices((n, n)).sum(axis=0) % 2) == 0, -2, 0).astype(np.int16)[None].repeat(2, axis=0)
+    older[1, : n // 2], older[1, n // 2 :] = -1, 500
+    newer = np.full((2, n, n), 700, np.int16)
+    newer[:, 180:220, 180:220] = -1
+    wh = Warehouse(str(tmp_path / "wh"))
+    for name, data, when in (("older", older, "2020-01-01"), ("newer", newer, "2020-02-01")):
+        path = tmp_path / f"{name}.tif"
+        with rasterio.open(path, "w", crs="EPSG:4326", transform=Affine(res, 0, 10, 0, -res, 1), **profile) as dst:
+            dst.write(data)
+        wh.ingest(str(path), "c", product="generic", datetime=f"{when}T00:00:00Z")
+    col = wh.collection("c")
+    half, cx, cy = 1024 * res, 10 + n * res / 2, 1 - n * res / 2  # 1024 output pixels of level 1 (2 * res)
+    bbox = (cx - half, cy - half, cx + half, cy + half)
+    merc = CRS.from_epsg(3857)
+
+    gathered: list[int] = []
+    sample_window = read_path._sample_window
+
+    def counting(*args, **kwargs):
+        gathered.append(1)
+        return sample_window(*args, **kwargs)
+
+    monkeypatch.setattr(read_path, "_sample_window", counting)
+    batched = PixelQueryReader(col, pixel_selection="first").part(bbox, dst_crs=merc, width=1024, height=1024)
+    assert gathered, "the batched mosaic did not gather the older item"
+    per_item = PixelQueryReader(col, pixel_selection="highest").part(bbox, dst_crs=merc, width=1024, height=1024)
+    assert set(batched.metadata["levels"].values()) == {1} and len(batched.metadata["items"]) == 2
+    mine, ref = batched.array, per_item.array
+    assert (np.ma.getmaskarray(mine) == np.ma.getmaskarray(ref)).all()
+    assert (mine.data[~mine.mask] == ref.data[~ref.mask]).all()
+    band0 = np.ma.compressed(mine[0])
+    assert (band0 == -1).sum() > 50 and set(np.unique(band0)) == {-1, 700}  # the hole: collisions, all valid
+    assert set(np.unique(np.ma.compressed(mine[1]))) == {500, 700} and np.ma.getmaskarray(mine[1]).any()
 
 
 def test_float_overview_pixel_equal_to_nodata_is_valid_in_every_read_path(tmp_path: Path) -> None:
