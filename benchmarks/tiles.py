@@ -493,23 +493,34 @@ async def load(urls: list[str], concurrency: int) -> tuple[list[float], float, i
     return latencies, elapsed, errors
 
 
-#: wrk script: every connection walks the URL list from its own offset; done() prints one parseable line
+#: wrk script: every connection walks the URL list from its own offset; done() prints one parseable line. 404s
+#: are counted apart: a tile whose pixels are all nodata is a 404 "no data in this view" on our side by design
 WRK_LUA = """
 local paths = {}
 local n = 0
 local counter = 0
+local threads = {}
+function setup(thread)
+  table.insert(threads, thread)
+end
 function init(args)
   for line in io.lines(args[1]) do n = n + 1; paths[n] = line end
+  not_found = 0
 end
 function request()
   counter = counter + 1
   return wrk.format("GET", paths[(counter - 1) % n + 1])
 end
+function response(status, headers, body)
+  if status == 404 then not_found = not_found + 1 end
+end
 function done(summary, latency, requests)
   local e = summary.errors
-  io.write(string.format("PQRESULT %d %d %d %d %.3f %.3f %.3f\\n", summary.requests, summary.duration,
+  local nf = 0
+  for _, t in ipairs(threads) do nf = nf + t:get("not_found") end
+  io.write(string.format("PQRESULT %d %d %d %d %.3f %.3f %.3f %d\\n", summary.requests, summary.duration,
     e.status, e.connect + e.read + e.write + e.timeout, latency:percentile(50) / 1000, latency:percentile(95) / 1000,
-    latency:percentile(99) / 1000))
+    latency:percentile(99) / 1000, nf))
 end
 """
 
@@ -539,11 +550,12 @@ def run_wrk(base: str, paths: list[str], concurrency: int, seconds: float, workd
         check=True,
     ).stdout
     line = next(ln for ln in out.splitlines() if ln.startswith("PQRESULT"))
-    reqs, micros, status_err, sock_err, p50, p95, p99 = line.split()[1:]
+    reqs, micros, status_err, sock_err, p50, p95, p99, not_found = line.split()[1:]
     return {
         "requests": int(reqs),
         "elapsed": int(micros) / 1e6,
-        "errors": int(status_err) + int(sock_err),
+        "errors": int(status_err) + int(sock_err) - int(not_found),
+        "not_found": int(not_found),
         "p50": float(p50),
         "p95": float(p95),
         "p99": float(p99),
@@ -661,7 +673,8 @@ def bench_http(
     )
     print(
         f"through uvicorn (2 workers each, concurrency {concurrency}; load: {how}; "
-        f"requests ours {o['requests']}, titiler {t['requests']}; errors ours {o['errors']}, titiler {t['errors']}):"
+        f"requests ours {o['requests']}, titiler {t['requests']}; errors ours {o['errors']}, titiler {t['errors']}; "
+        f"404 no data ours {o.get('not_found', 0)}, titiler {t.get('not_found', 0)}):"
     )
     row("p50", o["p50"], t["p50"])
     row("p95", o["p95"], t["p95"])
@@ -793,7 +806,8 @@ def bench_soak(
         raise RuntimeError("wrk failed")
     print(
         f"soak: wrk -t1 -c{concurrency} -d{round(seconds)}s over {len(set(paths))} tiles, 2 workers: "
-        f"{result['requests']} requests, {result['requests'] / result['elapsed']:.1f}/s, errors {result['errors']}, "
+        f"{result['requests']} requests, {result['requests'] / result['elapsed']:.1f}/s, errors {result['errors']} "
+        f"(404 no data: {result['not_found']}), "
         f"p50 {result['p50']:.1f} ms, p95 {result['p95']:.1f} ms, p99 {result['p99']:.1f} ms"
     )
     print("soak RSS MB per process, anonymous+file-backed (master, workers...):")
