@@ -4,6 +4,7 @@ Run from the repository root::
 
     python benchmarks/tiles.py                 # full run (>= 200 tiles, uvicorn, 1M-row index, 10,000-tile RSS)
     python benchmarks/tiles.py --quick         # smoke run: few tiles, short HTTP load, small RSS loop
+    python benchmarks/tiles.py --http-only --soak-seconds 600 --workdir DIR   # uvicorn comparison + 10 min soak
 
 It prints numbers and ratios (ours / TiTiler; < 1 means we are faster) and asserts nothing:
 
@@ -17,7 +18,9 @@ It prints numbers and ratios (ours / TiTiler; < 1 means we are faster) and asser
 6. index lookup time at 1,000,000 synthetic catalog rows;
 7. resident memory (RSS) after N in-process tiles;
 8. the whole app in-process (ASGI through Starlette's TestClient, no sockets): tile and WMTS-capabilities
-   requests through every middleware, dependency and route class, the HTTP layer's own cost included.
+   requests through every middleware, dependency and route class, the HTTP layer's own cost included;
+9. with ``--soak-seconds``: our server alone (2 workers) under one wrk run at ``--soak-concurrency`` (32):
+   errors, p50/p95/p99 and the RSS of every process sampled 20 times, anonymous and file-backed apart.
 
 TiTiler reads each source converted to a COG with rio-cogeo (deflate, averaged overviews), which is how one
 would deploy it; both sides render PNG with nearest resampling.
