@@ -20,6 +20,7 @@ paths agree on the same warehouses (expired snapshots, deletes, compaction, empt
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import logging
@@ -86,7 +87,7 @@ def _from_sqlite(
     """The summaries read with the stdlib, or ``None`` when pyiceberg must read this catalog."""
     try:
         db = _sqlite_file(warehouse, catalog_uri, catalog_props)
-        with _connect(db) as conn:
+        with contextlib.closing(_connect(db)) as conn:
             # pyiceberg's SqlCatalog.list_tables / load_table query (schema v1: views excluded)
             tables = conn.execute(
                 "SELECT table_name, metadata_location FROM iceberg_tables WHERE catalog_name = ? "
