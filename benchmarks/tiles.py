@@ -4,6 +4,7 @@ Run from the repository root::
 
     python benchmarks/tiles.py                 # full run (>= 200 tiles, uvicorn, 1M-row index, 10,000-tile RSS)
     python benchmarks/tiles.py --quick         # smoke run: few tiles, short HTTP load, small RSS loop
+    python benchmarks/tiles.py --http-only --soak-seconds 600 --workdir DIR   # uvicorn comparison + 10 min soak
 
 It prints numbers and ratios (ours / TiTiler; < 1 means we are faster) and asserts nothing:
 
@@ -17,7 +18,9 @@ It prints numbers and ratios (ours / TiTiler; < 1 means we are faster) and asser
 6. index lookup time at 1,000,000 synthetic catalog rows;
 7. resident memory (RSS) after N in-process tiles;
 8. the whole app in-process (ASGI through Starlette's TestClient, no sockets): tile and WMTS-capabilities
-   requests through every middleware, dependency and route class, the HTTP layer's own cost included.
+   requests through every middleware, dependency and route class, the HTTP layer's own cost included;
+9. with ``--soak-seconds``: our server alone (2 workers) under one wrk run at ``--soak-concurrency`` (32):
+   errors, p50/p95/p99 and the RSS of every process sampled 20 times, anonymous and file-backed apart.
 
 TiTiler reads each source converted to a COG with rio-cogeo (deflate, averaged overviews), which is how one
 would deploy it; both sides render PNG with nearest resampling.
@@ -58,21 +61,25 @@ def build(workdir: Path, quiet: bool = False) -> tuple[str, dict[str, str], dict
     from pixelquery_tiler import Warehouse
 
     uri = str(workdir / "warehouse")
+    reuse = (workdir / "warehouse" / "catalog.db").exists() and (workdir / "built").exists()  # --workdir reused
     wh = Warehouse(uri)
     collections, cogs = {}, {}
     for src in sorted(DATA.glob("*.tif")):
         cid = src.stem.lower().replace("_", "-")[:50]
-        wh.ingest(str(src), cid, datetime="2020-01-01")
         collections[src.name] = cid
         cogs[src.name] = workdir / f"{src.stem}.cog.tif"
+        if reuse:
+            continue
+        wh.ingest(str(src), cid, datetime="2020-01-01")
         profile = cog_profiles.get("deflate") | {"blockxsize": 256, "blockysize": 256}
         cog_translate(str(src), str(cogs[src.name]), profile, overview_resampling="average", quiet=True)
-    for i in range(10):
+    for i in range(0 if reuse else 10):
         wh.ingest(
             str(DATA / MOSAIC_SOURCE), "mosaic10", datetime=(dt.datetime(2020, 1, 1) + dt.timedelta(days=i)).isoformat()
         )
+    (workdir / "built").touch()
     if not quiet:
-        print(f"warehouse: {uri} ({len(collections)} collections + mosaic10)")
+        print(f"warehouse: {uri} ({len(collections)} collections + mosaic10{', reused' if reuse else ''})")
     return uri, collections, cogs
 
 
@@ -499,23 +506,34 @@ async def load(urls: list[str], concurrency: int) -> tuple[list[float], float, i
     return latencies, elapsed, errors
 
 
-#: wrk script: every connection walks the URL list from its own offset; done() prints one parseable line
+#: wrk script: every connection walks the URL list from its own offset; done() prints one parseable line. 404s
+#: are counted apart: a tile whose pixels are all nodata is a 404 "no data in this view" on our side by design
 WRK_LUA = """
 local paths = {}
 local n = 0
 local counter = 0
+local threads = {}
+function setup(thread)
+  table.insert(threads, thread)
+end
 function init(args)
   for line in io.lines(args[1]) do n = n + 1; paths[n] = line end
+  not_found = 0
 end
 function request()
   counter = counter + 1
   return wrk.format("GET", paths[(counter - 1) % n + 1])
 end
+function response(status, headers, body)
+  if status == 404 then not_found = not_found + 1 end
+end
 function done(summary, latency, requests)
   local e = summary.errors
-  io.write(string.format("PQRESULT %d %d %d %d %.3f %.3f %.3f\\n", summary.requests, summary.duration,
+  local nf = 0
+  for _, t in ipairs(threads) do nf = nf + t:get("not_found") end
+  io.write(string.format("PQRESULT %d %d %d %d %.3f %.3f %.3f %d\\n", summary.requests, summary.duration,
     e.status, e.connect + e.read + e.write + e.timeout, latency:percentile(50) / 1000, latency:percentile(95) / 1000,
-    latency:percentile(99) / 1000))
+    latency:percentile(99) / 1000, nf))
 end
 """
 
@@ -545,11 +563,12 @@ def run_wrk(base: str, paths: list[str], concurrency: int, seconds: float, workd
         check=True,
     ).stdout
     line = next(ln for ln in out.splitlines() if ln.startswith("PQRESULT"))
-    reqs, micros, status_err, sock_err, p50, p95, p99 = line.split()[1:]
+    reqs, micros, status_err, sock_err, p50, p95, p99, not_found = line.split()[1:]
     return {
         "requests": int(reqs),
         "elapsed": int(micros) / 1e6,
-        "errors": int(status_err) + int(sock_err),
+        "errors": int(status_err) + int(sock_err) - int(not_found),
+        "not_found": int(not_found),
         "p50": float(p50),
         "p95": float(p95),
         "p99": float(p99),
@@ -667,7 +686,8 @@ def bench_http(
     )
     print(
         f"through uvicorn (2 workers each, concurrency {concurrency}; load: {how}; "
-        f"requests ours {o['requests']}, titiler {t['requests']}; errors ours {o['errors']}, titiler {t['errors']}):"
+        f"requests ours {o['requests']}, titiler {t['requests']}; errors ours {o['errors']}, titiler {t['errors']}; "
+        f"404 no data ours {o.get('not_found', 0)}, titiler {t.get('not_found', 0)}):"
     )
     row("p50", o["p50"], t["p50"])
     row("p95", o["p95"], t["p95"])
@@ -745,7 +765,11 @@ def bench_many_items(uri: str, collections: dict[str, str], workdir: Path, count
 def bench_soak(
     uri: str, collections: dict[str, str], tiles: list, seconds: float, concurrency: int, workdir: Path
 ) -> None:
-    """Our server alone under wrk at ``concurrency`` for ``seconds``: errors, p50/p99, worker RSS start/end."""
+    """Our server alone under one wrk run at ``concurrency`` for ``seconds``: errors, p50/p99, and the RSS of the
+    master and each worker sampled every ``seconds / 20`` (anonymous memory and file-backed pages apart: mapped
+    chunk files count as RSS but are page cache the kernel can drop, a leak shows as growing anonymous memory)."""
+    import threading
+
     port = free_port()
     proc = start(
         [
@@ -765,6 +789,7 @@ def bench_soak(
         ],
         port,
     )
+    samples: list[tuple[float, list[tuple[int, int]]]] = []
     try:
         bidx = {name: "".join(f"&bidx={i}" for i in render_indexes(name) or ()) for name in collections}
         paths = [
@@ -772,34 +797,52 @@ def bench_soak(
         ]
         base = f"http://127.0.0.1:{port}"
         asyncio.run(load([base + p for p in paths] * 2, 8))
-        rss = [process_tree_rss(proc.pid)]
-        parts = []
-        for _ in range(2):  # two halves: RSS in the middle tells warming caches from a steady leak
-            parts.append(run_wrk(base, paths, concurrency, seconds / 2, workdir))
-            rss.append(process_tree_rss(proc.pid))
+        done = threading.Event()
+        result: dict[str, float] = {}
+
+        def run() -> None:
+            try:
+                result.update(run_wrk(base, paths, concurrency, seconds, workdir))
+            finally:
+                done.set()
+
+        started = time.monotonic()
+        samples.append((0.0, process_tree_rss(proc.pid)))
+        threading.Thread(target=run, daemon=True).start()
+        while not done.wait(seconds / 20):
+            samples.append((time.monotonic() - started, process_tree_rss(proc.pid)))
+        samples.append((time.monotonic() - started, process_tree_rss(proc.pid)))
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    for i, r in enumerate(parts):
-        print(
-            f"soak half {i + 1}: wrk -t1 -c{concurrency} -d{round(seconds / 2)}s over {len(set(paths))} tiles, "
-            f"2 workers: {r['requests']} requests, {r['requests'] / r['elapsed']:.1f}/s, errors {r['errors']}, "
-            f"p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms"
-        )
-    print(f"soak RSS MB per process (master, workers...): start {rss[0]}, middle {rss[1]}, end {rss[2]}")
+    if not result:
+        raise RuntimeError("wrk failed")
+    print(
+        f"soak: wrk -t1 -c{concurrency} -d{round(seconds)}s over {len(set(paths))} tiles, 2 workers: "
+        f"{result['requests']} requests, {result['requests'] / result['elapsed']:.1f}/s, errors {result['errors']} "
+        f"(404 no data: {result['not_found']}), "
+        f"p50 {result['p50']:.1f} ms, p95 {result['p95']:.1f} ms, p99 {result['p99']:.1f} ms"
+    )
+    print("soak RSS MB per process, anonymous+file-backed (master, workers...):")
+    for t, rss in samples:
+        total = sum(a + f for a, f in rss[1:])
+        print(f"  {t / 60:5.1f} min  " + "  ".join(f"{a}+{f}" for a, f in rss) + f"   workers total {total}")
 
 
-def process_tree_rss(pid: int) -> list[int]:
-    """Resident MB of ``pid`` and its children (uvicorn master first)."""
+def process_tree_rss(pid: int) -> list[tuple[int, int]]:
+    """Resident MB of ``pid`` and its children (uvicorn master first): (anonymous, file-backed + shared)."""
     out, pids = [], [pid]
     while pids:
         p = pids.pop(0)
         try:
-            status = Path(f"/proc/{p}/status").read_text()
-            out.append(int(next(ln for ln in status.splitlines() if ln.startswith("VmRSS:")).split()[1]) // 1024)
+            status = dict(
+                line.split(":", 1) for line in Path(f"/proc/{p}/status").read_text().splitlines() if ":" in line
+            )
+            kb = {k: int(status[k].split()[0]) for k in ("RssAnon", "RssFile", "RssShmem")}
+            out.append((kb["RssAnon"] // 1024, (kb["RssFile"] + kb["RssShmem"]) // 1024))
             for task in Path(f"/proc/{p}/task").iterdir():
                 pids.extend(int(c) for c in (task / "children").read_text().split())
-        except (FileNotFoundError, ProcessLookupError, StopIteration):
+        except (FileNotFoundError, ProcessLookupError, KeyError):
             continue
     return out
 
@@ -847,6 +890,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         help="run only the low-zoom many-items case (ingests the anchor scene and the synthetic items, nothing else)",
     )
+    parser.add_argument("--http-only", action="store_true", help="only the uvicorn comparison and the soak")
     args = parser.parse_args(argv)
     if args.quick:
         args.tiles, args.requests, args.index_rows, args.rss_tiles, args.http_seconds = 24, 64, 100_000, 200, 5
@@ -863,13 +907,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         uri, collections, cogs = build(workdir)
         tiles = seeded_tiles(cogs, args.tiles, args.seed)
         print(f"{len(tiles)} seeded tiles (seed {args.seed}) over {len(cogs)} rasters\n")
-        bench_in_process(uri, collections, cogs, tiles)
-        print()
-        bench_asgi(uri, collections, tiles, 2 if args.quick else 5)
-        print()
-        bench_index(args.index_rows, args.seed)
-        print()
-        if args.many_items:
+        if not args.http_only:
+            bench_in_process(uri, collections, cogs, tiles)
+            print()
+            bench_asgi(uri, collections, tiles, 2 if args.quick else 5)
+            print()
+            bench_index(args.index_rows, args.seed)
+            print()
+        if args.many_items and not args.http_only:
             bench_many_items(uri, collections, workdir, 10 if args.quick else args.many_items)
             print()
         if not args.no_http:
@@ -880,7 +925,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.soak_seconds:
             bench_soak(uri, collections, tiles, args.soak_seconds, args.soak_concurrency, workdir)
             print()
-        bench_rss(uri, collections, tiles, args.rss_tiles)
+        if not args.http_only:
+            bench_rss(uri, collections, tiles, args.rss_tiles)
 
 
 if __name__ == "__main__":

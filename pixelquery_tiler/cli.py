@@ -98,13 +98,12 @@ def _existing_collections(args: argparse.Namespace) -> list[str]:
 
 def cmd_collections(args: argparse.Namespace) -> int:
     """``collections``: list what a warehouse holds, never creating one."""
-    wh = _warehouse(args, create=False)
-    rows = []
-    for name in wh.collections():
-        snaps = wh.collection(name).snapshots()
-        rows.append(
-            {"id": name, "snapshots": len(snaps), "current_snapshot_id": snaps[-1].snapshot_id if snaps else None}
-        )
+    from .catalog_listing import collection_summaries
+    from .storage_config import parse_props
+
+    props = parse_props(getattr(args, "catalog_prop", None))
+    summaries = collection_summaries(args.warehouse, getattr(args, "catalog_uri", None), props)
+    rows = [s.to_json() for s in summaries]
     if args.json:
         print(json.dumps(rows, indent=2))
     else:

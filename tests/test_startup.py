@@ -2,8 +2,7 @@
 
 Which modules a command imports is checked in a fresh interpreter (``sys.modules``), never how long it
 takes: timings belong in ``benchmarks/``. pyiceberg, pyarrow, rasterio and titiler cost ~1-2 s of imports
-together; ``--help`` and the package import need none of them, and listing collections needs no rasterio,
-rio-tiler, titiler or FastAPI.
+together; ``--help``, the package import and listing the collections of a local warehouse need none of them.
 """
 
 from __future__ import annotations
@@ -73,6 +72,5 @@ def test_listing_collections_skips_the_read_and_ingest_stacks(tmp_path: Path) ->
         f"with contextlib.redirect_stdout(io.StringIO()) as out:\n    rc = main(['collections', {str(wh)!r}])\n"
         "assert rc == 0 and out.getvalue().startswith('c\\t'), out.getvalue()"
     )
-    heavy = imported_heavy(code)
-    assert "pyiceberg" in heavy  # it did read the catalog
-    assert not {"rasterio", "rio_tiler", "titiler", "fastapi"} & set(heavy), heavy
+    # the embedded SQLite catalog is read with the stdlib (catalog_listing.py); no item log here, so no pyarrow
+    assert imported_heavy(code) == []
