@@ -8,12 +8,15 @@ area). ``serve_folder`` (from ``servers.py``) serves such files over HTTP with R
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import rasterio
 from affine import Affine
 
+from pixelquery_tiler.cli import main
 from servers import free_port, serve_folder  # noqa: F401  (test_scenes imports serve_folder from here)
 
 STARS = "stars_L7_ETMs_olinda_28m.tif"
@@ -72,3 +75,17 @@ def sentinel2_scene(folder: Path, data_dir: Path) -> dict[str, Path]:
 def closed_port() -> int:
     """A loopback port nothing listens on (bound, then released)."""
     return free_port()
+
+
+def cli(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str, str]:
+    """The CLI in-process (same ``main`` as the console script): exit code, stdout, stderr."""
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def ingest(capsys: pytest.CaptureFixture, warehouse: Path, *args: object) -> list[dict]:
+    """``ingest WAREHOUSE ARGS --json`` in-process; fails the test unless it succeeds; the JSON summary."""
+    code, out, err = cli(capsys, "ingest", warehouse, *args, "--json")
+    assert code == 0, err
+    return json.loads(out)

@@ -12,14 +12,8 @@ import yaml
 from pixelquery_tiler import Warehouse
 from pixelquery_tiler.cli import main
 from pixelquery_tiler.pipeline import load_pipeline
-from scene_fixtures import LANDSAT_ID, landsat_scene
+from scene_fixtures import LANDSAT_ID, cli, landsat_scene
 from servers import ServerThread
-
-
-def cli(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def write_pipeline(folder: Path, jobs: list[dict], warehouse: str = "wh") -> Path:

@@ -18,23 +18,18 @@ from rasterio.crs import CRS
 from rio_tiler.io import Reader
 
 from pixelquery_tiler import Warehouse
-from pixelquery_tiler.cli import main
-from scene_fixtures import LANDSAT_ID, S2_SCENE, closed_port, landsat_scene, sentinel2_scene, serve_folder
+from scene_fixtures import (
+    LANDSAT_ID,
+    S2_SCENE,
+    cli,
+    closed_port,
+    ingest,
+    landsat_scene,
+    sentinel2_scene,
+    serve_folder,
+)
 
 WEB = morecantile.tms.get("WebMercatorQuad")
-
-
-def cli(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str, str]:
-    """The CLI in-process (same ``main`` as the console script): exit code, stdout, stderr."""
-    code = main([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def ingest(capsys: pytest.CaptureFixture, warehouse: Path, *args: object) -> list[dict]:
-    code, out, err = cli(capsys, "ingest", warehouse, *args, "--json")
-    assert code == 0, err
-    return json.loads(out)
 
 
 def fails(capsys: pytest.CaptureFixture, reason: str, *args: object) -> str:

@@ -25,9 +25,8 @@ import pytest
 import yaml
 
 from pixelquery_tiler import Warehouse
-from pixelquery_tiler.cli import main
 from scaleout_servers import MotoS3, s3_env
-from scene_fixtures import LANDSAT_ID, landsat_scene
+from scene_fixtures import LANDSAT_ID, cli, ingest, landsat_scene
 from servers import http_server
 
 BIG = "gw_LC08_224077_20200518_B2_30m.tif"  # 2006 x 1515 uint16, 256 x 256 tiles, 4.7 MB
@@ -138,18 +137,6 @@ def s3(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterator[
         for p in landsat:
             s3.put(p, f"scenes/landsat/{p.name}")
         yield s3
-
-
-def cli(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def ingest(capsys: pytest.CaptureFixture, warehouse: Path, *args: object) -> list[dict]:
-    code, out, err = cli(capsys, "ingest", warehouse, *args, "--json")
-    assert code == 0, err
-    return json.loads(out)
 
 
 def npy_tiles(warehouse: Path, collection: str, bands: str, n: int = 4) -> list[np.ndarray]:
