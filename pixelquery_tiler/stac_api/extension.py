@@ -9,6 +9,7 @@ that can read the catalog can validate it. The file ships with the package; ``$i
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -53,34 +54,29 @@ def add_extension_schema(app: FastAPI, prefix: str) -> None:
     ``GET {prefix}/schemas/geojson/Geometry.json`` (what the ``geometry`` queryable refers to).
     """
 
-    def extension_schema(request: Request) -> SchemaResponse:
-        return SchemaResponse(
-            {**load_schema(), "$id": str(request.url.replace(query=""))},
-            headers={"Cache-Control": "public, max-age=3600"},
+    def schema_endpoint(load: Callable[[], dict[str, Any]]) -> Callable[[Request], SchemaResponse]:
+        def schema(request: Request) -> SchemaResponse:
+            return SchemaResponse(
+                {**load(), "$id": str(request.url.replace(query=""))},
+                headers={"Cache-Control": "public, max-age=3600"},
+            )
+
+        return schema
+
+    for path, load, summary in (
+        (
+            GEOJSON_GEOMETRY_PATH,
+            load_geometry_schema,
+            "JSON Schema of GeoJSON geometries (a copy of geojson.org's, for the queryables)",
+        ),
+        (PIXELQUERY_EXTENSION_PATH, load_schema, "JSON Schema of the pixelquery STAC extension"),
+    ):
+        app.add_api_route(
+            f"{prefix}/{path}",
+            schema_endpoint(load),
+            methods=["GET"],
+            tags=["STAC"],
+            summary=summary,
+            response_class=SchemaResponse,
+            responses={200: {"content": {"application/schema+json": {"schema": {"type": "object"}}}}},
         )
-
-    def geometry_schema(request: Request) -> SchemaResponse:
-        return SchemaResponse(
-            {**load_geometry_schema(), "$id": str(request.url.replace(query=""))},
-            headers={"Cache-Control": "public, max-age=3600"},
-        )
-
-    app.add_api_route(
-        f"{prefix}/{GEOJSON_GEOMETRY_PATH}",
-        geometry_schema,
-        methods=["GET"],
-        tags=["STAC"],
-        summary="JSON Schema of GeoJSON geometries (a copy of geojson.org's, for the queryables)",
-        response_class=SchemaResponse,
-        responses={200: {"content": {"application/schema+json": {"schema": {"type": "object"}}}}},
-    )
-
-    app.add_api_route(
-        f"{prefix}/{PIXELQUERY_EXTENSION_PATH}",
-        extension_schema,
-        methods=["GET"],
-        tags=["STAC"],
-        summary="JSON Schema of the pixelquery STAC extension",
-        response_class=SchemaResponse,
-        responses={200: {"content": {"application/schema+json": {"schema": {"type": "object"}}}}},
-    )
