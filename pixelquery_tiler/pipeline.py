@@ -57,18 +57,17 @@ class StacSearch(_Strict):
     _dates = field_validator("datetime", mode="before")(_iso)
 
 
-class Job(_Strict):
-    """One ingest job: a target collection and exactly one kind of source."""
+class IngestOptions(_Strict):
+    """What one ingest is asked to do besides its sources: the options of ``ingest`` on the command line, shared by
+    a pipeline job and a ``POST /jobs`` body (``service.JobRequest``), so both validate them the same way."""
 
     collection: str
-    files: str | list[str] | None = None
-    s3: str | None = None
-    stac: StacSearch | None = None
     scene: bool = False
     product: str | None = None
     datetime: str | None = None
     bands: list[str] | None = None
     assets: list[str] | None = None
+    #: ingest sources that are already items of the collection (as ``ingest --allow-duplicate``)
     allow_duplicate: bool = False
 
     _dates = field_validator("datetime", mode="before")(_iso)
@@ -76,10 +75,15 @@ class Job(_Strict):
     @field_validator("collection")
     @classmethod
     def _name(cls, value: str) -> str:
-        try:
-            return check_name("collection", value)
-        except IngestError as exc:
-            raise ValueError(str(exc)) from None
+        return check_name("collection", value)  # an IngestError is a ValueError: pydantic reports it
+
+
+class Job(IngestOptions):
+    """One ingest job: a target collection and exactly one kind of source."""
+
+    files: str | list[str] | None = None
+    s3: str | None = None
+    stac: StacSearch | None = None
 
     @field_validator("s3")
     @classmethod

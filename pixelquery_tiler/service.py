@@ -13,11 +13,10 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field
 
 from .auth import KeyRing, ReadAuthMiddleware, install_log_redaction, write_guard
 from .catalog import CatalogError
-from .ingest import check_name
 from .jobs import (
     STATUSES,
     JobStore,
@@ -34,6 +33,7 @@ from .ops import (
     add_operations,
     parse_rate,
 )
+from .pipeline import IngestOptions
 from .profiles import ProfileError, get_profile
 from .settings import Settings
 from .temporal import parse_instant
@@ -43,25 +43,10 @@ from .warehouse import Warehouse
 log = logging.getLogger(__name__)
 
 
-class JobRequest(BaseModel):
+class JobRequest(IngestOptions):
     """``POST /jobs`` body (CONTRACT "Jobs, writes and operations"); unknown fields are refused (422)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    collection: str
     sources: list[str | dict[str, Any]] = Field(min_length=1, max_length=1000)
-    scene: bool = False
-    product: str | None = None
-    datetime: str | None = None
-    bands: list[str] | None = None
-    assets: list[str] | None = None
-    #: ingest sources that are already items of the collection (as ``ingest --allow-duplicate``)
-    allow_duplicate: bool = False
-
-    @field_validator("collection")
-    @classmethod
-    def _collection(cls, value: str) -> str:
-        return check_name("collection", value)
 
 
 def validate_job(request: JobRequest, warehouse: Warehouse, settings: Settings) -> dict[str, Any]:
