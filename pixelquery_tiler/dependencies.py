@@ -3,8 +3,8 @@
 ``ViewResolver`` is the path dependency: ``/collections/{cid}[/items/{iid}]`` plus ``datetime`` and
 ``snapshot_id`` become one ``View`` (validated: ``snapshot_id`` is an integer before it reaches a header or
 the catalog). titiler hands that value to ``PixelQueryReader`` as its input. FastAPI caches a dependency's
-value per request, so the caching dependency, the default-rendering dependency, the route class
-(``routing.ViewRoute``) and the reader all receive the same ``View`` as an argument.
+value per request, so the caching dependency, the route class (``routing.ViewRoute``) and the reader all
+receive the same ``View`` as an argument.
 
 The other dependencies are titiler's with caps, so no single request can ask for unbounded work or output
 (histogram bins, percentiles, expression length, algorithm parameters).
@@ -12,19 +12,17 @@ The other dependencies are titiler's with caps, so no single request can ask for
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal
-from urllib.parse import urlencode
 
-from fastapi import Depends, Path, Query
+from fastapi import Path, Query
 from rio_tiler.models import ImageData
-from starlette.datastructures import QueryParams
-from starlette.requests import Request
 from titiler.core.algorithm import algorithms as default_algorithms
 from titiler.core.algorithm.base import BaseAlgorithm
 from titiler.core.dependencies import (
@@ -38,7 +36,6 @@ from titiler.core.dependencies import (
 from .errors import InvalidParameter
 from .index import CollectionIndex
 from .reader import PIXEL_SELECTION
-from .rendering import default_rendering, has_rendering_params
 from .settings import Settings
 from .view import View
 from .warehouse import Warehouse
@@ -73,6 +70,14 @@ class ViewParams(DefaultDependency):
         Query(description="How overlapping observations combine; `first` = newest observation first (default)."),
     ] = None
     bands: Annotated[str | None, Query(description="Comma-separated band common names, e.g. `red,green,blue`.")] = None
+
+    def with_rendering(self, rendering: Mapping[str, str]) -> ViewParams:
+        """These options with a rendering's ``bands`` (``rendering.default_rendering``), as if the query named them.
+
+        The route class (``routing.ViewRoute``) hands a document endpoint the view's default rendering after
+        FastAPI parsed the client's query; the document's reader then opens the bands its tile URLs name.
+        """
+        return dataclasses.replace(self, bands=rendering.get("bands", self.bands))
 
 
 class ViewResolver:
@@ -141,29 +146,6 @@ def _knows(index: CollectionIndex, iid: str | None, snapshot_id: int | None) -> 
         except LookupError:
             return False
     return True
-
-
-def default_rendering_dependency(path_dependency: Callable[..., View]) -> Callable[..., None]:
-    """Route dependency of documents whose tile URLs clients use as they are (WMTS capabilities, TileJSON).
-
-    Raw 16-bit or 6-band data is black or not encodable as PNG in a map client, so a document requested
-    without rendering parameters hands out the view's default rendering (``rendering.default_rendering``):
-    it is added to the request's parsed query, which titiler copies into the documents' tile URLs.
-    """
-
-    def with_default_rendering(request: Request, view: View = Depends(path_dependency)) -> None:
-        if has_rendering_params(request.query_params.keys()):
-            return
-        defaults = default_rendering(view.index, view.positions)
-        if not defaults:
-            return
-        query = urlencode([*request.query_params.multi_items(), *defaults.items()])
-        # what the endpoint and the template read (Starlette parses them once per request); the scope keeps the
-        # client's query, which the ETag describes (the defaults follow from it and the view)
-        request._query_params = QueryParams(query)
-        request._url = request.url.replace(query=query)
-
-    return with_default_rendering
 
 
 # -- query parameters with limits ---------------------------------------------------------------------------------

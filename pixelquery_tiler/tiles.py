@@ -25,19 +25,17 @@ from urllib.parse import parse_qsl, urlencode
 
 import morecantile
 import numpy as np
-from fastapi import APIRouter, Depends, FastAPI
-from fastapi.routing import APIRoute
+from fastapi import APIRouter, FastAPI
 from rio_tiler.models import ImageData
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 from titiler.core.factory import TilerFactory, TMSFactory
 from titiler.core.resources.enums import ImageType
-from titiler.core.routing import EndpointScope
 from titiler.core.utils import render_image
 
 from .caching import NO_STORE
-from .dependencies import ViewParams, ViewResolver, default_rendering_dependency, limited_dependencies
+from .dependencies import ViewParams, ViewResolver, limited_dependencies
 from .encoders import PNG_ZLEVEL, encode_png
 from .errors import InvalidParameter, OutputTooLarge
 from .reader import PixelQueryReader
@@ -229,7 +227,7 @@ def add_tiles(app: FastAPI, warehouse: Warehouse, settings: Settings | None = No
         inlined: dict[str, Any] = {attr: inline(dep) for attr, dep in deps.items()}
         factory = TilerFactory(
             reader=PixelQueryReader,
-            router=APIRouter(route_class=view_route_class(path_dependency, settings.head_max_age)),
+            router=APIRouter(route_class=view_route_class(path_dependency, settings.head_max_age, _DOCUMENT_ROUTES)),
             path_dependency=path_dependency,
             router_prefix=prefix,
             name=name,
@@ -237,14 +235,6 @@ def add_tiles(app: FastAPI, warehouse: Warehouse, settings: Settings | None = No
             render_func=partial(render_tile, png_zlevel=settings.png_zlevel),
             extensions=[wmts_extension(wmts_checks)],
             **inlined,
-        )
-        documents: list[EndpointScope] = [
-            {"path": r.path, "method": sorted(r.methods)[0]}
-            for r in factory.router.routes
-            if isinstance(r, APIRoute) and r.methods and r.path in _DOCUMENT_ROUTES
-        ]
-        factory.add_route_dependencies(
-            scopes=documents, dependencies=[Depends(default_rendering_dependency(path_dependency))]
         )
         app.include_router(factory.router, prefix=prefix, tags=[tag])
     app.include_router(TMSFactory(supported_tms=TILE_MATRIX_SETS).router, tags=["TileMatrixSets"])

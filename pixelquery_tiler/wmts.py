@@ -18,7 +18,7 @@ hands the endpoint with its request (``routing.ViewRequest``), so the ``Time`` v
 are the dates visible as of S and match the response's ETag.
 
 Tile URLs (ResourceURL and KVP) carry the request's query parameters; a request without rendering parameters
-gets the view's default rendering added first (``dependencies.default_rendering_dependency``).
+gets the view's default rendering added first (by the route class, ``routing.ViewRoute``).
 """
 
 from __future__ import annotations

@@ -239,6 +239,16 @@ def test_tile_url_documents_share_the_default_rendering(live_server: str, tile_w
             assert {k: v for k, v in query.items() if k in ("bands", "rescale")} == expected, (cid, query)
 
 
+def test_tilejson_describes_the_bands_its_default_tile_urls_name(live_server: str, tile_warehouse: TileWarehouse):
+    """The default rendering reaches TileJSON's reader too: it describes the 3 bands its tile URLs name, not all 6."""
+    base = f"{live_server}/collections/{tile_warehouse.single[OLINDA]}/WebMercatorQuad/tilejson.json"
+    default = httpx.get(base, timeout=60).raise_for_status().json()
+    explicit = httpx.get(f"{base}?bands=swir16", timeout=60).raise_for_status().json()
+    assert parse_qs(urlsplit(default["tiles"][0]).query)["bands"] == ["red,green,blue"]
+    assert [name for _, name in default["band_descriptions"]] == ["red", "green", "blue"]
+    assert [name for _, name in explicit["band_descriptions"]] == ["swir16"]
+
+
 def time_values(document: bytes) -> list[list[str]]:
     """Per layer: the Time dimension's values, then its Default last."""
     root = ET.fromstring(document)
