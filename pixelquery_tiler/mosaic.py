@@ -698,6 +698,7 @@ class _SourceGrid(NamedTuple):
     oy: float
     heights: np.ndarray  # each chunk's size in pixels
     widths: np.ndarray
+    lookup: _GridLookup | None = None  # the chunks tile a grid: which chunk holds a pixel, without a test each
 
     @property
     def transform(self) -> Affine:
@@ -719,9 +720,42 @@ class _ChunkLayout(NamedTuple):
     ox: float
     oy: float
     union: tuple[int, int, int, int]  # the chunks' union on the grid: first column, end column, first row, end row
+    lookup: _GridLookup | None
 
 
-def _chunk_layout(index: CollectionIndex, rows: np.ndarray) -> _ChunkLayout:
+class _GridLookup(NamedTuple):
+    """Chunks that tile their union as a grid of columns and rows: chunk ``table[i, j]`` starts at row
+    ``row_starts[i]`` and column ``col_starts[j]`` and ends where the next one starts."""
+
+    col_starts: np.ndarray
+    row_starts: np.ndarray
+    table: np.ndarray  # (rows, columns) -> position in the layout's chunk list
+
+
+def _grid_lookup(
+    col_off: np.ndarray, row_off: np.ndarray, heights: np.ndarray, widths: np.ndarray
+) -> _GridLookup | None:
+    """``_GridLookup`` of chunks when they tile a grid exactly (no gap, no overlap), else ``None``."""
+    col_starts, row_starts = np.unique(col_off), np.unique(row_off)
+    if col_starts.size * row_starts.size != col_off.size:
+        return None
+    j, i = np.searchsorted(col_starts, col_off), np.searchsorted(row_starts, row_off)
+    table = np.full((row_starts.size, col_starts.size), -1, np.int64)
+    table[i, j] = np.arange(col_off.size)
+    col_ends, row_ends = np.append(col_starts[1:], -1), np.append(row_starts[1:], -1)
+    last_col, last_row = j == col_starts.size - 1, i == row_starts.size - 1
+    fits_x = (col_off + widths == col_ends[j]) | last_col
+    fits_y = (row_off + heights == row_ends[i]) | last_row
+    if (table < 0).any() or not (fits_x.all() and fits_y.all()):
+        return None
+    # the last column (row) of chunks must end together, or a pixel past a shorter one would be taken as its
+    if np.unique((col_off + widths)[last_col]).size != 1 or np.unique((row_off + heights)[last_row]).size != 1:
+        return None
+    return _GridLookup(col_starts, row_starts, table)
+
+
+def _chunk_layout(index: CollectionIndex, rows: np.ndarray, lookup: bool = False) -> _ChunkLayout:
+    """Where chunks ``rows`` lie; ``lookup``: also a ``_GridLookup`` (worth it for a layout remembered on the index)."""
     t = index.transform[rows[0]]
     res_x, res_y = float(t[0]), float(-t[4])
     # the level's pixel grid: origin of the first chunk; all chunks of an item-level share it
@@ -730,7 +764,8 @@ def _chunk_layout(index: CollectionIndex, rows: np.ndarray) -> _ChunkLayout:
     row_off = np.rint((oy - index.transform[rows, 5]) / res_y).astype(np.int64)
     heights, widths = index.height[rows], index.width[rows]
     union = (int(col_off.min()), int((col_off + widths).max()), int(row_off.min()), int((row_off + heights).max()))
-    return _ChunkLayout(rows, col_off, row_off, heights, widths, res_x, res_y, ox, oy, union)
+    grid = _grid_lookup(col_off, row_off, heights, widths) if lookup and rows.size > 1 else None
+    return _ChunkLayout(rows, col_off, row_off, heights, widths, res_x, res_y, ox, oy, union, grid)
 
 
 def _source_grid(index: CollectionIndex, pos: int, level: int, native: BBox, margin: int) -> _SourceGrid | None:
@@ -740,7 +775,7 @@ def _source_grid(index: CollectionIndex, pos: int, level: int, native: BBox, mar
         return None
     start, stop = index.item_row_range(pos, level)
     if rows.size == stop - start:  # all of them (small items under a large request): remembered on the index
-        grid = index.remembered(("chunk_layout", pos, level), lambda: _chunk_layout(index, rows))
+        grid = index.remembered(("chunk_layout", pos, level), lambda: _chunk_layout(index, rows, lookup=True))
     else:
         grid = _chunk_layout(index, rows)
     res_x, res_y, ox, oy = grid.res_x, grid.res_y, grid.ox, grid.oy
@@ -753,7 +788,17 @@ def _source_grid(index: CollectionIndex, pos: int, level: int, native: BBox, mar
     if wc1 <= wc0 or wr1 <= wr0:
         return None
     return _SourceGrid(
-        grid.rows, grid.col_off, grid.row_off, (wr0, wr1, wc0, wc1), res_x, res_y, ox, oy, grid.heights, grid.widths
+        grid.rows,
+        grid.col_off,
+        grid.row_off,
+        (wr0, wr1, wc0, wc1),
+        res_x,
+        res_y,
+        ox,
+        oy,
+        grid.heights,
+        grid.widths,
+        grid.lookup,
     )
 
 
@@ -774,14 +819,23 @@ def _gather(
     values = np.full((len(band_names), cols.size), nodata if nodata is not None else 0, item.dtype)
     alpha = None if nodata is not None else np.zeros(cols.size, np.uint8)
     keep: np.ndarray | None = None
-    single = grid.rows.size == 1  # (the window lies in the chunks' union: one chunk holds every pixel)
-    for r, c0, r0, h, w in zip(grid.rows, grid.col_off, grid.row_off, grid.heights, grid.widths, strict=True):
-        if single:
-            inside = np.arange(cols.size)
-        else:
+    # (every pixel lies in the window, which lies in the chunks' union)
+    if grid.rows.size == 1:
+        parts: list[tuple[int, np.ndarray]] = [(0, np.arange(cols.size))]
+    elif grid.lookup is not None:
+        lookup = grid.lookup
+        at_col = np.searchsorted(lookup.col_starts, cols, "right") - 1
+        at_row = np.searchsorted(lookup.row_starts, rows, "right") - 1
+        holder = lookup.table[at_row, at_col]
+        parts = [(k, np.flatnonzero(holder == k)) for k in np.flatnonzero(np.bincount(holder)).tolist()]
+    else:
+        parts = []
+        for k, (c0, r0, h, w) in enumerate(zip(grid.col_off, grid.row_off, grid.heights, grid.widths, strict=True)):
             inside = np.flatnonzero((cols >= c0) & (cols < c0 + w) & (rows >= r0) & (rows < r0 + h))
-            if inside.size == 0:
-                continue
+            if inside.size:
+                parts.append((k, inside))
+    for k, inside in parts:
+        r, c0, r0, h, w = grid.rows[k], grid.col_off[k], grid.row_off[k], grid.heights[k], grid.widths[k]
         bands_data, valid = chunks.read(index.chunk_file[r], int(index.batch_index[r]), int(h), int(w), band_names)
         flat = (rows[inside] - r0) * w + (cols[inside] - c0)
         for i, band in enumerate(bands_data):
