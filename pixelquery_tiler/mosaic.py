@@ -775,7 +775,9 @@ def _source_grid(index: CollectionIndex, pos: int, level: int, native: BBox, mar
         return None
     start, stop = index.item_row_range(pos, level)
     if rows.size == stop - start:  # all of them (small items under a large request): remembered on the index
-        grid = index.remembered(("chunk_layout", pos, level), lambda: _chunk_layout(index, rows, lookup=True))
+        grid = index.remembered(
+            ("chunk_layout", pos, level), lambda: _chunk_layout(index, rows, lookup=True), per_item=True
+        )
     else:
         grid = _chunk_layout(index, rows)
     res_x, res_y, ox, oy = grid.res_x, grid.res_y, grid.ox, grid.oy
