@@ -653,7 +653,6 @@ def _read_item(
         return None
     rows, col_off, row_off = grid.rows, grid.col_off, grid.row_off
     wr0, wr1, wc0, wc1 = grid.window
-    res_x, res_y, ox, oy = grid.res_x, grid.res_y, grid.ox, grid.oy
     nodata = item.nodata
     nb = len(band_names)
     src = np.full((nb, wr1 - wr0, wc1 - wc0), nodata if nodata is not None else 0, dtype=np.dtype(item.dtype))
@@ -679,9 +678,8 @@ def _read_item(
             if hit.any():
                 keep = np.zeros(src.shape, bool) if keep is None else keep
                 keep[(slice(None), *ws)] = hit
-    src_transform = Affine(res_x, 0, ox + wc0 * res_x, 0, -res_y, oy - wr0 * res_y)
     return _warp(
-        src, alpha, nodata, src_transform, item.crs, dst_transform, dst_crs, width, height, dtype, resampling, keep
+        src, alpha, nodata, grid.transform, item.crs, dst_transform, dst_crs, width, height, dtype, resampling, keep
     )
 
 
