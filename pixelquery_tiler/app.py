@@ -81,6 +81,7 @@ def create_app(
     from .viewer import add_api_docs, add_viewer
 
     settings = settings or Settings()
+    pin_gdal_data_dirs()
     wh = (
         warehouse
         if isinstance(warehouse, Warehouse)
@@ -107,6 +108,24 @@ def create_app(
     add_exception_handlers(app, STATUS_CODES)
     _patch_openapi(app, nullable_statistics_schema)
     return app
+
+
+def pin_gdal_data_dirs() -> None:
+    """Put the GDAL and PROJ data directories rasterio found at import into the environment when they are unset.
+
+    titiler opens a ``rasterio.Env`` per request, and without ``GDAL_DATA``/``PROJ_DATA`` in the environment each
+    one searches the file system for them again (about half of its cost: 30 vs 15 us per request, measured).
+    Only rasterio's own (wheel) directories are pinned, the ones it uses anyway; a system GDAL or PROJ with
+    built-in paths, or a directory the operator set, is left alone.
+    """
+    import os
+
+    from rasterio.env import GDALDataFinder, PROJDataFinder
+
+    if "GDAL_DATA" not in os.environ and (gdal_data := GDALDataFinder().search_wheel()):
+        os.environ["GDAL_DATA"] = gdal_data
+    if not {"PROJ_DATA", "PROJ_LIB"} & os.environ.keys() and (proj_data := PROJDataFinder().search_wheel()):
+        os.environ["PROJ_DATA"] = proj_data
 
 
 def _add_catalog_unavailable(app: FastAPI) -> None:

@@ -108,6 +108,9 @@ class CollectionIndex:
         self._as_of_lock = threading.Lock()
         #: facts its readers derive from this (immutable) index, e.g. a view's zoom range per TileMatrixSet
         self._derived: LRUCache[Hashable, object] = LRUCache(maxsize=1024)
+        #: the same for facts per item-level (a read over many items remembers many): apart, so they cannot evict
+        #: the per-view facts above
+        self._derived_per_item: LRUCache[Hashable, object] = LRUCache(maxsize=2048)
         self._derived_lock = threading.Lock()
         self.snapshots = snapshots
         self.snapshot_id = snapshots[-1].snapshot_id if snapshots else None
@@ -267,15 +270,18 @@ class CollectionIndex:
             self._as_of_cache[later] = index
         return index
 
-    def remembered(self, key: Hashable, compute: Callable[[], T]) -> T:
-        """``compute()``, remembered on this index under ``key``: the index never changes, so neither does it."""
+    def remembered(self, key: Hashable, compute: Callable[[], T], *, per_item: bool = False) -> T:
+        """``compute()``, remembered on this index under ``key``: the index never changes, so neither does it.
+
+        ``per_item``: a fact about one item (or item-level), kept in its own bounded store."""
+        store = self._derived_per_item if per_item else self._derived
         with self._derived_lock:
-            hit = self._derived.get(key)
+            hit = store.get(key)
         if hit is not None:
             return hit  # type: ignore[return-value]  # stored by this method under the same key
         value = compute()
         with self._derived_lock:
-            self._derived[key] = value
+            store[key] = value
         return value
 
     def item(self, item_id: str) -> ItemView | None:

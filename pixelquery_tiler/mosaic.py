@@ -390,10 +390,10 @@ def _mosaic_first_nearest(
             found = _still_needed(plan, out.need)
             if found is None:
                 continue
-            wanted, (r0, r1, c0, c1) = found
-            if wanted.size > width * height // DENSE_FRACTION:
+            rows, cols, area = found
+            if area > width * height // DENSE_FRACTION:
                 # a large part of the tile: one dense warp of just the source under those pixels beats gathering
-                xs, ys = plan.cmap.xs[r0:r1, c0:c1][wanted], plan.cmap.ys[r0:r1, c0:c1][wanted]
+                xs, ys = plan.cmap.xs[rows, cols], plan.cmap.ys[rows, cols]
                 native, found = (xs.min(), ys.min(), xs.max(), ys.max()), None
         if plan.cmap is None and out.data is not None:
             # no coordinate map (aligned or rotated grids, large outputs): warp only the source under the
@@ -475,30 +475,33 @@ class _FirstMosaic:
         return None if self.data is None else np.ma.MaskedArray(self.data, mask=self.mask)
 
 
-def _still_needed(plan: _ItemPlan, need: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
+def _still_needed(plan: _ItemPlan, need: np.ndarray) -> tuple[np.ndarray, np.ndarray, int] | None:
     """The output pixels an observation may still fill: those of its window that some band still lacks and whose
-    centre lies in its extent, as a mask over the smallest window holding them (``None``: there are none)."""
+    centre lies in its extent, as (rows, columns) of the tile and the area of the smallest window holding them
+    (``None``: there are none). Few numpy calls: an item's fixed cost is what a tile over many items pays."""
     assert plan.cmap is not None
     r0, r1, c0, c1 = plan.window
     wanted = need[r0:r1, c0:c1]
     if not wanted.any():
         return None  # nothing left to fill where this item may lie
-    xs, ys = plan.cmap.xs[r0:r1, c0:c1], plan.cmap.ys[r0:r1, c0:c1]
     x0, y0, x1, y1 = plan.extent
     pad = 1e-6 * (x1 - x0)  # >= 1e-6 px: covers the sampler's 1e-10 px nudge
-    wanted = wanted & (xs >= x0 - pad) & (xs <= x1 + pad) & (ys >= y0 - pad) & (ys <= y1 + pad)
-    rows, cols = np.flatnonzero(wanted.any(axis=1)), np.flatnonzero(wanted.any(axis=0))
-    if rows.size == 0:
-        return None  # the window is whole lattice cells: its empty pixels may all lie outside the item
-    wanted = wanted[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    return wanted, (r0 + int(rows[0]), r0 + int(rows[-1]) + 1, c0 + int(cols[0]), c0 + int(cols[-1]) + 1)
+    rr, cc = np.nonzero(wanted)
+    xs, ys = plan.cmap.xs[r0:r1, c0:c1][rr, cc], plan.cmap.ys[r0:r1, c0:c1][rr, cc]
+    inside = (xs >= x0 - pad) & (xs <= x1 + pad) & (ys >= y0 - pad) & (ys <= y1 + pad)
+    if not inside.all():
+        rr, cc = rr[inside], cc[inside]
+        if rr.size == 0:
+            return None  # the window is whole lattice cells: its empty pixels may all lie outside the item
+    area = int(rr[-1] - rr[0] + 1) * int(cc.max() - cc.min() + 1)  # (rows come sorted from ``nonzero``)
+    return rr + r0, cc + c0, area
 
 
 def _sample_window(
     index: CollectionIndex,
     chunks: ChunkReader,
     plan: _ItemPlan,
-    found: tuple[np.ndarray, tuple[int, int, int, int]],
+    found: tuple[np.ndarray, np.ndarray, int],
     band_names: list[str],
     width: int,
     dtype: np.dtype,
@@ -510,33 +513,34 @@ def _sample_window(
     the chunks under them are read (no source array is pasted)."""
     assert plan.cmap is not None
     item = index.items[plan.pos]
-    wanted, (r0, r1, c0, c1) = found
-    xs, ys = plan.cmap.xs[r0:r1, c0:c1], plan.cmap.ys[r0:r1, c0:c1]
+    rr, cc, _ = found
     grid = _source_grid(index, plan.pos, plan.level, plan.native, KERNEL_MARGIN["nearest"])
     if grid is None:
         return None
-    t, (wr0, wr1, wc0, wc1) = grid.transform, grid.window
+    wr0, wr1, wc0, wc1 = grid.window
+    # the per-item warp's source transform (``grid.transform``), term by term: the same floats
+    tc, tf = grid.ox + wc0 * grid.res_x, grid.oy - wr0 * grid.res_y
+    xs, ys = plan.cmap.xs[rr, cc], plan.cmap.ys[rr, cc]
     # + 1e-10: GDAL's nearest kernel nudges coordinates the same way before truncating (as ``sample_nearest``)
-    col = np.floor((xs - t.c) / t.a + 1e-10)
-    row = np.floor((ys - t.f) / t.e + 1e-10)
-    wanted = wanted & (col >= 0) & (col < wc1 - wc0) & (row >= 0) & (row < wr1 - wr0)
-    rr, cc = np.nonzero(wanted)
-    if rr.size == 0:
-        return None
-    cols, rows = col[rr, cc].astype(np.int64) + wc0, row[rr, cc].astype(np.int64) + wr0
+    col = np.floor((xs - tc) / grid.res_x + 1e-10)
+    row = np.floor((ys - tf) / -grid.res_y + 1e-10)
+    ok = (col >= 0) & (col < wc1 - wc0) & (row >= 0) & (row < wr1 - wr0)
+    if not ok.all():
+        rr, cc, col, row = rr[ok], cc[ok], col[ok], row[ok]
+        if rr.size == 0:
+            return None
+    cols, rows = col.astype(np.int64) + wc0, row.astype(np.int64) + wr0
     values, alpha, keep = _gather(index, chunks, plan.pos, grid, cols, rows, band_names)
-    checked = _slice_aligned(
-        values[:, None, :],
-        None if alpha is None else alpha[None],
-        item.nodata,
-        (0, 0),
-        rr.size,
-        1,
-        dtype,
-        None if keep is None else keep[:, None, :],
-    )
-    pixels = (rr + r0) * width + (cc + c0)
-    return np.ma.getdata(checked)[:, 0, :], np.ma.getmaskarray(checked)[:, 0, :], pixels
+    # validity as ``_slice_aligned`` decides it for these pixels (one output row of n pixels)
+    if alpha is not None:
+        invalid = np.broadcast_to(alpha == 0, values.shape)
+    else:
+        nodata = item.nodata
+        assert nodata is not None  # chunks without a valid column take their validity from nodata
+        invalid = np.isnan(values) if np.isnan(nodata) else values == nodata
+        if keep is not None:  # valid although equal to nodata
+            invalid &= ~keep
+    return values.astype(dtype, copy=False), invalid, rr * width + cc
 
 
 def _footprint(
@@ -649,7 +653,6 @@ def _read_item(
         return None
     rows, col_off, row_off = grid.rows, grid.col_off, grid.row_off
     wr0, wr1, wc0, wc1 = grid.window
-    res_x, res_y, ox, oy = grid.res_x, grid.res_y, grid.ox, grid.oy
     nodata = item.nodata
     nb = len(band_names)
     src = np.full((nb, wr1 - wr0, wc1 - wc0), nodata if nodata is not None else 0, dtype=np.dtype(item.dtype))
@@ -675,9 +678,8 @@ def _read_item(
             if hit.any():
                 keep = np.zeros(src.shape, bool) if keep is None else keep
                 keep[(slice(None), *ws)] = hit
-    src_transform = Affine(res_x, 0, ox + wc0 * res_x, 0, -res_y, oy - wr0 * res_y)
     return _warp(
-        src, alpha, nodata, src_transform, item.crs, dst_transform, dst_crs, width, height, dtype, resampling, keep
+        src, alpha, nodata, grid.transform, item.crs, dst_transform, dst_crs, width, height, dtype, resampling, keep
     )
 
 
@@ -692,6 +694,9 @@ class _SourceGrid(NamedTuple):
     res_y: float
     ox: float  # the grid's origin (the first chunk's top-left corner)
     oy: float
+    heights: np.ndarray  # each chunk's size in pixels
+    widths: np.ndarray
+    lookup: _GridLookup | None = None  # the chunks tile a grid: which chunk holds a pixel, without a test each
 
     @property
     def transform(self) -> Affine:
@@ -700,25 +705,101 @@ class _SourceGrid(NamedTuple):
         return Affine(self.res_x, 0, self.ox + wc0 * self.res_x, 0, -self.res_y, self.oy - wr0 * self.res_y)
 
 
+class _ChunkLayout(NamedTuple):
+    """Where some chunks of one item-level lie on the level's pixel grid (origin: the first chunk's corner)."""
+
+    rows: np.ndarray
+    col_off: np.ndarray
+    row_off: np.ndarray
+    heights: np.ndarray
+    widths: np.ndarray
+    res_x: float
+    res_y: float
+    ox: float
+    oy: float
+    union: tuple[int, int, int, int]  # the chunks' union on the grid: first column, end column, first row, end row
+    lookup: _GridLookup | None
+
+
+class _GridLookup(NamedTuple):
+    """Chunks that tile their union as a grid of columns and rows: chunk ``table[i, j]`` starts at row
+    ``row_starts[i]`` and column ``col_starts[j]`` and ends where the next one starts."""
+
+    col_starts: np.ndarray
+    row_starts: np.ndarray
+    table: np.ndarray  # (rows, columns) -> position in the layout's chunk list
+
+
+def _grid_lookup(
+    col_off: np.ndarray, row_off: np.ndarray, heights: np.ndarray, widths: np.ndarray
+) -> _GridLookup | None:
+    """``_GridLookup`` of chunks when they tile a grid exactly (no gap, no overlap), else ``None``."""
+    col_starts, row_starts = np.unique(col_off), np.unique(row_off)
+    if col_starts.size * row_starts.size != col_off.size:
+        return None
+    j, i = np.searchsorted(col_starts, col_off), np.searchsorted(row_starts, row_off)
+    table = np.full((row_starts.size, col_starts.size), -1, np.int64)
+    table[i, j] = np.arange(col_off.size)
+    col_ends, row_ends = np.append(col_starts[1:], -1), np.append(row_starts[1:], -1)
+    last_col, last_row = j == col_starts.size - 1, i == row_starts.size - 1
+    fits_x = (col_off + widths == col_ends[j]) | last_col
+    fits_y = (row_off + heights == row_ends[i]) | last_row
+    if (table < 0).any() or not (fits_x.all() and fits_y.all()):
+        return None
+    # the last column (row) of chunks must end together, or a pixel past a shorter one would be taken as its
+    if np.unique((col_off + widths)[last_col]).size != 1 or np.unique((row_off + heights)[last_row]).size != 1:
+        return None
+    return _GridLookup(col_starts, row_starts, table)
+
+
+def _chunk_layout(index: CollectionIndex, rows: np.ndarray, lookup: bool = False) -> _ChunkLayout:
+    """Where chunks ``rows`` lie; ``lookup``: also a ``_GridLookup`` (worth it for a layout remembered on the index)."""
+    t = index.transform[rows[0]]
+    res_x, res_y = float(t[0]), float(-t[4])
+    # the level's pixel grid: origin of the first chunk; all chunks of an item-level share it
+    ox, oy = float(t[2]), float(t[5])
+    col_off = np.rint((index.transform[rows, 2] - ox) / res_x).astype(np.int64)
+    row_off = np.rint((oy - index.transform[rows, 5]) / res_y).astype(np.int64)
+    heights, widths = index.height[rows], index.width[rows]
+    union = (int(col_off.min()), int((col_off + widths).max()), int(row_off.min()), int((row_off + heights).max()))
+    grid = _grid_lookup(col_off, row_off, heights, widths) if lookup and rows.size > 1 else None
+    return _ChunkLayout(rows, col_off, row_off, heights, widths, res_x, res_y, ox, oy, union, grid)
+
+
 def _source_grid(index: CollectionIndex, pos: int, level: int, native: BBox, margin: int) -> _SourceGrid | None:
     """Which chunks of one item-level lie under ``native`` (item CRS, plus ``margin`` pixels), and where."""
     rows = index.chunk_rows(pos, level, native)
     if rows.size == 0:
         return None
-    t = index.transform[rows[0]]
-    res_x, res_y = t[0], -t[4]
-    # the level's pixel grid: origin of the first chunk; all chunks of an item-level share it
-    ox, oy = t[2], t[5]
-    col_off = np.rint((index.transform[rows, 2] - ox) / res_x).astype(np.int64)
-    row_off = np.rint((oy - index.transform[rows, 5]) / res_y).astype(np.int64)
+    start, stop = index.item_row_range(pos, level)
+    if rows.size == stop - start:  # all of them (small items under a large request): remembered on the index
+        grid = index.remembered(
+            ("chunk_layout", pos, level), lambda: _chunk_layout(index, rows, lookup=True), per_item=True
+        )
+    else:
+        grid = _chunk_layout(index, rows)
+    res_x, res_y, ox, oy = grid.res_x, grid.res_y, grid.ox, grid.oy
+    c_min, c_max, r_min, r_max = grid.union
     # window of the request (plus kernel margin) on that grid, clipped to the chunks' union
-    wc0 = max(int(np.floor((native[0] - ox) / res_x)) - margin, int(col_off.min()))
-    wc1 = min(int(np.ceil((native[2] - ox) / res_x)) + margin, int((col_off + index.width[rows]).max()))
-    wr0 = max(int(np.floor((oy - native[3]) / res_y)) - margin, int(row_off.min()))
-    wr1 = min(int(np.ceil((oy - native[1]) / res_y)) + margin, int((row_off + index.height[rows]).max()))
+    wc0 = max(math.floor((native[0] - ox) / res_x) - margin, c_min)
+    wc1 = min(math.ceil((native[2] - ox) / res_x) + margin, c_max)
+    wr0 = max(math.floor((oy - native[3]) / res_y) - margin, r_min)
+    wr1 = min(math.ceil((oy - native[1]) / res_y) + margin, r_max)
     if wc1 <= wc0 or wr1 <= wr0:
         return None
-    return _SourceGrid(rows, col_off, row_off, (wr0, wr1, wc0, wc1), res_x, res_y, ox, oy)
+    return _SourceGrid(
+        grid.rows,
+        grid.col_off,
+        grid.row_off,
+        (wr0, wr1, wc0, wc1),
+        res_x,
+        res_y,
+        ox,
+        oy,
+        grid.heights,
+        grid.widths,
+        grid.lookup,
+    )
 
 
 def _gather(
@@ -738,11 +819,23 @@ def _gather(
     values = np.full((len(band_names), cols.size), nodata if nodata is not None else 0, item.dtype)
     alpha = None if nodata is not None else np.zeros(cols.size, np.uint8)
     keep: np.ndarray | None = None
-    heights, widths = index.height[grid.rows], index.width[grid.rows]
-    for r, c0, r0, h, w in zip(grid.rows, grid.col_off, grid.row_off, heights, widths, strict=True):
-        inside = np.flatnonzero((cols >= c0) & (cols < c0 + w) & (rows >= r0) & (rows < r0 + h))
-        if inside.size == 0:
-            continue
+    # (every pixel lies in the window, which lies in the chunks' union)
+    if grid.rows.size == 1:
+        parts: list[tuple[int, np.ndarray]] = [(0, np.arange(cols.size))]
+    elif grid.lookup is not None:
+        lookup = grid.lookup
+        at_col = np.searchsorted(lookup.col_starts, cols, "right") - 1
+        at_row = np.searchsorted(lookup.row_starts, rows, "right") - 1
+        holder = lookup.table[at_row, at_col]
+        parts = [(k, np.flatnonzero(holder == k)) for k in np.flatnonzero(np.bincount(holder)).tolist()]
+    else:
+        parts = []
+        for k, (c0, r0, h, w) in enumerate(zip(grid.col_off, grid.row_off, grid.heights, grid.widths, strict=True)):
+            inside = np.flatnonzero((cols >= c0) & (cols < c0 + w) & (rows >= r0) & (rows < r0 + h))
+            if inside.size:
+                parts.append((k, inside))
+    for k, inside in parts:
+        r, c0, r0, h, w = grid.rows[k], grid.col_off[k], grid.row_off[k], grid.heights[k], grid.widths[k]
         bands_data, valid = chunks.read(index.chunk_file[r], int(index.batch_index[r]), int(h), int(w), band_names)
         flat = (rows[inside] - r0) * w + (cols[inside] - c0)
         for i, band in enumerate(bands_data):
