@@ -465,6 +465,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def serve_command(uri: str, port: int) -> list[str]:
+    """Our server as measured: ``pixelquery-tiler serve`` with 2 uvicorn workers, access logs off."""
+    cmd = [sys.executable, "-m", "pixelquery_tiler", "serve", uri, "--host", "127.0.0.1", "--port", str(port)]
+    return [*cmd, "--workers", "2", "--log-level", "warning"]
+
+
 def start(cmd: list[str], port: int, env: dict | None = None) -> subprocess.Popen:
     proc = subprocess.Popen(
         cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -608,24 +614,7 @@ def bench_http(
 
     use_wrk = loader == "wrk" or (loader == "auto" and shutil.which("wrk") is not None)
     ours_port, their_port = free_port(), free_port()
-    ours = start(
-        [
-            sys.executable,
-            "-m",
-            "pixelquery_tiler",
-            "serve",
-            uri,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(ours_port),
-            "--workers",
-            "2",
-            "--log-level",
-            "warning",
-        ],
-        ours_port,
-    )
+    ours = start(serve_command(uri, ours_port), ours_port)
     theirs = start(
         [
             sys.executable,
@@ -771,24 +760,7 @@ def bench_soak(
     import threading
 
     port = free_port()
-    proc = start(
-        [
-            sys.executable,
-            "-m",
-            "pixelquery_tiler",
-            "serve",
-            uri,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-            "--log-level",
-            "warning",
-        ],
-        port,
-    )
+    proc = start(serve_command(uri, port), port)
     samples: list[tuple[float, list[tuple[int, int]]]] = []
     try:
         bidx = {name: "".join(f"&bidx={i}" for i in render_indexes(name) or ()) for name in collections}
