@@ -14,13 +14,10 @@ from typing import Any
 import pytest
 
 schemathesis = pytest.importorskip("schemathesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from hypothesis.errors import Unsatisfiable  # noqa: E402
 from schemathesis.generation import GenerationMode  # noqa: E402
 
 from conftest import TileWarehouse  # noqa: E402
-from schemathesis_checks import failure  # noqa: E402
+from schemathesis_checks import server_faults  # noqa: E402
 
 MAX_EXAMPLES = 8
 MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
@@ -40,25 +37,5 @@ def app_schema(tile_warehouse: TileWarehouse) -> Any:
 def test_no_tile_input_is_a_server_error(app_schema: Any, mode: GenerationMode) -> None:
     operations = [result.ok() for result in app_schema.get_all_operations()]
     assert len(operations) >= 20  # tiles, tilejson, WMTS, info, point, preview, bbox, feature, statistics, ...
-    failures: list[str] = []
-    for operation in operations:
-
-        @given(case=operation.as_strategy(generation_mode=mode), real=st.booleans())
-        @settings(
-            max_examples=MAX_EXAMPLES,
-            deadline=None,
-            derandomize=True,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-        )
-        def run(case: Any, real: bool) -> None:
-            if real and case.path_parameters and "cid" in case.path_parameters:
-                case.path_parameters["cid"] = "pair"
-            if (problem := failure(case, case.call())) is not None:
-                failures.append(problem)
-
-        try:
-            run()
-        except Unsatisfiable:  # an operation without parameters has no schema-violating input
-            assert mode is GenerationMode.NEGATIVE
+    failures = server_faults(operations, mode, MAX_EXAMPLES, point_at=("cid", "pair"))
     assert not failures, "\n".join(failures[:20])
