@@ -68,7 +68,10 @@ def live_server(warehouse: Path | str, log_path: Path, startup_timeout: float = 
 
 
 def run_node(script: str, config: dict, timeout: float = 240.0) -> dict:
-    """Run ``tests/browser/<script>`` with ``config`` (JSON in argv); return the JSON of its last stdout line."""
+    """Run ``tests/browser/<script>`` with ``config`` (JSON in argv); return the JSON of its last stdout line.
+
+    Fails (``AssertionError``) when the script exits non-zero, prints nothing, or reports an ``error``.
+    """
     cfg = {"chromium": CHROMIUM, "artifacts": str(ARTIFACTS), **config}
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(
@@ -83,7 +86,10 @@ def run_node(script: str, config: dict, timeout: float = 240.0) -> dict:
         raise AssertionError(
             f"{script} failed ({proc.returncode}):\nstdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
         )
-    return json.loads(lines[-1])
+    result = json.loads(lines[-1])
+    if "error" in result:  # the script caught an exception (its ``out.error``): what it saw until then helps
+        raise AssertionError(f"{script} failed: {result['error']}\nproblems: {result.get('problems')}")
+    return result
 
 
 def read_png(path: str | Path) -> np.ndarray:
