@@ -35,11 +35,12 @@ from rasterio.transform import from_origin
 from rasterio.warp import transform_geom
 from rio_tiler.expression import apply_expression, get_expression_blocks
 
+from .bands import expression_bands
 from .crs import transform_bounds
 from .errors import BandError, InvalidParameter, NoData, OutputTooLarge
 from .index import CollectionIndex, ItemView
+from .limits import MAX_OUTPUT_PIXELS
 from .mosaic import sample_pixels
-from .reader import MAX_OUTPUT_PIXELS, _expression_bands
 from .temporal import format_instant, parse_interval
 
 if TYPE_CHECKING:  # pandas/xarray are the optional ``[analysis]`` extra
@@ -189,7 +190,7 @@ def plan_bands(
 ) -> BandPlan:
     """Resolve ``bands``/``expression`` against the bands the observations hold (case-insensitive)."""
     if expression:
-        used, rewritten = _expression_bands(expression, list(available), list(available))
+        used, rewritten = expression_bands(expression, list(available), list(available))
         blocks = get_expression_blocks(rewritten)
         outputs = [b.strip() for b in expression.split(";") if b.strip()]
         return BandPlan(list(used), outputs, blocks)

@@ -32,7 +32,6 @@ from rio_tiler.types import BBox, Indexes
 from rio_tiler.utils import CRS_to_uri
 
 from .bands import apply_expression, select_bands, split_bands
-from .bands import expression_bands as _expression_bands  # noqa: F401  # analysis imports it from here
 from .errors import InvalidParameter, NoData
 from .index import CollectionIndex
 from .limits import MAX_GEOMETRY_VERTICES, MAX_OUTPUT_PIXELS, check_output_size, feature_geometry
