@@ -531,16 +531,7 @@ def _sample_window(
             return None
     cols, rows = col.astype(np.int64) + wc0, row.astype(np.int64) + wr0
     values, alpha, keep = _gather(index, chunks, plan.pos, grid, cols, rows, band_names)
-    # validity as ``_slice_aligned`` decides it for these pixels (one output row of n pixels)
-    if alpha is not None:
-        invalid = np.broadcast_to(alpha == 0, values.shape)
-    else:
-        nodata = item.nodata
-        assert nodata is not None  # chunks without a valid column take their validity from nodata
-        invalid = np.isnan(values) if np.isnan(nodata) else values == nodata
-        if keep is not None:  # valid although equal to nodata
-            invalid &= ~keep
-    return values.astype(dtype, copy=False), invalid, rr * width + cc
+    return values.astype(dtype, copy=False), _invalid(values, alpha, item.nodata, keep), rr * width + cc
 
 
 def _footprint(
@@ -920,7 +911,7 @@ def _warp(
             UNIFIED_SRC_NODATA="NO",
         )
         data = dst
-        mask = np.isnan(dst) if np.isnan(nodata) else dst == nodata
+        mask = _invalid(dst, None, nodata)  # kept pixels entered GDAL as a replacement value, not as nodata
     return np.ma.MaskedArray(data.astype(dtype, copy=False), mask=mask.copy())
 
 
@@ -961,8 +952,7 @@ def _sample_nearest(
         data = data[:nb]
         data[:, invalid] = 0
         return data, np.broadcast_to(invalid, data.shape).copy()
-    assert nodata is not None  # chunks without a valid column take their validity from nodata
-    return data, (np.isnan(data) if np.isnan(nodata) else data == nodata)
+    return data, _invalid(data, None, nodata)
 
 
 def _aligned_offset(src: Affine, dst: Affine) -> tuple[int, int] | None:
@@ -995,16 +985,26 @@ def _slice_aligned(
     if r1 > r0 and c1 > c0:
         block = src[:, r0:r1, c0:c1]
         data[:, r0 - row : r1 - row, c0 - col : c1 - col] = block
-        if alpha is not None:
-            valid[:, r0 - row : r1 - row, c0 - col : c1 - col] = alpha[r0:r1, c0:c1] > 0
-        else:
-            assert nodata is not None  # chunks without a valid column take their validity from nodata
-            valid[:, r0 - row : r1 - row, c0 - col : c1 - col] = (
-                ~np.isnan(block) if np.isnan(nodata) else block != nodata
-            )
-            if keep is not None:  # valid although equal to nodata
-                valid[:, r0 - row : r1 - row, c0 - col : c1 - col] |= keep[:, r0:r1, c0:c1]
+        valid[:, r0 - row : r1 - row, c0 - col : c1 - col] = ~_invalid(
+            block,
+            None if alpha is None else alpha[r0:r1, c0:c1],
+            nodata,
+            None if keep is None else keep[:, r0:r1, c0:c1],
+        )
     return np.ma.MaskedArray(data.astype(dtype, copy=False), mask=~valid)
+
+
+def _invalid(
+    values: np.ndarray, alpha: np.ndarray | None, nodata: float | None, keep: np.ndarray | None = None
+) -> np.ndarray:
+    """The one validity rule of stored pixels ``values`` (bands, ...): invalid where ``alpha`` is 0 (items with a
+    mask; ``alpha`` has the shape of one band), else where the value equals ``nodata`` (NaN-aware) except the
+    ``keep`` pixels (valid although equal to nodata: overview averages)."""
+    if alpha is not None:
+        return np.broadcast_to(alpha == 0, values.shape)
+    assert nodata is not None  # chunks without a valid column take their validity from nodata
+    invalid = np.isnan(values) if np.isnan(nodata) else values == nodata
+    return invalid & ~keep if keep is not None else invalid
 
 
 def nodata_replacement(nodata: float, dtype: np.dtype) -> np.generic:
