@@ -111,7 +111,7 @@ class ReadAuthMiddleware:
             return
         request = Request(scope)
         if self.read_auth and request.method != "OPTIONS" and not _is_public(scope["path"]):
-            key = bearer(request.headers.get("authorization")) or request.query_params.get(TOKEN_PARAM)
+            key = request_key(request)
             if not self.keys.check(key):
                 await _unauthorized(send, bool(key))
                 return

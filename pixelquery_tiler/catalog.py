@@ -945,11 +945,6 @@ def expire_snapshots(table: Table, retain: int | None = None, batch: int | None 
     return CollectionTable.of(table).expire(table, retain, batch)
 
 
-def expired_snapshots(table: Table) -> list[SnapshotInfo]:
-    """See ``CollectionTable.expired``."""
-    return CollectionTable.of(table).expired(table)
-
-
 def snapshots(table: Table) -> list[SnapshotInfo]:
     """See ``CollectionTable.history``."""
     return CollectionTable.of(table).history(table)

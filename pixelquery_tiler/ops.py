@@ -41,7 +41,7 @@ from starlette.requests import Request
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .auth import TOKEN_PARAM, KeyRing, bearer
+from .auth import KeyRing, request_key
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("pixelquery_tiler.access")
@@ -210,7 +210,7 @@ class RateLimitMiddleware:
     def client_id(self, scope: Scope) -> str:
         """The rate-limit bucket: per valid API key (hashed) wherever it calls from, else per client IP."""
         request = Request(scope)
-        key = bearer(request.headers.get("authorization")) or request.query_params.get(TOKEN_PARAM)
+        key = request_key(request)
         if key and self.keys.check(key):  # one bucket per valid key wherever its clients are; hashed, never kept
             return "key:" + hashlib.sha256(key.encode()).hexdigest()[:32]
         client = scope.get("client")
