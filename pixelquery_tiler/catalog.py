@@ -74,8 +74,9 @@ from pyiceberg.manifest import DataFile, DataFileContent, FileFormat, ManifestCo
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table, Transaction
+from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.snapshots import Snapshot
-from pyiceberg.table.update import AssertRefSnapshotId, UpdatesAndRequirements
+from pyiceberg.table.update import AssertRefSnapshotId, TableUpdate, UpdatesAndRequirements, update_table_metadata
 from pyiceberg.table.update.snapshot import ExpireSnapshots
 from pyiceberg.transforms import MonthTransform
 from pyiceberg.types import DoubleType, IntegerType, ListType, NestedField, StringType, TimestamptzType
@@ -459,6 +460,27 @@ class CompactReport:
         }
 
 
+class _Transaction(Transaction):
+    """pyiceberg's ``Transaction`` computing ``table_metadata`` once per state instead of at every read.
+
+    pyiceberg 0.12 replays the staged updates onto a *deep copy* of the table metadata each time
+    ``Transaction.table_metadata`` is read, ~24 times per append (apache/iceberg-python#2673; the upstream fix,
+    #3302/#3784, caches it the same way, keyed on the identity of the base metadata and of the immutable updates
+    tuple, which every ``_stage`` rebinds). Measured on a 30-column table: ~450 us per copy, an append's CPU
+    36 -> see benchmarks/README.md "Commit cost per step". Drop this class once pyiceberg caches it itself.
+    """
+
+    _cache: tuple[TableMetadata, tuple[TableUpdate, ...], TableMetadata] | None = None
+
+    @property
+    def table_metadata(self) -> TableMetadata:
+        base, updates = self._table.metadata, self._updates
+        cache = self._cache
+        if cache is None or cache[0] is not base or cache[1] is not updates:
+            cache = self._cache = (base, updates, update_table_metadata(base, updates))
+        return cache[2]
+
+
 class _ExpireAtHead(ExpireSnapshots):
     """pyiceberg's ``ExpireSnapshots``, guarded by the head snapshot it was planned against.
 
@@ -545,7 +567,8 @@ class CollectionTable:
         def once(table: Table, attempt: int) -> Snapshot:
             if attempt and (done := _find_snapshot(table, "item_id", item_id)) is not None:
                 return done
-            table.append(as_table_schema(table, rows), snapshot_properties=properties)
+            with _Transaction(table) as tx:
+                tx.append(as_table_schema(table, rows), snapshot_properties=properties)
             snap = _find_snapshot(table, "item_id", item_id)
             if snap is None:
                 raise CatalogError("committed snapshot not found in table metadata")
@@ -584,7 +607,8 @@ class CollectionTable:
             if not written:
                 written.append(self._write_log_file(table, rows, prefix="deleted-"))
             props = item_properties({"deleted_item": item_id, "deleted_rows": written[0]})
-            table.delete(_item_filter(item_id), snapshot_properties=props)
+            with _Transaction(table) as tx:
+                tx.delete(_item_filter(item_id), snapshot_properties=props)
             snap = _find_snapshot(table, "deleted_rows", written[0])
             if snap is None:
                 raise CatalogError("committed delete snapshot not found in table metadata")
@@ -635,7 +659,7 @@ class CollectionTable:
             rows = rows.sort_by([("item_id", "ascending"), ("level", "ascending"), ("batch_index", "ascending")])
             marker = uuid.uuid4().hex
             props = item_properties({"operation": "compact", "compaction": marker})
-            with table.transaction() as tx:
+            with _Transaction(table) as tx:
                 with tx.update_snapshot(snapshot_properties=props).overwrite() as overwrite:
                     for data_file in victims:
                         overwrite.delete_data_file(data_file)
@@ -675,7 +699,7 @@ class CollectionTable:
             return 0
         log_files = self._append_item_log(table, [snapshot_info(s) for s in expired])
         try:
-            with table.transaction() as tx:
+            with _Transaction(table) as tx:
                 tx.set_properties({ITEM_LOG_PROPERTY: json.dumps(log_files)})
                 _ExpireAtHead(tx, current.snapshot_id).by_ids([s.snapshot_id for s in expired]).commit()
         except CommitFailedException:

@@ -28,6 +28,7 @@ from rio_tiler.io import Reader
 from conftest import TILE_DATA_DIR, TileWarehouse
 from pixelquery_tiler import Warehouse
 from pixelquery_tiler.errors import InvalidParameter, ItemNotFound, OutputTooLarge, TileOutsideTMS
+from pixelquery_tiler.grid import overview_count
 from pixelquery_tiler.index import SnapshotNotFound
 from pixelquery_tiler.reader import MAX_OUTPUT_PIXELS, PixelQueryReader
 
@@ -135,6 +136,8 @@ def test_zoomed_out_tiles_read_overviews_close_to_averaged_cog(
     ours = reader_for(tile_warehouse, name, tms_id)
     tms = ours.tms
     z0 = fine_zoom(ours)
+    with rasterio.open(TILE_DATA_DIR / name) as src:
+        has_overviews = overview_count(src.width, src.height) > 0
     with Reader(str(averaged_cogs[name]), tms=tms) as cog:
         for z in (z0 - 2, z0 - 3):
             tile = probe_tiles(cog, tms, z)["centre"]
@@ -142,7 +145,8 @@ def test_zoomed_out_tiles_read_overviews_close_to_averaged_cog(
                 tile.x, tile.y, tile.z, resampling_method="bilinear", reproject_method="bilinear", **PER_BAND_NODATA
             )
             img = ours.tile(tile.x, tile.y, tile.z, resampling_method="bilinear")
-            assert min(img.metadata["levels"].values()) >= 1, "a zoomed-out tile must read an overview level"
+            if has_overviews:  # rasters of <= 512 px have none, as their rio-cogeo COG (grid.overview_count)
+                assert min(img.metadata["levels"].values()) >= 1, "a zoomed-out tile must read an overview level"
             valid = both_valid(img, ref)
             a, b = img.array.data[valid].astype(float), ref.array.data[valid].astype(float)
             assert abs(a.mean() - b.mean()) <= 0.02 * b.mean(), (name, tms_id, z)

@@ -179,7 +179,7 @@ def _write(path: Path, data: np.ndarray, nodata: float | None, transform: Affine
 
 def test_overview_pixel_equal_to_nodata_stays_valid(tmp_path: Path) -> None:
     """-1 and 1 average to 0 = nodata: the overview chunk keeps that pixel valid in its mask column."""
-    data = np.tile(np.array([[-1, 1], [1, -1]], np.int16), (200, 200))[None]
+    data = np.tile(np.array([[-1, 1], [1, -1]], np.int16), (300, 300))[None]  # > 512 px: one overview
     path = _write(tmp_path / "zero_mean.tif", data, 0, Affine(10, 0, 300000, 0, -10, 5000000))
     wh = Warehouse(str(tmp_path / "wh"))
     wh.ingest(str(path), "z", product="generic-single", datetime="2020-01-01T00:00:00Z")
@@ -290,12 +290,12 @@ def test_nodata_collision_stays_valid_in_the_batched_mosaic(tmp_path: Path, monk
     item is 700 except a 40 px nodata hole that straddles that half. Exact equality: both paths pick the same
     nearest source pixels.
     """
-    res, n = 0.0001, 400
-    profile = {"driver": "GTiff", "width": n, "height": n, "count": 2, "dtype": "int16", "nodata": -1}
-    older = np.where((np.indices((n, n)).sum(axis=0) % 2) == 0, -2, 0).astype(np.int16)[None].repeat(2, axis=0)
+    res, n, w = 0.0001, 400, 600  # 600 > 512 px, so it has a level 1; 300 x 200 px of the output: gathered
+    profile = {"driver": "GTiff", "width": w, "height": n, "count": 2, "dtype": "int16", "nodata": -1}
+    older = np.where((np.indices((n, w)).sum(axis=0) % 2) == 0, -2, 0).astype(np.int16)[None].repeat(2, axis=0)
     older[1, : n // 2], older[1, n // 2 :] = -1, 500
-    newer = np.full((2, n, n), 700, np.int16)
-    newer[:, 180:220, 180:220] = -1
+    newer = np.full((2, n, w), 700, np.int16)
+    newer[:, 180:220, 280:320] = -1
     wh = Warehouse(str(tmp_path / "wh"))
     for name, data, when in (("older", older, "2020-01-01"), ("newer", newer, "2020-02-01")):
         path = tmp_path / f"{name}.tif"
@@ -303,7 +303,7 @@ def test_nodata_collision_stays_valid_in_the_batched_mosaic(tmp_path: Path, monk
             dst.write(data)
         wh.ingest(str(path), "c", product="generic", datetime=f"{when}T00:00:00Z")
     col = wh.collection("c")
-    half, cx, cy = 1024 * res, 10 + n * res / 2, 1 - n * res / 2  # 1024 output pixels of level 1 (2 * res)
+    half, cx, cy = 1024 * res, 10 + w * res / 2, 1 - n * res / 2  # 1024 output pixels of level 1 (2 * res)
     bbox = (cx - half, cy - half, cx + half, cy + half)
     merc = CRS.from_epsg(3857)
 
@@ -331,7 +331,7 @@ def test_float_overview_pixel_equal_to_nodata_is_valid_in_every_read_path(tmp_pa
     """float32, nodata -1.0: -1.5 and -0.5 average to exactly -1.0. Sliced and nearest reads keep it exact; GDAL's
     bilinear kernel reads it as -1.0 + 1e-5 (``nodata_replacement``: GDAL's own next float would still be
     nodata to its tolerant float comparison), so there the tolerance is 1e-5."""
-    data = np.full((1, 512, 512), 5.0, np.float32)
+    data = np.full((1, 1024, 1024), 5.0, np.float32)  # > 512 px: it has a level 1
     data[0, 64:192, 64:192] = np.where((np.indices((128, 128)).sum(axis=0) % 2) == 0, -1.5, -0.5)
     path = _write(tmp_path / "float.tif", data, -1.0, Affine(10, 0, 300000, 0, -10, 5000000))
     wh = Warehouse(str(tmp_path / "wh"))
