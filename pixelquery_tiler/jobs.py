@@ -179,14 +179,43 @@ class JobStore:
         self.uri = uri
         self.engine = sa.create_engine(uri, pool_pre_ping=True)
         self.is_postgres = self.engine.dialect.name == "postgresql"
-        for attempt in range(40):  # several processes may create the table at once
-            try:
-                _metadata.create_all(self.engine, checkfirst=True)
-                break
-            except sa.exc.SQLAlchemyError:
-                if attempt == 39:
-                    raise
-                time.sleep(0.05 + random.random() * 0.1)
+        self._table_ready = False
+        self._table_lock = threading.Lock()
+        try:
+            self._ensure_table()
+        except sa.exc.OperationalError as exc:
+            # a replica may start while the catalog database is down: it serves reads (503 until the database is
+            # back) and its workers wait the outage out; the table is created on the first use that reaches it
+            log.warning("job table not created yet: database unreachable (%s)", exc.orig)
+
+    def _ensure_table(self) -> None:
+        """Create the job table once per store (idempotent: every process and replica runs this)."""
+        if self._table_ready:
+            return
+        with self._table_lock:
+            if self._table_ready:
+                return
+            with self.engine.connect():  # an unreachable database fails here, at once, without the retries below
+                pass
+            for attempt in range(40):  # several processes may create the table at once
+                try:
+                    _metadata.create_all(self.engine, checkfirst=True)
+                    break
+                except sa.exc.SQLAlchemyError:
+                    if attempt == 39:
+                        raise
+                    time.sleep(0.05 + random.random() * 0.1)
+            self._table_ready = True
+
+    def _begin(self) -> Any:
+        """A transaction on the job table (created first if an outage at start-up had deferred it)."""
+        self._ensure_table()
+        return self.engine.begin()
+
+    def _connect(self) -> Any:
+        """A connection for reads of the job table (created first, as ``_begin``)."""
+        self._ensure_table()
+        return self.engine.connect()
 
     @classmethod
     def for_warehouse(cls, warehouse: Warehouse) -> JobStore:
@@ -206,7 +235,7 @@ class JobStore:
             updated=now,
             run_after=now,
         )
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             conn.execute(
                 JOBS.insert().values(
                     id=job.id,
@@ -226,7 +255,7 @@ class JobStore:
 
     def get(self, job_id: str) -> Job | None:
         """One job by id, or ``None`` (ids are opaque: an unknown one is a 404, not an error)."""
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             row = conn.execute(sa.select(JOBS).where(JOBS.c.id == job_id)).first()
         return Job.from_row(row) if row else None
 
@@ -235,12 +264,12 @@ class JobStore:
         query = sa.select(JOBS).order_by(JOBS.c.created.desc(), JOBS.c.id.desc()).limit(limit)
         if status:
             query = query.where(JOBS.c.status == status)
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             return [Job.from_row(r) for r in conn.execute(query)]
 
     def counts(self) -> dict[str, int]:
         """Jobs per status, every status present (zeros included) so the metrics gauge is complete."""
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             rows = conn.execute(sa.select(JOBS.c.status, sa.func.count()).group_by(JOBS.c.status)).all()
         counts = dict.fromkeys(STATUSES, 0)
         counts.update({status: n for status, n in rows})
@@ -248,7 +277,7 @@ class JobStore:
 
     def ping(self) -> None:
         """One cheap query: readiness checks that the job database answers."""
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             conn.execute(sa.select(sa.func.count()).select_from(JOBS))
 
     # -- claims and leases -----------------------------------------------------------------------------
@@ -261,7 +290,7 @@ class JobStore:
         """Take the oldest runnable job (queued, or running under an expired lease), or ``None``."""
         for _ in range(20):
             now = time.time()
-            with self.engine.begin() as conn:
+            with self._begin() as conn:
                 query = (
                     sa.select(JOBS.c.id, JOBS.c.attempts, JOBS.c.max_attempts, JOBS.c.status)
                     .where(self._claimable(now))
@@ -308,7 +337,7 @@ class JobStore:
     def _fenced(self, job: Job, **values: Any) -> None:
         """Update ``job`` only while this worker still holds it; else ``LeaseLost``."""
         values.setdefault("updated", time.time())
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             n = conn.execute(
                 JOBS.update()
                 .where(

@@ -88,17 +88,10 @@ def add_jobs_api(app: FastAPI, warehouse: Warehouse, settings: Settings) -> Jobs
 
     keys = KeyRing(settings.api_keys)
     metrics = Metrics()
-    import sqlalchemy.exc
-
-    try:
+    try:  # a database down at start-up is waited out by the store itself (JobStore._ensure_table)
         store: JobStore | None = JobStore.for_warehouse(warehouse)
     except CatalogError as exc:  # a remote warehouse on a REST catalog: no SQL database for a job table
         log.warning("jobs disabled: %s", exc)
-        store = None
-    except sqlalchemy.exc.OperationalError as exc:
-        # the catalog database is down while this replica starts: serve reads (503 until the catalog is back,
-        # see app.py) rather than refuse to start; this replica runs no jobs until it is restarted
-        log.warning("jobs disabled on this replica: catalog database unreachable at start-up (%s)", exc.orig)
         store = None
     if store is not None:
         metrics.add_jobs_gauge(store.counts)

@@ -15,6 +15,8 @@ import os
 import re
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import morecantile
@@ -398,7 +400,11 @@ def test_replica_started_while_catalog_is_down_answers_503_and_recovers(moto: Mo
         ingest("s3://bucket/wh", FILES[:1], "scaleout", catalog, s3_env(moto.endpoint))
         pg.stop()
         replica_log = tmp_path / "replica.log"
-        with serve(["s3://bucket/wh", *catalog], replica_log, env=s3_env(moto.endpoint), ready=None) as replica:
+        name, when = FILES[1]
+        job_args = ["--api-key", "k" * 24, "--import-root", str(DATA)]
+        with serve(
+            ["s3://bucket/wh", *catalog, *job_args], replica_log, env=s3_env(moto.endpoint), ready=None
+        ) as replica:
             base, proc = replica.url, replica.proc
             status, body, _ = http_get(base + "/stac/", timeout=60)
             assert status == 503, body[:300]
@@ -408,3 +414,20 @@ def test_replica_started_while_catalog_is_down_answers_503_and_recovers(moto: Mo
                 assert proc.poll() is None and time.monotonic() < deadline, status
                 time.sleep(0.25)
             assert http_get(base + "/stac/")[0] == 200
+            # the job table, deferred while the database was down, is made on first use; the replica's own
+            # job worker (started with the app) runs the job
+            body = {"collection": "scaleout", "sources": [str(DATA / name)], "datetime": when}
+            request = urllib.request.Request(
+                base + "/jobs",
+                data=json.dumps(body).encode(),
+                headers={"Authorization": "Bearer " + "k" * 24, "Content-Type": "application/json"},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=60) as r:
+                    job_url = base + r.headers["Location"]
+            except urllib.error.HTTPError as exc:
+                raise AssertionError(exc.read()) from None
+            while (job := json.loads(http_get(job_url, timeout=60)[1]))["status"] not in ("succeeded", "failed"):
+                assert proc.poll() is None and time.monotonic() < deadline + 120, job
+                time.sleep(0.25)
+            assert job["status"] == "succeeded", job
