@@ -72,17 +72,22 @@ def test_capabilities_template_details(live_server: str, tile_warehouse: TileWar
     assert values == {"2020-05-18"}
 
 
-def test_owslib_gettile_kvp_and_rest(capabilities: str):
-    wmts = WebMapTileService(capabilities)
-    tile = wmts.gettile(
+def probe_tile(wmts: WebMapTileService, time: str):
+    """OWSLib's KVP GetTile of the probe tile (WebMercatorQuad z10, row 586, column 356) at one Time value."""
+    return wmts.gettile(
         layer=LAYER,
         tilematrixset="WebMercatorQuad",
         tilematrix="10",
         row=586,
         column=356,
         format="image/png",
-        Time="2020-05-18",
+        Time=time,
     )
+
+
+def test_owslib_gettile_kvp_and_rest(capabilities: str):
+    wmts = WebMapTileService(capabilities)
+    tile = probe_tile(wmts, "2020-05-18")
     body = tile.read()
     assert body.startswith(b"\x89PNG")
     rest = wmts.buildTileResource(
@@ -165,15 +170,7 @@ def test_default_capabilities_render_the_profile(capabilities: str):
     rest = wmts.buildTileResource(
         layer=LAYER, tilematrixset="WebMercatorQuad", tilematrix="10", row=586, column=356, Time=PAIR[0][1]
     )
-    kvp = wmts.gettile(
-        layer=LAYER,
-        tilematrixset="WebMercatorQuad",
-        tilematrix="10",
-        row=586,
-        column=356,
-        format="image/png",
-        Time=PAIR[0][1],
-    )
+    kvp = probe_tile(wmts, PAIR[0][1])
     for image in (png(httpx.get(rest, timeout=60)), ImageData.from_bytes(kvp.read())):
         assert image.array.dtype == np.uint8  # stretched to 8 bits, not raw 16-bit reflectance
         assert image.array.count() > 0.2 * image.array.size and image.array.mean() > 30  # not near-black
@@ -278,15 +275,7 @@ def test_snapshot_pinned_capabilities_list_that_snapshots_dates(live_server: str
             assert all("bands=blue" in t and "rescale=7000%2C14000" in t for t in templates)
     wmts = WebMapTileService(f"{base}/WMTSCapabilities.xml?snapshot_id={first.snapshot_id}")
     assert kvp_query(wmts)["snapshot_id"] == [str(first.snapshot_id)]
-    tile = wmts.gettile(
-        layer=LAYER,
-        tilematrixset="WebMercatorQuad",
-        tilematrix="10",
-        row=586,
-        column=356,
-        format="image/png",
-        Time=PAIR[0][1],
-    )
+    tile = probe_tile(wmts, PAIR[0][1])
     assert tile.read().startswith(b"\x89PNG")
     for ingest, date in zip((first, second), (PAIR[0][1], PAIR[1][1]), strict=True):
         r = httpx.get(f"{base}/items/{ingest.item_id}/WMTSCapabilities.xml", timeout=60)
