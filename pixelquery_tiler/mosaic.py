@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 #: warps the source under them densely (``_read_item``) beyond: a gather costs per pixel, a dense warp per tile
 DENSE_FRACTION = 16
 #: items in the first wave of a batch of small items (``_fill_small_items``); each next wave is twice as large
-WAVE = 4
+WAVE = int(__import__("os").environ.get("WAVE", "4"))
 #: extra source pixels around the request so resampling kernels see their neighbours
 KERNEL_MARGIN = {"nearest": 1, "bilinear": 2, "cubic": 3, "cubic_spline": 3, "lanczos": 4}
 
@@ -337,6 +337,7 @@ def _plan_items(
     """
     per_crs: dict[str, tuple[BBox, float]] = {}
     cmaps: dict[str, CoordinateMap | None] = {}
+    chosen: dict[tuple, int] = {}  # (CRS, levels, resolutions) -> level: items of a collection share a few
     levels, starts, stops, crs_of, same_dtype = [], [], [], [], []
     for pos in positions.tolist():
         item = index.items[pos]
@@ -345,50 +346,52 @@ def _plan_items(
             native = transform_bounds(dst_crs, crs, bounds)
             per_crs[crs] = (native, min((native[2] - native[0]) / width, (native[3] - native[1]) / height))
             cmaps[crs] = coordinate_map(crs, dst_crs, dst_transform, width, height)
-        level = choose_level(item, per_crs[crs][1])
+        key = (crs, item.levels, item.resolutions)
+        level = chosen.get(key)
+        if level is None:
+            level = chosen[key] = choose_level(item, per_crs[crs][1])
         start, stop = index.item_row_range(pos, level)
         levels.append(level)
         starts.append(start)
         stops.append(stop)
         crs_of.append(crs)
         same_dtype.append(item.dtype == dtype)
-    # extents of the item-levels' rows (reduceat over [start, stop) pairs; the in-between pairs are dropped)
-    edges = np.ravel(np.column_stack([starts, stops]))
-    pad = lambda a: np.append(a, a[:1])  # noqa: E731  # reduceat indices may equal len(a)
+    n = len(starts)
+    # extents of the item-levels' rows: one reduceat over their rows (every item-level has one at least)
+    per = np.subtract(stops, starts)
+    first = np.cumsum(per) - per
+    rows = np.repeat(np.subtract(starts, first), per) + np.arange(int(per.sum()))
     extents = np.column_stack(
         [
-            np.minimum.reduceat(pad(index.minx), edges)[::2],
-            np.minimum.reduceat(pad(index.miny), edges)[::2],
-            np.maximum.reduceat(pad(index.maxx), edges)[::2],
-            np.maximum.reduceat(pad(index.maxy), edges)[::2],
+            np.minimum.reduceat(index.minx[rows], first),
+            np.minimum.reduceat(index.miny[rows], first),
+            np.maximum.reduceat(index.maxx[rows], first),
+            np.maximum.reduceat(index.maxy[rows], first),
         ]
     )
     t = index.transform[starts]  # (a, b, c, d, e, f) of each item-level's grid
     res = np.minimum(np.abs(t[:, 0]), np.abs(t[:, 4]))
-    n = len(starts)
     windows = np.zeros((n, 4), np.int64)
     windows[:, 1], windows[:, 3] = height, width
     mapped, small = np.zeros(n, bool), np.zeros(n, bool)
+    natives = np.empty((n, 4))
     crs_arr = np.array(crs_of)
     for crs, cmap in cmaps.items():
+        of_crs = crs_arr == crs if len(cmaps) > 1 else np.ones(n, bool)
+        natives[of_crs] = per_crs[crs][0]
         if cmap is None:
             continue
         # rotated grids, maps beyond GDAL's tolerance for the grid, and aligned grids (sliced exactly): per item
-        ok = (crs_arr == crs) & (t[:, 1] == 0) & (t[:, 3] == 0) & (cmap.error <= MAX_ERROR_PX * res)
+        ok = of_crs & (t[:, 1] == 0) & (t[:, 3] == 0) & (cmap.error <= MAX_ERROR_PX * res)
         if crs == dst_crs:
             ok &= [_aligned_offset(Affine(*row[:6]), dst_transform) is None for row in t]
         if not ok.any():
             continue
         mapped |= ok
         at = np.flatnonzero(ok)
-        boxes = cmap.boxes(extents[at])
-        area = np.maximum(boxes[:, 1] - boxes[:, 0], 0) * np.maximum(boxes[:, 3] - boxes[:, 2], 0)
-        tiny = (area <= width * height // DENSE_FRACTION) & np.array(same_dtype)[at]
-        windows[at[tiny]] = boxes[tiny]
-        small[at[tiny]] = True
-        if not tiny.all():  # a lattice window: a superset of the pixels the per-item paths need
-            windows[at[~tiny]] = cmap.windows(extents[at[~tiny]])
-    natives = np.array([per_crs[c][0] for c in crs_of], np.float64).reshape(n, 4)
+        windows[at] = cmap.windows(extents[at])
+        area = (windows[at, 1] - windows[at, 0]) * (windows[at, 3] - windows[at, 2])
+        small[at] = (area <= width * height // DENSE_FRACTION) & np.array(same_dtype)[at]
     return _Plans(positions, levels, np.asarray(starts), np.asarray(stops), extents, natives, crs_of, cmaps,
                   mapped, small, windows)  # fmt: skip
 
@@ -621,11 +624,13 @@ def _fill_small_items(
     names = dict.fromkeys(plans.crs[k0:k1])
     crs = np.array(plans.crs[k0:k1]) if len(names) > 1 else None
     need = out.need.reshape(-1)  # (a view: ``out.fill`` updates it)
-    boxes = plans.windows[k0:k1]
-    r0, c0 = boxes[:, 0].min(), boxes[:, 2].min()
-    span = out.need[r0 : boxes[:, 1].max(), c0 : boxes[:, 3].max()]
-    rows, cols = np.nonzero(span)  # the still-needed pixels under any of the boxes (sorted)
-    pixels = (rows + r0) * out.need.shape[1] + (cols + c0)
+    windows = plans.windows[k0:k1]
+    windows = windows[(windows[:, 1] > windows[:, 0]) & (windows[:, 3] > windows[:, 2])]
+    if windows.size == 0:
+        return  # none of them has a pixel centre in the output
+    r0, c0 = windows[:, 0].min(), windows[:, 2].min()
+    rows, cols = np.nonzero(out.need[r0 : windows[:, 1].max(), c0 : windows[:, 3].max()])
+    pixels = (rows + r0) * out.need.shape[1] + (cols + c0)  # the still-needed pixels under any window, sorted
     fills = np.array([0 if it.nodata is None else it.nodata for it in items], np.float64).astype(out.dtype)
     kinds: dict[object, int] = {}  # validity kinds: a nodata value (NaN as one), or a mask (None)
     kind = np.array([kinds.setdefault("nan" if v != v else v, len(kinds)) for v in (it.nodata for it in items)])
@@ -668,9 +673,10 @@ def _fill_small_items(
             wins = best[at] == alive
             best[at] = unset
             winners = alive[wins]
-            values, invalid = _gather_small(
+            order, values, invalid = _gather_small(
                 index, chunks, grids, items, k[winners], col[winners], row[winners], band_names, fills, validity
             )
+            winners = winners[order]
             filled = out.fill(values, invalid, flat[winners])
             read[k[winners[filled]]] = True
             alive = alive[~wins & need.take(at)]
@@ -690,10 +696,11 @@ def _gather_small(
     band_names: list[str],
     fills: np.ndarray,
     validity: tuple[np.ndarray, list[float | None]],
-) -> tuple[np.ndarray, np.ndarray]:
-    """The stored pixels at (``col``, ``row``) on the grids of items ``k`` (``_small_grids``), (bands, n), and
-    their invalidity (``_invalid``): what ``_gather`` and ``_invalid`` give item by item, with one read per chunk
-    holding any of the pixels (each pixel's chunk is found among its item's chunks under the request).
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The stored pixels at (``col``, ``row``) on the grids of items ``k`` (``_small_grids``) and their
+    invalidity (``_invalid``), (bands, n) each, in the order ``order`` (returned first: by chunk): what ``_gather``
+    and ``_invalid`` give item by item, with one read per chunk holding any of the pixels (each pixel's chunk is
+    found among its item's chunks under the request).
 
     ``fills``: per item, what a pixel in no chunk holds (nodata, or 0); ``validity``: per item its kind, and
     per kind the nodata value (``None``: a mask)."""
@@ -708,7 +715,9 @@ def _gather_small(
     holder[pixel[inside]] = chunk[inside]
     key = (holder + 1).astype(np.uint16) if grids.rows.size < 65535 else holder  # (radix sort)
     order = np.argsort(key, kind="stable")
-    holder = holder[order]
+    holder, k = holder[order], k[order]
+    held = np.maximum(holder, 0)
+    flat = (row[order] - grids.row_off[held]) * grids.widths[held] + (col[order] - grids.col_off[held])
     values = np.empty((len(band_names), n), fills.dtype)
     values[:] = fills[k]
     kind, nodatas = validity
@@ -717,14 +726,12 @@ def _gather_small(
     cuts = (np.flatnonzero(holder[1:] != holder[:-1]) + 1).tolist()
     for s, e in zip([0, *cuts], [*cuts, n], strict=True):
         h = int(holder[s])
-        if h < 0:
-            continue
-        at = order[s:e]
-        flat = (row[at] - grids.row_off[h]) * grids.widths[h] + (col[at] - grids.col_off[h])
-        nodata = items[grids.item[h]].nodata
-        keep = _read_pixels(index, chunks, int(grids.rows[h]), flat, band_names, nodata, values, alpha, at, keep)
+        if h >= 0:
+            nodata = items[grids.item[h]].nodata
+            at = slice(s, e)
+            keep = _read_pixels(index, chunks, int(grids.rows[h]), flat[at], band_names, nodata, values, alpha, at, keep)
     if len(nodatas) == 1:  # one kind of validity (usual): one call
-        return values, _invalid(values, alpha if nodatas[0] is None else None, nodatas[0], keep)
+        return order, values, _invalid(values, alpha if nodatas[0] is None else None, nodatas[0], keep)
     invalid = np.empty(values.shape, bool)
     of_pixel = kind[k]
     for i, nodata in enumerate(nodatas):
@@ -735,7 +742,7 @@ def _gather_small(
             nodata,
             None if keep is None else keep[:, sel],
         )
-    return values, invalid
+    return order, values, invalid
 
 
 def _read_pixels(
@@ -747,7 +754,7 @@ def _read_pixels(
     nodata: float | None,
     values: np.ndarray,
     alpha: np.ndarray | None,
-    at: np.ndarray,
+    at: np.ndarray | slice,
     keep: np.ndarray | None,
 ) -> np.ndarray | None:
     """Pixels ``flat`` (positions in the chunk at index row ``row``) into ``values[:, at]``, with what validity

@@ -42,24 +42,13 @@ class CoordinateMap:
     """Source-CRS coordinates of an output grid's pixel centres, the lattice they were interpolated from
     and the largest interpolation error."""
 
-    __slots__ = ("cell_x", "cell_y", "dst_transform", "error", "src_crs", "dst_crs", "xs", "ys")
+    __slots__ = ("cell_x", "cell_y", "error", "xs", "ys")
 
-    def __init__(
-        self,
-        xs: np.ndarray,
-        ys: np.ndarray,
-        error: float,
-        gx: np.ndarray,
-        gy: np.ndarray,
-        crs: tuple[str, str] = ("", ""),
-        dst_transform: Affine = Affine.identity(),
-    ):
+    def __init__(self, xs: np.ndarray, ys: np.ndarray, error: float, gx: np.ndarray, gy: np.ndarray):
         xs.flags.writeable = ys.flags.writeable = False  # shared by every thread that reads this tile
         self.xs, self.ys, self.error = xs, ys, error
         # per lattice cell, (min, max) of its four corners: a bilinear value inside the cell lies between them
         self.cell_x, self.cell_y = _cell_ranges(gx), _cell_ranges(gy)
-        self.src_crs, self.dst_crs = crs  # what the map maps (``boxes`` transforms extents the other way)
-        self.dst_transform = dst_transform
 
     @property
     def nbytes(self) -> int:
@@ -94,107 +83,35 @@ class CoordinateMap:
         out[~np.any(rows, axis=1)] = 0
         return out
 
-    def boxes(self, extents: np.ndarray) -> np.ndarray:
-        """Output pixel boxes around many extents (n, 4: minx, miny, maxx, maxy in the source CRS): (n, 4) rows
-        ``[row0, row1, col0, col1)``, from the exact transform of each extent's corners and edge midpoints, with
-        a margin for the map's interpolation error and the edges' curvature (``locate`` checks that it held).
-
-        Tight where ``windows`` is whole lattice cells (16 px on a 256 px tile): a small item under a low-zoom
-        tile gets ~its own pixels, not ~1,000. ``windows`` where the transform has no finite answer.
-        """
-        x0, y0, x1, y1 = extents.T
-        mx, my = (x0 + x1) / 2, (y0 + y1) / 2
-        px = np.stack([x0, mx, x1, x1, x1, mx, x0, x0], axis=1)
-        py = np.stack([y0, y0, y0, my, y1, y1, y1, my], axis=1)
-        tx, ty = transformer(self.src_crs, self.dst_crs).transform(px, py)
-        inverse = ~self.dst_transform
-        cols, rows = inverse @ (np.asarray(tx), np.asarray(ty))  # type: ignore[operator]  # affine maps arrays too
-        height, width = self.xs.shape
-        margin = 2 + self._error_px()
-        # pixel centres (i + 0.5) between the extremes, plus the margin, clipped to the output
-        out = np.stack(
-            [
-                np.ceil(rows.min(axis=1) - 0.5) - margin,
-                np.floor(rows.max(axis=1) - 0.5) + 1 + margin,
-                np.ceil(cols.min(axis=1) - 0.5) - margin,
-                np.floor(cols.max(axis=1) - 0.5) + 1 + margin,
-            ],
-            axis=1,
-        )
-        finite = np.isfinite(out).all(axis=1)
-        out[~finite] = 0
-        out = out.astype(np.int64)
-        np.clip(out[:, :2], 0, height, out=out[:, :2])
-        np.clip(out[:, 2:], 0, width, out=out[:, 2:])
-        if not finite.all():
-            out[~finite] = self.windows(extents[~finite])
-        return out
-
-    def _error_px(self) -> int:
-        """The interpolation error in whole output pixels (rounded up): the map's pixel centres may be off by it."""
-        step = min(abs(self.xs[0, 1] - self.xs[0, 0]), abs(self.ys[1, 0] - self.ys[0, 0])) if self.xs.size > 1 else 0
-        return int(np.ceil(self.error / step)) if step > 0 else 0
-
     def locate(
-        self, boxes: np.ndarray, transforms: np.ndarray, sizes: np.ndarray, pixels: np.ndarray
+        self, windows: np.ndarray, transforms: np.ndarray, sizes: np.ndarray, pixels: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """For n source grids, which of the output ``pixels`` (sorted flat positions) have their centre in the
         grid, as ``sample_nearest`` samples them: (grid number, flat output pixel, source column, source row) per
-        hit, by grid, rows first within one grid.
+        hit, by grid, rows first within a grid.
 
         ``transforms``: (n, 4) ``a, c, e, f`` of north-up source transforms; ``sizes``: (n, 2) width, height;
-        ``boxes``: output pixels to look at per grid (``boxes``, or ``windows``). A grid whose hits touch its box
-        where the box is not the output's edge may reach beyond the box: it is located again on its lattice
-        window, which holds every pixel centre inside the grid.
+        ``windows``: (n, 4) output rows ``[row0, row1)``, columns ``[col0, col1)`` holding every pixel centre in
+        the grid (``windows``). The ``pixels`` inside each window are found per window row by two binary searches,
+        so the cost follows the pixels still wanted, not the windows' area: many small items under one low-zoom
+        tile are located together, each only where earlier ones left pixels empty.
         """
-        k, flat, col, row = self._hits(boxes, transforms, sizes, pixels)
-        height, width = self.xs.shape
-        count = np.bincount(k, minlength=len(boxes))
-        has = np.flatnonzero(count)
-        if has.size == 0:
-            return k, flat, col, row
-        first = (np.cumsum(count) - count)[has]
-        last = first + count[has] - 1
-        rr, cc = np.divmod(flat, width)
-        r0, r1, c0, c1 = boxes[has].T
-        touches = ((rr[first] == r0) & (r0 > 0)) | ((rr[last] == r1 - 1) & (r1 < height))
-        touches |= (np.minimum.reduceat(cc, first) == c0) & (c0 > 0)
-        touches |= (np.maximum.reduceat(cc, first) == c1 - 1) & (c1 < width)
-        if not touches.any():
-            return k, flat, col, row
-        again = has[touches]
-        a, c, e, f = transforms[again].T
-        xa, xb, ya, yb = c, c + sizes[again, 0] * a, f, f + sizes[again, 1] * e
-        pad = 1e-6 * np.minimum(np.abs(a), np.abs(e))  # as ``sample_nearest``
-        rect = np.stack([np.minimum(xa, xb) - pad, np.minimum(ya, yb) - pad, np.maximum(xa, xb) + pad,
-                         np.maximum(ya, yb) + pad], axis=1)  # fmt: skip
-        k2, flat2, col2, row2 = self._hits(self.windows(rect), transforms[again], sizes[again], pixels)
-        kept = ~np.isin(k, again)
-        k = np.concatenate([k[kept], again[k2]])
-        order = np.argsort(k, kind="stable")
-        parts = (np.concatenate([x[kept], y]) for x, y in ((flat, flat2), (col, col2), (row, row2)))
-        return (k[order], *(p[order] for p in parts))
-
-    def _hits(
-        self, boxes: np.ndarray, transforms: np.ndarray, sizes: np.ndarray, pixels: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """``locate`` within the boxes, without the check. The ``pixels`` inside each box are found per box row
-        by two binary searches, so the cost follows the pixels still wanted, not the boxes' area."""
         width = self.xs.shape[1]
-        r0, r1, c0, c1 = boxes.T
+        r0, r1, c0, c1 = windows.T
         tall = np.where(c1 > c0, np.maximum(r1 - r0, 0), 0)
-        g = np.repeat(np.arange(len(boxes)), tall)  # one entry per (box, row)
-        line = (r0[g] + np.arange(g.size) - np.repeat(np.cumsum(tall) - tall, tall)) * width
+        g = np.repeat(np.arange(len(windows)), tall)  # one entry per (window, row)
+        line = (np.repeat(r0 - (np.cumsum(tall) - tall), tall) + np.arange(g.size)) * width
         lo, hi = np.searchsorted(pixels, line + c0[g]), np.searchsorted(pixels, line + c1[g])
         n = hi - lo
         k = np.repeat(g, n)
         flat = pixels[np.repeat(lo - (np.cumsum(n) - n), n) + np.arange(k.size)]
-        a, c, e, f = (v[k] for v in transforms.T)
+        a, c, e, f = (np.repeat(v[g], n) for v in transforms.T)
         # the arithmetic of ``sample_nearest``, term by term (+ 1e-10: GDAL's nudge); floor(v) >= 0 iff v >= 0 and
         # floor(v) < n iff v < n for a whole n, so the test needs no floor
         col = (self.xs.reshape(-1).take(flat) - c) / a + 1e-10
         row = (self.ys.reshape(-1).take(flat) - f) / e + 1e-10
-        hit = np.flatnonzero((col >= 0) & (col < sizes[k, 0]) & (row >= 0) & (row < sizes[k, 1]))
+        sw, sh = (np.repeat(v[g], n) for v in sizes.T)
+        hit = np.flatnonzero((col >= 0) & (col < sw) & (row >= 0) & (row < sh))
         return k[hit], flat[hit], np.floor(col[hit]).astype(np.int64), np.floor(row[hit]).astype(np.int64)
 
     def fits(self, src_transform: Affine) -> bool:
@@ -265,8 +182,7 @@ def _build(src_crs: str, dst_crs: str, dst_transform: Affine, width: int, height
     iy = (gy[:-1, :-1] + gy[1:, :-1] + gy[:-1, 1:] + gy[1:, 1:]) / 4
     error = float(max(np.abs(ix - ex).max(), np.abs(iy - ey).max()))
     rows_at, cols_at = _nodes(height, LATTICE), _nodes(width, LATTICE)
-    xs, ys = _interpolate(gx, rows_at, cols_at), _interpolate(gy, rows_at, cols_at)
-    return CoordinateMap(xs, ys, error, gx, gy, (src_crs, dst_crs), dst_transform)
+    return CoordinateMap(_interpolate(gx, rows_at, cols_at), _interpolate(gy, rows_at, cols_at), error, gx, gy)
 
 
 def coordinate_map(src_crs: str, dst_crs: str, dst_transform: Affine, width: int, height: int) -> CoordinateMap | None:
