@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 #: warps the source under them densely (``_read_item``) beyond: a gather costs per pixel, a dense warp per tile
 DENSE_FRACTION = 16
 #: items in the first wave of a batch of small items (``_fill_small_items``); each next wave is twice as large
-WAVE = int(__import__("os").environ.get("WAVE", "4"))
+WAVE = int(__import__("os").environ.get("WAVE", "8"))
 #: extra source pixels around the request so resampling kernels see their neighbours
 KERNEL_MARGIN = {"nearest": 1, "bilinear": 2, "cubic": 3, "cubic_spline": 3, "lanczos": 4}
 

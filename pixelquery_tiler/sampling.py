@@ -105,13 +105,21 @@ class CoordinateMap:
         n = hi - lo
         k = np.repeat(g, n)
         flat = pixels[np.repeat(lo - (np.cumsum(n) - n), n) + np.arange(k.size)]
-        a, c, e, f = (np.repeat(v[g], n) for v in transforms.T)
+        xs, ys = self.xs.reshape(-1).take(flat), self.ys.reshape(-1).take(flat)
+        # a coarse test first, on the grids' extents widened by 1e-6 px (more than the nudge and rounding below):
+        # what it rejects is outside, so the exact arithmetic runs on about the hits only
+        a, c, e, f = transforms.T
+        x0, x1, y0, y1 = c, c + sizes[:, 0] * a, f, f + sizes[:, 1] * e
+        tol = 1e-6 * np.minimum(np.abs(a), np.abs(e))
+        bounds = (np.minimum(x0, x1) - tol, np.maximum(x0, x1) + tol, np.minimum(y0, y1) - tol, np.maximum(y0, y1) + tol)
+        lx, hx, ly, hy = (np.repeat(v[g], n) for v in bounds)
+        near = np.flatnonzero((xs >= lx) & (xs <= hx) & (ys >= ly) & (ys <= hy))
+        k, flat, xs, ys = k[near], flat[near], xs[near], ys[near]
         # the arithmetic of ``sample_nearest``, term by term (+ 1e-10: GDAL's nudge); floor(v) >= 0 iff v >= 0 and
         # floor(v) < n iff v < n for a whole n, so the test needs no floor
-        col = (self.xs.reshape(-1).take(flat) - c) / a + 1e-10
-        row = (self.ys.reshape(-1).take(flat) - f) / e + 1e-10
-        sw, sh = (np.repeat(v[g], n) for v in sizes.T)
-        hit = np.flatnonzero((col >= 0) & (col < sw) & (row >= 0) & (row < sh))
+        col = (xs - c[k]) / a[k] + 1e-10
+        row = (ys - f[k]) / e[k] + 1e-10
+        hit = np.flatnonzero((col >= 0) & (col < sizes[k, 0]) & (row >= 0) & (row < sizes[k, 1]))
         return k[hit], flat[hit], np.floor(col[hit]).astype(np.int64), np.floor(row[hit]).astype(np.int64)
 
     def fits(self, src_transform: Affine) -> bool:
