@@ -138,10 +138,11 @@ def read_window(
         raise NoData("no observation intersects the requested area and time")
     positions = _prefer_fitting_resolution(index, positions, bounds, dst_crs, width, height)
     band_names = list(bands) if bands else list(index.items[positions[0]].bands)
-    known = {b for p in positions for b in index.items[p].bands}
+    observed = [index.items[p] for p in positions.tolist()]  # (the distinct facts below: few, however many items)
+    known = {b for carried in {it.bands for it in observed} for b in carried}
     if missing := [b for b in band_names if b not in known]:
         raise BandError(f"unknown band(s) {missing}; available: {sorted(known)}")
-    dtype = np.result_type(*{np.dtype(index.items[p].dtype) for p in positions})
+    dtype = np.result_type(*{np.dtype(name) for name in {it.dtype for it in observed}})
     used = _Contributions()
     chunks = view.collection.warehouse.chunk_reader
     planes: list[tuple[list[int], np.ma.MaskedArray]] = []
@@ -219,8 +220,14 @@ def _band_sets(
 ) -> list[tuple[list[int], np.ndarray]]:
     """Requested bands grouped by the observations that carry them: [(band indices, positions)], in band order."""
     groups: dict[tuple[int, ...], list[int]] = {}
+    carried = [index.items[p].bands for p in positions.tolist()]
+    distinct = set(carried)
+    everyone = {b for b in band_names if all(b in c for c in distinct)}
     for i, band in enumerate(band_names):
-        carriers = tuple(int(p) for p in positions if band in index.items[p].bands)
+        if band in everyone:  # (usual: every observation carries every requested band)
+            carriers = tuple(positions.tolist())
+        else:
+            carriers = tuple(int(p) for p, c in zip(positions.tolist(), carried, strict=True) if band in c)
         groups.setdefault(carriers, []).append(i)
     return [(idx, np.asarray(carriers, dtype=np.int64)) for carriers, idx in groups.items() if carriers]
 
