@@ -76,9 +76,11 @@ def npy(response) -> tuple[np.ndarray, np.ndarray]:
     return arr[:-1], arr[-1] > 0
 
 
-def per_item_reference(uri: str, t: morecantile.Tile, size: int = 256) -> np.ma.MaskedArray | None:
+def per_item_reference(
+    uri: str, t: morecantile.Tile, size: int = 256, collection: str = "many"
+) -> np.ma.MaskedArray | None:
     """``FirstMethod`` fed with every item's whole nearest warp into tile ``t``, newest first (no batching)."""
-    collection = Warehouse(uri).collection("many")
+    collection = Warehouse(uri).collection(collection)
     view = View.create(collection)
     bounds = tuple(WEB.xy_bounds(t))
     dst = from_bounds(*bounds, size, size)
@@ -185,3 +187,89 @@ def test_pixel_bounds_uses_affine_matmul():
         warnings.simplefilter("error")
         bounds = read_path._pixel_bounds(pixels, transform)
     assert bounds == (120.0, 170.0, 140.0, 190.0)
+
+
+#: many small items (64 px at 30 m) under low-zoom tiles: the batched path that resolves runs of small items
+#: together (``mosaic._fill_small_items``); a few are in EPSG:32632, one has a mask, one another nodata value
+SMALL_COUNT, SMALL_SIZE = 16, 64
+
+
+@pytest.fixture(scope="module")
+def small_items(tmp_path_factory: pytest.TempPathFactory) -> str:
+    root = tmp_path_factory.mktemp("small")
+    rng = np.random.default_rng(5)
+    wh = Warehouse(str(root / "wh"))
+    to_32632 = Transformer.from_crs("EPSG:32633", "EPSG:32632", always_xy=True)
+    for i in range(SMALL_COUNT):
+        # centres within +-2.5 km (items are 1.9 km wide: they overlap each other partially), sub-pixel origins
+        x0, y0 = 403_000 + rng.uniform(-2_500, 2_500), 4_999_000 + rng.uniform(-2_500, 2_500)
+        epsg = 32632 if i % 5 == 3 else 32633
+        if epsg == 32632:
+            x0, y0 = to_32632.transform(x0, y0)
+        nodata = None if i == 6 else 65535 if i == 9 else 0
+        data = rng.integers(1, 20_000, (3, SMALL_SIZE, SMALL_SIZE), dtype=np.uint16)
+        valid = np.ones((3, SMALL_SIZE, SMALL_SIZE), bool)
+        if i < 8:  # the newest items (first in the mosaic) have holes: later items fill them
+            r, c = rng.integers(4, SMALL_SIZE - 28, 2)
+            valid[:, r : r + 24, c : c + 24] = False
+        if i in (1, 4):  # one band missing where the others are valid: the pixel takes it from a later item
+            r, c = rng.integers(4, SMALL_SIZE - 24, 2)
+            valid[1, r : r + 20, c : c + 20] = False
+        path = root / f"small{i}.tif"
+        profile = {"driver": "GTiff", "width": SMALL_SIZE, "height": SMALL_SIZE, "count": 3, "dtype": "uint16"}
+        profile |= {"crs": f"EPSG:{epsg}", "transform": from_origin(x0, y0, 30, 30)}
+        with rasterio.open(path, "w", **profile, nodata=nodata) as dst:
+            if nodata is not None:
+                dst.write(np.where(valid, data, nodata))
+            else:
+                dst.write(data)
+                dst.write_mask(valid.all(axis=0))
+        wh.ingest(str(path), "small", datetime=f"2020-02-{28 - i:02d}", bands=["red", "green", "blue"])
+    return str(root / "wh")
+
+
+def test_small_items_resolved_together_equal_each_items_warp(
+    small_items: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs of small items are resolved together: candidate pixels located for many items at once, the first
+    valid owner per pixel (and per band) in mosaic order, one read per chunk. Exactly ``FirstMethod`` over every
+    item's own whole warp (per band, masks included), and the same pixels and items as the one-by-one path
+    (``_still_needed`` + ``_sample_window``/dense warps, taken when no item counts as small)."""
+    collection = Warehouse(small_items).collection("small")
+    lon, lat = Transformer.from_crs("EPSG:32633", "EPSG:4326", always_xy=True).transform(403_000, 4_999_000)
+    batches: list[int] = []
+    fill_small = read_path._fill_small_items
+
+    def counting(*args, **kwargs):
+        batches.append(args[4] - args[3])  # items in the run
+        return fill_small(*args, **kwargs)
+
+    monkeypatch.setattr(read_path, "_fill_small_items", counting)
+    compared = partial = most_items = 0
+    for z in (9, 10, 11):
+        for dx, dy in ((0, 0), (1, 0), (0, 1), (-1, -1)):
+            centre = WEB.tile(lon, lat, z)
+            t = morecantile.Tile(centre.x + dx, centre.y + dy, z)
+            bounds = tuple(WEB.xy_bounds(t))
+            want = per_item_reference(small_items, t, collection="small")
+            try:
+                got = collection.read(bounds, "EPSG:3857", 256, 256)
+            except NoData:
+                assert want is None or np.ma.getmaskarray(want).all()
+                continue
+            assert want is not None
+            mask = np.ma.getmaskarray(got.data)
+            np.testing.assert_array_equal(mask, np.ma.getmaskarray(want), err_msg=f"mask of tile {t}")
+            np.testing.assert_array_equal(got.data.data[~mask], np.ma.getdata(want)[~mask], err_msg=f"tile {t}")
+            with monkeypatch.context() as one_by_one:
+                one_by_one.setattr(read_path, "DENSE_FRACTION", 10**9)  # no item is small
+                ref = collection.read(bounds, "EPSG:3857", 256, 256)
+            np.testing.assert_array_equal(np.ma.getmaskarray(ref.data), mask)
+            np.testing.assert_array_equal(ref.data.data[~mask], got.data.data[~mask])
+            assert ref.items == got.items and ref.levels == got.levels, f"tile {t}"
+            compared += int((~mask).sum())
+            partial += int((mask.any(axis=0) != mask.all(axis=0)).sum())  # pixels with some bands only
+            most_items = max(most_items, len(got.items))
+    assert batches and max(batches) >= 8, "the small items were not resolved together"
+    # not vacuous: data compared, pixels where bands come from different items or none, many items read
+    assert compared > 20_000 and partial > 0 and most_items >= 8
