@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 #: warps the source under them densely (``_read_item``) beyond: a gather costs per pixel, a dense warp per tile
 DENSE_FRACTION = 16
 #: items in the first wave of a batch of small items (``_fill_small_items``); each next wave is twice as large
-WAVE = int(__import__("os").environ.get("WAVE", "8"))
+WAVE = 8
 #: extra source pixels around the request so resampling kernels see their neighbours
 KERNEL_MARGIN = {"nearest": 1, "bilinear": 2, "cubic": 3, "cubic_spline": 3, "lanczos": 4}
 
@@ -561,6 +561,15 @@ class _SmallGrids(NamedTuple):
     transforms: np.ndarray  # per item: (a, c, e, f) of its window's top-left pixel (``_SourceGrid.transform``)
     sizes: np.ndarray  # per item: window width, height (0 x 0: no chunk under the request)
     origin: np.ndarray  # per item: the window's first column, first row on the grid
+    #: sorted keys of (item, chunk row start) and of (item, chunk row start, chunk column start), with the chunk
+    #: of each: where a pixel's chunk is looked up (``_holders``); ``None`` beyond the keys' range
+    row_keys: np.ndarray | None
+    chunk_keys: np.ndarray | None
+    chunk_of_key: np.ndarray | None
+
+
+#: bits of a lookup key per part (item, row start, column start; offsets shifted by half the range)
+_KEY_BITS = 21
 
 
 def _small_grids(index: CollectionIndex, starts: np.ndarray, stops: np.ndarray, natives: np.ndarray) -> _SmallGrids:
@@ -602,8 +611,56 @@ def _small_grids(index: CollectionIndex, starts: np.ndarray, stops: np.ndarray, 
     sizes[~has | (sizes <= 0).any(axis=1)] = 0
     transforms = np.stack([res_x, ox + wc0 * res_x, -res_y, oy - wr0 * res_y], axis=1)
     return _SmallGrids(
-        item, rows, col_off, row_off, heights, widths, first, count, transforms, sizes, np.stack([wc0, wr0], axis=1)
-    )
+        item, rows, col_off, row_off, heights, widths, first, count, transforms, sizes, np.stack([wc0, wr0], axis=1),
+        *_chunk_keys(item, col_off, row_off, n),
+    )  # fmt: skip
+
+
+def _chunk_keys(
+    item: np.ndarray, col_off: np.ndarray, row_off: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | tuple[None, None, None]:
+    """``_SmallGrids``' lookup keys of chunks (their item, row start, column start): (sorted keys of the rows,
+    sorted keys of the chunks, the chunk of each), or ``None``s where a part does not fit its bits."""
+    half = 1 << (_KEY_BITS - 1)
+    if n >= 2 * half or item.size == 0 or max(np.abs(col_off).max(), np.abs(row_off).max()) >= half:
+        return None, None, None
+    band = (item << _KEY_BITS) + row_off + half
+    keys = (band << _KEY_BITS) + col_off + half
+    chunk_of_key = np.argsort(keys, kind="stable")
+    return np.unique(band), keys[chunk_of_key], chunk_of_key
+
+
+def _holders(grids: _SmallGrids, k: np.ndarray, col: np.ndarray, row: np.ndarray) -> np.ndarray:
+    """The chunk (position in ``grids``) holding each pixel (``col``, ``row``) of item ``k``, -1 for none.
+
+    Looked up by keys: the last chunk row starting at or before the pixel, then the last chunk of that row
+    starting at or before it, which holds it when the item's chunks tile a grid (as ingest writes them). A pixel
+    that chunk does not hold is searched among all its item's chunks (gaps, or chunks not on a grid)."""
+    found = np.full(k.size, -1, np.int64)
+    todo = np.arange(k.size)
+    if grids.row_keys is not None and grids.chunk_keys is not None and grids.chunk_of_key is not None:
+        half = 1 << (_KEY_BITS - 1)
+        base = k << _KEY_BITS
+        j = np.maximum(np.searchsorted(grids.row_keys, base + row + half, "right") - 1, 0)
+        band = grids.row_keys[j]
+        i = np.maximum(np.searchsorted(grids.chunk_keys, (band << _KEY_BITS) + col + half, "right") - 1, 0)
+        chunk = grids.chunk_of_key[i]
+        c0, r0 = grids.col_off[chunk], grids.row_off[chunk]
+        held = (grids.item[chunk] == k) & (c0 <= col) & (col < c0 + grids.widths[chunk])
+        held &= (r0 <= row) & (row < r0 + grids.heights[chunk])
+        found[held] = chunk[held]
+        todo = np.flatnonzero(~held)
+        if todo.size == 0:
+            return found
+    k, col, row = k[todo], col[todo], row[todo]
+    per = grids.count[k]
+    pixel = np.repeat(np.arange(todo.size), per)
+    chunk = np.repeat(grids.first[k] - (np.cumsum(per) - per), per) + np.arange(pixel.size)
+    c, r = col[pixel], row[pixel]
+    c0, r0 = grids.col_off[chunk], grids.row_off[chunk]
+    inside = (c0 <= c) & (c < c0 + grids.widths[chunk]) & (r0 <= r) & (r < r0 + grids.heights[chunk])
+    found[todo[pixel[inside]]] = chunk[inside]
+    return found
 
 
 def _fill_small_items(
@@ -712,14 +769,7 @@ def _gather_small(
     ``fills``: per item, what a pixel in no chunk holds (nodata, or 0); ``validity``: per item its kind, and
     per kind the nodata value (``None``: a mask)."""
     n = k.size
-    per = grids.count[k]
-    pixel = np.repeat(np.arange(n), per)
-    chunk = np.repeat(grids.first[k] - (np.cumsum(per) - per), per) + np.arange(pixel.size)
-    c, r = col[pixel], row[pixel]
-    c0, r0 = grids.col_off[chunk], grids.row_off[chunk]
-    inside = (c0 <= c) & (c < c0 + grids.widths[chunk]) & (r0 <= r) & (r < r0 + grids.heights[chunk])
-    holder = np.full(n, -1, np.int64)  # -1: in no chunk (a gap between chunks): left as filled below
-    holder[pixel[inside]] = chunk[inside]
+    holder = _holders(grids, k, col, row)  # -1: in no chunk (a gap between chunks): left as filled below
     key = (holder + 1).astype(np.uint16) if grids.rows.size < 65535 else holder  # (radix sort)
     order = np.argsort(key, kind="stable")
     holder, k = holder[order], k[order]

@@ -273,3 +273,38 @@ def test_small_items_resolved_together_equal_each_items_warp(
     assert batches and max(batches) >= 8, "the small items were not resolved together"
     # not vacuous: data compared, pixels where bands come from different items or none, many items read
     assert compared > 20_000 and partial > 0 and most_items >= 8
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        [(0, 0, 4, 4), (0, 4, 4, 3), (4, 0, 3, 4), (4, 4, 3, 3)],  # a grid (as ingest writes them)
+        [(0, 0, 4, 4), (0, 4, 2, 4), (2, 4, 2, 4), (4, 0, 3, 8)],  # rows split differently per column
+        [(0, 0, 4, 4), (0, 6, 4, 2), (5, 0, 2, 8)],  # gaps between chunks
+        [(-3, -2, 3, 5), (0, -2, 4, 5), (0, 3, 4, 2)],  # offsets before the grid's origin chunk
+    ],
+)
+def test_chunk_lookup_equals_testing_every_chunk(chunks: list[tuple[int, int, int, int]]) -> None:
+    """``mosaic._holders`` (keys: the last chunk row, then the last chunk in it, starting at or before a pixel;
+    every chunk of the item where that one does not hold it) finds for every pixel of two items the chunk that
+    holds it, or none, as testing every chunk does. Chunks: (row start, column start, height, width)."""
+    layout = np.array(chunks * 2, np.int64)  # two items with the same layout
+    item = np.repeat([0, 1], len(chunks))
+    row_off, col_off, heights, widths = layout.T
+    count = np.array([len(chunks)] * 2)
+    grids = read_path._SmallGrids(
+        item, np.arange(item.size), col_off, row_off, heights, widths, np.array([0, len(chunks)]), count,
+        np.zeros((2, 4)), np.zeros((2, 2), np.int64), np.zeros((2, 2), np.int64),
+        *read_path._chunk_keys(item, col_off, row_off, 2),
+    )  # fmt: skip
+    assert grids.row_keys is not None
+    rows, cols = np.mgrid[-4:9, -3:10]
+    k = np.repeat([0, 1], rows.size)
+    row, col = np.tile(rows.ravel(), 2), np.tile(cols.ravel(), 2)
+    inside = (
+        (item[None] == k[:, None])
+        & (row_off[None] <= row[:, None]) & (row[:, None] < (row_off + heights)[None])
+        & (col_off[None] <= col[:, None]) & (col[:, None] < (col_off + widths)[None])
+    )  # fmt: skip
+    want = np.where(inside.any(axis=1), inside.argmax(axis=1), -1)
+    np.testing.assert_array_equal(read_path._holders(grids, k, col, row), want)
