@@ -311,10 +311,10 @@ class _Plans(NamedTuple):
     crs: list[str]
     cmaps: dict[str, CoordinateMap | None]  # per CRS
     mapped: np.ndarray  # the coordinate map serves the item
-    #: mapped, a small part of the output (its box, ``CoordinateMap.boxes``) and of the mosaic's dtype: resolved
-    #: together with its small neighbours in the mosaic order (``_fill_small_items``)
+    #: mapped, a small part of the output (its window) and of the mosaic's dtype: resolved together with its
+    #: small neighbours in the mosaic order (``_fill_small_items``)
     small: np.ndarray
-    windows: np.ndarray  # (n, 4): small items: their box; others: their lattice window (``CoordinateMap.windows``)
+    windows: np.ndarray  # (n, 4) output rows [r0, r1), columns [c0, c1) holding its pixel centres (mapped items)
 
     def plan(self, k: int) -> _ItemPlan:
         return _ItemPlan(
@@ -340,7 +340,7 @@ def _plan_items(
     """Level, extent and output window of every observation, computed per CRS and vectorised over items.
 
     The request in an item's CRS, the target resolution and the coordinate map depend on the CRS only; extents,
-    tolerance checks, boxes and windows of all items sharing a CRS come from array passes.
+    tolerance checks and windows of all items sharing a CRS come from array passes (``CoordinateMap.windows``).
     """
     per_crs: dict[str, tuple[BBox, float]] = {}
     cmaps: dict[str, CoordinateMap | None] = {}
@@ -419,12 +419,12 @@ def _mosaic_first_nearest(
 
     The result is what rio-tiler's ``FirstMethod`` makes of each observation's whole nearest warp, newest first
     (per band, the first valid value), but an observation costs only its own output pixels: the coordinate map
-    of the output grid is shared by every item of a CRS (one "warp" geometry for all), and items are located
+    of the output grid is shared by every item of a CRS (one "warp" geometry for all), and windows are located
     for all items at once. Consecutive items covering a small part of the output are resolved together
-    (``_fill_small_items``: a z6 tile over 100 small items costs a few array passes over their ~200 pixels
-    each, not 100 tile-sized warps); a larger item is read only where output pixels inside its extent are
-    still empty, from just the chunks under those pixels. Items the map cannot serve (aligned grids, rotated
-    grids, beyond GDAL's tolerance) take the per-item warp and join the same mosaic.
+    (``_fill_small_items``: a z6 tile over 100 small items costs a few array passes per wave of items, not
+    100 tile-sized warps nor ~15 numpy calls per item); a larger item is read only where output pixels inside
+    its extent are still empty, from just the chunks under those pixels. Items the map cannot serve (aligned
+    grids, rotated grids, beyond GDAL's tolerance) take the per-item warp and join the same mosaic.
     """
     dst_transform = from_bounds(*bounds, width, height)
     out = _FirstMosaic(len(band_names), height, width, dtype)
@@ -557,7 +557,7 @@ class _SmallGrids(NamedTuple):
     heights: np.ndarray
     widths: np.ndarray
     first: np.ndarray  # per item: its first chunk here, and how many it has
-    count: np.ndarray
+    chunks: np.ndarray
     transforms: np.ndarray  # per item: (a, c, e, f) of its window's top-left pixel (``_SourceGrid.transform``)
     sizes: np.ndarray  # per item: window width, height (0 x 0: no chunk under the request)
     origin: np.ndarray  # per item: the window's first column, first row on the grid
@@ -653,7 +653,7 @@ def _holders(grids: _SmallGrids, k: np.ndarray, col: np.ndarray, row: np.ndarray
         if todo.size == 0:
             return found
     k, col, row = k[todo], col[todo], row[todo]
-    per = grids.count[k]
+    per = grids.chunks[k]
     pixel = np.repeat(np.arange(todo.size), per)
     chunk = np.repeat(grids.first[k] - (np.cumsum(per) - per), per) + np.arange(pixel.size)
     c, r = col[pixel], row[pixel]
@@ -676,12 +676,13 @@ def _fill_small_items(
     """Feed the consecutive small items ``plans[k0:k1]`` into ``out`` together, with the result of feeding them
     one by one (``_still_needed`` + ``_sample_window`` each): per band, the first valid value in mosaic order.
 
-    Every item's candidate output pixels are located at once from its box (``CoordinateMap.locate``: the pixels
-    whose centre falls in its source window, by the sampler's own arithmetic); the first candidate of every
-    still-needed pixel is gathered, one read per chunk, and judged by the one validity rule (``_invalid``);
-    pixels that still lack a band move on to their next candidate, until none is left. A pixel usually takes
-    one round (holes and partial bands take more), so the cost is a few array passes plus one read per chunk
-    holding a winner, not ~15 numpy calls per item.
+    Items go in waves (8, 16, 32... items, in mosaic order). A wave's candidate pixels are located for all its
+    items at once (``CoordinateMap.locate``: the still-needed pixels of each item's window whose centre falls in
+    its source window, by the sampler's own arithmetic); the first candidate of every pixel is gathered, one
+    read per chunk, and judged by the one validity rule (``_invalid``); pixels still lacking a band move on to
+    their next candidate (a round), until none is left. The next wave only looks at the pixels left empty. So
+    the cost is a few array passes per wave plus one read per chunk holding a winner, not ~15 numpy calls per
+    item; the waves keep later items (often under pixels already filled) from being tested everywhere.
     """
     grids = _small_grids(index, plans.starts[k0:k1], plans.stops[k0:k1], plans.natives[k0:k1])
     items = [index.items[p] for p in plans.positions[k0:k1].tolist()]
@@ -712,7 +713,9 @@ def _fill_small_items(
             assert cmap is not None  # small items are mapped
             sel = np.arange(start, stop) if crs is None else start + np.flatnonzero(crs[start:stop] == name)
             if sel.size:
-                k, flat, col, row = cmap.locate(plans.windows[k0 + sel], grids.transforms[sel], grids.sizes[sel], pixels)
+                k, flat, col, row = cmap.locate(
+                    plans.windows[k0 + sel], grids.transforms[sel], grids.sizes[sel], pixels
+                )
                 found.append((sel[k], flat, col, row))
         if len(found) == 1:
             k, flat, col, row = found[0]
@@ -786,7 +789,9 @@ def _gather_small(
         if h >= 0:
             nodata = items[grids.item[h]].nodata
             at = slice(s, e)
-            keep = _read_pixels(index, chunks, int(grids.rows[h]), flat[at], band_names, nodata, values, alpha, at, keep)
+            keep = _read_pixels(
+                index, chunks, int(grids.rows[h]), flat[at], band_names, nodata, values, alpha, at, keep
+            )
     if len(nodatas) == 1:  # one kind of validity (usual): one call
         return order, values, _invalid(values, alpha if nodatas[0] is None else None, nodatas[0], keep)
     invalid = np.empty(values.shape, bool)
@@ -819,7 +824,9 @@ def _read_pixels(
     although equal to nodata (per-band validity; ``keep`` made on first need and returned). The one chunk read
     of ``_gather`` and ``_gather_small``; a pixel-level mask of a nodata item is ignored (the value says more)."""
     h, w = int(index.height[row]), int(index.width[row])
-    bands_data, valid = chunks.read(index.chunk_file[row], int(index.batch_index[row]), h, w, band_names)
+    relpath = index.chunk_file[row]
+    assert relpath is not None  # every catalog row names its chunk file
+    bands_data, valid = chunks.read(relpath, int(index.batch_index[row]), h, w, band_names)
     for i, band in enumerate(bands_data):
         values[i, at] = band.reshape(-1)[flat]
     if nodata is None:

@@ -111,7 +111,12 @@ class CoordinateMap:
         a, c, e, f = transforms.T
         x0, x1, y0, y1 = c, c + sizes[:, 0] * a, f, f + sizes[:, 1] * e
         tol = 1e-6 * np.minimum(np.abs(a), np.abs(e))
-        bounds = (np.minimum(x0, x1) - tol, np.maximum(x0, x1) + tol, np.minimum(y0, y1) - tol, np.maximum(y0, y1) + tol)
+        bounds = (
+            np.minimum(x0, x1) - tol,
+            np.maximum(x0, x1) + tol,
+            np.minimum(y0, y1) - tol,
+            np.maximum(y0, y1) + tol,
+        )
         lx, hx, ly, hy = (np.repeat(v[g], n) for v in bounds)
         near = np.flatnonzero((xs >= lx) & (xs <= hx) & (ys >= ly) & (ys <= hy))
         k, flat, xs, ys = k[near], flat[near], xs[near], ys[near]

@@ -228,9 +228,7 @@ def small_items(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(root / "wh")
 
 
-def test_small_items_resolved_together_equal_each_items_warp(
-    small_items: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_small_items_resolved_together_equal_each_items_warp(small_items: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Runs of small items are resolved together: candidate pixels located for many items at once, the first
     valid owner per pixel (and per band) in mosaic order, one read per chunk. Exactly ``FirstMethod`` over every
     item's own whole warp (per band, masks included), and the same pixels and items as the one-by-one path
