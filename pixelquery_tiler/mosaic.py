@@ -711,12 +711,11 @@ def _fill_small_items(
         for name in names:
             cmap = plans.cmaps[name]
             assert cmap is not None  # small items are mapped
-            sel = np.arange(start, stop) if crs is None else start + np.flatnonzero(crs[start:stop] == name)
-            if sel.size:
-                k, flat, col, row = cmap.locate(
-                    plans.windows[k0 + sel], grids.transforms[sel], grids.sizes[sel], pixels
-                )
-                found.append((sel[k], flat, col, row))
+            sel = slice(start, stop) if crs is None else start + np.flatnonzero(crs[start:stop] == name)
+            windows = plans.windows[k0:k1][sel]
+            if windows.size:
+                k, flat, col, row = cmap.locate(windows, grids.transforms[sel], grids.sizes[sel], pixels)
+                found.append((k + start if crs is None else sel[k], flat, col, row))
         if len(found) == 1:
             k, flat, col, row = found[0]
         else:  # back into the mosaic order (stable: each item's pixels came from one CRS)

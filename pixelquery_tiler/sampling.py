@@ -101,7 +101,7 @@ class CoordinateMap:
         tall = np.where(c1 > c0, np.maximum(r1 - r0, 0), 0)
         g = np.repeat(np.arange(len(windows)), tall)  # one entry per (window, row)
         line = (np.repeat(r0 - (np.cumsum(tall) - tall), tall) + np.arange(g.size)) * width
-        lo, hi = np.searchsorted(pixels, line + c0[g]), np.searchsorted(pixels, line + c1[g])
+        lo, hi = np.searchsorted(pixels, np.concatenate([line + c0[g], line + c1[g]])).reshape(2, -1)
         n = hi - lo
         k = np.repeat(g, n)
         flat = pixels[np.repeat(lo - (np.cumsum(n) - n), n) + np.arange(k.size)]
@@ -109,22 +109,21 @@ class CoordinateMap:
         # a coarse test first, on the grids' extents widened by 1e-6 px (more than the nudge and rounding below):
         # what it rejects is outside, so the exact arithmetic runs on about the hits only
         a, c, e, f = transforms.T
-        x0, x1, y0, y1 = c, c + sizes[:, 0] * a, f, f + sizes[:, 1] * e
+        w, h = sizes.T
+        x1, y1 = c + w * a, f + h * e
         tol = 1e-6 * np.minimum(np.abs(a), np.abs(e))
-        bounds = (
-            np.minimum(x0, x1) - tol,
-            np.maximum(x0, x1) + tol,
-            np.minimum(y0, y1) - tol,
-            np.maximum(y0, y1) + tol,
+        box = np.stack(
+            [np.minimum(c, x1) - tol, np.maximum(c, x1) + tol, np.minimum(f, y1) - tol, np.maximum(f, y1) + tol]
         )
-        lx, hx, ly, hy = (np.repeat(v[g], n) for v in bounds)
+        lx, hx, ly, hy = np.repeat(box[:, g], n, axis=1)
         near = np.flatnonzero((xs >= lx) & (xs <= hx) & (ys >= ly) & (ys <= hy))
         k, flat, xs, ys = k[near], flat[near], xs[near], ys[near]
+        a, c, e, f, w, h = np.vstack([transforms.T, sizes.T])[:, k]
         # the arithmetic of ``sample_nearest``, term by term (+ 1e-10: GDAL's nudge); floor(v) >= 0 iff v >= 0 and
         # floor(v) < n iff v < n for a whole n, so the test needs no floor
-        col = (xs - c[k]) / a[k] + 1e-10
-        row = (ys - f[k]) / e[k] + 1e-10
-        hit = np.flatnonzero((col >= 0) & (col < sizes[k, 0]) & (row >= 0) & (row < sizes[k, 1]))
+        col = (xs - c) / a + 1e-10
+        row = (ys - f) / e + 1e-10
+        hit = np.flatnonzero((col >= 0) & (col < w) & (row >= 0) & (row < h))
         return k[hit], flat[hit], np.floor(col[hit]).astype(np.int64), np.floor(row[hit]).astype(np.int64)
 
     def fits(self, src_transform: Affine) -> bool:
