@@ -676,13 +676,11 @@ def _fill_small_items(
     """Feed the consecutive small items ``plans[k0:k1]`` into ``out`` together, with the result of feeding them
     one by one (``_still_needed`` + ``_sample_window`` each): per band, the first valid value in mosaic order.
 
-    Items go in waves (8, 16, 32... items, in mosaic order). A wave's candidate pixels are located for all its
-    items at once (``CoordinateMap.locate``: the still-needed pixels of each item's window whose centre falls in
-    its source window, by the sampler's own arithmetic); the first candidate of every pixel is gathered, one
-    read per chunk, and judged by the one validity rule (``_invalid``); pixels still lacking a band move on to
-    their next candidate (a round), until none is left. The next wave only looks at the pixels left empty. So
-    the cost is a few array passes per wave plus one read per chunk holding a winner, not ~15 numpy calls per
-    item; the waves keep later items (often under pixels already filled) from being tested everywhere.
+    A pass finds every still-needed pixel's first item by geometry alone (``_first_owners``: waves of items,
+    each located at once), gathers all those pixels, one read per chunk holding any, and judges them by the one
+    validity rule (``_invalid``). Pixels still lacking a band (holes, a band's own nodata) take it from their
+    next item in another pass. Usually one pass: the cost is a few array passes per wave and one gather, not ~15
+    numpy calls per item.
     """
     grids = _small_grids(index, plans.starts[k0:k1], plans.stops[k0:k1], plans.natives[k0:k1])
     items = [index.items[p] for p in plans.positions[k0:k1].tolist()]
@@ -701,54 +699,90 @@ def _fill_small_items(
     kind = np.array([kinds.setdefault("nan" if v != v else v, len(kinds)) for v in (it.nodata for it in items)])
     validity = (kind, [items[int(np.argmax(kind == i))].nodata for i in range(len(kinds))])
     read = np.zeros(k1 - k0, bool)  # items that filled something
-    unset = np.iinfo(np.int64).max
-    best = np.full(need.size, unset, np.int64)  # scratch: per output pixel, its first candidate in a round
-    start, wave = 0, WAVE
+    tried = np.full(need.size, -1, np.int64)  # per output pixel: the last item read there
+    while pixels.size:
+        # each pixel's first item (after the last one read there): a pass of waves, then one gather for all
+        k, flat, col, row = _first_owners(plans, k0, k1, grids, crs, names, pixels, tried, int(tried[pixels].min()) + 1)
+        if k.size == 0:
+            break
+        if out.data is None:  # FirstMethod keeps the first observation fed, filled or not
+            first = int(k.min())
+            out.start(items[first].nodata if items[first].nodata is not None else 0)
+            read[first] = True
+        order, values, invalid = _gather_small(index, chunks, grids, items, k, col, row, band_names, fills, validity)
+        k, flat = k[order], flat[order]
+        read[k[out.fill(values, invalid, flat)]] = True
+        # pixels still lacking a band (holes, a band's own nodata) take it from their next item: another pass
+        again = need.take(flat)
+        tried[flat] = k
+        pixels = np.sort(flat[again])
+    for i in np.flatnonzero(read).tolist():
+        used.add(items[i], plans.levels[k0 + i])
+
+
+def _first_owners(
+    plans: _Plans,
+    k0: int,
+    k1: int,
+    grids: _SmallGrids,
+    crs: np.ndarray | None,
+    names: dict[str, None],
+    pixels: np.ndarray,
+    tried: np.ndarray,
+    start: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For each of ``pixels`` (sorted flat output positions), the first of the small items ``plans[k0:k1]`` after
+    ``tried`` (per pixel, the last item read there) whose source window holds its centre: (item, pixel, source
+    column, source row on the item-level's grid). Items go in waves (``WAVE``, then twice as many each time),
+    each located at once (``CoordinateMap.locate``) on the pixels no earlier wave owns: later items, often under
+    pixels already owned, are not tested everywhere."""
+    owners = []
+    best = np.empty(tried.size, np.int64)  # scratch: per pixel, its first candidate in a wave
+    owned = np.zeros(tried.size, bool)
+    wave = WAVE
     while start < k1 - k0 and pixels.size:
-        # a wave of items in mosaic order: later waves only look at pixels the earlier ones left empty
         stop = min(start + wave, k1 - k0)
         found = []
         for name in names:
             cmap = plans.cmaps[name]
             assert cmap is not None  # small items are mapped
-            sel = slice(start, stop) if crs is None else start + np.flatnonzero(crs[start:stop] == name)
+            sel: slice | np.ndarray = (  # (one CRS: views of the wave's items)
+                slice(start, stop) if crs is None else start + np.flatnonzero(crs[start:stop] == name)
+            )
             windows = plans.windows[k0:k1][sel]
             if windows.size:
                 k, flat, col, row = cmap.locate(windows, grids.transforms[sel], grids.sizes[sel], pixels)
-                found.append((k + start if crs is None else sel[k], flat, col, row))
+                found.append((k + start if crs is None else np.asarray(sel)[k], flat, col, row))
+        start, wave = stop, 2 * wave
         if len(found) == 1:
             k, flat, col, row = found[0]
-        else:  # back into the mosaic order (stable: each item's pixels came from one CRS)
+        elif found:  # back into the mosaic order (stable: each item's pixels came from one CRS)
             k, flat, col, row = (np.concatenate(parts) for parts in zip(*found, strict=True))
             order = np.argsort(k, kind="stable")
             k, flat, col, row = k[order], flat[order], col[order], row[order]
-        start, wave = stop, 2 * wave
+        else:
+            continue
+        later = np.flatnonzero(k > tried.take(flat))
+        if later.size < k.size:
+            k, flat, col, row = k[later], flat[later], col[later], row[later]
         if k.size == 0:
             continue
-        col, row = col + grids.origin[k, 0], row + grids.origin[k, 1]  # on the item-level's grid
-        if out.data is None:  # FirstMethod keeps the first observation fed, filled or not
-            first = items[int(k[0])]
-            out.start(first.nodata if first.nodata is not None else 0)
-            read[k[0]] = True
-        # rounds: every wanted pixel takes its first remaining candidate (candidates are in mosaic order); pixels
-        # still lacking a band move on to their next one
-        alive = np.arange(k.size)
-        while alive.size:
-            at = flat[alive]
-            np.minimum.at(best, at, alive)
-            wins = best[at] == alive
-            best[at] = unset
-            winners = alive[wins]
-            order, values, invalid = _gather_small(
-                index, chunks, grids, items, k[winners], col[winners], row[winners], band_names, fills, validity
-            )
-            winners = winners[order]
-            filled = out.fill(values, invalid, flat[winners])
-            read[k[winners[filled]]] = True
-            alive = alive[~wins & need.take(at)]
-        pixels = pixels[need.take(pixels)]
-    for i in np.flatnonzero(read).tolist():
-        used.add(items[i], plans.levels[k0 + i])
+        # candidates are in mosaic order: a pixel's first is its smallest index
+        index = np.arange(k.size)
+        best[flat] = k.size
+        np.minimum.at(best, flat, index)
+        wins = np.flatnonzero(best.take(flat) == index)
+        k, flat = k[wins], flat[wins]
+        owners.append((k, flat, col[wins] + grids.origin[k, 0], row[wins] + grids.origin[k, 1]))
+        owned[flat] = True
+        pixels = pixels[~owned.take(pixels)]
+    if not owners:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty, empty
+    if len(owners) == 1:
+        return owners[0]
+    k, flat, col, row = (np.concatenate(parts) for parts in zip(*owners, strict=True))
+    return k, flat, col, row
 
 
 def _gather_small(
