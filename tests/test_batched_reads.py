@@ -7,6 +7,10 @@
   is a different pixel, not rounding). The items are synthetic: two CRSs, sub-pixel grid offsets, nodata holes
   and one item with a mask instead of nodata, so windows, chunk edges, both validity kinds and the fill order
   all matter.
+- Runs of small items under low-zoom tiles resolved together (``mosaic._fill_small_items``: each pixel's first item
+  located for many items at once, one gather) against the same references, exactly: partial overlaps, holes
+  filled by older items, a band missing alone, a mask item, two nodata values, two CRSs, and overview pixels
+  valid although equal to nodata; and its chunk lookup against testing every chunk.
 - The point sampler behind the time series (``mosaic.sample_pixels``) against a 1 x 1 ``Collection.read`` of the
   native pixel under the point, per item: the same values and masks, exactly.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import io
 import math
+from pathlib import Path
 
 import morecantile
 import numpy as np
@@ -306,3 +311,51 @@ def test_chunk_lookup_equals_testing_every_chunk(chunks: list[tuple[int, int, in
     )  # fmt: skip
     want = np.where(inside.any(axis=1), inside.argmax(axis=1), -1)
     np.testing.assert_array_equal(read_path._holders(grids, k, col, row), want)
+
+
+def test_small_items_keep_overview_pixels_equal_to_nodata(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small items resolved together keep a valid overview pixel whose value equals nodata (per-band validity,
+    ``keep``), exactly as the per-item warp does (``pixel_selection=highest``; both selections agree here, the newer
+    item's 700 being above everything of the older one). int16, nodata -1, 400 x 100 px items in EPSG:4326 read at
+    level 1 into a 1024 px EPSG:3857 output, where each is a small part of it: the older item's band 0 is a -2/0
+    checkerboard (every level-1 average a valid -1), its band 1 nodata on the left half; the newer item is 700
+    except a 40 px nodata hole."""
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    from pixelquery_tiler.reader import PixelQueryReader
+
+    res, w, h = 0.0001, 400, 100
+    profile = {"driver": "GTiff", "width": w, "height": h, "count": 2, "dtype": "int16", "nodata": -1}
+    older = np.where((np.indices((h, w)).sum(axis=0) % 2) == 0, -2, 0).astype(np.int16)[None].repeat(2, axis=0)
+    older[1, :, : w // 2], older[1, :, w // 2 :] = -1, 500
+    newer = np.full((2, h, w), 700, np.int16)
+    newer[:, 30:70, 180:220] = -1
+    wh = Warehouse(str(tmp_path / "wh"))
+    for name, data, when in (("older", older, "2020-01-01"), ("newer", newer, "2020-02-01")):
+        path = tmp_path / f"{name}.tif"
+        with rasterio.open(path, "w", crs="EPSG:4326", transform=Affine(res, 0, 10, 0, -res, 1), **profile) as dst:
+            dst.write(data)
+        wh.ingest(str(path), "c", product="generic", datetime=f"{when}T00:00:00Z")
+    col = wh.collection("c")
+    half, cx, cy = 1024 * res, 10 + w * res / 2, 1 - h * res / 2  # 1024 output pixels of level 1 (2 * res)
+    bbox = (cx - half, cy - half, cx + half, cy + half)
+    merc = CRS.from_epsg(3857)
+    batches: list[int] = []
+    fill_small = read_path._fill_small_items
+
+    def counting(*args, **kwargs):
+        batches.append(args[4] - args[3])  # items in the run
+        return fill_small(*args, **kwargs)
+
+    monkeypatch.setattr(read_path, "_fill_small_items", counting)
+    batched = PixelQueryReader(col, pixel_selection="first").part(bbox, dst_crs=merc, width=1024, height=1024)
+    assert batches == [2], "the two small items were not resolved together"
+    per_item = PixelQueryReader(col, pixel_selection="highest").part(bbox, dst_crs=merc, width=1024, height=1024)
+    assert set(batched.metadata["levels"].values()) == {1} and len(batched.metadata["items"]) == 2
+    mine, ref = batched.array, per_item.array
+    np.testing.assert_array_equal(np.ma.getmaskarray(mine), np.ma.getmaskarray(ref))
+    np.testing.assert_array_equal(mine.data[~mine.mask], ref.data[~ref.mask])
+    band0 = np.ma.compressed(mine[0])
+    assert (band0 == -1).sum() > 50 and set(np.unique(band0)) == {-1, 700}  # the hole: collisions, all valid
+    assert set(np.unique(np.ma.compressed(mine[1]))) == {500, 700}
