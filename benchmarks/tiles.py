@@ -750,7 +750,7 @@ def bench_many_items(uri: str, collections: dict[str, str], workdir: Path, count
     for _ in range(2):
         ours("many", z6), ours(single_cid, native)
     many_t, one_t = [], []
-    for _ in range(10):  # interleaved: both see the same machine load
+    for _ in range(30):  # interleaved: both see the same machine load (30: p50 steadier than of 10)
         many_t.append(timed(lambda: ours("many", z6)))
         one_t.append(timed(lambda: ours(single_cid, native)))
     m, o = percentiles(many_t)[0], percentiles(one_t)[0]

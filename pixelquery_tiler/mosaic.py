@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 #: a batched mosaic gathers an item's pixels one by one while they are fewer than this fraction of the tile, and
 #: warps the source under them densely (``_read_item``) beyond: a gather costs per pixel, a dense warp per tile
 DENSE_FRACTION = 16
+#: items in the first wave of a batch of small items (``_fill_small_items``); each next wave is twice as large
+WAVE = 8
 #: extra source pixels around the request so resampling kernels see their neighbours
 KERNEL_MARGIN = {"nearest": 1, "bilinear": 2, "cubic": 3, "cubic_spline": 3, "lanczos": 4}
 
@@ -136,10 +138,11 @@ def read_window(
         raise NoData("no observation intersects the requested area and time")
     positions = _prefer_fitting_resolution(index, positions, bounds, dst_crs, width, height)
     band_names = list(bands) if bands else list(index.items[positions[0]].bands)
-    known = {b for p in positions for b in index.items[p].bands}
+    observed = [index.items[p] for p in positions.tolist()]  # (the distinct facts below: few, however many items)
+    known = {b for carried in {it.bands for it in observed} for b in carried}
     if missing := [b for b in band_names if b not in known]:
         raise BandError(f"unknown band(s) {missing}; available: {sorted(known)}")
-    dtype = np.result_type(*{np.dtype(index.items[p].dtype) for p in positions})
+    dtype = np.result_type(*{np.dtype(name) for name in {it.dtype for it in observed}})
     used = _Contributions()
     chunks = view.collection.warehouse.chunk_reader
     planes: list[tuple[list[int], np.ma.MaskedArray]] = []
@@ -217,8 +220,14 @@ def _band_sets(
 ) -> list[tuple[list[int], np.ndarray]]:
     """Requested bands grouped by the observations that carry them: [(band indices, positions)], in band order."""
     groups: dict[tuple[int, ...], list[int]] = {}
+    carried = [index.items[p].bands for p in positions.tolist()]
+    distinct = set(carried)
+    everyone = {b for b in band_names if all(b in c for c in distinct)}
     for i, band in enumerate(band_names):
-        carriers = tuple(int(p) for p in positions if band in index.items[p].bands)
+        if band in everyone:  # (usual: every observation carries every requested band)
+            carriers = tuple(positions.tolist())
+        else:
+            carriers = tuple(int(p) for p, c in zip(positions.tolist(), carried, strict=True) if band in c)
         groups.setdefault(carriers, []).append(i)
     return [(idx, np.asarray(carriers, dtype=np.int64)) for carriers, idx in groups.items() if carriers]
 
@@ -290,6 +299,34 @@ class _ItemPlan(NamedTuple):
     window: tuple[int, int, int, int]  # output rows [r0, r1), columns [c0, c1) that can hold its pixel centres
 
 
+class _Plans(NamedTuple):
+    """Every observation's ``_ItemPlan``, as arrays in mosaic order (``_plan_items``)."""
+
+    positions: np.ndarray
+    levels: list[int]
+    starts: np.ndarray  # each item-level's index rows [start, stop)
+    stops: np.ndarray
+    extents: np.ndarray  # (n, 4)
+    natives: np.ndarray  # (n, 4) the request in each item's CRS
+    crs: list[str]
+    cmaps: dict[str, CoordinateMap | None]  # per CRS
+    mapped: np.ndarray  # the coordinate map serves the item
+    #: mapped, a small part of the output (its window) and of the mosaic's dtype: resolved together with its
+    #: small neighbours in the mosaic order (``_fill_small_items``)
+    small: np.ndarray
+    windows: np.ndarray  # (n, 4) output rows [r0, r1), columns [c0, c1) holding its pixel centres (mapped items)
+
+    def plan(self, k: int) -> _ItemPlan:
+        return _ItemPlan(
+            int(self.positions[k]),
+            self.levels[k],
+            tuple(self.natives[k].tolist()),
+            tuple(self.extents[k].tolist()),
+            self.cmaps[self.crs[k]] if self.mapped[k] else None,
+            tuple(self.windows[k].tolist()),
+        )
+
+
 def _plan_items(
     index: CollectionIndex,
     positions: np.ndarray,
@@ -298,63 +335,72 @@ def _plan_items(
     dst_transform: Affine,
     width: int,
     height: int,
-) -> list[_ItemPlan]:
+    dtype: np.dtype,
+) -> _Plans:
     """Level, extent and output window of every observation, computed per CRS and vectorised over items.
 
     The request in an item's CRS, the target resolution and the coordinate map depend on the CRS only; extents,
-    tolerance checks and the windows of all items sharing a CRS come from array passes (``CoordinateMap.windows``).
+    tolerance checks and windows of all items sharing a CRS come from array passes (``CoordinateMap.windows``).
     """
-    per_crs: dict[str, tuple[BBox, float, CoordinateMap | None]] = {}
-    levels, starts, stops, crs_of = [], [], [], []
-    for pos in positions:
+    per_crs: dict[str, tuple[BBox, float]] = {}
+    cmaps: dict[str, CoordinateMap | None] = {}
+    chosen: dict[tuple, int] = {}  # (CRS, levels, resolutions) -> level: items of a collection share a few
+    levels, starts, stops, crs_of, same_dtype = [], [], [], [], []
+    for pos in positions.tolist():
         item = index.items[pos]
-        if item.crs not in per_crs:
-            native = transform_bounds(dst_crs, item.crs, bounds)
-            target = min((native[2] - native[0]) / width, (native[3] - native[1]) / height)
-            per_crs[item.crs] = (native, target, coordinate_map(item.crs, dst_crs, dst_transform, width, height))
-        level = choose_level(item, per_crs[item.crs][1])
+        crs = item.crs
+        if crs not in per_crs:
+            native = transform_bounds(dst_crs, crs, bounds)
+            per_crs[crs] = (native, min((native[2] - native[0]) / width, (native[3] - native[1]) / height))
+            cmaps[crs] = coordinate_map(crs, dst_crs, dst_transform, width, height)
+        key = (crs, item.levels, item.resolutions)
+        level = chosen.get(key)
+        if level is None:
+            level = chosen[key] = choose_level(item, per_crs[crs][1])
         start, stop = index.item_row_range(pos, level)
         levels.append(level)
         starts.append(start)
         stops.append(stop)
-        crs_of.append(item.crs)
-    # extents of the item-levels' rows (reduceat over [start, stop) pairs; the in-between pairs are dropped)
-    edges = np.ravel(np.column_stack([starts, stops]))
-    pad = lambda a: np.append(a, a[:1])  # noqa: E731  # reduceat indices may equal len(a)
+        crs_of.append(crs)
+        same_dtype.append(item.dtype == dtype)
+    n = len(starts)
+    # extents of the item-levels' rows: one reduceat over their rows (every item-level has one at least)
+    per = np.subtract(stops, starts)
+    first = np.cumsum(per) - per
+    rows = np.repeat(np.subtract(starts, first), per) + np.arange(int(per.sum()))
     extents = np.column_stack(
         [
-            np.minimum.reduceat(pad(index.minx), edges)[::2],
-            np.minimum.reduceat(pad(index.miny), edges)[::2],
-            np.maximum.reduceat(pad(index.maxx), edges)[::2],
-            np.maximum.reduceat(pad(index.maxy), edges)[::2],
+            np.minimum.reduceat(index.minx[rows], first),
+            np.minimum.reduceat(index.miny[rows], first),
+            np.maximum.reduceat(index.maxx[rows], first),
+            np.maximum.reduceat(index.maxy[rows], first),
         ]
     )
     t = index.transform[starts]  # (a, b, c, d, e, f) of each item-level's grid
     res = np.minimum(np.abs(t[:, 0]), np.abs(t[:, 4]))
-    windows = np.zeros((len(starts), 4), np.int64)
+    windows = np.zeros((n, 4), np.int64)
     windows[:, 1], windows[:, 3] = height, width
-    mapped = np.zeros(len(starts), bool)
-    for crs, (_, _, cmap) in per_crs.items():
+    mapped, small = np.zeros(n, bool), np.zeros(n, bool)
+    natives = np.empty((n, 4))
+    crs_arr = np.array(crs_of)
+    for crs, cmap in cmaps.items():
+        of_crs = crs_arr == crs if len(cmaps) > 1 else np.ones(n, bool)
+        natives[of_crs] = per_crs[crs][0]
         if cmap is None:
             continue
         # rotated grids, maps beyond GDAL's tolerance for the grid, and aligned grids (sliced exactly): per item
-        ok = np.array([c == crs for c in crs_of]) & (t[:, 1] == 0) & (t[:, 3] == 0) & (cmap.error <= MAX_ERROR_PX * res)
+        ok = of_crs & (t[:, 1] == 0) & (t[:, 3] == 0) & (cmap.error <= MAX_ERROR_PX * res)
         if crs == dst_crs:
             ok &= [_aligned_offset(Affine(*row[:6]), dst_transform) is None for row in t]
-        if ok.any():
-            windows[ok] = cmap.windows(extents[ok])
-            mapped |= ok
-    return [
-        _ItemPlan(
-            int(pos),
-            levels[k],
-            per_crs[crs_of[k]][0],
-            tuple(extents[k].tolist()),
-            per_crs[crs_of[k]][2] if mapped[k] else None,
-            tuple(windows[k].tolist()),
-        )
-        for k, pos in enumerate(positions)
-    ]
+        if not ok.any():
+            continue
+        mapped |= ok
+        at = np.flatnonzero(ok)
+        windows[at] = cmap.windows(extents[at])
+        area = (windows[at, 1] - windows[at, 0]) * (windows[at, 3] - windows[at, 2])
+        small[at] = (area <= width * height // DENSE_FRACTION) & np.array(same_dtype)[at]
+    return _Plans(positions, levels, np.asarray(starts), np.asarray(stops), extents, natives, crs_of, cmaps,
+                  mapped, small, windows)  # fmt: skip
 
 
 def _mosaic_first_nearest(
@@ -372,16 +418,29 @@ def _mosaic_first_nearest(
     """``_mosaic`` for pixel selection "first" with nearest resampling, batched over observations.
 
     The result is what rio-tiler's ``FirstMethod`` makes of each observation's whole nearest warp, newest first
-    (per band, the first valid value), but an observation costs only its own output window: the coordinate map
-    of the output grid is shared by every item of a CRS (one "warp" geometry for all), windows are located for
-    all items at once, an item is read only where output pixels inside its extent are still empty, from just the
-    chunks under those pixels, and sampled on that window only. A z6 tile over 100 small items thus costs about
-    one tile plus the items' own few pixels, not 100 tile-sized array passes. Items the map cannot serve (aligned
+    (per band, the first valid value), but an observation costs only its own output pixels: the coordinate map
+    of the output grid is shared by every item of a CRS (one "warp" geometry for all), and windows are located
+    for all items at once. Consecutive items covering a small part of the output are resolved together
+    (``_fill_small_items``: a z6 tile over 100 small items costs a few array passes per wave of items, not
+    100 tile-sized warps nor ~15 numpy calls per item); a larger item is read only where output pixels inside
+    its extent are still empty, from just the chunks under those pixels. Items the map cannot serve (aligned
     grids, rotated grids, beyond GDAL's tolerance) take the per-item warp and join the same mosaic.
     """
     dst_transform = from_bounds(*bounds, width, height)
     out = _FirstMosaic(len(band_names), height, width, dtype)
-    for plan in _plan_items(index, positions, bounds, dst_crs, dst_transform, width, height):
+    plans = _plan_items(index, positions, bounds, dst_crs, dst_transform, width, height, dtype)
+    k, n = 0, len(plans.positions)
+    while k < n:
+        if plans.small[k]:
+            rest = np.flatnonzero(~plans.small[k:])
+            end = k + int(rest[0]) if rest.size else n
+            _fill_small_items(index, chunks, plans, k, end, band_names, out, used)
+            k = end
+            if out.done:
+                break
+            continue
+        plan = plans.plan(k)
+        k += 1
         item = index.items[plan.pos]
         native, found = plan.native, None
         r0, r1, c0, c1 = plan.window
@@ -445,6 +504,12 @@ class _FirstMosaic:
         """Whether every band of every pixel holds a value."""
         return not self.need.any()
 
+    def start(self, fill: float) -> None:
+        """The output before anything is filled: every pixel masked, holding ``fill`` (the first observation's
+        nodata, or 0)."""
+        self.data = np.full(self.shape, fill, self.dtype)
+        self.mask = np.ones(self.shape, bool)
+
     def feed(self, item: ItemView, part: np.ndarray, part_mask: np.ndarray, pixels: np.ndarray | None) -> bool:
         """Fill still-masked pixels from ``part`` (bands, n) at flat output ``pixels`` (``None``: all); whether
         the observation counts as read (it filled something, or it is the first: ``FirstMethod`` keeps it)."""
@@ -454,25 +519,358 @@ class _FirstMosaic:
             self.need = np.asarray(self.mask.any(axis=0))
             return True
         first = self.data is None
-        if self.data is None:
-            self.data = np.full(self.shape, item.nodata if item.nodata is not None else 0, self.dtype)
-            self.mask = np.ones(self.shape, bool)
-        data, mask = self.data.reshape(self.shape[0], -1), self.mask.reshape(self.shape[0], -1)
+        if first:
+            self.start(item.nodata if item.nodata is not None else 0)
         if pixels is None:
+            assert self.data is not None
+            data, mask = self.data.reshape(self.shape[0], -1), self.mask.reshape(self.shape[0], -1)
             fresh = mask & ~part_mask
             data[fresh] = part[fresh]
             mask[fresh] = False
             self.need = np.asarray(self.mask.any(axis=0))
             return first or bool(fresh.any())
+        return self.fill(part, part_mask, pixels).size > 0 or first
+
+    def fill(self, part: np.ndarray, part_mask: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+        """Fill still-masked bands of the distinct flat output ``pixels`` from ``part`` (bands, n) where
+        ``part_mask`` is False; the positions in ``part`` that filled something (repeated per band)."""
+        assert self.data is not None  # ``start`` or a first feed made it
+        data, mask = self.data.reshape(self.shape[0], -1), self.mask.reshape(self.shape[0], -1)
         band, at = np.nonzero(mask[:, pixels] & ~part_mask)
         data[band, pixels[at]] = part[band, at]
         mask[band, pixels[at]] = False
         self.need.reshape(-1)[pixels] = mask[:, pixels].any(axis=0)
-        return first or band.size > 0
+        return at
 
     def result(self) -> np.ma.MaskedArray | None:
         """The mosaic, ``None`` if nothing was fed."""
         return None if self.data is None else np.ma.MaskedArray(self.data, mask=self.mask)
+
+
+class _SmallGrids(NamedTuple):
+    """``_source_grid`` of many item-levels at once: their chunks under the request, and each one's window."""
+
+    item: np.ndarray  # per chunk: which item (0..n-1), ascending
+    rows: np.ndarray  # per chunk: its index row
+    col_off: np.ndarray  # per chunk: its first column / row on its item-level's grid
+    row_off: np.ndarray
+    heights: np.ndarray
+    widths: np.ndarray
+    first: np.ndarray  # per item: its first chunk here, and how many it has
+    chunks: np.ndarray
+    transforms: np.ndarray  # per item: (a, c, e, f) of its window's top-left pixel (``_SourceGrid.transform``)
+    sizes: np.ndarray  # per item: window width, height (0 x 0: no chunk under the request)
+    origin: np.ndarray  # per item: the window's first column, first row on the grid
+    #: sorted keys of (item, chunk row start) and of (item, chunk row start, chunk column start), with the chunk
+    #: of each: where a pixel's chunk is looked up (``_holders``); ``None`` beyond the keys' range
+    row_keys: np.ndarray | None
+    chunk_keys: np.ndarray | None
+    chunk_of_key: np.ndarray | None
+
+
+#: bits of a lookup key per part (item, row start, column start; offsets shifted by half the range)
+_KEY_BITS = 21
+
+
+def _small_grids(index: CollectionIndex, starts: np.ndarray, stops: np.ndarray, natives: np.ndarray) -> _SmallGrids:
+    """What ``_source_grid`` computes per item-level (rows ``[starts, stops)``, request ``natives`` in its CRS,
+    nearest's kernel margin), in array passes over all of them, with the same floats term by term: the grid's
+    origin is the first chunk under the request, its window the request on that grid clipped to those chunks."""
+    n = starts.size
+    per = stops - starts
+    item = np.repeat(np.arange(n), per)
+    rows = np.arange(item.size) - np.repeat(np.cumsum(per) - per, per) + np.repeat(starts, per)
+    nat = natives[item]
+    under = (index.minx[rows] < nat[:, 2]) & (index.maxx[rows] > nat[:, 0])
+    under &= (index.miny[rows] < nat[:, 3]) & (index.maxy[rows] > nat[:, 1])
+    item, rows = item[under], rows[under]
+    count = np.bincount(item, minlength=n)
+    first = np.cumsum(count) - count
+    has = count > 0
+    t0 = index.transform[rows[np.minimum(first, max(rows.size - 1, 0))]] if rows.size else np.ones((n, 6))
+    res_x, res_y, ox, oy = t0[:, 0], -t0[:, 4], t0[:, 2], t0[:, 5]
+    t = index.transform[rows]
+    col_off = np.rint((t[:, 2] - ox[item]) / res_x[item]).astype(np.int64)
+    row_off = np.rint((oy[item] - t[:, 5]) / res_y[item]).astype(np.int64)
+    heights, widths = index.height[rows].astype(np.int64), index.width[rows].astype(np.int64)
+    union = np.zeros((4, n), np.int64)
+    if rows.size:
+        at = first[has]
+        union[:, has] = (
+            np.minimum.reduceat(col_off, at),
+            np.maximum.reduceat(col_off + widths, at),
+            np.minimum.reduceat(row_off, at),
+            np.maximum.reduceat(row_off + heights, at),
+        )
+    margin = KERNEL_MARGIN["nearest"]
+    wc0 = np.maximum(np.floor((natives[:, 0] - ox) / res_x).astype(np.int64) - margin, union[0])
+    wc1 = np.minimum(np.ceil((natives[:, 2] - ox) / res_x).astype(np.int64) + margin, union[1])
+    wr0 = np.maximum(np.floor((oy - natives[:, 3]) / res_y).astype(np.int64) - margin, union[2])
+    wr1 = np.minimum(np.ceil((oy - natives[:, 1]) / res_y).astype(np.int64) + margin, union[3])
+    sizes = np.stack([wc1 - wc0, wr1 - wr0], axis=1)
+    sizes[~has | (sizes <= 0).any(axis=1)] = 0
+    transforms = np.stack([res_x, ox + wc0 * res_x, -res_y, oy - wr0 * res_y], axis=1)
+    return _SmallGrids(
+        item, rows, col_off, row_off, heights, widths, first, count, transforms, sizes, np.stack([wc0, wr0], axis=1),
+        *_chunk_keys(item, col_off, row_off, n),
+    )  # fmt: skip
+
+
+def _chunk_keys(
+    item: np.ndarray, col_off: np.ndarray, row_off: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | tuple[None, None, None]:
+    """``_SmallGrids``' lookup keys of chunks (their item, row start, column start): (sorted keys of the rows,
+    sorted keys of the chunks, the chunk of each), or ``None``s where a part does not fit its bits."""
+    half = 1 << (_KEY_BITS - 1)
+    if n >= 2 * half or item.size == 0 or max(np.abs(col_off).max(), np.abs(row_off).max()) >= half:
+        return None, None, None
+    band = (item << _KEY_BITS) + row_off + half
+    keys = (band << _KEY_BITS) + col_off + half
+    chunk_of_key = np.argsort(keys, kind="stable")
+    return np.unique(band), keys[chunk_of_key], chunk_of_key
+
+
+def _holders(grids: _SmallGrids, k: np.ndarray, col: np.ndarray, row: np.ndarray) -> np.ndarray:
+    """The chunk (position in ``grids``) holding each pixel (``col``, ``row``) of item ``k``, -1 for none.
+
+    Looked up by keys: the last chunk row starting at or before the pixel, then the last chunk of that row
+    starting at or before it, which holds it when the item's chunks tile a grid (as ingest writes them). A pixel
+    that chunk does not hold is searched among all its item's chunks (gaps, or chunks not on a grid)."""
+    found = np.full(k.size, -1, np.int64)
+    todo = np.arange(k.size)
+    if grids.row_keys is not None and grids.chunk_keys is not None and grids.chunk_of_key is not None:
+        half = 1 << (_KEY_BITS - 1)
+        base = k << _KEY_BITS
+        j = np.maximum(np.searchsorted(grids.row_keys, base + row + half, "right") - 1, 0)
+        band = grids.row_keys[j]
+        i = np.maximum(np.searchsorted(grids.chunk_keys, (band << _KEY_BITS) + col + half, "right") - 1, 0)
+        chunk = grids.chunk_of_key[i]
+        c0, r0 = grids.col_off[chunk], grids.row_off[chunk]
+        held = (grids.item[chunk] == k) & (c0 <= col) & (col < c0 + grids.widths[chunk])
+        held &= (r0 <= row) & (row < r0 + grids.heights[chunk])
+        found[held] = chunk[held]
+        todo = np.flatnonzero(~held)
+        if todo.size == 0:
+            return found
+    k, col, row = k[todo], col[todo], row[todo]
+    per = grids.chunks[k]
+    pixel = np.repeat(np.arange(todo.size), per)
+    chunk = np.repeat(grids.first[k] - (np.cumsum(per) - per), per) + np.arange(pixel.size)
+    c, r = col[pixel], row[pixel]
+    c0, r0 = grids.col_off[chunk], grids.row_off[chunk]
+    inside = (c0 <= c) & (c < c0 + grids.widths[chunk]) & (r0 <= r) & (r < r0 + grids.heights[chunk])
+    found[todo[pixel[inside]]] = chunk[inside]
+    return found
+
+
+def _fill_small_items(
+    index: CollectionIndex,
+    chunks: ChunkReader,
+    plans: _Plans,
+    k0: int,
+    k1: int,
+    band_names: list[str],
+    out: _FirstMosaic,
+    used: _Contributions,
+) -> None:
+    """Feed the consecutive small items ``plans[k0:k1]`` into ``out`` together, with the result of feeding them
+    one by one (``_still_needed`` + ``_sample_window`` each): per band, the first valid value in mosaic order.
+
+    A pass finds every still-needed pixel's first item by geometry alone (``_first_owners``: waves of items,
+    each located at once), gathers all those pixels, one read per chunk holding any, and judges them by the one
+    validity rule (``_invalid``). Pixels still lacking a band (holes, a band's own nodata) take it from their
+    next item in another pass. Usually one pass: the cost is a few array passes per wave and one gather, not ~15
+    numpy calls per item.
+    """
+    grids = _small_grids(index, plans.starts[k0:k1], plans.stops[k0:k1], plans.natives[k0:k1])
+    items = [index.items[p] for p in plans.positions[k0:k1].tolist()]
+    names = dict.fromkeys(plans.crs[k0:k1])
+    crs = np.array(plans.crs[k0:k1]) if len(names) > 1 else None
+    need = out.need.reshape(-1)  # (a view: ``out.fill`` updates it)
+    windows = plans.windows[k0:k1]
+    windows = windows[(windows[:, 1] > windows[:, 0]) & (windows[:, 3] > windows[:, 2])]
+    if windows.size == 0:
+        return  # none of them has a pixel centre in the output
+    r0, c0 = windows[:, 0].min(), windows[:, 2].min()
+    rows, cols = np.nonzero(out.need[r0 : windows[:, 1].max(), c0 : windows[:, 3].max()])
+    pixels = (rows + r0) * out.need.shape[1] + (cols + c0)  # the still-needed pixels under any window, sorted
+    fills = np.array([0 if it.nodata is None else it.nodata for it in items], np.float64).astype(out.dtype)
+    kinds: dict[object, int] = {}  # validity kinds: a nodata value (NaN as one), or a mask (None)
+    kind = np.array([kinds.setdefault("nan" if v != v else v, len(kinds)) for v in (it.nodata for it in items)])
+    validity = (kind, [items[int(np.argmax(kind == i))].nodata for i in range(len(kinds))])
+    read = np.zeros(k1 - k0, bool)  # items that filled something
+    tried = np.full(need.size, -1, np.int64)  # per output pixel: the last item read there
+    while pixels.size:
+        # each pixel's first item (after the last one read there): a pass of waves, then one gather for all
+        k, flat, col, row = _first_owners(plans, k0, k1, grids, crs, names, pixels, tried, int(tried[pixels].min()) + 1)
+        if k.size == 0:
+            break
+        if out.data is None:  # FirstMethod keeps the first observation fed, filled or not
+            first = int(k.min())
+            out.start(items[first].nodata if items[first].nodata is not None else 0)
+            read[first] = True
+        order, values, invalid = _gather_small(index, chunks, grids, items, k, col, row, band_names, fills, validity)
+        k, flat = k[order], flat[order]
+        read[k[out.fill(values, invalid, flat)]] = True
+        # pixels still lacking a band (holes, a band's own nodata) take it from their next item: another pass
+        again = need.take(flat)
+        tried[flat] = k
+        pixels = np.sort(flat[again])
+    for i in np.flatnonzero(read).tolist():
+        used.add(items[i], plans.levels[k0 + i])
+
+
+def _first_owners(
+    plans: _Plans,
+    k0: int,
+    k1: int,
+    grids: _SmallGrids,
+    crs: np.ndarray | None,
+    names: dict[str, None],
+    pixels: np.ndarray,
+    tried: np.ndarray,
+    start: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For each of ``pixels`` (sorted flat output positions), the first of the small items ``plans[k0:k1]`` after
+    ``tried`` (per pixel, the last item read there) whose source window holds its centre: (item, pixel, source
+    column, source row on the item-level's grid). Items go in waves (``WAVE``, then twice as many each time),
+    each located at once (``CoordinateMap.locate``) on the pixels no earlier wave owns: later items, often under
+    pixels already owned, are not tested everywhere."""
+    owners = []
+    best = np.empty(tried.size, np.int64)  # scratch: per pixel, its first candidate in a wave
+    owned = np.zeros(tried.size, bool)
+    wave = WAVE
+    while start < k1 - k0 and pixels.size:
+        stop = min(start + wave, k1 - k0)
+        found = []
+        for name in names:
+            cmap = plans.cmaps[name]
+            assert cmap is not None  # small items are mapped
+            sel: slice | np.ndarray = (  # (one CRS: views of the wave's items)
+                slice(start, stop) if crs is None else start + np.flatnonzero(crs[start:stop] == name)
+            )
+            windows = plans.windows[k0:k1][sel]
+            if windows.size:
+                k, flat, col, row = cmap.locate(windows, grids.transforms[sel], grids.sizes[sel], pixels)
+                found.append((k + start if crs is None else np.asarray(sel)[k], flat, col, row))
+        start, wave = stop, 2 * wave
+        if len(found) == 1:
+            k, flat, col, row = found[0]
+        elif found:  # back into the mosaic order (stable: each item's pixels came from one CRS)
+            k, flat, col, row = (np.concatenate(parts) for parts in zip(*found, strict=True))
+            order = np.argsort(k, kind="stable")
+            k, flat, col, row = k[order], flat[order], col[order], row[order]
+        else:
+            continue
+        later = np.flatnonzero(k > tried.take(flat))
+        if later.size < k.size:
+            k, flat, col, row = k[later], flat[later], col[later], row[later]
+        if k.size == 0:
+            continue
+        # candidates are in mosaic order: a pixel's first is its smallest index
+        index = np.arange(k.size)
+        best[flat] = k.size
+        np.minimum.at(best, flat, index)
+        wins = np.flatnonzero(best.take(flat) == index)
+        k, flat = k[wins], flat[wins]
+        owners.append((k, flat, col[wins] + grids.origin[k, 0], row[wins] + grids.origin[k, 1]))
+        owned[flat] = True
+        pixels = pixels[~owned.take(pixels)]
+    if not owners:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty, empty
+    if len(owners) == 1:
+        return owners[0]
+    k, flat, col, row = (np.concatenate(parts) for parts in zip(*owners, strict=True))
+    return k, flat, col, row
+
+
+def _gather_small(
+    index: CollectionIndex,
+    chunks: ChunkReader,
+    grids: _SmallGrids,
+    items: list[ItemView],
+    k: np.ndarray,
+    col: np.ndarray,
+    row: np.ndarray,
+    band_names: list[str],
+    fills: np.ndarray,
+    validity: tuple[np.ndarray, list[float | None]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The stored pixels at (``col``, ``row``) on the grids of items ``k`` (``_small_grids``) and their
+    invalidity (``_invalid``), (bands, n) each, in the order ``order`` (returned first: by chunk): what ``_gather``
+    and ``_invalid`` give item by item, with one read per chunk holding any of the pixels (each pixel's chunk is
+    found among its item's chunks under the request).
+
+    ``fills``: per item, what a pixel in no chunk holds (nodata, or 0); ``validity``: per item its kind, and
+    per kind the nodata value (``None``: a mask)."""
+    n = k.size
+    holder = _holders(grids, k, col, row)  # -1: in no chunk (a gap between chunks): left as filled below
+    key = (holder + 1).astype(np.uint16) if grids.rows.size < 65535 else holder  # (radix sort)
+    order = np.argsort(key, kind="stable")
+    holder, k = holder[order], k[order]
+    held = np.maximum(holder, 0)
+    flat = (row[order] - grids.row_off[held]) * grids.widths[held] + (col[order] - grids.col_off[held])
+    values = np.empty((len(band_names), n), fills.dtype)
+    values[:] = fills[k]
+    kind, nodatas = validity
+    alpha = np.zeros(n, np.uint8) if None in nodatas else None
+    keep: np.ndarray | None = None
+    cuts = (np.flatnonzero(holder[1:] != holder[:-1]) + 1).tolist()
+    for s, e in zip([0, *cuts], [*cuts, n], strict=True):
+        h = int(holder[s])
+        if h >= 0:
+            nodata = items[grids.item[h]].nodata
+            at = slice(s, e)
+            keep = _read_pixels(
+                index, chunks, int(grids.rows[h]), flat[at], band_names, nodata, values, alpha, at, keep
+            )
+    if len(nodatas) == 1:  # one kind of validity (usual): one call
+        return order, values, _invalid(values, alpha if nodatas[0] is None else None, nodatas[0], keep)
+    invalid = np.empty(values.shape, bool)
+    of_pixel = kind[k]
+    for i, nodata in enumerate(nodatas):
+        sel = np.flatnonzero(of_pixel == i)
+        invalid[:, sel] = _invalid(
+            values[:, sel],
+            alpha[sel] if nodata is None and alpha is not None else None,
+            nodata,
+            None if keep is None else keep[:, sel],
+        )
+    return order, values, invalid
+
+
+def _read_pixels(
+    index: CollectionIndex,
+    chunks: ChunkReader,
+    row: int,
+    flat: np.ndarray,
+    band_names: list[str],
+    nodata: float | None,
+    values: np.ndarray,
+    alpha: np.ndarray | None,
+    at: np.ndarray | slice,
+    keep: np.ndarray | None,
+) -> np.ndarray | None:
+    """Pixels ``flat`` (positions in the chunk at index row ``row``) into ``values[:, at]``, with what validity
+    the chunk stores: ``alpha[at]`` (255/0) for mask items, ``keep[:, at]`` for a nodata item's pixels valid
+    although equal to nodata (per-band validity; ``keep`` made on first need and returned). The one chunk read
+    of ``_gather`` and ``_gather_small``; a pixel-level mask of a nodata item is ignored (the value says more)."""
+    h, w = int(index.height[row]), int(index.width[row])
+    relpath = index.chunk_file[row]
+    assert relpath is not None  # every catalog row names its chunk file
+    bands_data, valid = chunks.read(relpath, int(index.batch_index[row]), h, w, band_names)
+    for i, band in enumerate(bands_data):
+        values[i, at] = band.reshape(-1)[flat]
+    if nodata is None:
+        assert alpha is not None  # made for every read holding a mask item
+        alpha[at] = 255 if valid is None else np.where(valid.reshape(-1)[flat], 255, 0)
+    elif valid is not None and valid.ndim == 3:
+        hit = valid.reshape(len(band_names), -1)[:, flat] & (values[:, at] == nodata)
+        if hit.any():
+            keep = np.zeros(values.shape, bool) if keep is None else keep
+            keep[:, at] = hit
+    return keep
 
 
 def _still_needed(plan: _ItemPlan, need: np.ndarray) -> tuple[np.ndarray, np.ndarray, int] | None:
@@ -826,18 +1224,8 @@ def _gather(
             if inside.size:
                 parts.append((k, inside))
     for k, inside in parts:
-        r, c0, r0, h, w = grid.rows[k], grid.col_off[k], grid.row_off[k], grid.heights[k], grid.widths[k]
-        bands_data, valid = chunks.read(index.chunk_file[r], int(index.batch_index[r]), int(h), int(w), band_names)
-        flat = (rows[inside] - r0) * w + (cols[inside] - c0)
-        for i, band in enumerate(bands_data):
-            values[i, inside] = band.reshape(-1)[flat]
-        if alpha is not None:
-            alpha[inside] = 255 if valid is None else np.where(valid.reshape(-1)[flat], 255, 0)
-        elif valid is not None and valid.ndim == 3:  # per-band validity of nodata collisions (see _read_item)
-            hit = valid.reshape(len(band_names), -1)[:, flat] & (values[:, inside] == nodata)
-            if hit.any():
-                keep = np.zeros(values.shape, bool) if keep is None else keep
-                keep[:, inside] = hit
+        flat = (rows[inside] - grid.row_off[k]) * grid.widths[k] + (cols[inside] - grid.col_off[k])
+        keep = _read_pixels(index, chunks, int(grid.rows[k]), flat, band_names, nodata, values, alpha, inside, keep)
     return values, alpha, keep
 
 

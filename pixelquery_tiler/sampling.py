@@ -83,6 +83,49 @@ class CoordinateMap:
         out[~np.any(rows, axis=1)] = 0
         return out
 
+    def locate(
+        self, windows: np.ndarray, transforms: np.ndarray, sizes: np.ndarray, pixels: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """For n source grids, which of the output ``pixels`` (sorted flat positions) have their centre in the
+        grid, as ``sample_nearest`` samples them: (grid number, flat output pixel, source column, source row) per
+        hit, by grid, rows first within a grid.
+
+        ``transforms``: (n, 4) ``a, c, e, f`` of north-up source transforms; ``sizes``: (n, 2) width, height;
+        ``windows``: (n, 4) output rows ``[row0, row1)``, columns ``[col0, col1)`` holding every pixel centre in
+        the grid (``windows``). The ``pixels`` inside each window are found per window row by two binary searches,
+        so the cost follows the pixels still wanted, not the windows' area: many small items under one low-zoom
+        tile are located together, each only where earlier ones left pixels empty.
+        """
+        width = self.xs.shape[1]
+        r0, r1, c0, c1 = windows.T
+        tall = np.where(c1 > c0, np.maximum(r1 - r0, 0), 0)
+        g = np.repeat(np.arange(len(windows)), tall)  # one entry per (window, row)
+        line = (np.repeat(r0 - (np.cumsum(tall) - tall), tall) + np.arange(g.size)) * width
+        lo, hi = np.searchsorted(pixels, np.concatenate([line + c0[g], line + c1[g]])).reshape(2, -1)
+        n = hi - lo
+        k = np.repeat(g, n)
+        flat = pixels[np.repeat(lo - (np.cumsum(n) - n), n) + np.arange(k.size)]
+        xs, ys = self.xs.reshape(-1).take(flat), self.ys.reshape(-1).take(flat)
+        # a coarse test first, on the grids' extents widened by 1e-6 px (more than the nudge and rounding below):
+        # what it rejects is outside, so the exact arithmetic runs on about the hits only
+        a, c, e, f = transforms.T
+        w, h = sizes.T
+        x1, y1 = c + w * a, f + h * e
+        tol = 1e-6 * np.minimum(np.abs(a), np.abs(e))
+        box = np.stack(
+            [np.minimum(c, x1) - tol, np.maximum(c, x1) + tol, np.minimum(f, y1) - tol, np.maximum(f, y1) + tol]
+        )
+        lx, hx, ly, hy = np.repeat(box[:, g], n, axis=1)
+        near = np.flatnonzero((xs >= lx) & (xs <= hx) & (ys >= ly) & (ys <= hy))
+        k, flat, xs, ys = k[near], flat[near], xs[near], ys[near]
+        a, c, e, f, w, h = np.vstack([transforms.T, sizes.T])[:, k]
+        # the arithmetic of ``sample_nearest``, term by term (+ 1e-10: GDAL's nudge); floor(v) >= 0 iff v >= 0 and
+        # floor(v) < n iff v < n for a whole n, so the test needs no floor
+        col = (xs - c) / a + 1e-10
+        row = (ys - f) / e + 1e-10
+        hit = np.flatnonzero((col >= 0) & (col < w) & (row >= 0) & (row < h))
+        return k[hit], flat[hit], np.floor(col[hit]).astype(np.int64), np.floor(row[hit]).astype(np.int64)
+
     def fits(self, src_transform: Affine) -> bool:
         """Whether the interpolation error is within GDAL's tolerance for this source pixel size."""
         return self.error <= MAX_ERROR_PX * min(abs(src_transform.a), abs(src_transform.e))

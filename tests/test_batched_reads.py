@@ -7,6 +7,10 @@
   is a different pixel, not rounding). The items are synthetic: two CRSs, sub-pixel grid offsets, nodata holes
   and one item with a mask instead of nodata, so windows, chunk edges, both validity kinds and the fill order
   all matter.
+- Runs of small items under low-zoom tiles resolved together (``mosaic._fill_small_items``: each pixel's first item
+  located for many items at once, one gather) against the same references, exactly: partial overlaps, holes
+  filled by older items, a band missing alone, a mask item, two nodata values, two CRSs, and overview pixels
+  valid although equal to nodata; and its chunk lookup against testing every chunk.
 - The point sampler behind the time series (``mosaic.sample_pixels``) against a 1 x 1 ``Collection.read`` of the
   native pixel under the point, per item: the same values and masks, exactly.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import io
 import math
+from pathlib import Path
 
 import morecantile
 import numpy as np
@@ -76,9 +81,11 @@ def npy(response) -> tuple[np.ndarray, np.ndarray]:
     return arr[:-1], arr[-1] > 0
 
 
-def per_item_reference(uri: str, t: morecantile.Tile, size: int = 256) -> np.ma.MaskedArray | None:
+def per_item_reference(
+    uri: str, t: morecantile.Tile, size: int = 256, collection: str = "many"
+) -> np.ma.MaskedArray | None:
     """``FirstMethod`` fed with every item's whole nearest warp into tile ``t``, newest first (no batching)."""
-    collection = Warehouse(uri).collection("many")
+    collection = Warehouse(uri).collection(collection)
     view = View.create(collection)
     bounds = tuple(WEB.xy_bounds(t))
     dst = from_bounds(*bounds, size, size)
@@ -185,3 +192,170 @@ def test_pixel_bounds_uses_affine_matmul():
         warnings.simplefilter("error")
         bounds = read_path._pixel_bounds(pixels, transform)
     assert bounds == (120.0, 170.0, 140.0, 190.0)
+
+
+#: many small items (64 px at 30 m) under low-zoom tiles: the batched path that resolves runs of small items
+#: together (``mosaic._fill_small_items``); a few are in EPSG:32632, one has a mask, one another nodata value
+SMALL_COUNT, SMALL_SIZE = 16, 64
+
+
+@pytest.fixture(scope="module")
+def small_items(tmp_path_factory: pytest.TempPathFactory) -> str:
+    root = tmp_path_factory.mktemp("small")
+    rng = np.random.default_rng(5)
+    wh = Warehouse(str(root / "wh"))
+    to_32632 = Transformer.from_crs("EPSG:32633", "EPSG:32632", always_xy=True)
+    for i in range(SMALL_COUNT):
+        # centres within +-2.5 km (items are 1.9 km wide: they overlap each other partially), sub-pixel origins
+        x0, y0 = 403_000 + rng.uniform(-2_500, 2_500), 4_999_000 + rng.uniform(-2_500, 2_500)
+        epsg = 32632 if i % 5 == 3 else 32633
+        if epsg == 32632:
+            x0, y0 = to_32632.transform(x0, y0)
+        nodata = None if i == 6 else 65535 if i == 9 else 0
+        data = rng.integers(1, 20_000, (3, SMALL_SIZE, SMALL_SIZE), dtype=np.uint16)
+        valid = np.ones((3, SMALL_SIZE, SMALL_SIZE), bool)
+        if i < 8:  # the newest items (first in the mosaic) have holes: later items fill them
+            r, c = rng.integers(4, SMALL_SIZE - 28, 2)
+            valid[:, r : r + 24, c : c + 24] = False
+        if i in (1, 4):  # one band missing where the others are valid: the pixel takes it from a later item
+            r, c = rng.integers(4, SMALL_SIZE - 24, 2)
+            valid[1, r : r + 20, c : c + 20] = False
+        path = root / f"small{i}.tif"
+        profile = {"driver": "GTiff", "width": SMALL_SIZE, "height": SMALL_SIZE, "count": 3, "dtype": "uint16"}
+        profile |= {"crs": f"EPSG:{epsg}", "transform": from_origin(x0, y0, 30, 30)}
+        with rasterio.open(path, "w", **profile, nodata=nodata) as dst:
+            if nodata is not None:
+                dst.write(np.where(valid, data, nodata))
+            else:
+                dst.write(data)
+                dst.write_mask(valid.all(axis=0))
+        wh.ingest(str(path), "small", datetime=f"2020-02-{28 - i:02d}", bands=["red", "green", "blue"])
+    return str(root / "wh")
+
+
+def test_small_items_resolved_together_equal_each_items_warp(small_items: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs of small items are resolved together: candidate pixels located for many items at once, the first
+    valid owner per pixel (and per band) in mosaic order, one read per chunk. Exactly ``FirstMethod`` over every
+    item's own whole warp (per band, masks included), and the same pixels and items as the one-by-one path
+    (``_still_needed`` + ``_sample_window``/dense warps, taken when no item counts as small)."""
+    collection = Warehouse(small_items).collection("small")
+    lon, lat = Transformer.from_crs("EPSG:32633", "EPSG:4326", always_xy=True).transform(403_000, 4_999_000)
+    batches: list[int] = []
+    fill_small = read_path._fill_small_items
+
+    def counting(*args, **kwargs):
+        batches.append(args[4] - args[3])  # items in the run
+        return fill_small(*args, **kwargs)
+
+    monkeypatch.setattr(read_path, "_fill_small_items", counting)
+    compared = partial = most_items = 0
+    for z in (9, 10, 11):
+        for dx, dy in ((0, 0), (1, 0), (0, 1), (-1, -1)):
+            centre = WEB.tile(lon, lat, z)
+            t = morecantile.Tile(centre.x + dx, centre.y + dy, z)
+            bounds = tuple(WEB.xy_bounds(t))
+            want = per_item_reference(small_items, t, collection="small")
+            try:
+                got = collection.read(bounds, "EPSG:3857", 256, 256)
+            except NoData:
+                assert want is None or np.ma.getmaskarray(want).all()
+                continue
+            assert want is not None
+            mask = np.ma.getmaskarray(got.data)
+            np.testing.assert_array_equal(mask, np.ma.getmaskarray(want), err_msg=f"mask of tile {t}")
+            np.testing.assert_array_equal(got.data.data[~mask], np.ma.getdata(want)[~mask], err_msg=f"tile {t}")
+            with monkeypatch.context() as one_by_one:
+                one_by_one.setattr(read_path, "DENSE_FRACTION", 10**9)  # no item is small
+                ref = collection.read(bounds, "EPSG:3857", 256, 256)
+            np.testing.assert_array_equal(np.ma.getmaskarray(ref.data), mask)
+            np.testing.assert_array_equal(ref.data.data[~mask], got.data.data[~mask])
+            assert ref.items == got.items and ref.levels == got.levels, f"tile {t}"
+            compared += int((~mask).sum())
+            partial += int((mask.any(axis=0) != mask.all(axis=0)).sum())  # pixels with some bands only
+            most_items = max(most_items, len(got.items))
+    assert batches and max(batches) >= 8, "the small items were not resolved together"
+    # not vacuous: data compared, pixels where bands come from different items or none, many items read
+    assert compared > 20_000 and partial > 0 and most_items >= 8
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        [(0, 0, 4, 4), (0, 4, 4, 3), (4, 0, 3, 4), (4, 4, 3, 3)],  # a grid (as ingest writes them)
+        [(0, 0, 4, 4), (0, 4, 2, 4), (2, 4, 2, 4), (4, 0, 3, 8)],  # rows split differently per column
+        [(0, 0, 4, 4), (0, 6, 4, 2), (5, 0, 2, 8)],  # gaps between chunks
+        [(-3, -2, 3, 5), (0, -2, 4, 5), (0, 3, 4, 2)],  # offsets before the grid's origin chunk
+    ],
+)
+def test_chunk_lookup_equals_testing_every_chunk(chunks: list[tuple[int, int, int, int]]) -> None:
+    """``mosaic._holders`` (keys: the last chunk row, then the last chunk in it, starting at or before a pixel;
+    every chunk of the item where that one does not hold it) finds for every pixel of two items the chunk that
+    holds it, or none, as testing every chunk does. Chunks: (row start, column start, height, width)."""
+    layout = np.array(chunks * 2, np.int64)  # two items with the same layout
+    item = np.repeat([0, 1], len(chunks))
+    row_off, col_off, heights, widths = layout.T
+    count = np.array([len(chunks)] * 2)
+    grids = read_path._SmallGrids(
+        item, np.arange(item.size), col_off, row_off, heights, widths, np.array([0, len(chunks)]), count,
+        np.zeros((2, 4)), np.zeros((2, 2), np.int64), np.zeros((2, 2), np.int64),
+        *read_path._chunk_keys(item, col_off, row_off, 2),
+    )  # fmt: skip
+    assert grids.row_keys is not None
+    rows, cols = np.mgrid[-4:9, -3:10]
+    k = np.repeat([0, 1], rows.size)
+    row, col = np.tile(rows.ravel(), 2), np.tile(cols.ravel(), 2)
+    inside = (
+        (item[None] == k[:, None])
+        & (row_off[None] <= row[:, None]) & (row[:, None] < (row_off + heights)[None])
+        & (col_off[None] <= col[:, None]) & (col[:, None] < (col_off + widths)[None])
+    )  # fmt: skip
+    want = np.where(inside.any(axis=1), inside.argmax(axis=1), -1)
+    np.testing.assert_array_equal(read_path._holders(grids, k, col, row), want)
+
+
+def test_small_items_keep_overview_pixels_equal_to_nodata(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small items resolved together keep a valid overview pixel whose value equals nodata (per-band validity,
+    ``keep``), exactly as the per-item warp does (``pixel_selection=highest``; both selections agree here, the newer
+    item's 700 being above everything of the older one). int16, nodata -1, 400 x 100 px items in EPSG:4326 read at
+    level 1 into a 1024 px EPSG:3857 output, where each is a small part of it: the older item's band 0 is a -2/0
+    checkerboard (every level-1 average a valid -1), its band 1 nodata on the left half; the newer item is 700
+    except a 40 px nodata hole."""
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    from pixelquery_tiler.reader import PixelQueryReader
+
+    res, w, h = 0.0001, 400, 100
+    profile = {"driver": "GTiff", "width": w, "height": h, "count": 2, "dtype": "int16", "nodata": -1}
+    older = np.where((np.indices((h, w)).sum(axis=0) % 2) == 0, -2, 0).astype(np.int16)[None].repeat(2, axis=0)
+    older[1, :, : w // 2], older[1, :, w // 2 :] = -1, 500
+    newer = np.full((2, h, w), 700, np.int16)
+    newer[:, 30:70, 180:220] = -1
+    wh = Warehouse(str(tmp_path / "wh"))
+    for name, data, when in (("older", older, "2020-01-01"), ("newer", newer, "2020-02-01")):
+        path = tmp_path / f"{name}.tif"
+        with rasterio.open(path, "w", crs="EPSG:4326", transform=Affine(res, 0, 10, 0, -res, 1), **profile) as dst:
+            dst.write(data)
+        wh.ingest(str(path), "c", product="generic", datetime=f"{when}T00:00:00Z")
+    col = wh.collection("c")
+    half, cx, cy = 1024 * res, 10 + w * res / 2, 1 - h * res / 2  # 1024 output pixels of level 1 (2 * res)
+    bbox = (cx - half, cy - half, cx + half, cy + half)
+    merc = CRS.from_epsg(3857)
+    batches: list[int] = []
+    fill_small = read_path._fill_small_items
+
+    def counting(*args, **kwargs):
+        batches.append(args[4] - args[3])  # items in the run
+        return fill_small(*args, **kwargs)
+
+    monkeypatch.setattr(read_path, "_fill_small_items", counting)
+    batched = PixelQueryReader(col, pixel_selection="first").part(bbox, dst_crs=merc, width=1024, height=1024)
+    assert batches == [2], "the two small items were not resolved together"
+    per_item = PixelQueryReader(col, pixel_selection="highest").part(bbox, dst_crs=merc, width=1024, height=1024)
+    assert set(batched.metadata["levels"].values()) == {1} and len(batched.metadata["items"]) == 2
+    mine, ref = batched.array, per_item.array
+    np.testing.assert_array_equal(np.ma.getmaskarray(mine), np.ma.getmaskarray(ref))
+    np.testing.assert_array_equal(mine.data[~mine.mask], ref.data[~ref.mask])
+    band0 = np.ma.compressed(mine[0])
+    assert (band0 == -1).sum() > 50 and set(np.unique(band0)) == {-1, 700}  # the hole: collisions, all valid
+    assert set(np.unique(np.ma.compressed(mine[1]))) == {500, 700}
