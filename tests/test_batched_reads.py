@@ -316,7 +316,7 @@ def test_chunk_lookup_equals_testing_every_chunk(chunks: list[tuple[int, int, in
 def test_small_items_keep_overview_pixels_equal_to_nodata(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Small items resolved together keep a valid overview pixel whose value equals nodata (per-band validity,
     ``keep``), exactly as the per-item warp does (``pixel_selection=highest``; both selections agree here, the newer
-    item's 700 being above everything of the older one). int16, nodata -1, 400 x 100 px items in EPSG:4326 read at
+    item's 700 being above everything of the older one). int16, nodata -1, 600 x 100 px items in EPSG:4326 read at
     level 1 into a 1024 px EPSG:3857 output, where each is a small part of it: the older item's band 0 is a -2/0
     checkerboard (every level-1 average a valid -1), its band 1 nodata on the left half; the newer item is 700
     except a 40 px nodata hole."""
@@ -325,12 +325,12 @@ def test_small_items_keep_overview_pixels_equal_to_nodata(tmp_path: Path, monkey
 
     from pixelquery_tiler.reader import PixelQueryReader
 
-    res, w, h = 0.0001, 400, 100
+    res, w, h = 0.0001, 600, 100  # > 512 px wide, so the items have a level 1 (grid.overview_count)
     profile = {"driver": "GTiff", "width": w, "height": h, "count": 2, "dtype": "int16", "nodata": -1}
     older = np.where((np.indices((h, w)).sum(axis=0) % 2) == 0, -2, 0).astype(np.int16)[None].repeat(2, axis=0)
     older[1, :, : w // 2], older[1, :, w // 2 :] = -1, 500
     newer = np.full((2, h, w), 700, np.int16)
-    newer[:, 30:70, 180:220] = -1
+    newer[:, 30:70, 280:320] = -1
     wh = Warehouse(str(tmp_path / "wh"))
     for name, data, when in (("older", older, "2020-01-01"), ("newer", newer, "2020-02-01")):
         path = tmp_path / f"{name}.tif"
