@@ -190,12 +190,15 @@ def grid_for(crs: CRS, res: float | None = None) -> StorageGrid:
     return StorageGrid(crs=crs, chunk_size=size, base_zoom=zoom)
 
 
-def overview_count(width: int, height: int, target: int = 512) -> int:
-    """How many 2x overview levels until the whole raster fits in ``target`` pixels on its long side.
+def overview_count(width: int, height: int, target: int = 256, one_block: int = 512) -> int:
+    """How many 2x overview levels: none for a raster that fits in ``one_block`` px on its long side, else as
+    many as it takes to fit in ``target`` px.
 
-    512, rio-cogeo's block size, after which it stops making overviews too: reading a <= 512 px level for a
-    zoomed-out tile costs little, while a 256 px level cost a small file a quarter of its bytes (a 485 x 373
-    RGB: 0.63 MB of chunks vs its 0.48 MB COG, 1.15x once the level went; see benchmarks/README.md "Storage").
+    Two measured costs decide it (benchmarks/README.md, "Round 4 (issue 10)"). A raster of at most 512 px, one
+    rio-cogeo block (its COG has no overview either), is cheap to read whole for a zoomed-out tile, while a 256 px
+    level was a quarter of its bytes (a 485 x 373 RGB: 0.63 MB of chunks vs its 0.48 MB COG; 0.50 MB without).
+    Larger rasters keep levels down to 256 px: a z6 tile over 100 items of 1024 px read their 120 m level in
+    1.87-1.97x a native tile, their 60 m one (levels stopped at 512 px) in 2.03-2.09x.
     """
     longest = max(width, height)
-    return max(0, math.ceil(math.log2(longest / target))) if longest > target else 0
+    return math.ceil(math.log2(longest / target)) if longest > one_block else 0

@@ -179,7 +179,7 @@ def _write(path: Path, data: np.ndarray, nodata: float | None, transform: Affine
 
 def test_overview_pixel_equal_to_nodata_stays_valid(tmp_path: Path) -> None:
     """-1 and 1 average to 0 = nodata: the overview chunk keeps that pixel valid in its mask column."""
-    data = np.tile(np.array([[-1, 1], [1, -1]], np.int16), (300, 300))[None]  # > 512 px: one overview
+    data = np.tile(np.array([[-1, 1], [1, -1]], np.int16), (300, 300))[None]  # > 512 px: it has overviews
     path = _write(tmp_path / "zero_mean.tif", data, 0, Affine(10, 0, 300000, 0, -10, 5000000))
     wh = Warehouse(str(tmp_path / "wh"))
     wh.ingest(str(path), "z", product="generic-single", datetime="2020-01-01T00:00:00Z")
