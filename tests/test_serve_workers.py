@@ -5,6 +5,7 @@
 - SIGTERM or SIGINT to the master stops it and every worker, and frees the port;
 - a SIGKILLed worker is replaced, and the server answers throughout and afterwards on both workers;
 - a second server on the same port is refused with one line (``SO_REUSEPORT`` must not let it join);
+- workers start with ``MALLOC_ARENA_MAX=2`` unless the environment sets it;
 - ``--workers 1`` is one process, as before.
 
 A worker is identified from outside: the master's child process that listens on the server's port.
@@ -32,8 +33,9 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO
 ORIGIN = "https://maps.example.org"
 #: connections opened at once, as a load generator or proxy does (all on one worker: 2 * 2**-16 by chance)
 CONNECTIONS = 16
-#: long enough that no connection is closed for slow headers while the test inspects it on a busy machine
-ENV = {"PIXELQUERY_HEADER_TIMEOUT": "300"}
+#: long enough that no connection is closed for slow headers while the test inspects it on a busy machine; and
+#: no MALLOC_ARENA_MAX from the test's own environment
+ENV: dict[str, str | None] = {"PIXELQUERY_HEADER_TIMEOUT": "300", "MALLOC_ARENA_MAX": None}
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +45,9 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "wh"
 
 
-def serve(warehouse: Path, tmp_path: Path, workers: int) -> servers.ServerProcess:
+def serve(warehouse: Path, tmp_path: Path, workers: int, **env: str) -> servers.ServerProcess:
     args = [warehouse, "--workers", str(workers), "--log-level", "info", "--cors-origins", ORIGIN]
-    return servers.start(servers.serve_command(*args), tmp_path / "server.log", env=ENV, ready="/healthz")
+    return servers.start(servers.serve_command(*args), tmp_path / "server.log", env={**ENV, **env}, ready="/healthz")
 
 
 @pytest.fixture()
@@ -122,6 +124,7 @@ def test_keep_alive_connections_are_spread_over_the_workers(two_workers: servers
     assert len(pids) == 2
     per_worker = spread(two_workers, pids)
     assert all(n > 0 for n in per_worker.values()), per_worker  # shared socket: {a: 16, b: 0}
+    assert {psutil.Process(pid).environ().get("MALLOC_ARENA_MAX") for pid in pids} == {"2"}
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -141,14 +144,19 @@ def test_a_killed_worker_is_replaced_and_the_server_keeps_answering(two_workers:
     first = set(listeners(two_workers))
     victim = min(first)
     os.kill(victim, signal.SIGKILL)
-    while psutil.pid_exists(victim) and psutil.Process(victim).status() != psutil.STATUS_ZOMBIE:
+    # gone once the master has reaped it, which waits for all its threads: until then its socket may still
+    # take (and, closing, reset) a connection, as a killed worker's own connections are lost
+    deadline = time.monotonic() + 60
+    while psutil.pid_exists(victim) and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert not psutil.pid_exists(victim)
     for _ in range(10):  # while it is being replaced: the survivor answers every new connection
         status, _, _ = servers.http_get(two_workers.url + "/healthz", timeout=60)
         assert status == 200
     [replacement] = wait_for_workers(two_workers, 1, exclude=first)
     now = set(listeners(two_workers))
     assert now == (first - {victim}) | {replacement}
+    assert psutil.Process(replacement).environ().get("MALLOC_ARENA_MAX") == "2"
     per_worker = spread(two_workers, now)
     assert all(n > 0 for n in per_worker.values()), per_worker  # the replacement has a socket of its own
 
@@ -158,6 +166,15 @@ def test_a_second_server_on_the_same_port_is_refused(two_workers: servers.Server
     assert proc.returncode != 0
     [line] = proc.stderr.strip().splitlines()
     assert f"{servers.HOST}:{two_workers.port}" in line and "--port" in line
+
+
+def test_the_environment_overrides_the_workers_malloc_arena_max(warehouse: Path, tmp_path: Path) -> None:
+    server = serve(warehouse, tmp_path, 2, MALLOC_ARENA_MAX="4")
+    try:
+        pids = wait_for_workers(server, 2)
+        assert {psutil.Process(pid).environ().get("MALLOC_ARENA_MAX") for pid in pids} == {"4"}
+    finally:
+        server.stop()
 
 
 def test_one_worker_is_one_process(warehouse: Path, tmp_path: Path) -> None:
