@@ -87,20 +87,22 @@ def wait_for_workers(server: servers.ServerProcess, count: int, exclude: set[int
     raise AssertionError(f"{count} workers not listening: {listeners(server)}\n{servers.log_tail(server.log_path)}")
 
 
-def established(pid: int, port: int) -> int:
-    """Connections to ``port`` accepted by process ``pid``."""
+def accepted(pid: int, port: int, clients: set[int]) -> int:
+    """How many of the connections from the local ports ``clients`` to ``port`` process ``pid`` has accepted
+    (others, e.g. a closing readiness check, do not count)."""
     conns = psutil.Process(pid).net_connections()
-    return sum(c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port for c in conns)
+    return sum(bool(c.raddr) and c.laddr.port == port and c.raddr.port in clients for c in conns)
 
 
 def spread(server: servers.ServerProcess, pids: set[int]) -> dict[int, int]:
     """Open CONNECTIONS keep-alive connections at once, then one request on each (all must answer 200 with the
     configured CORS origin: every worker runs the app the options describe); how many each process accepted."""
     socks = [socket.create_connection((servers.HOST, server.port), timeout=60) for _ in range(CONNECTIONS)]
+    clients = {sock.getsockname()[1] for sock in socks}
     try:
         deadline = time.monotonic() + 60
         while True:  # wait until the workers have accepted them all (a connection not accepted yet has no owner)
-            per_pid = {pid: established(pid, server.port) for pid in pids}
+            per_pid = {pid: accepted(pid, server.port, clients) for pid in pids}
             if sum(per_pid.values()) >= CONNECTIONS or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
