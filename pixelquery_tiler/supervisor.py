@@ -14,7 +14,9 @@ socket comes from: a fresh one per worker instead of the shared one. The worker 
 once its app has started, so a starting or restarting worker receives no connections; the master closes its
 copy once the worker has its own, so a dead worker's socket leaves the group with it. The master keeps one
 socket bound (never listening: it takes no connections) for its whole life, so the port stays reserved while
-workers come and go. Elsewhere (one worker, or no ``SO_REUSEPORT`` load balancing) ``uvicorn.run`` as usual.
+workers come and go. The price: connections queued on a worker's socket at the instant the worker is killed
+are reset with it (a shared socket would leave them to another worker). Elsewhere (one worker, or a platform
+whose ``SO_REUSEPORT`` does not balance) ``uvicorn.run`` as usual.
 
 Workers also start with ``MALLOC_ARENA_MAX`` (:data:`WORKER_MALLOC_ARENA_MAX`) unless the environment sets it.
 """
@@ -40,14 +42,15 @@ HTTP_PROTOCOL = "pixelquery_tiler.server:HeaderTimeoutProtocol"
 #: glibc malloc arenas per worker process, unless ``MALLOC_ARENA_MAX`` is already in the environment (which
 #: overrides it; 0 leaves glibc's default, 8 per core). Each thread of a worker's threadpool (20-40 at 32
 #: connections) may get an arena of its own and memory freed in an arena stays with it, so a worker's RSS kept
-#: growing slowly under load (472 -> 521 MB anonymous over a 10-minute soak). With 2 arenas, in 3-minute soaks at 32
-#: connections: ~80 MB less anonymous memory per worker, growth from minute 0.5 to 3 about +10 MB instead of
-#: +20-40, the same throughput (``benchmarks/README.md``, "Soak").
+#: growing slowly under load (472 -> 521 MB anonymous over a 10-minute soak). With 2 arenas, in alternating 3-minute
+#: soaks at 32 connections: ~80 MB less anonymous memory per worker, growth from minute 0.5 to 3 of +6 to +19 MB
+#: instead of +16 to +53, no throughput cost above the run-to-run noise; a 10-minute soak stayed flat at 349-375 MB
+#: (``benchmarks/README.md``, "Soak").
 WORKER_MALLOC_ARENA_MAX = "2"
 
 
 def reuse_port_balances() -> bool:
-    """Whether the kernel spreads connections over ``SO_REUSEPORT`` sockets (Linux; BSDs and macOS do not)."""
+    """Whether the kernel spreads connections over ``SO_REUSEPORT`` sockets (Linux; macOS gives them to one)."""
     return sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
 
 
