@@ -477,7 +477,8 @@ def free_port() -> int:
 
 
 def serve_command(uri: str, port: int) -> list[str]:
-    """Our server as measured: ``pixelquery-tiler serve`` with 2 uvicorn workers, access logs off."""
+    """Our server as measured: ``pixelquery-tiler serve`` with 2 workers (one ``SO_REUSEPORT`` socket each on
+    Linux), access logs off."""
     cmd = [sys.executable, "-m", "pixelquery_tiler", "serve", uri, "--host", "127.0.0.1", "--port", str(port)]
     return [*cmd, "--workers", "2", "--log-level", "warning"]
 
@@ -619,13 +620,18 @@ def bench_http(
     seconds: float,
     workdir: Path,
     loader: str = "auto",
+    server_env: dict[str, str] | None = None,
 ) -> None:
-    """Both servers under load, one after the other (2 uvicorn workers each, access logs off on both)."""
+    """Both servers under load, one after the other (2 workers each, access logs off on both).
+
+    TiTiler runs as its users run it, ``uvicorn --workers 2``: one listening socket shared by the workers, so
+    keep-alive connections may all land on one; ours is ``serve --workers 2``, one socket per worker. The CPU
+    seconds per process show the balance each got."""
     import shutil
 
     use_wrk = loader == "wrk" or (loader == "auto" and shutil.which("wrk") is not None)
     ours_port, their_port = free_port(), free_port()
-    ours = start(serve_command(uri, ours_port), ours_port)
+    ours = start(serve_command(uri, ours_port), ours_port, server_env)
     theirs = start(
         [
             sys.executable,
@@ -671,7 +677,7 @@ def bench_http(
             cpu1 = process_tree_cpu(proc.pid)
             used = {p: cpu1[p] - cpu0.get(p, 0.0) for p in cpu1}
             r["cpu_ms"] = sum(used.values()) / max(1, r["requests"]) * 1000
-            # uvicorn's workers share one listening socket: wrk's 8 keep-alive connections may all land on one
+            # TiTiler's uvicorn workers share one listening socket: wrk's keep-alive connections may all land on one
             r["split"] = "/".join(f"{v:.1f}" for v in sorted(used.values(), reverse=True) if v >= 0.05)
             results[label] = r
     finally:
@@ -685,7 +691,8 @@ def bench_http(
         else f"asyncio/httpx loader in the benchmark process (wrk not found), {requests} requests"
     )
     print(
-        f"through uvicorn (2 workers each, concurrency {concurrency}; load: {how}; "
+        f"through uvicorn (2 workers each: ours one socket per worker, TiTiler `uvicorn --workers 2` with its shared "
+        f"socket; concurrency {concurrency}; load: {how}; "
         f"requests ours {o['requests']}, titiler {t['requests']}; errors ours {o['errors']}, titiler {t['errors']}; "
         f"404 no data ours {o.get('not_found', 0)}, titiler {t.get('not_found', 0)}):"
     )
@@ -763,7 +770,13 @@ def bench_many_items(uri: str, collections: dict[str, str], workdir: Path, count
 
 
 def bench_soak(
-    uri: str, collections: dict[str, str], tiles: list, seconds: float, concurrency: int, workdir: Path
+    uri: str,
+    collections: dict[str, str],
+    tiles: list,
+    seconds: float,
+    concurrency: int,
+    workdir: Path,
+    server_env: dict[str, str] | None = None,
 ) -> None:
     """Our server alone under one wrk run at ``concurrency`` for ``seconds``: errors, p50/p99, and the RSS of the
     master and each worker sampled every ``seconds / 20`` (anonymous memory and file-backed pages apart: mapped
@@ -771,7 +784,7 @@ def bench_soak(
     import threading
 
     port = free_port()
-    proc = start(serve_command(uri, port), port)
+    proc = start(serve_command(uri, port), port, server_env)
     samples: list[tuple[float, list[tuple[int, int]]]] = []
     try:
         bidx = {name: "".join(f"&bidx={i}" for i in render_indexes(name) or ()) for name in collections}
@@ -790,22 +803,27 @@ def bench_soak(
                 done.set()
 
         started = time.monotonic()
+        cpu0 = process_tree_cpu(proc.pid)
         samples.append((0.0, process_tree_rss(proc.pid)))
         threading.Thread(target=run, daemon=True).start()
         while not done.wait(seconds / 20):
             samples.append((time.monotonic() - started, process_tree_rss(proc.pid)))
         samples.append((time.monotonic() - started, process_tree_rss(proc.pid)))
+        cpu1 = process_tree_cpu(proc.pid)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
     if not result:
         raise RuntimeError("wrk failed")
     print(
-        f"soak: wrk -t1 -c{concurrency} -d{round(seconds)}s over {len(set(paths))} tiles, 2 workers: "
+        f"soak: wrk -t1 -c{concurrency} -d{round(seconds)}s over {len(set(paths))} tiles, 2 workers"
+        f"{''.join(f', {k}={v}' for k, v in (server_env or {}).items())}: "
         f"{result['requests']} requests, {result['requests'] / result['elapsed']:.1f}/s, errors {result['errors']} "
         f"(404 no data: {result['not_found']}), "
         f"p50 {result['p50']:.1f} ms, p95 {result['p95']:.1f} ms, p99 {result['p99']:.1f} ms"
     )
+    used = sorted((cpu1[p] - cpu0.get(p, 0.0) for p in cpu1), reverse=True)
+    print("soak CPU seconds per server process (busiest first): " + "/".join(f"{v:.1f}" for v in used if v >= 0.05))
     print("soak RSS MB per process, anonymous+file-backed (master, workers...):")
     for t, rss in samples:
         total = sum(a + f for a, f in rss[1:])
@@ -874,7 +892,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="run only the low-zoom many-items case (ingests the anchor scene and the synthetic items, nothing else)",
     )
     parser.add_argument("--http-only", action="store_true", help="only the uvicorn comparison and the soak")
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="environment of our server (comparison and soak), e.g. MALLOC_ARENA_MAX=2 (repeatable)",
+    )
     args = parser.parse_args(argv)
+    server_env = dict(item.split("=", 1) for item in args.server_env)
     if args.quick:
         args.tiles, args.requests, args.index_rows, args.rss_tiles, args.http_seconds = 24, 64, 100_000, 200, 5
     warnings.simplefilter("ignore")
@@ -902,11 +928,20 @@ def main(argv: Sequence[str] | None = None) -> None:
             print()
         if not args.no_http:
             bench_http(
-                uri, collections, cogs, tiles, args.requests, args.concurrency, args.http_seconds, workdir, args.loader
+                uri,
+                collections,
+                cogs,
+                tiles,
+                args.requests,
+                args.concurrency,
+                args.http_seconds,
+                workdir,
+                args.loader,
+                server_env,
             )
             print()
         if args.soak_seconds:
-            bench_soak(uri, collections, tiles, args.soak_seconds, args.soak_concurrency, workdir)
+            bench_soak(uri, collections, tiles, args.soak_seconds, args.soak_concurrency, workdir, server_env)
             print()
         if not args.http_only:
             bench_rss(uri, collections, tiles, args.rss_tiles)

@@ -197,8 +197,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """``serve``: the tile server and STAC API, after checking the warehouse and options (one-line errors)."""
-    import uvicorn
-
+    from . import supervisor
     from .fileio import normalize_uri
 
     uri = normalize_uri(args.warehouse)
@@ -207,17 +206,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _check_serve_warehouse(args, uri, settings.catalog_uri)
     # workers re-create the app from the environment (uvicorn factory): the one Settings travels through it
     os.environ.update(settings.to_env())
-    uvicorn.run(
-        "pixelquery_tiler.app:app_from_env",
-        factory=True,
+    supervisor.run(
         host=args.host,
         port=args.port,
         workers=args.workers,
         log_level=args.log_level,
-        # uvicorn restarts a worker that misses a 5 s health ping; app start-up (imports, first index) and
-        # CPU-bound tiles on a small machine can exceed that, so allow more before declaring it dead
-        timeout_worker_healthcheck=args.worker_healthcheck_timeout,
-        http="pixelquery_tiler.server:HeaderTimeoutProtocol",  # closes connections that send headers too slowly
+        healthcheck_timeout=args.worker_healthcheck_timeout,
     )
     return 0
 
@@ -405,7 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("warehouse", metavar="WAREHOUSE", help=WAREHOUSE_HELP)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     p.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
-    p.add_argument("--workers", type=int, default=1, help="server processes (uvicorn workers)")
+    p.add_argument(
+        "--workers", type=int, default=1, help="server processes (uvicorn workers; on Linux each has its own socket)"
+    )
     p.add_argument("--log-level", default="info", help="uvicorn log level (debug, info, warning, error)")
     p.add_argument(
         "--worker-healthcheck-timeout", type=int, default=60, help="seconds before a silent worker is restarted"
