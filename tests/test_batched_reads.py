@@ -36,6 +36,7 @@ from pixelquery_tiler.crs import transform_bounds
 from pixelquery_tiler.errors import NoData
 from pixelquery_tiler.mosaic import sample_pixels
 from pixelquery_tiler.view import View
+from warehouse_fixtures import nodata_collision_pair
 
 WEB = morecantile.tms.get("WebMercatorQuad")
 #: (EPSG, x0, y0, nodata or None for a mask, date) of each item; all overlap around 15.2 E, 45.1 N
@@ -233,13 +234,8 @@ def small_items(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(root / "wh")
 
 
-def test_small_items_resolved_together_equal_each_items_warp(small_items: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Runs of small items are resolved together: candidate pixels located for many items at once, the first
-    valid owner per pixel (and per band) in mosaic order, one read per chunk. Exactly ``FirstMethod`` over every
-    item's own whole warp (per band, masks included), and the same pixels and items as the one-by-one path
-    (``_still_needed`` + ``_sample_window``/dense warps, taken when no item counts as small)."""
-    collection = Warehouse(small_items).collection("small")
-    lon, lat = Transformer.from_crs("EPSG:32633", "EPSG:4326", always_xy=True).transform(403_000, 4_999_000)
+def count_small_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of items in each run ``mosaic._fill_small_items`` resolves together, in call order."""
     batches: list[int] = []
     fill_small = read_path._fill_small_items
 
@@ -248,6 +244,17 @@ def test_small_items_resolved_together_equal_each_items_warp(small_items: str, m
         return fill_small(*args, **kwargs)
 
     monkeypatch.setattr(read_path, "_fill_small_items", counting)
+    return batches
+
+
+def test_small_items_resolved_together_equal_each_items_warp(small_items: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs of small items are resolved together: candidate pixels located for many items at once, the first
+    valid owner per pixel (and per band) in mosaic order, one read per chunk. Exactly ``FirstMethod`` over every
+    item's own whole warp (per band, masks included), and the same pixels and items as the one-by-one path
+    (``_still_needed`` + ``_sample_window``/dense warps, taken when no item counts as small)."""
+    collection = Warehouse(small_items).collection("small")
+    lon, lat = Transformer.from_crs("EPSG:32633", "EPSG:4326", always_xy=True).transform(403_000, 4_999_000)
+    batches = count_small_runs(monkeypatch)
     compared = partial = most_items = 0
     for z in (9, 10, 11):
         for dx, dy in ((0, 0), (1, 0), (0, 1), (-1, -1)):
@@ -320,35 +327,13 @@ def test_small_items_keep_overview_pixels_equal_to_nodata(tmp_path: Path, monkey
     level 1 into a 1024 px EPSG:3857 output, where each is a small part of it: the older item's band 0 is a -2/0
     checkerboard (every level-1 average a valid -1), its band 1 nodata on the left half; the newer item is 700
     except a 40 px nodata hole."""
-    from affine import Affine
     from rasterio.crs import CRS
 
     from pixelquery_tiler.reader import PixelQueryReader
 
-    res, w, h = 0.0001, 600, 100  # > 512 px wide, so the items have a level 1 (grid.overview_count)
-    profile = {"driver": "GTiff", "width": w, "height": h, "count": 2, "dtype": "int16", "nodata": -1}
-    older = np.where((np.indices((h, w)).sum(axis=0) % 2) == 0, -2, 0).astype(np.int16)[None].repeat(2, axis=0)
-    older[1, :, : w // 2], older[1, :, w // 2 :] = -1, 500
-    newer = np.full((2, h, w), 700, np.int16)
-    newer[:, 30:70, 280:320] = -1
-    wh = Warehouse(str(tmp_path / "wh"))
-    for name, data, when in (("older", older, "2020-01-01"), ("newer", newer, "2020-02-01")):
-        path = tmp_path / f"{name}.tif"
-        with rasterio.open(path, "w", crs="EPSG:4326", transform=Affine(res, 0, 10, 0, -res, 1), **profile) as dst:
-            dst.write(data)
-        wh.ingest(str(path), "c", product="generic", datetime=f"{when}T00:00:00Z")
-    col = wh.collection("c")
-    half, cx, cy = 1024 * res, 10 + w * res / 2, 1 - h * res / 2  # 1024 output pixels of level 1 (2 * res)
-    bbox = (cx - half, cy - half, cx + half, cy + half)
+    col, bbox = nodata_collision_pair(tmp_path, 100, 600, (slice(30, 70), slice(280, 320)))
     merc = CRS.from_epsg(3857)
-    batches: list[int] = []
-    fill_small = read_path._fill_small_items
-
-    def counting(*args, **kwargs):
-        batches.append(args[4] - args[3])  # items in the run
-        return fill_small(*args, **kwargs)
-
-    monkeypatch.setattr(read_path, "_fill_small_items", counting)
+    batches = count_small_runs(monkeypatch)
     batched = PixelQueryReader(col, pixel_selection="first").part(bbox, dst_crs=merc, width=1024, height=1024)
     assert batches == [2], "the two small items were not resolved together"
     per_item = PixelQueryReader(col, pixel_selection="highest").part(bbox, dst_crs=merc, width=1024, height=1024)

@@ -44,6 +44,7 @@ from pixelquery_tiler.profiles import BandSpec, get_profile
 from pixelquery_tiler.reader import PixelQueryReader
 from servers import RangeHandler, http_server
 from synth_rasters import write_global_grid, write_scene
+from warehouse_fixtures import nodata_collision_pair
 
 PER_BAND_NODATA = {"vrt_options": {"UNIFIED_SRC_NODATA": "NO"}}
 WGS84 = CRS.from_epsg(4326)
@@ -286,25 +287,12 @@ def test_nodata_collision_stays_valid_in_the_batched_mosaic(tmp_path: Path, monk
     the same answer, the newer item's 700 being above everything of the older one).
 
     int16, nodata -1, EPSG:4326 read into a 1024 px EPSG:3857 output at level 1. The older item's band 0 is a
-    -2/0 checkerboard, so every level-1 average is a valid -1; its band 1 is nodata on the upper half. The newer
-    item is 700 except a 40 px nodata hole that straddles that half. Exact equality: both paths pick the same
-    nearest source pixels.
+    -2/0 checkerboard, so every level-1 average is a valid -1; its band 1 is nodata on the left half. The newer
+    item is 700 except a 40 px nodata hole that straddles that half (``nodata_collision_pair``). Exact equality:
+    both paths pick the same nearest source pixels.
     """
-    res, n, w = 0.0001, 400, 600  # 600 > 512 px, so it has a level 1; 300 x 200 px of the output: gathered
-    profile = {"driver": "GTiff", "width": w, "height": n, "count": 2, "dtype": "int16", "nodata": -1}
-    older = np.where((np.indices((n, w)).sum(axis=0) % 2) == 0, -2, 0).astype(np.int16)[None].repeat(2, axis=0)
-    older[1, : n // 2], older[1, n // 2 :] = -1, 500
-    newer = np.full((2, n, w), 700, np.int16)
-    newer[:, 180:220, 280:320] = -1
-    wh = Warehouse(str(tmp_path / "wh"))
-    for name, data, when in (("older", older, "2020-01-01"), ("newer", newer, "2020-02-01")):
-        path = tmp_path / f"{name}.tif"
-        with rasterio.open(path, "w", crs="EPSG:4326", transform=Affine(res, 0, 10, 0, -res, 1), **profile) as dst:
-            dst.write(data)
-        wh.ingest(str(path), "c", product="generic", datetime=f"{when}T00:00:00Z")
-    col = wh.collection("c")
-    half, cx, cy = 1024 * res, 10 + w * res / 2, 1 - n * res / 2  # 1024 output pixels of level 1 (2 * res)
-    bbox = (cx - half, cy - half, cx + half, cy + half)
+    # 600 > 512 px, so the items have a level 1; 300 x 200 px of the output each: gathered
+    col, bbox = nodata_collision_pair(tmp_path, 400, 600, (slice(180, 220), slice(280, 320)))
     merc = CRS.from_epsg(3857)
 
     gathered: list[int] = []

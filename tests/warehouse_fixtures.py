@@ -99,6 +99,34 @@ def write_geotiff(
     return path
 
 
+def nodata_collision_pair(root: Path, height: int, width: int, hole: tuple[slice, slice]):
+    """Two int16 items (nodata -1, EPSG:4326 at 0.0001 deg) whose level-1 averages collide with nodata, and the bbox
+    of a 1024 px output at level 1 (2 x 0.0001 deg) centred on them: ``(collection, bbox)``.
+
+    The older item's band 0 is a -2/0 checkerboard, so every level-1 average is a valid -1; its band 1 is nodata
+    on the left half and 500 on the right. The newer item is 700 except a nodata ``hole`` (rows, columns); a hole
+    across the middle column shows older pixels of both kinds through it. Pick ``width`` > 512 px so the items
+    have a level 1 (``grid.overview_count``).
+    """
+    from pixelquery_tiler import Warehouse
+
+    res = 0.0001
+    profile = {"driver": "GTiff", "width": width, "height": height, "count": 2, "dtype": "int16", "nodata": -1}
+    checker = (np.indices((height, width)).sum(axis=0) % 2) == 0
+    older = np.where(checker, -2, 0).astype(np.int16)[None].repeat(2, axis=0)
+    older[1, :, : width // 2], older[1, :, width // 2 :] = -1, 500
+    newer = np.full((2, height, width), 700, np.int16)
+    newer[:, hole[0], hole[1]] = -1
+    wh = Warehouse(str(root / "wh"))
+    for name, data, when in (("older", older, "2020-01-01"), ("newer", newer, "2020-02-01")):
+        path = root / f"{name}.tif"
+        with rasterio.open(path, "w", crs="EPSG:4326", transform=Affine(res, 0, 10, 0, -res, 1), **profile) as dst:
+            dst.write(data)
+        wh.ingest(str(path), "c", product="generic", datetime=f"{when}T00:00:00Z")
+    half, cx, cy = 1024 * res, 10 + width * res / 2, 1 - height * res / 2
+    return wh.collection("c"), (cx - half, cy - half, cx + half, cy + half)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not shared_rasters():
