@@ -36,6 +36,10 @@ CONNECTIONS = 16
 #: long enough that no connection is closed for slow headers while the test inspects it on a busy machine; and
 #: no MALLOC_ARENA_MAX from the test's own environment
 ENV: dict[str, str | None] = {"PIXELQUERY_HEADER_TIMEOUT": "300", "MALLOC_ARENA_MAX": None}
+#: the master's health ping (``--worker-healthcheck-timeout``, default 60 s): a worker killed while the master
+#: waits for its pong is noticed only when that ping times out (uvicorn keeps the pipe's other end open, so no EOF
+#: comes), so a killed worker is reaped within this plus the 0.5 s supervision loop
+HEALTHCHECK_S = 10
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +51,7 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def serve(warehouse: Path, tmp_path: Path, workers: int, **env: str) -> servers.ServerProcess:
     args = [warehouse, "--workers", str(workers), "--log-level", "info", "--cors-origins", ORIGIN]
+    args += ["--worker-healthcheck-timeout", str(HEALTHCHECK_S)]
     return servers.start(servers.serve_command(*args), tmp_path / "server.log", env={**ENV, **env}, ready="/healthz")
 
 
@@ -147,8 +152,9 @@ def test_a_killed_worker_is_replaced_and_the_server_keeps_answering(two_workers:
     victim = min(first)
     os.kill(victim, signal.SIGKILL)
     # gone once the master has reaped it, which waits for all its threads: until then its socket may still
-    # take (and, closing, reset) a connection, as a killed worker's own connections are lost
-    deadline = time.monotonic() + 60
+    # take (and, closing, reset) a connection, as a killed worker's own connections are lost. Killed during the
+    # master's health ping of it, it is reaped only when that ping times out (HEALTHCHECK_S; seen in CI)
+    deadline = time.monotonic() + HEALTHCHECK_S + 50
     while psutil.pid_exists(victim) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not psutil.pid_exists(victim)
