@@ -707,7 +707,7 @@ def _fill_small_items(
             break
         if out.data is None:  # FirstMethod keeps the first observation fed, filled or not
             first = int(k.min())
-            out.start(items[first].nodata if items[first].nodata is not None else 0)
+            out.start(fills[first])
             read[first] = True
         order, values, invalid = _gather_small(index, chunks, grids, items, k, col, row, band_names, fills, validity)
         k, flat = k[order], flat[order]
